@@ -229,6 +229,8 @@ def serve_once() -> Iterator[Callable[..., OneShot]]:
                 return
             finally:
                 shot.done.set()
+            if not isinstance(shot.result, tuple):
+                return  # a stand-in "authenticator" that handled the socket itself
             sock = shot.result[0]
             try:
                 if handler is not None:

@@ -1,0 +1,64 @@
+"""Authenticators (server side) and the SRP user database.
+
+* :class:`~rpyc_ipy.auth.tls.SSLAuthenticator`: TLS with certificates (stdlib ``ssl``).
+* :class:`~rpyc_ipy.auth.srp.SRPAuthenticator`: TLS-SRP username/password (tlslite-ng).
+* :class:`~rpyc_ipy.auth.userdb.UserDB`: the verifier file SRP logins are checked against.
+* :mod:`rpyc_ipy.auth.base`: the contract every authenticator follows.
+
+Client-side counterparts live in :mod:`rpyc_ipy.transports.tls` and
+:mod:`rpyc_ipy.transports.srp`. Names are imported lazily: importing this package
+does not load tlslite-ng.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from rpyc_ipy.auth.base import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    Authenticator,
+    AuthResult,
+    Credentials,
+    SocketLike,
+)
+from rpyc_ipy.errors import AuthenticationError
+
+if TYPE_CHECKING:
+    from rpyc_ipy.auth.srp import SRPAuthenticator
+    from rpyc_ipy.auth.srp_socket import TLSLiteSocket
+    from rpyc_ipy.auth.tls import SSLAuthenticator
+    from rpyc_ipy.auth.userdb import UserDB
+
+__all__ = [
+    "DEFAULT_HANDSHAKE_TIMEOUT",
+    "AuthResult",
+    "AuthenticationError",
+    "Authenticator",
+    "Credentials",
+    "SRPAuthenticator",
+    "SSLAuthenticator",
+    "SocketLike",
+    "TLSLiteSocket",
+    "UserDB",
+]
+
+_LAZY = {
+    "SSLAuthenticator": "rpyc_ipy.auth.tls",
+    "SRPAuthenticator": "rpyc_ipy.auth.srp",
+    "TLSLiteSocket": "rpyc_ipy.auth.srp_socket",
+    "UserDB": "rpyc_ipy.auth.userdb",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
