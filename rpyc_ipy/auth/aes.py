@@ -12,8 +12,7 @@ the two modules that hold a reference to it (``tlslite.utils.cipherfactory`` and
 idempotent and thread-safe; :func:`uninstall` undoes it. When ``cryptography``
 cannot be imported it changes nothing and logs one warning.
 
-The SRP authenticator and client call :func:`install` before their first handshake;
-nothing else needs to.
+Every TLS-SRP handshake calls :func:`ensure_installed` first; nothing else needs to.
 """
 
 from __future__ import annotations
@@ -25,12 +24,12 @@ from typing import Any
 
 from tlslite.utils.aes import AES as _TlsliteAES
 
-__all__ = ["CryptographyAES", "install", "installed", "uninstall"]
+__all__ = ["CryptographyAES", "ensure_installed", "install", "installed", "uninstall"]
 
 log = logging.getLogger("rpyc_ipy.auth")
 
 _lock = threading.Lock()
-_state: dict[str, bool] = {}  # "installed" -> bool once decided
+_state: dict[str, bool] = {}  # "installed": set once decided; "warned": logged once
 _MODE_CBC = 2  # tlslite's constant for CBC (6 is CTR, which we leave alone)
 
 try:
@@ -106,23 +105,30 @@ def _make_factory(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def install() -> bool:
-    """Make tlslite-ng use :class:`CryptographyAES`; True if it does. Idempotent."""
+    """Make tlslite-ng use :class:`CryptographyAES`; True if it does. Idempotent.
+
+    Also undoes an earlier :func:`uninstall`.
+    """
     with _lock:
-        if "installed" in _state:
-            return _state["installed"]
+        if _state.get("installed"):
+            return True
         import tlslite.recordlayer as recordlayer
         import tlslite.utils.cipherfactory as cipherfactory
 
         if Cipher is None:
-            log.warning(
-                "the 'cryptography' package is missing: TLS-SRP falls back to tlslite's "
-                "pure-Python AES (well under 1 MB/s)"
-            )
+            if not _state.get("warned"):
+                _state["warned"] = True
+                log.warning(
+                    "the 'cryptography' package is missing: TLS-SRP falls back to "
+                    "tlslite's pure-Python AES (well under 1 MB/s)"
+                )
             _state["installed"] = False
             return False
         current = getattr(recordlayer, "createAES", None)
         if current is None or not callable(current):
-            log.warning("tlslite.recordlayer has no createAES: fast AES not installed")
+            if not _state.get("warned"):
+                _state["warned"] = True
+                log.warning("tlslite.recordlayer has no createAES: fast AES not installed")
             _state["installed"] = False
             return False
         if not getattr(current, "rpyc_ipy_fast_aes", False):
@@ -133,8 +139,17 @@ def install() -> bool:
         return True
 
 
+def ensure_installed() -> bool:
+    """:func:`install` unless that was already decided (done, impossible, or undone
+    by :func:`uninstall`); what every TLS-SRP handshake calls. True if active."""
+    if "installed" in _state:
+        return _state["installed"]
+    return install()
+
+
 def uninstall() -> None:
-    """Put tlslite's own ``createAES`` back (for benchmarks and tests)."""
+    """Put tlslite's own ``createAES`` back and keep it until :func:`install`
+    (benchmarks use this to show the difference)."""
     with _lock:
         import tlslite.recordlayer as recordlayer
         import tlslite.utils.cipherfactory as cipherfactory
@@ -144,9 +159,9 @@ def uninstall() -> None:
         if original is not None and getattr(current, "rpyc_ipy_fast_aes", False):
             cipherfactory.createAES = original
             recordlayer.createAES = original
-        _state.clear()
+        _state["installed"] = False
 
 
 def installed() -> bool:
-    """True once :func:`install` has put the fast AES in place."""
+    """True while the fast AES is in place."""
     return _state.get("installed", False)

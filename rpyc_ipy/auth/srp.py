@@ -68,7 +68,7 @@ class SRPAuthenticator:
         self.handshake_timeout = check_timeout(handshake_timeout)
         self._view = _VerifierView(self.userdb)
         self._settings = srp_settings()  # validated once; tlslite copies it per handshake
-        aes.install()
+        aes.ensure_installed()
 
     def __call__(self, sock: socket.socket) -> AuthResult:
         """Run the server side of the TLS-SRP handshake on ``sock``."""

@@ -210,7 +210,7 @@ def run_handshake(
     On failure ``sock`` is closed and ``AuthenticationError`` raised.
     """
     timeout = check_timeout(timeout)
-    aes.install()
+    aes.ensure_installed()
     try:
         original_timeout = sock.gettimeout()
         rawio = _RawIO(sock)

@@ -100,13 +100,23 @@ def test_install_is_idempotent_and_patches_both_references() -> None:
     assert isinstance(made, aes.CryptographyAES)
 
 
-def test_uninstall_restores_tlslite() -> None:
+def test_uninstall_restores_tlslite_until_install() -> None:
     aes.install()
     aes.uninstall()
     assert not aes.installed()
     assert not getattr(recordlayer.createAES, "rpyc_ipy_fast_aes", False)
     made = recordlayer.createAES(bytearray(16), bytearray(16), ["python"])
     assert made.implementation == "python"
+    assert aes.ensure_installed() is False  # what handshakes call: the choice sticks
+    assert not getattr(recordlayer.createAES, "rpyc_ipy_fast_aes", False)
+    assert aes.install() is True and aes.ensure_installed() is True
+
+
+def test_handshakes_install_it_on_their_own() -> None:
+    aes.uninstall()
+    aes._state.clear()  # as in a fresh process
+    assert aes.ensure_installed() is True
+    assert getattr(recordlayer.createAES, "rpyc_ipy_fast_aes", False)
 
 
 def test_missing_cryptography_falls_back_with_one_warning(
@@ -121,4 +131,3 @@ def test_missing_cryptography_falls_back_with_one_warning(
     assert len(warnings) == 1
     assert not getattr(recordlayer.createAES, "rpyc_ipy_fast_aes", False)
     monkeypatch.undo()
-    aes.uninstall()  # forget the failed attempt; the fixture installs again
