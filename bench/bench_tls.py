@@ -1,0 +1,239 @@
+"""Throughput of plain TCP, TLS (certificates) and TLS-SRP over loopback, side by side.
+
+Run:  .venv/bin/python bench/bench_tls.py [--size-mib 16] [--runs 5] [--pure-aes]
+
+Each run opens a fresh connection on 127.0.0.1 (port 0), authenticates it with the
+real rpyc_ipy authenticator (handshake timed separately), sends ``--size-mib`` MiB
+client -> server through ``sendall``, reads it on the server with ``recv_into``,
+and stops the clock when the server's one-byte acknowledgement arrives. The table
+shows medians over ``--runs`` runs and the ratio to plain TCP. ``--pure-aes`` adds
+a TLS-SRP row with tlslite-ng's own pure-Python AES (on 1/64 of the size, it is
+that slow) to show what rpyc_ipy.auth.aes buys.
+
+This is a benchmark, not a test: nothing here asserts on timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import ipaddress
+import os
+import platform
+import socket
+import ssl
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cryptography
+import tlslite
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from rpyc_ipy.auth import aes
+from rpyc_ipy.auth.srp import SRPAuthenticator
+from rpyc_ipy.auth.tls import SSLAuthenticator
+from rpyc_ipy.auth.userdb import UserDB
+from rpyc_ipy.transports.srp import srp_client_socket
+from rpyc_ipy.transports.tls import create_client_context, wrap_client_socket
+
+WAIT = 120.0
+MiB = 1024 * 1024
+
+ServerAuth = Callable[[socket.socket], tuple[Any, Any]]
+ClientWrap = Callable[[socket.socket], Any]
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed P-256 certificate for 127.0.0.1; returns (cert, key) paths."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "bench.pem", directory / "bench.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def one_run(
+    server_auth: ServerAuth, client_wrap: ClientWrap, payload: bytes
+) -> tuple[float, float, str]:
+    """(handshake seconds, transfer seconds, protocol) of one fresh connection."""
+    size = len(payload)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(WAIT)
+    errors: list[BaseException] = []
+    received = bytearray(size)
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+            sock, _creds = server_auth(conn)
+            sock.settimeout(WAIT)
+            view, got = memoryview(received), 0
+            while got < size:
+                n = sock.recv_into(view[got:])
+                if not n:
+                    raise EOFError(f"EOF after {got} of {size} bytes")
+                got += n
+            sock.sendall(b"k")
+            sock.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        raw = socket.create_connection(listener.getsockname(), timeout=WAIT)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t0 = time.perf_counter()
+        sock = client_wrap(raw)
+        t1 = time.perf_counter()
+        proto = "-"
+        if hasattr(sock, "cipher"):
+            name, version, _bits = sock.cipher()
+            proto = f"{version} {name}"
+        sock.sendall(payload)
+        ack = bytearray(1)
+        if sock.recv_into(ack) != 1:
+            raise EOFError("no acknowledgement")
+        t2 = time.perf_counter()
+        sock.close()
+        server.join(WAIT)
+    finally:
+        listener.close()
+    if errors:
+        raise errors[0]
+    if received[:4096] != payload[:4096] or received[-4096:] != payload[-4096:]:
+        raise AssertionError("data corrupted in transit")
+    return t1 - t0, t2 - t1, proto
+
+
+def measure(
+    label: str, server_auth: ServerAuth, client_wrap: ClientWrap, payload: bytes, runs: int
+) -> dict[str, Any]:
+    one_run(server_auth, client_wrap, payload[: 64 * 1024])  # warm-up: imports, caches
+    handshakes, transfers = [], []
+    proto = "-"
+    for _ in range(runs):
+        hs, tr, proto = one_run(server_auth, client_wrap, payload)
+        handshakes.append(hs)
+        transfers.append(tr)
+    rates = [len(payload) / t / 1e6 for t in transfers]
+    return {
+        "label": label,
+        "size": len(payload),
+        "handshake_ms": statistics.median(handshakes) * 1000,
+        "mbps": statistics.median(rates),
+        "min": min(rates),
+        "max": max(rates),
+        "proto": proto,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=float, default=16.0, help="MiB per transfer")
+    parser.add_argument("--runs", type=int, default=5, help="runs per transport (median)")
+    parser.add_argument(
+        "--pure-aes", action="store_true", help="also time TLS-SRP with tlslite's Python AES"
+    )
+    args = parser.parse_args(argv)
+    payload = os.urandom(int(args.size_mib * MiB))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        cert, key = make_certificate(d)
+        tls_server = SSLAuthenticator(key, cert)
+        tls_client_ctx = create_client_context(ca=cert)
+        db = UserDB.create(d / "users.json")
+        db.add("bench", "bench password")
+        srp_server = SRPAuthenticator(db)
+
+        def plain(sock: socket.socket) -> tuple[Any, Any]:
+            return sock, None
+
+        rows = [
+            measure("plain TCP", plain, lambda s: s, payload, args.runs),
+            measure(
+                "TLS (certificate)",
+                tls_server,
+                lambda s: wrap_client_socket(s, "127.0.0.1", tls_client_ctx),
+                payload,
+                args.runs,
+            ),
+            measure(
+                "TLS-SRP",
+                srp_server,
+                lambda s: srp_client_socket(s, "bench", "bench password"),
+                payload,
+                args.runs,
+            ),
+        ]
+        if args.pure_aes:
+            aes.uninstall()
+            try:
+                small = payload[: max(16384, len(payload) // 64)]
+                row = measure(
+                    "TLS-SRP, pure-Python AES",
+                    srp_server,
+                    lambda s: srp_client_socket(s, "bench", "bench password"),
+                    small,
+                    max(1, args.runs // 2),
+                )
+            finally:
+                aes.install()
+            rows.append(row)
+
+    print(
+        f"Python {platform.python_version()} on {platform.machine()}, {ssl.OPENSSL_VERSION}, "
+        f"tlslite-ng {tlslite.__version__}, cryptography {cryptography.__version__}"
+    )
+    print(f"{args.runs} runs each, medians; loopback 127.0.0.1\n")
+    base = rows[0]["mbps"]
+    head = (
+        f"{'transport':<26}{'size':>10}{'handshake':>12}{'MB/s':>10}{'(min-max)':>18}"
+        f"{'vs TCP':>9}  protocol"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        size = f"{r['size'] / MiB:.2f} MiB"
+        spread = f"({r['min']:.1f}-{r['max']:.1f})"
+        print(
+            f"{r['label']:<26}{size:>10}{r['handshake_ms']:>10.1f}ms{r['mbps']:>10.1f}"
+            f"{spread:>18}{r['mbps'] / base:>9.3f}  {r['proto']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
