@@ -1,0 +1,161 @@
+"""The sans-I/O message engine: bytes in, events out; events in, bytes out.
+
+A payload is one raw message-type byte plus the brine of ``(seq, body)`` (spec §5)::
+
+    REQUEST    body = (handler_id, boxed_args)
+    REPLY      body = boxed return value
+    EXCEPTION  body = vinegar payload (not boxed)
+
+Use it like h11: ``receive_data(chunk)`` then ``next_event()`` until it returns
+``None``; ``request(handler, boxed)`` / ``reply(seq, boxed)`` / ``exception(seq,
+payload)`` give the frame parts to write. A reader that already split a frame
+calls ``parse_payload(payload)`` directly. Boxing is the connection's job: the
+engine only sees brine values.
+
+The engine keeps no socket, thread or clock. After a malformed payload it stays
+failed: every later call raises the same :class:`~rpyc_ipy.errors.ProtocolError`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import CodecError, ProtocolError, UnexpectedMessage
+from . import brine
+from .consts import HANDLER_NAMES, MSG_EXCEPTION, MSG_REPLY, MSG_REQUEST
+from .framing import FrameDecoder, frame_parts
+from .limits import DEFAULT_LIMITS, Limits
+
+__all__ = ["Engine", "Event", "Failure", "Reply", "Request"]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """The peer asks us to run ``handler`` with ``args`` (still boxed)."""
+
+    seq: int
+    handler: int
+    args: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The peer answers our request ``seq`` with ``value`` (still boxed)."""
+
+    seq: int
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """The peer's handler for our request ``seq`` raised; ``payload`` is vinegar."""
+
+    seq: int
+    payload: Any
+
+
+Event = Request | Reply | Failure
+
+_REQUEST_BYTE = bytes((MSG_REQUEST,))
+_REPLY_BYTE = bytes((MSG_REPLY,))
+_EXCEPTION_BYTE = bytes((MSG_EXCEPTION,))
+
+
+class Engine:
+    """Sequence numbers and message (de)coding for one connection end."""
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, compress_threshold: int | None = None) -> None:
+        self.limits = limits
+        self.compress_threshold = compress_threshold
+        self._seq = itertools.count()  # next() is atomic under the GIL
+        self._decoder = FrameDecoder(limits)
+        self._error: ProtocolError | None = None
+
+    # -- outgoing ---------------------------------------------------------------
+
+    def next_seq(self) -> int:
+        return next(self._seq)
+
+    def _frame(self, kind: bytes, message: tuple[Any, Any]) -> list[bytes]:
+        parts = brine.dump_parts(message)
+        parts[0] = kind + parts[0]
+        return frame_parts(parts, self.compress_threshold)
+
+    def request(self, handler: int, boxed_args: Any) -> tuple[int, list[bytes]]:
+        """Number a new request; returns ``(seq, frame_parts)``."""
+        seq = next(self._seq)
+        return seq, self._frame(_REQUEST_BYTE, (seq, (handler, boxed_args)))
+
+    def reply(self, seq: int, boxed_value: Any) -> list[bytes]:
+        """The frame answering request ``seq`` with a boxed value."""
+        return self._frame(_REPLY_BYTE, (seq, boxed_value))
+
+    def exception(self, seq: int, payload: Any) -> list[bytes]:
+        """The frame answering request ``seq`` with a vinegar payload."""
+        return self._frame(_EXCEPTION_BYTE, (seq, payload))
+
+    # -- incoming ---------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes from the stream, in any chunking; then call :meth:`next_event`."""
+        self._check()
+        self._decoder.feed(data)
+
+    def next_event(self) -> Event | None:
+        """The next complete event, or ``None`` when more bytes are needed.
+
+        Empty payloads are skipped, as RPyC's serving loop does.
+        """
+        self._check()
+        while True:
+            try:
+                payload = self._decoder.next_payload()
+            except ProtocolError as exc:
+                self._error = exc
+                raise
+            if payload is None:
+                return None
+            if len(payload):
+                return self.parse_payload(payload)
+
+    @property
+    def in_frame(self) -> bool:
+        """True while a frame has started arriving but is not complete."""
+        return self._decoder.in_frame
+
+    def parse_payload(self, payload: bytes | bytearray | memoryview) -> Event:
+        """Decode one non-empty message payload into an event."""
+        self._check()
+        try:
+            return self._parse(payload)
+        except ProtocolError as exc:
+            self._error = exc
+            raise
+
+    def _parse(self, payload: bytes | bytearray | memoryview) -> Event:
+        kind = payload[0]
+        if kind not in (MSG_REQUEST, MSG_REPLY, MSG_EXCEPTION):
+            raise UnexpectedMessage(f"unknown message type {kind}")
+        message = brine.load_from(payload, 1, self.limits)
+        if type(message) is not tuple or len(message) != 2 or type(message[0]) is not int:
+            raise CodecError("message must be a (seq, body) tuple")
+        seq, body = message
+        if seq < 0:
+            raise CodecError(f"negative sequence number {seq}")
+        if kind == MSG_REPLY:
+            return Reply(seq, body)
+        if kind == MSG_EXCEPTION:
+            return Failure(seq, body)
+        if type(body) is not tuple or len(body) != 2 or type(body[0]) is not int:
+            raise CodecError("request body must be a (handler, args) tuple")
+        return Request(seq, body[0], body[1])
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    @staticmethod
+    def handler_name(handler: int) -> str:
+        return HANDLER_NAMES.get(handler, f"#{handler}")

@@ -1,0 +1,241 @@
+"""The accept loop shared by every server: bind, accept, authenticate, serve, close.
+
+A server binds ``127.0.0.1`` unless told otherwise, accepts port 0 (read the real
+port from ``server.port``), runs the authenticator with a deadline off the accept
+loop, and serves each client through a :class:`~rpyc_ipy.Connection`. Subclasses
+only decide *where* a client's connection runs (:meth:`Server._dispatch`).
+
+Use it as a context manager or call ``start()``/``close()``::
+
+    with ThreadedServer(MyService, port=0) as server:
+        server.start()   # in a background thread; or server.serve_forever()
+        ...
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..connection import Connection
+from ..errors import AuthenticationError, UsageError
+from ..transports.sockets import SocketTransport, is_loopback
+
+__all__ = ["Authenticator", "Server"]
+
+Authenticator = Callable[[socket.socket], tuple[Any, Any]]
+log = logging.getLogger("rpyc_ipy.server")
+
+
+class Server:
+    """Accepts clients and serves ``service`` to each; see the module docstring.
+
+    ``protocol_config`` is the connection config (RPyC keys and ours) for every
+    client. ``max_connections`` caps concurrent clients (extra ones are closed
+    at once); ``auth_timeout`` bounds the authenticator; ``first_frame_timeout``
+    drops a client that sends nothing after authenticating.
+    """
+
+    def __init__(
+        self,
+        service: Any,
+        hostname: str | None = None,
+        ipv6: bool = False,
+        port: int = 0,
+        backlog: int = 128,
+        reuse_addr: bool = True,
+        authenticator: Authenticator | None = None,
+        registrar: Any = None,
+        auto_register: bool | None = None,
+        protocol_config: Mapping[str, Any] | None = None,
+        logger: logging.Logger | None = None,
+        listener_timeout: float = 0.5,
+        socket_path: str | None = None,
+        *,
+        max_connections: int = 1024,
+        auth_timeout: float = 10.0,
+        first_frame_timeout: float | None = 30.0,
+        allow_insecure_remote: bool = False,
+    ) -> None:
+        if registrar is not None or auto_register:
+            raise UsageError("the UDP registry is not supported")
+        self.service = service
+        self.authenticator = authenticator
+        self.protocol_config = dict(protocol_config or {})
+        if first_frame_timeout is not None:
+            self.protocol_config.setdefault("first_frame_timeout", first_frame_timeout)
+        self.logger = logger or log
+        self.max_connections = max_connections
+        self.auth_timeout = auth_timeout
+        self.clients: set[Connection] = set()
+        self._clients_lock = threading.Lock()
+        self._active = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._handshakes = 0
+        if socket_path is not None:
+            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.listener.bind(socket_path)
+            self.host, self.port = socket_path, 0
+        else:
+            host = "127.0.0.1" if hostname is None else hostname
+            if not allow_insecure_remote and authenticator is None and not is_loopback(host):
+                raise UsageError(
+                    f"refusing to serve without authentication on non-loopback address {host!r}; "
+                    "pass an authenticator, or allow_insecure_remote=True if you really mean it"
+                )
+            family = socket.AF_INET6 if ipv6 or ":" in host else socket.AF_INET
+            self.listener = socket.socket(family, socket.SOCK_STREAM)
+            if reuse_addr:
+                self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.listener.bind((host, port))
+            self.host, self.port = self.listener.getsockname()[:2]
+        self.listener.listen(backlog)
+        self.listener.settimeout(listener_timeout)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.host}:{self.port} clients={len(self.clients)}>"
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> Server:
+        """Serve in a background thread; returns at once."""
+        if self._thread is not None:
+            raise UsageError("the server is already started")
+        self._active = True
+        self._thread = threading.Thread(target=self._accept_loop, name=f"rpyc_ipy-server-{self.port}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until :meth:`close` (or Ctrl-C)."""
+        self._active = True
+        try:
+            self._accept_loop()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop accepting, close every client, wait for the accept loop."""
+        if self._closed:
+            return
+        self._closed = True
+        self._active = False
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+        with self._clients_lock:
+            clients = list(self.clients)
+        for conn in clients:
+            try:
+                conn.close()
+            except Exception:
+                pass
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- accepting ----------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        while self._active:
+            try:
+                sock, address = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._active:
+                    self.logger.exception("accept failed")
+                    time.sleep(0.05)
+                    continue
+                return
+            with self._clients_lock:
+                busy = len(self.clients) + self._handshakes
+                if busy >= self.max_connections:
+                    self.logger.warning("refusing %s: %d connections already", address, busy)
+                    sock.close()
+                    continue
+                self._handshakes += 1
+            self._dispatch(sock, address)
+
+    def _dispatch(self, sock: socket.socket, address: Any) -> None:
+        """Run :meth:`_handle_client` somewhere; subclasses choose where."""
+        raise NotImplementedError
+
+    def _handle_client(self, sock: socket.socket, address: Any) -> None:
+        """Authenticate, build the connection, serve it until it closes."""
+        counted_as_handshake = True
+        try:
+            try:
+                sock.setblocking(True)
+                credentials: Any = None
+                if self.authenticator is not None:
+                    sock.settimeout(self.auth_timeout)
+                    sock, credentials = self.authenticator(sock)
+                    sock.settimeout(None)
+            except AuthenticationError as exc:
+                self.logger.info("authentication failed for %s: %s", address, exc)
+                _close_quietly(sock)
+                return
+            except Exception as exc:
+                self.logger.info("authentication error for %s: %r", address, exc)
+                _close_quietly(sock)
+                return
+            transport = SocketTransport(sock)
+            config = dict(self.protocol_config)
+            config["credentials"] = credentials
+            config["endpoints"] = transport.endpoints()
+            config.setdefault("logger", self.logger)
+            try:
+                conn = Connection(self.service, transport, config)
+            except Exception:
+                self.logger.exception("cannot set up the connection from %s", address)
+                transport.close()
+                return
+            user = credentials if isinstance(credentials, str) else None
+            self.logger.info("connection %s from %s user=%s service=%s", conn.config["connid"],
+                             address, user, _service_name(self.service))
+            with self._clients_lock:
+                self._handshakes -= 1
+                counted_as_handshake = False
+                self.clients.add(conn)
+            try:
+                conn.serve_all()
+            finally:
+                with self._clients_lock:
+                    self.clients.discard(conn)
+                self.logger.info("connection %s closed", conn.config["connid"])
+        finally:
+            if counted_as_handshake:
+                with self._clients_lock:
+                    self._handshakes -= 1
+
+
+def _close_quietly(sock: Any) -> None:
+    try:
+        sock.close()
+    except Exception:
+        pass
+
+
+def _service_name(service: Any) -> str:
+    getter = getattr(service, "get_service_name", None)
+    try:
+        return str(getter()) if getter is not None else type(service).__name__
+    except Exception:
+        return "?"

@@ -1,0 +1,61 @@
+"""Server strategies: where each client's connection runs.
+
+* :class:`ThreadedServer`: a thread per client (requests of one client still
+  run on that connection's bounded pool).
+* :class:`ThreadPoolServer`: at most ``nbThreads`` clients served at once;
+  later clients wait in line (their authentication still has its deadline).
+* :class:`OneShotServer`: serves exactly one client, then closes.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .base import Server
+
+__all__ = ["OneShotServer", "ThreadPoolServer", "ThreadedServer"]
+
+
+class ThreadedServer(Server):
+    """One thread per client connection."""
+
+    def _dispatch(self, sock: socket.socket, address: Any) -> None:
+        threading.Thread(target=self._handle_client, args=(sock, address),
+                         name=f"rpyc_ipy-client-{address}", daemon=True).start()
+
+
+class ThreadPoolServer(Server):
+    """Serves at most ``nbThreads`` clients at once on a fixed pool."""
+
+    def __init__(self, *args: Any, nbThreads: int = 20, requestBatchSize: int = 1,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pool = ThreadPoolExecutor(max_workers=nbThreads, thread_name_prefix="rpyc_ipy-pool")
+
+    def _dispatch(self, sock: socket.socket, address: Any) -> None:
+        self._pool.submit(self._handle_client, sock, address)
+
+    def close(self) -> None:
+        super().close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class OneShotServer(Server):
+    """Serves one client, then stops accepting and closes."""
+
+    def _dispatch(self, sock: socket.socket, address: Any) -> None:
+        self._active = False
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+        threading.Thread(target=self._serve_one, args=(sock, address), daemon=True).start()
+
+    def _serve_one(self, sock: socket.socket, address: Any) -> None:
+        try:
+            self._handle_client(sock, address)
+        finally:
+            self.close()

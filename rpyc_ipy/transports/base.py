@@ -1,0 +1,149 @@
+"""The transport seam under a connection, and the buffered frame reader on top of it.
+
+A transport is a reliable byte pipe with four verbs (see :class:`Transport`).
+Anything that has them works: TCP and unix sockets, TLS and TLS-SRP sockets,
+pipes, and the in-memory pair used by most tests.
+
+:class:`FrameReader` pulls whole frames out of a transport with as few reads as
+possible: small frames come out of one 64 KiB buffer (often several per read),
+a large body is received straight into a preallocated buffer of its exact size.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol, runtime_checkable
+
+from ..errors import ConnectionClosed, LimitExceeded
+from ..protocol.framing import HEADER_SIZE, decode_body, parse_header
+from ..protocol.limits import DEFAULT_LIMITS, Limits
+
+__all__ = ["FrameReader", "ReadTimeout", "Transport"]
+
+ReadTimeout = TimeoutError
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """What a connection needs from its byte pipe.
+
+    ``recv_into`` returns 0 at end of stream and raises ``TimeoutError`` when
+    nothing arrived within the poll interval (the reader then checks its
+    deadlines and calls again). ``send_parts`` writes all parts, in order, as
+    one contiguous piece of the stream.
+    """
+
+    def recv_into(self, buffer: memoryview) -> int: ...
+
+    def send_parts(self, parts: list[bytes]) -> None: ...
+
+    def close(self) -> None: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+
+_BUFFER_SIZE = 1 << 16
+
+
+class FrameReader:
+    """Reads one payload at a time from a transport; not thread safe (one reader).
+
+    ``frame_deadline`` bounds how long a frame may take once its first byte has
+    arrived, so a peer cannot hold a connection with a half-sent frame.
+    """
+
+    def __init__(self, transport: Transport, limits: Limits = DEFAULT_LIMITS,
+                 frame_deadline: float | None = 60.0) -> None:
+        self._transport = transport
+        self._limits = limits
+        self._frame_deadline = frame_deadline
+        self._buffer = bytearray(_BUFFER_SIZE)
+        self._view = memoryview(self._buffer)
+        self._start = 0
+        self._end = 0
+        self._frame_started: float | None = None
+        self._big: bytearray | None = None  # body of a large frame being received
+        self._big_filled = 0
+        self._big_compressed = False
+        self.frames_read = 0
+
+    @property
+    def in_frame(self) -> bool:
+        return self._frame_started is not None
+
+    def _fill(self) -> None:
+        """One read into the free tail of the buffer (compacting it first)."""
+        if self._start:
+            pending = self._end - self._start
+            self._buffer[:pending] = self._buffer[self._start:self._end]
+            self._start, self._end = 0, pending
+        received = self._transport.recv_into(self._view[self._end:])
+        if not received:
+            raise ConnectionClosed("the peer closed the connection")
+        if self._frame_started is None:
+            self._frame_started = time.monotonic()
+        self._end += received
+
+    def _check_stall(self) -> None:
+        if self._frame_started is not None and self._frame_deadline is not None and \
+                time.monotonic() - self._frame_started > self._frame_deadline:
+            raise LimitExceeded(
+                f"a frame started arriving but was not complete within {self._frame_deadline} s"
+            )
+
+    def read_payload(self) -> bytes | bytearray | memoryview:
+        """The next non-empty payload; raises ``TimeoutError`` between frames or
+        while a frame is still arriving (call again), ``ConnectionClosed`` at EOF.
+        """
+        while True:
+            try:
+                payload = self._read_one()
+            except TimeoutError:
+                self._check_stall()
+                raise
+            if len(payload):
+                return payload
+
+    def _read_one(self) -> bytes | bytearray | memoryview:
+        if self._big is not None:
+            return self._continue_big()
+        if self._start == self._end:
+            self._frame_started = None
+        while self._end - self._start < HEADER_SIZE:
+            self._fill()
+        start = self._start
+        length, compressed = parse_header(self._view[start:start + HEADER_SIZE], self._limits)
+        total = HEADER_SIZE + length + 1
+        if total > _BUFFER_SIZE:
+            # receive the body straight into a buffer of its own size
+            body = bytearray(length + 1)
+            have = min(self._end - start - HEADER_SIZE, length + 1)
+            body[:have] = self._view[start + HEADER_SIZE:start + HEADER_SIZE + have]
+            self._start = start + HEADER_SIZE + have
+            self._big, self._big_filled, self._big_compressed = body, have, compressed
+            return self._continue_big()
+        while self._end - self._start < total:
+            self._fill()
+        start = self._start
+        body_bytes = bytes(self._view[start + HEADER_SIZE:start + HEADER_SIZE + length])
+        self._start = start + total
+        self._frame_started = None if self._start == self._end else time.monotonic()
+        self.frames_read += 1
+        return decode_body(body_bytes, compressed, self._limits)
+
+    def _continue_big(self) -> bytes | bytearray | memoryview:
+        body = self._big
+        assert body is not None
+        view = memoryview(body)
+        size = len(body)
+        while self._big_filled < size:
+            received = self._transport.recv_into(view[self._big_filled:])
+            if not received:
+                raise ConnectionClosed("the peer closed the connection in the middle of a frame")
+            self._big_filled += received
+        self._big = None
+        self._frame_started = None
+        self.frames_read += 1
+        payload = view[: size - 1]
+        return decode_body(payload, self._big_compressed, self._limits)

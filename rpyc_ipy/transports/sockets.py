@@ -1,0 +1,195 @@
+"""Socket transports: TCP, unix sockets, and anything socket-like (TLS, TLS-SRP).
+
+Connect with :func:`tcp_connect` or :func:`unix_connect`, or wrap a socket you
+already have in :class:`SocketTransport`. TCP sockets get ``TCP_NODELAY``: a
+request is one write and must not wait for Nagle's timer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+import threading
+from typing import Any
+
+from ..errors import ConnectionClosed, UsageError
+
+__all__ = [
+    "POLL_INTERVAL",
+    "SocketTransport",
+    "is_loopback",
+    "tcp_connect",
+    "unix_connect",
+]
+
+#: how long one blocking read waits before the reader re-checks its deadlines
+POLL_INTERVAL = 0.5
+# below this, parts are joined into one buffer; above, they are written as they are
+_JOIN_LIMIT = 1 << 16
+_IOV_MAX = 512
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and names that resolve only to loopback."""
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+
+
+class SocketTransport:
+    """A connection's byte pipe over a socket or a socket-like object.
+
+    The socket-like object needs ``recv_into``, ``sendall``, ``settimeout`` and
+    ``close``; plain sockets also use ``sendmsg`` for gathered writes.
+    """
+
+    def __init__(self, sock: Any, poll_interval: float = POLL_INTERVAL) -> None:
+        self.sock = sock
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._gather = isinstance(sock, socket.socket) and type(sock) is socket.socket and \
+            hasattr(sock, "sendmsg")
+        sock.settimeout(poll_interval)
+        try:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def recv_into(self, buffer: memoryview) -> int:
+        try:
+            return int(self.sock.recv_into(buffer))
+        except TimeoutError:
+            if self._closed:
+                return 0
+            raise
+        except OSError as exc:
+            if self._closed:
+                return 0
+            raise ConnectionClosed(f"connection reset: {exc}") from None
+
+    def send_parts(self, parts: list[bytes]) -> None:
+        try:
+            if len(parts) == 1:
+                self._sendall(parts[0])
+            elif self._gather:
+                self._sendmsg_all(parts)
+            else:
+                self._send_joined(parts)
+        except OSError as exc:
+            raise ConnectionClosed(f"cannot send: {exc}") from None
+
+    def _sendall(self, data: bytes) -> None:
+        # sendall with a timeout would give up on a slow reader; wait it out instead
+        view = memoryview(data)
+        while view:
+            try:
+                sent = self.sock.send(view)
+            except TimeoutError:
+                if self._closed:
+                    raise ConnectionClosed("connection closed while sending") from None
+                continue
+            view = view[sent:]
+
+    def _send_joined(self, parts: list[bytes]) -> None:
+        small: list[bytes] = []
+        for part in parts:
+            if len(part) < _JOIN_LIMIT:
+                small.append(part)
+                continue
+            if small:
+                self._sendall(b"".join(small))
+                small = []
+            self._sendall(part)
+        if small:
+            self._sendall(b"".join(small))
+
+    def _sendmsg_all(self, parts: list[bytes]) -> None:
+        views = [memoryview(p) for p in parts if len(p)]
+        while views:
+            try:
+                sent = self.sock.sendmsg(views[:_IOV_MAX])
+            except TimeoutError:
+                if self._closed:
+                    raise ConnectionClosed("connection closed while sending") from None
+                continue
+            while sent and views:
+                first = len(views[0])
+                if sent >= first:
+                    sent -= first
+                    views.pop(0)
+                else:
+                    views[0] = views[0][sent:]
+                    sent = 0
+
+    def close(self) -> None:
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError, TypeError, ValueError):
+            pass
+        try:
+            self.sock.close()
+        except Exception:
+            pass
+
+    def endpoints(self) -> tuple[Any, Any]:
+        """``(local address, peer address)``, as RPyC's ``endpoints`` config."""
+        try:
+            return self.sock.getsockname(), self.sock.getpeername()
+        except (OSError, AttributeError):
+            return None, None
+
+
+def tcp_connect(host: str, port: int, *, timeout: float = 10.0, ipv6: bool = False,
+                keepalive: bool = False) -> socket.socket:
+    """An open TCP socket to ``host:port`` (blocking mode; the transport sets its own)."""
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise UsageError(f"invalid port {port!r}")
+    family = socket.AF_INET6 if ipv6 else 0
+    last: OSError | None = None
+    for info in socket.getaddrinfo(host, port, family, socket.SOCK_STREAM):
+        sock = socket.socket(info[0], info[1], info[2])
+        try:
+            sock.settimeout(timeout)
+            sock.connect(info[4])
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        if keepalive:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.settimeout(None)
+        return sock
+    raise last if last is not None else OSError(f"cannot resolve {host!r}")
+
+
+def unix_connect(path: str, *, timeout: float = 10.0) -> socket.socket:
+    """An open unix-domain socket to ``path``."""
+    if sys.platform == "win32":  # pragma: no cover
+        raise UsageError("unix sockets are not available on Windows")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        raise
+    sock.settimeout(None)
+    return sock
