@@ -16,15 +16,31 @@ Each value is one tag byte plus its data (spec §4)::
     18 f64 float   19 slice(3-tuple)   1a frozenset(tuple)   1b complex(f64, f64)
     20-ef the int (tag - 0x50), i.e. -48 ... 159
 
-Call :func:`dump` to encode, :func:`load` to decode, :func:`dumpable` to ask
-whether a value can travel by value. Decoding is bounded by a :class:`Limits` and
-raises only :class:`~rpyc_ipy.errors.CodecError` on bad input.
+Call :func:`dump` (or :func:`dump_parts` for a gathered write) to encode,
+:func:`load` / :func:`load_from` to decode, :func:`dumpable` to ask whether a
+value can travel by value. Decoding is bounded by a :class:`Limits` and raises
+only :class:`~rpyc_ipy.errors.CodecError` (or its subclass
+:class:`~rpyc_ipy.errors.LimitExceeded`) on bad input.
+
+Speed notes (this module is on every message's path, and pure Python):
+
+* exact-type ``if`` chains with the common types first, scalars handled inline
+  in the tuple loops, and no per-call objects beyond the output list;
+* long tuples of ints are encoded and decoded with C-level passes (``%``
+  formatting, ``translate``, ``json``); the decoder's vectorised path checks
+  the byte layout exactly and falls back to the item-by-item path on any doubt,
+  so both paths always give the same result;
+* malformed input is caught by one ``try`` around the whole decode instead of
+  bounds checks per item; lengths that could make us allocate (tuple counts,
+  L4 lengths) are still checked before use.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import CodecError, LimitExceeded
@@ -60,18 +76,38 @@ IMM_MIN, IMM_MAX = IMM_FIRST - IMM_BIAS, IMM_LAST - IMM_BIAS  # -48, 159
 #: a big payload is written to the socket without being copied into the frame.
 BIG_BYTES = 1 << 16
 
+#: tuples at least this long are tried on the vectorised int paths
+VECTOR_MIN = 16
+
 _SIMPLE_TYPES = frozenset(
     {type(None), bool, int, float, complex, bytes, str, type(NotImplemented), type(Ellipsis)}
 )
-_IMMEDIATE = [bytes((i + IMM_BIAS,)) for i in range(IMM_MIN, IMM_MAX + 1)]
-_IMMEDIATE_TAGS = bytes(range(IMM_FIRST, IMM_LAST + 1))
-_CONSTANTS: dict[Any, bytes] = {}  # filled below; keyed by identity-safe singletons
-_pack_u32 = struct.Struct(">I").pack
-_pack_f64 = struct.Struct(">d").pack
-_pack_c128 = struct.Struct(">dd").pack
-_unpack_u32 = struct.Struct(">I").unpack_from
+_INT_ONLY = frozenset({int})
+
+_u32 = struct.Struct(">I")
+_pack_u32 = _u32.pack
+_unpack_u32 = _u32.unpack_from
+_pack_tagged_f64 = struct.Struct(">Bd").pack
+_pack_tagged_c128 = struct.Struct(">Bdd").pack
 _unpack_f64 = struct.Struct(">d").unpack_from
 _unpack_c128 = struct.Struct(">dd").unpack_from
+
+# Encoder tables, indexed by value (+48) or by length.
+_IMM_ENC = [bytes((v + IMM_BIAS,)) for v in range(IMM_MIN, IMM_MAX + 1)]
+_INT_HEAD = [b"\x16" + bytes((n,)) for n in range(256)]
+_BYTES_HEAD = [b"\x01", b"\x0a", b"\x0b", b"\x0c", b"\x0d"] + [
+    b"\x0e" + bytes((n,)) for n in range(5, 256)
+]
+_STR_HEAD = [b"\x08" + head for head in _BYTES_HEAD]
+_TUPLE_HEAD = [b"\x02", b"\x10", b"\x11", b"\x12", b"\x13"] + [
+    b"\x14" + bytes((n,)) for n in range(5, 256)
+]
+# for _encode_ints: which decimal lengths may be an immediate, and the fix-ups
+_SHORT_INT = bytes(1 if 1 <= n <= 3 else 0 for n in range(256))  # a translate table
+_SHORT_RUN = re.compile(b"\x01+")
+_SAME_LENGTH_RUN = re.compile(rb"(.)\1*", re.DOTALL)
+_IMM_BY_INT = {v: _IMM_ENC[v - IMM_MIN] for v in range(IMM_MIN, IMM_MAX + 1)}
+_BLANK_BY_INT = dict.fromkeys(range(IMM_MIN, IMM_MAX + 1), b"")
 
 
 # ---------------------------------------------------------------------------
@@ -84,7 +120,10 @@ def dumpable(obj: object) -> bool:
     if t in _SIMPLE_TYPES:
         return True
     if t is tuple or t is frozenset:
-        return all(dumpable(item) for item in obj)  # type: ignore[attr-defined]
+        for item in obj:  # type: ignore[attr-defined]
+            if type(item) not in _SIMPLE_TYPES and not dumpable(item):
+                return False
+        return True
     if t is slice:
         return dumpable(obj.start) and dumpable(obj.stop) and dumpable(obj.step)  # type: ignore[attr-defined]
     return False
@@ -94,267 +133,466 @@ def dumpable(obj: object) -> bool:
 # encoding
 
 
-def _int_bytes(value: int) -> bytes:
-    if IMM_MIN <= value <= IMM_MAX:
-        return _IMMEDIATE[value - IMM_MIN]
+def _not_dumpable(obj: object) -> TypeError:
+    t = type(obj)
+    return TypeError(f"cannot dump {t.__module__}.{t.__qualname__} by value")
+
+
+def _big_int(value: int, append: Callable[[bytes], None]) -> None:
     try:
         digits = b"%d" % value
     except ValueError as exc:  # more digits than sys.get_int_max_str_digits()
-        raise TypeError(f"cannot dump int with more digits than the int-to-str limit: {exc}") from None
+        raise TypeError(
+            f"cannot dump int with more digits than the int-to-str limit: {exc}"
+        ) from None
     n = len(digits)
-    if n < 256:
-        return b"\x16%c%b" % (n, digits)
-    return b"\x17" + _pack_u32(n) + digits
+    append(_INT_HEAD[n] if n < 256 else b"\x17" + _pack_u32(n))
+    append(digits)
 
 
-def _bytes_header(n: int) -> bytes:
-    if n < 5:
-        return (b"\x01", b"\x0a", b"\x0b", b"\x0c", b"\x0d")[n]
-    if n < 256:
-        return b"\x0e%c" % n
-    return b"\x0f" + _pack_u32(n)
-
-
-def _tuple_header(n: int) -> bytes:
-    if n < 5:
-        return (b"\x02", b"\x10", b"\x11", b"\x12", b"\x13")[n]
-    if n < 256:
-        return b"\x14%c" % n
-    return b"\x15" + _pack_u32(n)
-
-
-def _encode_into(obj: object, out: list[bytes]) -> None:
-    """Append the encoding of ``obj`` to ``out``; raise TypeError if not dumpable."""
+def _encode(obj: object, out: list[bytes]) -> None:
+    """Append the encoding of any brine value to ``out``."""
     t = type(obj)
-    if t is int:
-        out.append(_int_bytes(obj))  # type: ignore[arg-type]
-    elif t is str:
-        try:
-            data = obj.encode("utf-8")  # type: ignore[attr-defined]
-        except UnicodeEncodeError as exc:
-            raise TypeError(f"cannot dump str that is not valid unicode: {exc}") from None
-        n = len(data)
-        if n < BIG_BYTES:
-            out.append(b"\x08" + _bytes_header(n) + data)
-        else:
-            out.append(b"\x08" + _bytes_header(n))
-            out.append(data)
-    elif t is bytes:
-        n = len(obj)  # type: ignore[arg-type]
-        if n < BIG_BYTES:
-            out.append(_bytes_header(n) + obj)  # type: ignore[operator]
-        else:
-            out.append(_bytes_header(n))
-            out.append(obj)  # type: ignore[arg-type]
-    elif t is tuple:
+    if t is tuple:
         _encode_tuple(obj, out)  # type: ignore[arg-type]
-    elif t is float:
-        out.append(b"\x18" + _pack_f64(obj))
-    elif t is bool or obj is None or obj is NotImplemented or obj is Ellipsis:
-        out.append(_CONSTANTS[obj])
-    elif t is complex:
-        out.append(b"\x1b" + _pack_c128(obj.real, obj.imag))  # type: ignore[attr-defined]
-    elif t is frozenset:
-        out.append(b"\x1a")
-        _encode_tuple(tuple(obj), out)  # type: ignore[arg-type]
-    elif t is slice:
-        out.append(b"\x19\x12")
-        _encode_into(obj.start, out)  # type: ignore[attr-defined]
-        _encode_into(obj.stop, out)  # type: ignore[attr-defined]
-        _encode_into(obj.step, out)  # type: ignore[attr-defined]
     else:
-        raise TypeError(f"cannot dump {t.__module__}.{t.__qualname__} by value")
+        # a one-item loop shares the scalar code of _encode_tuple
+        _encode_items((obj,), out)
 
 
 def _encode_tuple(items: tuple[Any, ...], out: list[bytes]) -> None:
     n = len(items)
-    out.append(_tuple_header(n))
-    if n > 16 and set(map(type, items)) == {int}:
-        # homogeneous int tuples (indexes, shapes, ids) are common and worth a fast path
-        if IMM_MIN <= min(items) and max(items) <= IMM_MAX:
-            out.append(bytes(map(IMM_BIAS.__add__, items)))
-        else:
-            out.append(b"".join(map(_int_bytes, items)))
-        return
+    out.append(_TUPLE_HEAD[n] if n < 256 else b"\x15" + _pack_u32(n))
+    if n >= VECTOR_MIN and _INT_ONLY.issuperset(map(type, items)):
+        encoded = _encode_ints(items)
+        if encoded is not None:
+            out.append(encoded)
+            return
+    _encode_items(items, out)
+
+
+def _encode_items(items: tuple[Any, ...], out: list[bytes]) -> None:
     append = out.append
-    for item in items:
-        t = type(item)
-        if t is int and IMM_MIN <= item <= IMM_MAX:
-            append(_IMMEDIATE[item - IMM_MIN])
-        elif item is None:
+    for x in items:
+        t = type(x)
+        if t is int:
+            if -48 <= x <= 159:
+                append(_IMM_ENC[x + 48])
+            else:
+                _big_int(x, append)
+        elif t is str:
+            try:
+                data = x.encode()  # utf-8, strict
+            except UnicodeEncodeError as exc:
+                raise TypeError(f"cannot dump str that is not valid unicode: {exc}") from None
+            n = len(data)
+            append(_STR_HEAD[n] if n < 256 else b"\x08\x0f" + _pack_u32(n))
+            append(data)
+        elif x is None:
             append(b"\x00")
+        elif t is tuple:
+            _encode_tuple(x, out)
+        elif t is bytes:
+            n = len(x)
+            append(_BYTES_HEAD[n] if n < 256 else b"\x0f" + _pack_u32(n))
+            append(x)
+        elif t is float:
+            append(_pack_tagged_f64(TAG_FLOAT, x))
+        elif t is bool:
+            append(b"\x03" if x else b"\x04")
+        elif x is NotImplemented:
+            append(b"\x05")
+        elif x is Ellipsis:
+            append(b"\x06")
+        elif t is complex:
+            append(_pack_tagged_c128(TAG_COMPLEX, x.real, x.imag))
+        elif t is frozenset:
+            append(b"\x1a")
+            _encode_tuple(tuple(x), out)
+        elif t is slice:
+            append(b"\x19")
+            _encode_tuple((x.start, x.stop, x.step), out)
         else:
-            _encode_into(item, out)
+            raise _not_dumpable(x)
+
+
+def _encode_ints(items: tuple[int, ...]) -> bytes | None:
+    """The items of a tuple of exact ints, in C-level passes; None if unsuitable.
+
+    One ``%`` format turns every int to decimal; each item becomes
+    ``16 <len> digits``, except that ints of -48..159 are one immediate byte.
+    Runs of items with the same decimal length (sorted or clustered data) are
+    joined with their common header in one call; otherwise headers and digits
+    are interleaved. Only items of at most 3 characters can be immediates.
+    """
+    n = len(items)
+    try:
+        digits = ((b"%d," * n) % items).split(b",")
+        digits.pop()
+        lengths = bytes(map(len, digits))
+    except ValueError:  # beyond the int-to-str limit, or 256+ digits: the slow path says
+        return None
+    runs = []
+    for run in _SAME_LENGTH_RUN.finditer(lengths):
+        runs.append(run.span())
+        if len(runs) > 8 + n // 64:  # scattered lengths: interleave everything
+            return _encode_int_items(items, digits, lengths, 0, n)
+    pieces = []
+    for start, stop in runs:
+        size = lengths[start]
+        if size > 3:
+            head = _INT_HEAD[size]
+            pieces.append(head)
+            pieces.append(head.join(digits[start:stop]))
+        elif size < 3:  # -9..99: all immediates
+            pieces.append(b"".join(map(_IMM_BY_INT.__getitem__, items[start:stop])))
+        else:
+            pieces.append(_encode_int_items(items, digits, lengths, start, stop))
+    return b"".join(pieces)
+
+
+def _encode_int_items(items: tuple[int, ...], digits: list[bytes], lengths: bytes,
+                      start: int, stop: int) -> bytes:
+    """Items start..stop as interleaved headers and digits, immediates fixed up."""
+    count = stop - start
+    parts: list[bytes] = [b""] * (2 * count)
+    parts[0::2] = map(_INT_HEAD.__getitem__, lengths[start:stop])
+    parts[1::2] = digits[start:stop]
+    short = lengths[start:stop].translate(_SHORT_INT)
+    if 1 in short:
+        chunk = items[start:stop]
+        if short.count(b"\x00\x01") > count // 32:
+            _fix_immediates(chunk, parts, 0, count)
+        else:
+            for run in _SHORT_RUN.finditer(short):
+                _fix_immediates(chunk, parts, run.start(), run.end())
+    return b"".join(parts)
+
+
+def _fix_immediates(items: tuple[int, ...], parts: list[bytes], start: int, stop: int) -> None:
+    """Turn the items start..stop that are -48..159 into their immediate byte."""
+    chunk = items[start:stop]
+    parts[2 * start:2 * stop:2] = map(_IMM_BY_INT.get, chunk, parts[2 * start:2 * stop:2])
+    parts[2 * start + 1:2 * stop:2] = map(_BLANK_BY_INT.get, chunk, parts[2 * start + 1:2 * stop:2])
+
+
+def _coalesce(out: list[bytes]) -> list[bytes]:
+    """Join runs of small parts, keeping parts of BIG_BYTES or more on their own."""
+    result: list[bytes] = []
+    run: list[bytes] = []
+    for part in out:
+        if len(part) >= BIG_BYTES:
+            if run:
+                result.append(b"".join(run))
+                run = []
+            result.append(part)
+        else:
+            run.append(part)
+    if run:
+        result.append(b"".join(run))
+    return result
 
 
 def dump_parts(obj: object) -> list[bytes]:
-    """Encode ``obj`` as a list of byte strings whose concatenation is its brine.
+    """Encode ``obj`` as a non-empty list of byte strings whose concatenation is its brine.
 
     Large bytes/str values stay separate parts (no copy), ready for a gathered
-    socket write. Raises ``TypeError`` if ``obj`` is not :func:`dumpable`.
+    socket write; small parts are joined. Raises ``TypeError`` if ``obj`` is
+    not :func:`dumpable`.
     """
     out: list[bytes] = []
-    _encode_into(obj, out)
+    _encode(obj, out)
+    if len(out) > 1:
+        for part in out:
+            if len(part) >= BIG_BYTES:
+                return _coalesce(out)
+        return [b"".join(out)]
     return out
 
 
 def dump(obj: object) -> bytes:
     """Encode ``obj`` to brine bytes; raises ``TypeError`` if it is not :func:`dumpable`."""
-    t = type(obj)
-    if t is int:
-        return _int_bytes(obj)  # type: ignore[arg-type]
-    out: list[bytes] = []
-    _encode_into(obj, out)
-    return out[0] if len(out) == 1 else b"".join(out)
+    if type(obj) is tuple:
+        n = len(obj)
+        if n < VECTOR_MIN:
+            out = [_TUPLE_HEAD[n]]
+            _encode_items(obj, out)
+            return b"".join(out)
+        out = []
+        _encode_tuple(obj, out)
+    else:
+        out = []
+        _encode_items((obj,), out)
+    return b"".join(out)
 
 
 # ---------------------------------------------------------------------------
 # decoding
+#
+# Every decode runs inside load_from's single try: an index past the end
+# (IndexError), a short struct read (struct.error), bad utf-8 or digits
+# (ValueError) all become CodecError there. Slices never raise, so a short
+# bytes/str/int body is caught by the final position check instead: positions
+# only grow by declared lengths, so any short read leaves pos past the end.
+#
+# ``data`` is bytes, or (``mv`` true) a memoryview of a big buffer, whose
+# slices must be copied to bytes.
 
-_IMM_VALUES = [b - IMM_BIAS for b in range(256)]  # index by tag byte
-_FIXED_BYTES_LEN = {0x0A: 1, 0x0B: 2, 0x0C: 3, 0x0D: 4}
-_FIXED_TUPLE_LEN = {0x10: 1, 0x11: 2, 0x12: 3, 0x13: 4}
-_SINGLETONS: dict[int, Any] = {
-    TAG_NONE: None,
-    TAG_EMPTY_BYTES: b"",
-    TAG_EMPTY_TUPLE: (),
-    TAG_TRUE: True,
-    TAG_FALSE: False,
-    TAG_NOT_IMPLEMENTED: NotImplemented,
-    TAG_ELLIPSIS: Ellipsis,
-}
-_CONSTANTS.update({None: b"\x00", True: b"\x03", False: b"\x04",
-                   NotImplemented: b"\x05", Ellipsis: b"\x06"})
+_SINGLETON: tuple[Any, ...] = (None, b"", (), True, False, NotImplemented, Ellipsis)
+_IMM_VALUE = [tag - IMM_BIAS for tag in range(256)]  # only 0x20..0xef are immediates
+# the size of a str from the tag of its nested bytes value, -1 for the long forms
+_STR_FIXED = [-1] * 256
+_STR_FIXED[TAG_EMPTY_BYTES] = 0
+for _n in range(1, 5):
+    _STR_FIXED[TAG_BYTES1 + _n - 1] = _n
+_DIGITS = b"0123456789-"
+_IMM_RUN = re.compile(rb"[\x20-\xef]*")
+_JSON_LOADS = json.loads
 
 
-class _Decoder:
-    """One pass over one buffer; ``value()`` reads the next value at ``pos``."""
+def _int_class_table() -> bytes:
+    table = bytearray(b"o" * 256)
+    for b in _DIGITS:
+        table[b] = ord("d")
+    for b in range(1, 0x16):
+        table[b] = ord("l")
+    table[TAG_INT_L1] = ord("t")
+    return bytes(table)
 
-    __slots__ = ("as_bytes", "data", "end", "limits", "pos")
 
-    def __init__(self, data: bytes | bytearray | memoryview, pos: int, limits: Limits) -> None:
-        if type(data) is bytes:
-            self.data: Any = data
-            self.as_bytes: Callable[[Any], bytes] | None = None
+# INT_L1 runs of 1..21 digits (every 64-bit int) are vectorised: a class map
+# of the bytes, and per length the class pattern one item must have.
+_INT_MAX_VECTOR_DIGITS = 0x15
+_INT_CLASSES = _int_class_table()
+_INT_PATTERN = [b"tl" + b"d" * n if 1 <= n <= _INT_MAX_VECTOR_DIGITS else b"!" for n in range(256)]
+_INT_TO_JSON = bytes.maketrans(bytes(range(1, 0x17)), b" " * 0x15 + b",")
+
+
+def _bad(pos: int, message: str) -> CodecError:
+    return CodecError(f"brine: {message} (at offset {pos})")
+
+
+def _count(data: Any, pos: int, n: int, limits: Limits) -> int:
+    """Refuse a tuple count before anything is allocated for it; ``pos`` is after the count."""
+    if n > limits.max_container_len:
+        raise LimitExceeded(f"brine: tuple of {n} items exceeds max_container_len")
+    if n > len(data) - pos:  # every item takes at least one byte
+        raise _bad(pos, f"truncated: tuple of {n} items, {len(data) - pos} bytes left")
+    return n
+
+
+def _size(data: Any, pos: int, n: int, limit: int, what: str) -> int:
+    """Refuse a bytes/str/int length over its limit or past the end; ``pos`` is after it."""
+    if n > limit:
+        raise LimitExceeded(f"brine: {what} of {n} bytes exceeds its limit of {limit}")
+    if n > len(data) - pos:
+        raise _bad(pos, f"truncated: {n} bytes declared, {len(data) - pos} left")
+    return n
+
+
+def _items(data: Any, pos: int, n: int, depth: int, limits: Limits, mv: bool
+           ) -> tuple[list[Any], int]:
+    """Decode ``n`` consecutive values at ``pos``; returns them and the position after.
+
+    ``depth`` is the nesting level of these values. Tags are tested from the
+    most common down, and invalid tags fail as a KeyError from a table.
+    """
+    max_depth = limits.max_depth
+    out: list[Any] = []
+    append = out.append
+    vector = n >= VECTOR_MIN
+    chunk = 256
+    # long tuples iterate an explicit iterator so that the vectorised paths can skip items
+    counter: Iterable[int] = iter(range(n)) if vector else range(n)
+    for i in counter:
+        tag = data[pos]
+        if tag >= 0x20:
+            if tag > 0xEF:
+                raise _bad(pos, f"unknown tag 0x{tag:02x}")
+            if vector and n - i > VECTOR_MIN and data[pos + 1] >= 0x20:
+                stop = _IMM_RUN.match(data, pos, pos + n - i).end()  # type: ignore[union-attr]
+                out.extend(map(_IMM_VALUE.__getitem__, data[pos:stop]))
+                counter.__setstate__(i + stop - pos)  # type: ignore[attr-defined]
+                pos = stop
+            else:
+                append(tag - 0x50)
+                pos += 1
+        elif tag == 0x08:
+            size = _STR_FIXED[data[pos + 1]]
+            if size >= 0:
+                pos += 2 + size
+            else:
+                size, pos = _long_str_size(data, pos, limits)
+            if mv:
+                append(bytes(data[pos - size:pos]).decode())
+            else:
+                append(data[pos - size:pos].decode())  # utf-8, strict
+        elif tag < 0x08:
+            if tag == 0x07:
+                raise _bad(pos, "unknown tag 0x07")
+            append(_SINGLETON[tag])
+            pos += 1
+        elif tag <= 0x0D:
+            if tag == 0x09:
+                raise _bad(pos, "unknown tag 0x09")
+            size = tag - 0x09
+            pos += 1 + size
+            append(bytes(data[pos - size:pos]) if mv else data[pos - size:pos])
+        elif tag == 0x16:
+            if vector and n - i > VECTOR_MIN:
+                run = _int_run(data, pos, n - i, chunk, mv)
+                if run is None:
+                    vector = False  # not worth trying again in this tuple
+                else:
+                    values, pos = run
+                    out.extend(values)
+                    counter.__setstate__(i + len(values))  # type: ignore[attr-defined]
+                    chunk = min(chunk * 2, 1 << 16) if len(values) * 2 >= chunk else 256
+                    continue
+            size = data[pos + 1]
+            pos += 2 + size
+            digits = bytes(data[pos - size:pos]) if mv else data[pos - size:pos]
+            # int() alone would also take spaces, "+" and "_"; brine has only [-]digits
+            append(int(digits) if digits.isdigit() else _signed_int(digits, pos))
+        elif tag == 0x18:
+            append(_unpack_f64(data, pos + 1)[0])
+            pos += 9
+        elif 0x0F < tag < 0x16:
+            if depth >= max_depth:
+                raise LimitExceeded(f"brine: nesting deeper than max_depth={max_depth}")
+            if tag <= 0x13:
+                value, pos = _items(data, pos + 1, tag - 0x0F, depth + 1, limits, mv)
+            elif tag == 0x14:
+                value, pos = _items(data, pos + 2, data[pos + 1], depth + 1, limits, mv)
+            else:
+                size = _count(data, pos + 5, _unpack_u32(data, pos + 1)[0], limits)
+                value, pos = _items(data, pos + 5, size, depth + 1, limits, mv)
+            append(tuple(value))
         else:
-            self.data = memoryview(data).cast("B")
-            self.as_bytes = bytes
-        self.pos = pos
-        self.end = len(self.data)
-        self.limits = limits
+            value, pos = _rare(data, pos, tag, depth, limits, mv)
+            append(value)
+    return out, pos
 
-    def fail(self, message: str) -> CodecError:
-        return CodecError(f"brine: {message} (at offset {self.pos})")
 
-    def take(self, n: int) -> Any:
-        pos = self.pos
-        end = pos + n
-        if end > self.end:
-            raise self.fail(f"truncated: needs {n} bytes, {self.end - pos} left")
-        self.pos = end
-        chunk = self.data[pos:end]
-        return chunk if self.as_bytes is None else self.as_bytes(chunk)
+def _long_str_size(data: Any, pos: int, limits: Limits) -> tuple[int, int]:
+    """The size of a str at ``pos`` in the u8/u32 length forms, and the end of its bytes."""
+    tag = data[pos + 1]
+    if tag == TAG_BYTES_L1:
+        size = data[pos + 2]
+        return size, pos + 3 + size
+    if tag == TAG_BYTES_L4:
+        size = _size(data, pos + 6, _unpack_u32(data, pos + 2)[0], limits.max_bytes_len, "str")
+        return size, pos + 6 + size
+    raise _bad(pos, "str tag must be followed by a bytes value")
 
-    def length(self, tag: int, small: int) -> int:
-        if tag == small:
-            if self.pos >= self.end:
-                raise self.fail("truncated length")
-            n: int = self.data[self.pos]
-            self.pos += 1
-            return n
-        if self.pos + 4 > self.end:
-            raise self.fail("truncated length")
-        (n,) = _unpack_u32(self.data, self.pos)
-        self.pos += 4
-        return n
 
-    def value(self, depth: int) -> Any:
-        pos = self.pos
-        if pos >= self.end:
-            raise self.fail("truncated: a value was expected")
-        tag = self.data[pos]
-        self.pos = pos + 1
-        if IMM_FIRST <= tag <= IMM_LAST:
-            return tag - IMM_BIAS
-        if tag in _SINGLETONS:
-            return _SINGLETONS[tag]
-        if tag in _FIXED_BYTES_LEN:
-            return self.take(_FIXED_BYTES_LEN[tag])
-        if tag == TAG_BYTES_L1 or tag == TAG_BYTES_L4:
-            n = self.length(tag, TAG_BYTES_L1)
-            if n > self.limits.max_bytes_len:
-                raise LimitExceeded(f"brine: bytes of {n} bytes exceed max_bytes_len")
-            return self.take(n)
-        if tag == TAG_UNICODE:
-            raw = self.value(depth)
-            if type(raw) is not bytes:
-                raise self.fail("str tag must be followed by a bytes value")
-            try:
-                return raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise self.fail("str is not valid utf-8") from None
-        if tag in _FIXED_TUPLE_LEN:
-            return self.items(_FIXED_TUPLE_LEN[tag], depth)
-        if tag == TAG_TUP_L1 or tag == TAG_TUP_L4:
-            return self.items(self.length(tag, TAG_TUP_L1), depth)
-        if tag == TAG_INT_L1 or tag == TAG_INT_L4:
-            n = self.length(tag, TAG_INT_L1)
-            if n > self.limits.max_int_digits + 1:
-                raise LimitExceeded(f"brine: int of {n} digits exceeds max_int_digits")
-            digits = self.take(n)
-            body = digits[1:] if digits[:1] == b"-" else digits
-            if not body.isdigit():
-                raise self.fail(f"invalid int digits {bytes(digits[:20])!r}")
-            try:
-                return int(digits)
-            except ValueError:
-                raise LimitExceeded("brine: int exceeds the interpreter's digit limit") from None
-        if tag == TAG_FLOAT:
-            if pos + 9 > self.end:
-                raise self.fail("truncated float")
-            self.pos = pos + 9
-            return _unpack_f64(self.data, pos + 1)[0]
-        if tag == TAG_COMPLEX:
-            if pos + 17 > self.end:
-                raise self.fail("truncated complex")
-            self.pos = pos + 17
-            real, imag = _unpack_c128(self.data, pos + 1)
-            return complex(real, imag)
-        if tag == TAG_SLICE:
-            parts = self.nested(depth)
-            if type(parts) is not tuple or len(parts) != 3:
-                raise self.fail("slice must hold a 3-tuple")
-            return slice(*parts)
+def _signed_int(digits: bytes, pos: int) -> int:
+    if digits[:1] == b"-" and digits[1:].isdigit():
+        return int(digits)
+    raise _bad(pos, f"invalid int digits {digits[:20]!r}")
+
+
+def _rare(data: Any, pos: int, tag: int, depth: int, limits: Limits, mv: bool
+          ) -> tuple[Any, int]:
+    """Tags 0e, 0f, 17, 19, 1a, 1b and the unused ones; returns the value and the next pos."""
+    if tag == TAG_BYTES_L1 or tag == TAG_BYTES_L4:
+        if tag == TAG_BYTES_L1:
+            size = data[pos + 1]
+            pos += 2
+        else:
+            size = _size(data, pos + 5, _unpack_u32(data, pos + 1)[0], limits.max_bytes_len,
+                         "bytes")
+            pos += 5
+        raw = data[pos:pos + size]
+        return (bytes(raw) if mv else raw), pos + size
+    if tag == TAG_INT_L4:
+        # +1: a minus sign
+        size = _size(data, pos + 5, _unpack_u32(data, pos + 1)[0], limits.max_int_digits + 1,
+                     "int")
+        digits = bytes(data[pos + 5:pos + 5 + size])
+        if size - (digits[:1] == b"-") > limits.max_int_digits:
+            raise LimitExceeded(f"brine: int of {size} digits exceeds max_int_digits")
+        try:
+            value = int(digits) if digits.isdigit() else _signed_int(digits, pos)
+            return value, pos + 5 + size
+        except CodecError:
+            raise
+        except ValueError:  # digits pass the check but exceed the interpreter's limit
+            raise LimitExceeded("brine: int exceeds the interpreter's digit limit") from None
+    if tag == TAG_COMPLEX:
+        real, imag = _unpack_c128(data, pos + 1)
+        return complex(real, imag), pos + 17
+    if tag == TAG_SLICE or tag == TAG_FROZENSET:
+        inner = data[pos + 1]
+        if not 0x10 <= inner <= 0x15 and inner != TAG_EMPTY_TUPLE:
+            raise _bad(pos, "slice and frozenset must hold a tuple")
+        if depth >= limits.max_depth:  # the wrapper is one level, its tuple another
+            raise LimitExceeded(f"brine: nesting deeper than max_depth={limits.max_depth}")
+        wrapped, pos = _items(data, pos + 1, 1, depth + 1, limits, mv)
+        items = wrapped[0]
         if tag == TAG_FROZENSET:
-            items = self.nested(depth)
-            if type(items) is not tuple:
-                raise self.fail("frozenset must hold a tuple")
             try:
-                return frozenset(items)
-            except TypeError:  # an unhashable item, e.g. a slice on Python < 3.12
-                raise self.fail("frozenset holds an unhashable item") from None
-        raise self.fail(f"unknown tag 0x{tag:02x}")
+                return frozenset(items), pos
+            except TypeError:  # an unhashable item, e.g. a slice before Python 3.12
+                raise _bad(pos, "frozenset holds an unhashable item") from None
+        if len(items) != 3:
+            raise _bad(pos, "slice must hold a 3-tuple")
+        return slice(*items), pos
+    raise _bad(pos, f"unknown tag 0x{tag:02x}")
 
-    def nested(self, depth: int) -> Any:
-        if depth >= self.limits.max_depth:
-            raise LimitExceeded(f"brine: nesting deeper than max_depth={self.limits.max_depth}")
-        return self.value(depth + 1)
 
-    def items(self, n: int, depth: int) -> tuple[Any, ...]:
-        if n > self.limits.max_container_len:
-            raise LimitExceeded(f"brine: tuple of {n} items exceeds max_container_len")
-        if n > self.end - self.pos:  # every item takes at least one byte
-            raise self.fail(f"truncated: tuple of {n} items, {self.end - self.pos} bytes left")
-        if depth >= self.limits.max_depth:
-            raise LimitExceeded(f"brine: nesting deeper than max_depth={self.limits.max_depth}")
-        pos = self.pos
-        head = self.data[pos : pos + n]
-        if n > 8 and not bytes(head).translate(None, _IMMEDIATE_TAGS):
-            self.pos = pos + n
-            return tuple(map(_IMM_VALUES.__getitem__, head))
-        value = self.value
-        depth += 1
-        return tuple([value(depth) for _ in range(n)])
+def _int_run(data: Any, pos: int, limit: int, chunk: int, mv: bool
+             ) -> tuple[list[int], int] | None:
+    """Decode up to ``min(limit, chunk)`` consecutive INT_L1 items at once.
+
+    Returns the values and the position after them, or ``None`` when fewer than
+    VECTOR_MIN items qualify (the caller then goes item by item).
+
+    Exactness: ``skeleton`` is the span without digits and ``-``; in a valid run
+    it alternates 0x16 and a length byte, which gives the lengths L1, L2...
+    The run is accepted only if its byte classes equal, item for item,
+    ``t l d*L``: a 0x16, one length byte in 1..21 (never a digit or ``-``),
+    then exactly L digit-or-minus bytes. That is precisely what the
+    item-by-item decoder reads, so the digit runs are the same tokens; ``json``
+    then parses them (leading zeros, a bare or misplaced ``-`` fail there, and
+    the caller falls back to the item-by-item path, which has the last word).
+    """
+    first = data[pos + 1]
+    if not 1 <= first <= _INT_MAX_VECTOR_DIGITS:
+        return None
+    want = min(limit, chunk)
+    span = data[pos:pos + want * (first + 3)]
+    if mv:
+        span = bytes(span)
+    skeleton = span.translate(None, _DIGITS)
+    tags = skeleton[0::2]
+    count = min(len(tags) - len(tags.lstrip(b"\x16")), want, len(skeleton) // 2)
+    lengths = skeleton[1:2 * count:2]
+    if count and lengths.count(lengths[:1]) == count:  # all the same length: common
+        expected = _INT_PATTERN[lengths[0]] * count
+    else:
+        expected = b"".join(map(_INT_PATTERN.__getitem__, lengths))
+    size = len(expected)
+    classes = span.translate(_INT_CLASSES)
+    if size > len(span) or not classes.startswith(expected):
+        # keep the longest valid prefix: k items take 2*k + sum(lengths[:k]) bytes
+        low, high = 0, count
+        while low < high:
+            mid = (low + high + 1) // 2
+            size = 2 * mid + sum(lengths[:mid])
+            if size <= len(span) and classes.startswith(expected[:size]):
+                low = mid
+            else:
+                high = mid - 1
+        count = low
+        size = 2 * count + sum(lengths[:count])
+    if count < VECTOR_MIN:
+        return None
+    try:
+        values: list[int] = _JSON_LOADS(b"[%b]" % span[1:size].translate(_INT_TO_JSON))
+    except ValueError:
+        return None
+    return values, pos + size
 
 
 def load_from(
@@ -365,16 +603,68 @@ def load_from(
     Raises :class:`~rpyc_ipy.errors.CodecError` for malformed input or trailing
     bytes, :class:`~rpyc_ipy.errors.LimitExceeded` when ``limits`` are exceeded.
     """
-    decoder = _Decoder(data, offset, limits)
+    mv = False
+    if offset < 0:
+        raise CodecError(f"brine: negative offset {offset}")
+    if type(data) is not bytes:
+        view = memoryview(data).cast("B")
+        if len(view) - offset <= BIG_BYTES:
+            data, offset = bytes(view[offset:]), 0
+        else:  # slice big buffers as views: only the decoded values get copied
+            data, mv = view, True
+    value: Any
     try:
-        value = decoder.value(0)
+        tag = data[offset]
+        if 0x10 <= tag <= 0x14:  # the usual message: a small tuple, decoded without a detour
+            if tag == 0x14:
+                items, pos = _items(data, offset + 2, data[offset + 1], 1, limits, mv)
+            else:
+                items, pos = _items(data, offset + 1, tag - 0x0F, 1, limits, mv)
+            value = tuple(items)
+        else:
+            items, pos = _items(data, offset, 1, 0, limits, mv)
+            value = items[0]
+    except CodecError:
+        raise
+    except (IndexError, ValueError, struct.error, TypeError) as exc:
+        raise CodecError(f"brine: malformed or truncated input ({type(exc).__name__}: {exc})"
+                         ) from None
     except RecursionError:  # only reachable with a max_depth above the interpreter's
         raise LimitExceeded("brine: nesting too deep for this interpreter") from None
     except MemoryError:
         raise LimitExceeded("brine: value too large to allocate") from None
-    if decoder.pos != decoder.end:
-        raise CodecError(f"brine: {decoder.end - decoder.pos} trailing bytes after the value")
+    if pos != len(data):
+        if pos > len(data):
+            raise CodecError(f"brine: truncated: the value needs {pos - len(data)} more bytes")
+        raise CodecError(f"brine: {len(data) - pos} trailing bytes after the value")
+    if limits.check_short:
+        _check_short(value, limits)
     return value
+
+
+def _check_short(value: Any, limits: Limits) -> None:
+    """Apply limits below 255 to a decoded value.
+
+    The decoder checks the u8 length forms (at most 255 bytes, digits or items,
+    so never a memory risk) only through this walk, and only when a limit is
+    that small (``Limits.check_short``); the u32 forms are checked before use.
+    """
+    t = type(value)
+    if t is bytes or t is str:
+        size = len(value if t is bytes else value.encode("utf-8"))
+        if size > limits.max_bytes_len:
+            raise LimitExceeded(f"brine: {t.__name__} of {size} bytes exceeds max_bytes_len")
+    elif t is int:
+        if len(str(abs(value))) > limits.max_int_digits:
+            raise LimitExceeded("brine: int exceeds max_int_digits")
+    elif t is tuple or t is frozenset:
+        if len(value) > limits.max_container_len:
+            raise LimitExceeded(f"brine: tuple of {len(value)} items exceeds max_container_len")
+        for item in value:
+            _check_short(item, limits)
+    elif t is slice:
+        for item in (value.start, value.stop, value.step):
+            _check_short(item, limits)
 
 
 def load(data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS) -> Any:

@@ -6,7 +6,7 @@ Build one with keyword arguments and hand it to the codec or the connection.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 
@@ -29,6 +29,9 @@ class Limits:
     max_container_len: int = 16 * MiB
     max_bytes_len: int = 160 * MiB
     max_int_digits: int = 4300
+    #: derived: True when a limit is below 255, so even the u8 length forms of
+    #: brine must be checked (the decoder skips those checks otherwise)
+    check_short: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("max_frame_size", "max_depth", "max_container_len", "max_bytes_len",
@@ -36,6 +39,8 @@ class Limits:
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
                 raise ConfigError(f"Limits.{name} must be a positive int, not {value!r}")
+        short = min(self.max_container_len, self.max_bytes_len, self.max_int_digits) < 255
+        object.__setattr__(self, "check_short", short)
 
 
 DEFAULT_LIMITS = Limits()
