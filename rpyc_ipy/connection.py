@@ -362,6 +362,29 @@ class Connection:
                 self._serving -= 1
             self.close()
 
+    def start_serving(self) -> None:
+        """Keep a reader on this connection from now on, even while no call waits
+        (what :class:`~rpyc_ipy.BgServingThread` uses). Undo with :meth:`stop_serving`."""
+        with self._lock:
+            if self._closed:
+                raise ConnectionClosed(self._closed_message())
+            self._serving += 1
+            spawn = not self._reading and not self._idle_workers and \
+                self._workers < self._config["max_dispatch_threads"]
+            if spawn:
+                self._workers += 1
+            elif not self._reading and self._idle_workers:
+                self._idle_workers.pop().release()
+        if spawn:
+            threading.Thread(target=self._worker_main, name=f"rpyc_ipy-{self._config['connid']}",
+                             daemon=True).start()
+
+    def stop_serving(self) -> None:
+        """Undo one :meth:`start_serving`; the background reader leaves when idle."""
+        with self._lock:
+            if self._serving > 0:
+                self._serving -= 1
+
     def serve_threaded(self, thread_count: int = 10) -> None:
         """Same as :meth:`serve_all`; requests already run on a bounded pool."""
         self.serve_all()
