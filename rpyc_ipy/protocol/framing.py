@@ -76,9 +76,13 @@ def decode_body(body: bytes | bytearray | memoryview, compressed: bool,
     inflater = zlib.decompressobj()
     try:
         payload = inflater.decompress(body, limits.max_frame_size)
+        # output full with input left: either more output follows (over the limit)
+        # or only the end of the stream does (a payload of exactly the limit)
+        over = bool(inflater.unconsumed_tail) and \
+            bool(inflater.decompress(inflater.unconsumed_tail, 1))
     except zlib.error as exc:
         raise CodecError(f"frame: invalid zlib body: {exc}") from None
-    if inflater.unconsumed_tail:
+    if over:
         raise LimitExceeded(
             f"frame: compressed body inflates beyond max_frame_size={limits.max_frame_size}"
         )
@@ -147,7 +151,8 @@ class FrameDecoder:
         length, compressed = self._pending
         if len(buffer) < length + 1:
             return None
-        body = bytes(buffer[:length])
+        with memoryview(buffer) as view:  # one copy of the body, not two
+            body = bytes(view[:length])
         del buffer[: length + 1]
         self._pending = None
         return decode_body(body, compressed, self._limits)
