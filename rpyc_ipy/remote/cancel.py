@@ -1,0 +1,150 @@
+"""Stopping a running cell: cooperative first, then an asynchronous exception, then
+abandoning the thread.
+
+The engine's supervisor calls :meth:`Cancellation.step` while it waits::
+
+    cancel = Cancellation(grace=0.25)
+    cancel.request()                   # from the peer's cancel request
+    level = cancel.step(worker)        # escalates with time; returns the current level
+
+Levels:
+
+1. *cooperative*: the sink raises ``KeyboardInterrupt`` on the cell's next
+   write, and :func:`cancelled` turns true for code that polls it;
+2. *interrupt*: ``KeyboardInterrupt`` is raised asynchronously in the worker
+   thread (``PyThreadState_SetAsyncExc``); it lands at the next bytecode, so a
+   thread blocked in C (``time.sleep``, a socket read) only sees it on return;
+3. *abandon*: the execution is reported as cancelled and the session moves on;
+   the thread stops by itself once it returns to Python, and its late output is
+   dropped.
+
+An asynchronous exception is only ever sent while the worker is inside user
+code (:class:`UserCodeGate`), and a pending one is cleared when the user code
+ends, so it cannot hit the engine's own bookkeeping.
+
+Pure standard library: also shipped by source to classic peers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+
+__all__ = ["Cancellation", "UserCodeGate", "cancelled", "raise_in_thread"]
+
+NONE, COOPERATIVE, INTERRUPT, ABANDON = 0, 1, 2, 3
+LEVEL_NAMES = {NONE: "running", COOPERATIVE: "cooperative", INTERRUPT: "interrupt",
+               ABANDON: "abandoned"}
+
+_current: dict[int, Cancellation] = {}
+
+
+def raise_in_thread(ident: int, exc_type: type[BaseException] | None) -> bool:
+    """Schedule ``exc_type`` in thread ``ident`` (``None`` clears a pending one)."""
+    exc = ctypes.py_object(exc_type) if exc_type is not None else None
+    count = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), exc)
+    if count > 1:  # cannot happen for a valid ident; undo rather than hit other threads
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
+        return False
+    return count == 1
+
+
+def cancelled() -> bool:
+    """True in a cell whose execution was asked to stop: poll it in long loops."""
+    cancel = _current.get(threading.get_ident())
+    return cancel is not None and cancel.requested
+
+
+class UserCodeGate:
+    """Marks the stretch of a worker thread that runs user code.
+
+    ``with gate:`` around the user code; :meth:`interrupt` sends the asynchronous
+    exception only inside that stretch.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ident: int | None = None
+        self._sent = False
+
+    def __enter__(self) -> UserCodeGate:
+        with self._lock:
+            self._ident = threading.get_ident()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.leave()
+
+    def leave(self) -> None:
+        """End the stretch; clears an asynchronous exception that did not land yet.
+
+        Safe to call again if an exception landed inside it (the exception is
+        sent at most once, so a retry loop ends).
+        """
+        with self._lock:
+            ident, self._ident = self._ident, None
+            if ident is not None and self._sent:
+                raise_in_thread(ident, None)
+
+    def interrupt(self) -> bool:
+        """Raise ``KeyboardInterrupt`` in the worker if it is in user code."""
+        with self._lock:
+            if self._ident is None or self._sent:
+                return False
+            self._sent = raise_in_thread(self._ident, KeyboardInterrupt)
+            return self._sent
+
+
+class Cancellation:
+    """The cancel state of one execution; escalates by :meth:`step`."""
+
+    def __init__(self, grace: float = 0.25) -> None:
+        self.grace = grace
+        self.level = NONE
+        self.requested_at: float | None = None
+        self.force = False
+        self._lock = threading.Lock()
+
+    @property
+    def requested(self) -> bool:
+        return self.requested_at is not None
+
+    def request(self, force: bool = False) -> None:
+        """Ask to stop; ``force`` skips the waiting between levels."""
+        with self._lock:
+            if self.requested_at is None:
+                self.requested_at = time.monotonic()
+            self.force = self.force or force
+
+    def bind(self, ident: int) -> None:
+        _current[ident] = self
+
+    def unbind(self, ident: int) -> None:
+        if _current.get(ident) is self:
+            del _current[ident]
+
+    def step(self, gate: UserCodeGate, on_cooperative: object = None) -> int:
+        """Escalate as far as the elapsed time allows; returns the level reached."""
+        if self.requested_at is None:
+            return self.level
+        elapsed = time.monotonic() - self.requested_at
+        grace = 0.05 if self.force else self.grace
+        if self.level < COOPERATIVE:
+            self.level = COOPERATIVE
+            if callable(on_cooperative):
+                on_cooperative()
+        if self.level < INTERRUPT and elapsed >= grace:
+            self.level = INTERRUPT
+            gate.interrupt()
+        if self.level < ABANDON and elapsed >= 2 * grace:
+            self.level = ABANDON
+        return self.level
+
+    def next_deadline(self) -> float | None:
+        """Seconds until the next escalation, or ``None`` when nothing is pending."""
+        if self.requested_at is None or self.level >= ABANDON:
+            return None
+        grace = 0.05 if self.force else self.grace
+        step = grace if self.level < INTERRUPT else 2 * grace
+        return max(0.0, self.requested_at + step - time.monotonic())
