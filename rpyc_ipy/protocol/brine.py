@@ -76,8 +76,13 @@ IMM_MIN, IMM_MAX = IMM_FIRST - IMM_BIAS, IMM_LAST - IMM_BIAS  # -48, 159
 #: a big payload is written to the socket without being copied into the frame.
 BIG_BYTES = 1 << 16
 
+# Every encoder output list starts with a slot that _append_long sets to this
+# (an empty buffer, so joins ignore it) when a part of BIG_BYTES or more follows.
+_BIG = memoryview(b"")
+
 #: tuples at least this long are tried on the vectorised int paths
 VECTOR_MIN = 16
+_SMALL_RANGES = [tuple(range(n)) for n in range(VECTOR_MIN)]  # no range object per tuple
 
 _SIMPLE_TYPES = frozenset(
     {type(None), bool, int, float, complex, bytes, str, type(NotImplemented), type(Ellipsis)}
@@ -180,22 +185,33 @@ def _encode_items(items: tuple[Any, ...], out: list[bytes]) -> None:
                 append(_IMM_ENC[x + 48])
             else:
                 _big_int(x, append)
+        elif t is tuple:
+            n = len(x)
+            if n < VECTOR_MIN:
+                append(_TUPLE_HEAD[n])
+                _encode_items(x, out)
+            else:
+                _encode_tuple(x, out)
         elif t is str:
             try:
                 data = x.encode()  # utf-8, strict
             except UnicodeEncodeError as exc:
                 raise TypeError(f"cannot dump str that is not valid unicode: {exc}") from None
             n = len(data)
-            append(_STR_HEAD[n] if n < 256 else b"\x08\x0f" + _pack_u32(n))
-            append(data)
+            if n < 256:
+                append(_STR_HEAD[n])
+                append(data)
+            else:
+                _append_long(out, b"\x08\x0f", data)
         elif x is None:
             append(b"\x00")
-        elif t is tuple:
-            _encode_tuple(x, out)
         elif t is bytes:
             n = len(x)
-            append(_BYTES_HEAD[n] if n < 256 else b"\x0f" + _pack_u32(n))
-            append(x)
+            if n < 256:
+                append(_BYTES_HEAD[n])
+                append(x)
+            else:
+                _append_long(out, b"\x0f", x)
         elif t is float:
             append(_pack_tagged_f64(TAG_FLOAT, x))
         elif t is bool:
@@ -214,6 +230,14 @@ def _encode_items(items: tuple[Any, ...], out: list[bytes]) -> None:
             _encode_tuple((x.start, x.stop, x.step), out)
         else:
             raise _not_dumpable(x)
+
+
+def _append_long(out: list[bytes], tag: bytes, data: bytes) -> None:
+    """Append a bytes value in the u32 length form; flag it in ``out[0]`` if it is big."""
+    out.append(tag + _pack_u32(len(data)))
+    out.append(data)
+    if len(data) >= BIG_BYTES:
+        out[0] = _BIG  # type: ignore[call-overload]
 
 
 def _encode_ints(items: tuple[int, ...]) -> bytes | None:
@@ -300,14 +324,12 @@ def dump_parts(obj: object) -> list[bytes]:
     socket write; small parts are joined. Raises ``TypeError`` if ``obj`` is
     not :func:`dumpable`.
     """
-    out: list[bytes] = []
+    out: list[bytes] = [b""]
     _encode(obj, out)
-    if len(out) > 1:
-        for part in out:
-            if len(part) >= BIG_BYTES:
-                return _coalesce(out)
-        return [b"".join(out)]
-    return out
+    if out[0] is _BIG:
+        del out[0]
+        return _coalesce(out)
+    return [b"".join(out)]
 
 
 def dump(obj: object) -> bytes:
@@ -315,13 +337,13 @@ def dump(obj: object) -> bytes:
     if type(obj) is tuple:
         n = len(obj)
         if n < VECTOR_MIN:
-            out = [_TUPLE_HEAD[n]]
+            out = [b"", _TUPLE_HEAD[n]]
             _encode_items(obj, out)
             return b"".join(out)
-        out = []
+        out = [b""]
         _encode_tuple(obj, out)
     else:
-        out = []
+        out = [b""]
         _encode_items((obj,), out)
     return b"".join(out)
 
@@ -403,7 +425,7 @@ def _items(data: Any, pos: int, n: int, depth: int, limits: Limits, mv: bool
     vector = n >= VECTOR_MIN
     chunk = 256
     # long tuples iterate an explicit iterator so that the vectorised paths can skip items
-    counter: Iterable[int] = iter(range(n)) if vector else range(n)
+    counter: Iterable[int] = iter(range(n)) if vector else _SMALL_RANGES[n]
     for i in counter:
         tag = data[pos]
         if tag >= 0x20:
@@ -427,6 +449,40 @@ def _items(data: Any, pos: int, n: int, depth: int, limits: Limits, mv: bool
                 append(bytes(data[pos - size:pos]).decode())
             else:
                 append(data[pos - size:pos].decode())  # utf-8, strict
+        elif tag >= 0x10:
+            if tag < 0x16:  # tuples: every message is made of them
+                if depth >= max_depth:
+                    raise LimitExceeded(f"brine: nesting deeper than max_depth={max_depth}")
+                if tag <= 0x13:
+                    value, pos = _items(data, pos + 1, tag - 0x0F, depth + 1, limits, mv)
+                elif tag == 0x14:
+                    value, pos = _items(data, pos + 2, data[pos + 1], depth + 1, limits, mv)
+                else:
+                    size = _count(data, pos + 5, _unpack_u32(data, pos + 1)[0], limits)
+                    value, pos = _items(data, pos + 5, size, depth + 1, limits, mv)
+                append(tuple(value))
+            elif tag == 0x16:
+                if vector and n - i > VECTOR_MIN:
+                    run = _int_run(data, pos, n - i, chunk, mv)
+                    if run is None:
+                        vector = False  # not worth trying again in this tuple
+                    else:
+                        values, pos = run
+                        out.extend(values)
+                        counter.__setstate__(i + len(values))  # type: ignore[attr-defined]
+                        chunk = min(chunk * 2, 1 << 16) if len(values) * 2 >= chunk else 256
+                        continue
+                size = data[pos + 1]
+                pos += 2 + size
+                digits = bytes(data[pos - size:pos]) if mv else data[pos - size:pos]
+                # int() alone would also take spaces, "+" and "_"; brine has only [-]digits
+                append(int(digits) if digits.isdigit() else _signed_int(digits, pos))
+            elif tag == 0x18:
+                append(_unpack_f64(data, pos + 1)[0])
+                pos += 9
+            else:
+                value, pos = _rare(data, pos, tag, depth, limits, mv)
+                append(value)
         elif tag < 0x08:
             if tag == 0x07:
                 raise _bad(pos, "unknown tag 0x07")
@@ -438,36 +494,6 @@ def _items(data: Any, pos: int, n: int, depth: int, limits: Limits, mv: bool
             size = tag - 0x09
             pos += 1 + size
             append(bytes(data[pos - size:pos]) if mv else data[pos - size:pos])
-        elif tag == 0x16:
-            if vector and n - i > VECTOR_MIN:
-                run = _int_run(data, pos, n - i, chunk, mv)
-                if run is None:
-                    vector = False  # not worth trying again in this tuple
-                else:
-                    values, pos = run
-                    out.extend(values)
-                    counter.__setstate__(i + len(values))  # type: ignore[attr-defined]
-                    chunk = min(chunk * 2, 1 << 16) if len(values) * 2 >= chunk else 256
-                    continue
-            size = data[pos + 1]
-            pos += 2 + size
-            digits = bytes(data[pos - size:pos]) if mv else data[pos - size:pos]
-            # int() alone would also take spaces, "+" and "_"; brine has only [-]digits
-            append(int(digits) if digits.isdigit() else _signed_int(digits, pos))
-        elif tag == 0x18:
-            append(_unpack_f64(data, pos + 1)[0])
-            pos += 9
-        elif 0x0F < tag < 0x16:
-            if depth >= max_depth:
-                raise LimitExceeded(f"brine: nesting deeper than max_depth={max_depth}")
-            if tag <= 0x13:
-                value, pos = _items(data, pos + 1, tag - 0x0F, depth + 1, limits, mv)
-            elif tag == 0x14:
-                value, pos = _items(data, pos + 2, data[pos + 1], depth + 1, limits, mv)
-            else:
-                size = _count(data, pos + 5, _unpack_u32(data, pos + 1)[0], limits)
-                value, pos = _items(data, pos + 5, size, depth + 1, limits, mv)
-            append(tuple(value))
         else:
             value, pos = _rare(data, pos, tag, depth, limits, mv)
             append(value)

@@ -1,0 +1,78 @@
+"""Small timing helpers shared by the benchmarks: medians of repeats, side-by-side ratios.
+
+Benchmarks print medians and ratios only; they never assert on time.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+def time_batch(fn: Callable[[], object], number: int) -> float:
+    """Seconds per call of ``fn`` over one batch of ``number`` calls (GC paused, like timeit)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        return (time.perf_counter() - start) / number
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def calibrate(fn: Callable[[], object], target: float = 0.05) -> int:
+    """A batch size that makes one batch of ``fn`` last about ``target`` seconds."""
+    number = 1
+    while True:
+        elapsed = time_batch(fn, number) * number
+        if elapsed >= target or number >= 1 << 24:
+            return number
+        number *= 2 if elapsed > target / 10 else 10
+
+
+@dataclass
+class Row:
+    """One benchmark case: the per-call medians of both libraries."""
+
+    name: str
+    ours: float
+    theirs: float
+
+    @property
+    def ratio(self) -> float:
+        """How many times faster ours is (theirs' time over ours)."""
+        return self.theirs / self.ours
+
+
+def compare(name: str, ours: Callable[[], object], theirs: Callable[[], object],
+            repeat: int = 15, target: float = 0.05) -> Row:
+    """Median seconds per call of each function; batches alternate so drift hits both."""
+    number = min(calibrate(ours, target), calibrate(theirs, target))
+    ours_times: list[float] = []
+    theirs_times: list[float] = []
+    for _ in range(repeat):
+        ours_times.append(time_batch(ours, number))
+        theirs_times.append(time_batch(theirs, number))
+    return Row(name, statistics.median(ours_times), statistics.median(theirs_times))
+
+
+def format_seconds(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def print_rows(rows: list[Row], theirs_label: str = "rpyc 6.0.2") -> None:
+    """A table of medians and ratios; ratio > 1 means ours is faster."""
+    width = max(len(row.name) for row in rows)
+    print(f"{'case':<{width}}  {'rpyc_ipy':>10}  {theirs_label:>10}  ours vs theirs")
+    for row in rows:
+        print(f"{row.name:<{width}}  {format_seconds(row.ours):>10}  "
+              f"{format_seconds(row.theirs):>10}  {row.ratio:6.2f}x")
