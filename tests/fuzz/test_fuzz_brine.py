@@ -14,7 +14,7 @@ from rpyc.core import brine as rpyc_brine
 from rpyc_ipy.errors import CodecError
 from rpyc_ipy.protocol import brine
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(30)  # the whole module runs in seconds; a hang must not wait 120 s
 
 
 def _outcome(data: bytes) -> tuple[str, Any]:

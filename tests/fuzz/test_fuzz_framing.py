@@ -11,7 +11,7 @@ from rpyc_ipy.errors import CodecError
 from rpyc_ipy.protocol.framing import RPYC_COMPRESSION_THRESHOLD, FrameDecoder, frame_bytes
 from rpyc_ipy.protocol.limits import Limits
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(30)  # the whole module runs in seconds; a hang must not wait 120 s
 
 payloads = st.lists(
     st.one_of(st.binary(max_size=200), st.binary(min_size=2990, max_size=3100),
