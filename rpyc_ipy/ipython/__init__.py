@@ -1,0 +1,22 @@
+"""The notebook side: the IPython extension, its magics and settings, and sessions.
+
+``%load_ext rpyc_ipy`` installs it (:mod:`.extension`). Code that wants sessions
+without magics (the kernel, scripts) uses :func:`open_session` and
+:class:`RemoteSession` directly; they do not need IPython.
+"""
+
+from __future__ import annotations
+
+from .execution import ExecutionOutcome, RemoteExecution, RemoteExecutionError, RemoteTimeoutError
+from .session import RemoteSession, SessionError, SessionRegistry, open_session
+
+__all__ = [
+    "ExecutionOutcome",
+    "RemoteExecution",
+    "RemoteExecutionError",
+    "RemoteSession",
+    "RemoteTimeoutError",
+    "SessionError",
+    "SessionRegistry",
+    "open_session",
+]

@@ -1,0 +1,372 @@
+"""Showing remote things safely: netrefs at the prompt, cell output, session cards.
+
+Session cards and reports are in :mod:`.cards`. The rule (design §1): a
+server must not be able to run code in the notebook. So:
+
+* a netref shown at the prompt (or by ``display()``) costs one request, a
+  bounded ``repr``; its remote ``_repr_*_``/``_ipython_display_`` hooks are
+  never called, unless ``RPyCPolicy.trust_remote_display`` is on and the
+  server runs our engine, and then its bundle comes by value in one request;
+* every remote text is sanitized (terminal escapes other than colours are
+  removed) and every remote string in our HTML is escaped;
+* remote MIME bundles are filtered by :meth:`RPyCPolicy.mimetypes` and sizes.
+
+:class:`NetrefDisplay` installs the prompt side into a shell (and removes it);
+:class:`CellOutput` routes a ``%%remote`` cell's events into the cell.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..netref import BaseNetref, RemoteMethod
+from ..protocol import consts
+
+if TYPE_CHECKING:
+    from .execution import RemoteExecution
+    from .session import SessionRegistry
+    from .settings import RPyCPolicy
+
+__all__ = [
+    "CellOutput",
+    "NetrefDisplay",
+    "RemoteResult",
+    "filter_bundle",
+    "netref_text",
+    "sanitize_text",
+]
+
+RED, AMBER, GREEN, DIM, RESET = "\x1b[31m", "\x1b[33m", "\x1b[32m", "\x1b[2m", "\x1b[0m"
+_get = object.__getattribute__
+
+# ESC sequences: keep SGR (colours), drop every other CSI, OSC (titles, clipboard,
+# hyperlinks), and two-byte escapes; drop C0/C1 controls but \n \r \t
+_ESCAPES = re.compile(
+    r"\x1b\[[0-9;]*m"                        # 1: SGR, kept
+    r"|(\x1b\[[0-?]*[ -/]*[@-~])"            # 2: other CSI
+    r"|(\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?)"  # 3: OSC
+    r"|(\x1b[@-_]?)"                         # 4: other escapes
+    r"|([\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f\x80-\x9f])"  # 5: controls
+)
+
+
+def sanitize_text(text: str) -> str:
+    """Remote text made safe for a terminal or a notebook: colours kept, other
+    escape sequences and control characters removed."""
+    if type(text) is not str:
+        return ""
+    return _ESCAPES.sub(lambda m: m.group(0) if m.lastindex is None else "", text)
+
+
+def escape(text: Any) -> str:
+    """HTML-escaped ``str(text)`` (for values we produced or validated as str)."""
+    return html.escape(text if type(text) is str else str(text), quote=True)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit:,} more)"
+
+
+# -- netrefs at the prompt -----------------------------------------------------------------
+
+
+def remote_type_name(obj: Any) -> str:
+    """The remote class name of a netref, known locally (no request)."""
+    target = obj._owner if type(obj) is RemoteMethod else obj
+    try:
+        name_pack = _get(target, "____id_pack__")[0]
+    except Exception:
+        return type(obj).__name__
+    return name_pack[len("builtins."):] if name_pack.startswith("builtins.") else name_pack
+
+
+def _connection(obj: Any) -> Any:
+    target = obj._owner if type(obj) is RemoteMethod else obj
+    return _get(target, "____conn__")
+
+
+def netref_text(obj: Any, max_chars: int = 10_000, timeout: float = 5.0) -> str:
+    """A netref's ``repr``: one request, bounded in time and length, sanitized."""
+    if type(obj) is RemoteMethod:
+        try:
+            obj = obj._resolve()
+        except Exception as exc:
+            return f"<remote method: {type(exc).__name__}>"
+    conn = _connection(obj)
+    kind = remote_type_name(obj)
+    try:
+        result = conn.async_request(consts.HANDLE_REPR, obj)
+        result.wait(timeout)
+        text = result.value
+    except TimeoutError:
+        return f"<remote {kind}: repr took longer than {timeout:g} s>"
+    except Exception as exc:
+        return f"<remote {kind}: repr failed: {sanitize_text(_first_line(exc))}>"
+    if type(text) is not str:  # a hostile peer answered with something else
+        return f"<remote {kind}>"
+    return _cut(sanitize_text(text), max_chars)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = exc.args[0] if exc.args and isinstance(exc.args[0], str) else type(exc).__name__
+    return text.split("\n", 1)[0][:200]
+
+
+def filter_bundle(data: dict[str, Any], metadata: dict[str, Any], allowed: frozenset[str],
+                  max_bytes: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Keep allowed, small-enough MIME types; images base64 as Jupyter expects;
+    ``text/plain`` sanitized; JSON parsed."""
+    out: dict[str, Any] = {}
+    for mime, value in data.items():
+        if mime not in allowed or type(value) not in (str, bytes) or len(value) > max_bytes:
+            continue
+        if mime == "text/plain":
+            out[mime] = sanitize_text(value if type(value) is str else
+                                      value.decode("utf-8", "replace"))
+        elif mime.startswith("image/") and mime != "image/svg+xml":
+            out[mime] = base64.b64encode(value).decode("ascii") if type(value) is bytes \
+                else value
+        elif mime == "application/json" or mime.endswith("+json"):
+            try:
+                out[mime] = json.loads(value)
+            except ValueError:
+                continue
+        else:
+            out[mime] = value if type(value) is str else value.decode("utf-8", "replace")
+    if "text/plain" not in out:
+        out["text/plain"] = "<remote output: no MIME type allowed by RPyCPolicy>" if data else ""
+    kept_md = {k: v for k, v in metadata.items() if k in out and isinstance(v, dict)}
+    return out, kept_md
+
+
+class _Budget(threading.local):
+    """Remote reprs allowed while one display call formats (nested netrefs)."""
+
+    count = 0
+    deadline = 0.0
+
+
+class NetrefDisplay:
+    """The prompt side of safe display; ``install()`` into a shell, ``uninstall()`` after.
+
+    It wraps the shell's ``display_formatter.format`` (netrefs get our bundle,
+    everything else the original), and guards the plain-text pretty printers
+    so netrefs nested in local containers cost one bounded ``repr`` each, at
+    most ``NESTED_REPRS`` per display.
+    """
+
+    NESTED_REPRS = 20
+
+    def __init__(self, shell: Any, policy: RPyCPolicy, registry: SessionRegistry) -> None:
+        self.shell = shell
+        self.policy = policy
+        self.registry = registry
+        self._formatter: Any = None
+        self._original_format: Callable[..., Any] | None = None
+        self._wrapped: dict[Any, Any] = {}
+        self._wrapped_deferred: dict[Any, Any] = {}
+        self._budget = _Budget()
+
+    # -- install / uninstall -------------------------------------------------------------
+
+    def install(self) -> None:
+        formatter = self.shell.display_formatter
+        self._formatter = formatter
+        self._original_format = formatter.format
+        formatter.format = self.format  # instance attribute: shadows the method
+        plain = formatter.formatters["text/plain"]
+        for cls, printer in list(plain.type_printers.items()):
+            if isinstance(cls, type) and cls.__module__ == "builtins":
+                guarded = self._guard(printer)
+                plain.type_printers[cls] = guarded
+                self._wrapped[cls] = (printer, guarded)
+        for key, printer in list(plain.deferred_printers.items()):
+            guarded = self._guard(printer)
+            plain.deferred_printers[key] = guarded
+            self._wrapped_deferred[key] = (printer, guarded)
+        plain.type_printers[BaseNetref] = self._pretty
+        plain.type_printers[RemoteMethod] = self._pretty
+
+    def uninstall(self) -> None:
+        formatter = self._formatter
+        if formatter is None:
+            return
+        if formatter.__dict__.get("format") == self.format:
+            del formatter.format
+        plain = formatter.formatters["text/plain"]
+        for table, wrapped in ((plain.type_printers, self._wrapped),
+                               (plain.deferred_printers, self._wrapped_deferred)):
+            for key, (original, guarded) in wrapped.items():
+                if table.get(key) is guarded:  # not replaced by someone since
+                    table[key] = original
+            wrapped.clear()
+        for cls in (BaseNetref, RemoteMethod):
+            if plain.type_printers.get(cls) == self._pretty:
+                del plain.type_printers[cls]
+        self._formatter = None
+
+    # -- formatting --------------------------------------------------------------------------
+
+    def format(self, obj: Any, include: Any = None, exclude: Any = None) -> Any:
+        """``DisplayFormatter.format`` with netrefs shown by :meth:`bundle`."""
+        assert self._original_format is not None
+        self._budget.count = self.NESTED_REPRS
+        self._budget.deadline = time.monotonic() + self.policy.display_timeout
+        if isinstance(obj, BaseNetref) or type(obj) is RemoteMethod:
+            data, metadata = self.bundle(obj)
+            if include:
+                data = {k: v for k, v in data.items() if k in include}
+            if exclude:
+                data = {k: v for k, v in data.items() if k not in exclude}
+            return data, metadata
+        return self._original_format(obj, include=include, exclude=exclude)
+
+    def bundle(self, obj: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What a netref looks like in the notebook; see the module docstring."""
+        policy = self.policy
+        session = self.registry.for_conn(_connection(obj))
+        if policy.trust_remote_display and session is not None and session.has_engine \
+                and type(obj) is not RemoteMethod:
+            try:
+                data, metadata = session.mimebundle(
+                    obj, tuple(sorted(policy.mimetypes())), policy.max_bundle_bytes,
+                    timeout=policy.display_timeout)
+                return filter_bundle(data, metadata, policy.mimetypes(),
+                                     policy.max_bundle_bytes)
+            except Exception:  # fall back to the plain repr
+                pass
+        text = netref_text(obj, policy.max_repr_chars, policy.display_timeout)
+        where = f" on {session.name}" if session is not None else ""
+        label = f"remote {remote_type_name(obj)}{where}"
+        html_text = (f'<div title="{escape(label)}"><span style="font-size:80%;opacity:.7">'
+                     f"&#x21c4; {escape(label)}</span><pre style=\"margin:0\">{escape(text)}"
+                     "</pre></div>")
+        return {"text/plain": text, "text/html": html_text}, {}
+
+    def _pretty(self, obj: Any, printer: Any, cycle: bool) -> None:
+        budget = self._budget
+        if budget.count <= 0 or (budget.deadline and time.monotonic() > budget.deadline):
+            printer.text(f"<remote {remote_type_name(obj)}>")
+            return
+        budget.count -= 1
+        remaining = max(0.1, budget.deadline - time.monotonic()) if budget.deadline else \
+            self.policy.display_timeout
+        printer.text(netref_text(obj, self.policy.max_repr_chars, remaining))
+
+    def _guard(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def guarded(obj: Any, printer: Any, cycle: bool) -> Any:
+            if isinstance(obj, BaseNetref) or type(obj) is RemoteMethod:
+                return self._pretty(obj, printer, cycle)
+            return original(obj, printer, cycle)
+
+        guarded.__wrapped__ = original  # type: ignore[attr-defined]
+        return guarded
+
+
+# -- cell output -----------------------------------------------------------------------------
+
+
+class CellOutput:
+    """Routes the events of ``%%remote`` executions into the running cell.
+
+    With ``labels`` (fan-out), every output line is prefixed ``[name]`` and
+    display data gets a small label first.
+    """
+
+    def __init__(self, policy: RPyCPolicy, labels: bool = False,
+                 stream: bool = True) -> None:
+        self.policy = policy
+        self.labels = labels
+        self.stream = stream
+        self._partial: dict[tuple[str, str], bool] = {}
+        self._held: list[tuple[RemoteExecution, tuple[Any, ...]]] = []
+
+    def __call__(self, execution: RemoteExecution, event: tuple[Any, ...]) -> None:
+        if not self.stream and event[0] != "done":
+            self._held.append((execution, event))
+            return
+        if event[0] == "done" and self._held:
+            held, self._held = self._held, []
+            for item in held:
+                if item[0] is execution:
+                    self._dispatch(*item)
+                else:
+                    self._held.append(item)
+        self._dispatch(execution, event)
+
+    def _dispatch(self, execution: RemoteExecution, event: tuple[Any, ...]) -> None:
+        from .session import dispatch_event
+
+        name = execution.session.name
+        dispatch_event(event, lambda stream, text: self.write(name, stream, text),
+                       lambda data, md, did, update: self.display(name, data, md, did, update),
+                       self.clear)
+        if event[0] == "done":
+            self.end_lines(name)
+
+    def write(self, name: str, stream: str, text: str) -> None:
+        text = sanitize_text(text)
+        if self.labels:
+            text = self._label_lines(name, stream, text)
+        target = sys.stdout if stream == "stdout" else sys.stderr
+        target.write(text)
+        target.flush()
+
+    def _label_lines(self, name: str, stream: str, text: str) -> str:
+        at_start = not self._partial.get((name, stream), False)
+        out = []
+        for line in text.splitlines(keepends=True):
+            out.append((f"[{name}] " if at_start else "") + line)
+            at_start = line.endswith("\n")
+        self._partial[(name, stream)] = not at_start
+        return "".join(out)
+
+    def end_lines(self, name: str) -> None:
+        for stream in ("stdout", "stderr"):
+            if self._partial.pop((name, stream), False):
+                (sys.stdout if stream == "stdout" else sys.stderr).write("\n")
+
+    def display(self, name: str, data: dict[str, Any], metadata: dict[str, Any],
+                display_id: str | None, update: bool) -> None:
+        from IPython.display import display
+
+        policy = self.policy
+        data, metadata = filter_bundle(data, metadata, policy.mimetypes(),
+                                       policy.max_bundle_bytes)
+        if self.labels:
+            self.end_lines(name)
+            print(f"[{name}]")
+        kwargs: dict[str, Any] = {"raw": True, "metadata": metadata or None}
+        if display_id:
+            kwargs["display_id"] = f"rpyc-{name}-{display_id}"
+            kwargs["update"] = update
+        display(data, **kwargs)
+
+    def clear(self, wait: bool) -> None:
+        from IPython.display import clear_output
+
+        clear_output(wait=wait)
+
+
+class RemoteResult:
+    """A ``%%remote`` cell's last expression, shown as the cell's ``Out[]`` (by value)."""
+
+    def __init__(self, session: str, data: dict[str, Any], metadata: dict[str, Any]) -> None:
+        self.session = session
+        self.data = data
+        self.metadata = metadata
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None
+                          ) -> tuple[dict[str, Any], dict[str, Any]]:
+        return dict(self.data), dict(self.metadata)
+
+    def __repr__(self) -> str:
+        return str(self.data.get("text/plain", ""))

@@ -1,0 +1,325 @@
+"""Cells running on sessions: start them, receive their events, wait, cancel.
+
+A :class:`RemoteExecution` is one cell on one session. Its events (output,
+display data, and finally ``done``) arrive on connection threads and are put
+in a queue; the caller's thread takes them from there with :func:`wait_all`,
+which is where the stop button (``KeyboardInterrupt``) and timeouts are
+handled::
+
+    events = queue.SimpleQueue()
+    run = session.start("print(1)", events)
+    outcomes = wait_all([run], events, handler, timeout=None, grace=2.0)
+
+The caller's thread never reads a socket or runs a server callback, so a
+``KeyboardInterrupt`` can land anywhere in it without hurting a connection.
+``RemoteSession.execute`` wraps all of this for one session.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import RPyCError
+from ..remote.values import NotByValue, unpack
+from ..utils import async_
+
+if TYPE_CHECKING:
+    from .session import RemoteSession
+
+__all__ = [
+    "ExecutionOutcome",
+    "RemoteExecution",
+    "RemoteExecutionError",
+    "RemoteTimeoutError",
+    "wait_all",
+]
+
+#: events a server may send; anything else is dropped
+_EVENT_KINDS = frozenset({"stream", "display", "clear", "done"})
+_STREAMS = frozenset({"stdout", "stderr"})
+NO_VALUE = object()
+
+
+@dataclass
+class ExecutionOutcome:
+    """How a cell ended: ``status`` is ``"ok"``, ``"error"`` or ``"cancelled"``."""
+
+    session: str
+    status: str
+    execution_count: int = 0
+    data: dict[str, Any] = field(default_factory=dict)  # the last expression's bundle
+    metadata: dict[str, Any] = field(default_factory=dict)
+    error: tuple[str, str, str] | None = None  # (ename, evalue, traceback text)
+    note: str = ""
+    value: Any = NO_VALUE  # with want_value: the result by value, or a netref
+    elapsed: float = 0.0
+
+    @property
+    def has_value(self) -> bool:
+        return self.value is not NO_VALUE
+
+
+class RemoteExecutionError(RPyCError):
+    """A cell failed on one or more sessions; IPython shows the remote tracebacks."""
+
+    def __init__(self, outcomes: list[ExecutionOutcome]) -> None:
+        self.outcomes = outcomes
+        names = ", ".join(o.session for o in outcomes)
+        first = outcomes[0].error or ("Error", "", "")
+        super().__init__(f"{first[0]}: {first[1]} (on {names})" if len(outcomes) == 1
+                         else f"the cell failed on {len(outcomes)} sessions: {names}")
+
+    @property
+    def ename(self) -> str:
+        return (self.outcomes[0].error or ("Error", "", ""))[0]
+
+    def _render_traceback_(self) -> list[str]:
+        from .display import RED, RESET, sanitize_text
+
+        lines: list[str] = []
+        for outcome in self.outcomes:
+            ename, evalue, tb = outcome.error or ("Error", "", "")
+            lines.append(f"{RED}Remote error on session {outcome.session!r} "
+                         f"(cell {outcome.execution_count}){RESET}")
+            text = sanitize_text(tb).rstrip() or sanitize_text(f"{ename}: {evalue}")
+            lines.extend(text.splitlines())
+        return lines
+
+
+class RemoteTimeoutError(RPyCError, TimeoutError):
+    """A cell ran longer than its timeout and was cancelled."""
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class RemoteExecution:
+    """One cell on one session; see the module docstring.
+
+    Made by :meth:`RemoteSession.start`. Events go to ``events`` as
+    ``(execution, event)`` pairs, the last one being ``("done", outcome)``.
+    """
+
+    def __init__(self, session: RemoteSession, events: queue.SimpleQueue[Any] | queue.Queue[Any],
+                 options: dict[str, Any], on_finish: Callable[[], Any] | None = None) -> None:
+        self.session = session
+        self._on_finish = on_finish
+        self.events = events
+        self.options = options
+        self.exec_id = _new_id()
+        self.started = time.monotonic()
+        self.outcome: ExecutionOutcome | None = None
+        self._finished = threading.Event()
+        self._cancels = 0
+
+    def __repr__(self) -> str:
+        state = self.outcome.status if self.outcome else "running"
+        return f"<RemoteExecution {self.exec_id} on {self.session.name!r}: {state}>"
+
+    @property
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    # -- called by the session -----------------------------------------------------------
+
+    def wire_options(self) -> tuple[tuple[str, Any], ...]:
+        return (("exec_id", self.exec_id), *self.options.items())
+
+    def _launch(self, code: str) -> None:
+        backend = self.session.backend
+        if self.session.blocking_execute:
+            result = async_(backend.execute)(code, self._on_events, self.wire_options())
+            result.add_callback(self._on_reply)
+        else:  # the server serves one request at a time: start, the outcome comes as an event
+            result = async_(backend.start)(code, self._on_events, self.wire_options())
+            result.add_callback(self._on_start_reply)
+
+    # -- called on connection threads ----------------------------------------------------
+
+    def _on_events(self, batch: Any) -> None:
+        """The server's callback: a tuple of events (validated here, by exact types)."""
+        if type(batch) is not tuple:
+            return
+        for event in batch:
+            if type(event) is not tuple or not event or event[0] not in _EVENT_KINDS:
+                continue
+            if event[0] == "done":
+                if len(event) == 2:
+                    self._finish_raw(event[1])
+            else:
+                self.events.put((self, event))
+
+    def _on_reply(self, result: Any) -> None:
+        if result.error:
+            self._finish_failure(result._value)
+        else:
+            self._finish_raw(result._value)
+
+    def _on_start_reply(self, result: Any) -> None:
+        if result.error:
+            self._finish_failure(result._value)
+
+    def _finish_failure(self, exc: BaseException) -> None:
+        summary = f"{type(exc).__name__}: {exc}"
+        outcome = ExecutionOutcome(self.session.name, "error",
+                                   error=(type(exc).__name__, str(exc)[:4096], summary))
+        self._finish(outcome)
+
+    def _finish_raw(self, raw: Any) -> None:
+        try:
+            outcome, trailing = self._parse(raw)
+        except Exception as exc:  # a malformed reply is the server's fault, shown as such
+            outcome, trailing = ExecutionOutcome(
+                self.session.name, "error",
+                error=("ProtocolError", f"malformed outcome: {exc}", "")), ()
+        for event in trailing:
+            if type(event) is tuple and event and event[0] in _EVENT_KINDS and \
+                    event[0] != "done":
+                self.events.put((self, event))
+        self._finish(outcome)
+
+    def _finish(self, outcome: ExecutionOutcome) -> None:
+        if self._finished.is_set():
+            return
+        outcome.elapsed = time.monotonic() - self.started
+        self.outcome = outcome
+        self._finished.set()
+        if self._on_finish is not None:
+            self._on_finish()
+        self.events.put((self, ("done", outcome)))
+
+    def _parse(self, raw: Any) -> tuple[ExecutionOutcome, tuple[Any, ...]]:
+        if type(raw) is not tuple or len(raw) != 7:
+            raise ValueError("an outcome is a 7-tuple")
+        status, count, bundle, events, error, note, value = raw
+        if status not in ("ok", "error", "cancelled") or type(status) is not str:
+            raise ValueError(f"unknown status {status!r}")
+        outcome = ExecutionOutcome(self.session.name, status,
+                                   execution_count=count if type(count) is int else 0,
+                                   note=note if type(note) is str else "")
+        if bundle is not None:
+            outcome.data, outcome.metadata = parse_bundle(bundle)
+        if error is not None:
+            if type(error) is not tuple or len(error) != 3 or \
+                    not all(type(part) is str for part in error):
+                raise ValueError("malformed error")
+            outcome.error = error
+        if value is not None:
+            outcome.value = self._parse_value(value)
+        return outcome, events if type(events) is tuple else ()
+
+    def _parse_value(self, value: Any) -> Any:
+        if type(value) is not tuple or len(value) != 2:
+            return NO_VALUE
+        kind, payload = value
+        if kind == "value":
+            try:
+                return unpack(payload, allow_pickle=self.session.pickle_allowed)
+            except (NotByValue, ValueError, TypeError):
+                return NO_VALUE
+        if kind == "ref":
+            return payload  # a netref (or a plain value the server chose to send)
+        return NO_VALUE
+
+    # -- control -----------------------------------------------------------------------------
+
+    def cancel(self, force: bool = False) -> None:
+        """Ask the server to stop this cell (fire and forget; escalates on the server)."""
+        if self.done:
+            return
+        self._cancels += 1
+        try:
+            result = async_(self.session.backend.cancel)(self.exec_id, bool(force))
+            result.add_callback(lambda _: None)
+        except Exception:
+            pass  # the connection is gone: nothing left to stop
+
+
+def parse_bundle(bundle: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(data_pairs, packed_metadata)`` from a server, validated, as two dicts."""
+    if type(bundle) is not tuple or len(bundle) != 2 or type(bundle[0]) is not tuple:
+        raise ValueError("malformed display bundle")
+    data: dict[str, Any] = {}
+    for pair in bundle[0]:
+        if type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str \
+                and type(pair[1]) in (str, bytes):
+            data[pair[0]] = pair[1]
+    try:
+        metadata = unpack(bundle[1]) if bundle[1] != () else {}
+    except (ValueError, TypeError, NotByValue):
+        metadata = {}
+    if not isinstance(metadata, dict):
+        metadata = {}
+    return data, metadata
+
+
+Handler = Callable[[RemoteExecution, tuple[Any, ...]], None]
+
+
+def _drain(pending: set[RemoteExecution], events: Any, handler: Handler,
+           deadline: float | None) -> None:
+    """Dispatch events until every execution in ``pending`` is done or the deadline passes."""
+    while pending:
+        timeout = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
+        if timeout <= 0:
+            return
+        try:
+            execution, event = events.get(timeout=timeout)
+        except queue.Empty:
+            continue
+        if event[0] == "done":
+            pending.discard(execution)
+        handler(execution, event)
+
+
+def wait_all(executions: Iterable[RemoteExecution], events: Any, handler: Handler, *,
+             timeout: float | None = None, grace: float = 2.0,
+             notify: Callable[[str], None] | None = None) -> list[ExecutionOutcome]:
+    """Dispatch events to ``handler`` until all executions are done; return their outcomes.
+
+    On ``KeyboardInterrupt``: cancel every running execution, keep showing
+    output for up to ``grace`` seconds while the servers confirm (a second
+    interrupt forces the cancel and stops waiting sooner), then re-raise
+    ``KeyboardInterrupt`` so "run all" stops. After ``timeout`` seconds: the
+    same cancel, then :class:`RemoteTimeoutError`.
+    """
+    runs = list(executions)
+    pending = set(runs)
+    say = notify or (lambda text: None)
+    deadline = None if not timeout else time.monotonic() + timeout
+    try:
+        _drain(pending, events, handler, deadline)
+    except KeyboardInterrupt:
+        _stop(pending, events, handler, grace, say, "interrupted")
+        raise KeyboardInterrupt from None
+    if pending:
+        _stop(pending, events, handler, grace, say, f"timed out after {timeout:g} s")
+        names = ", ".join(sorted(run.session.name for run in runs if run.outcome is None
+                                 or run.outcome.status == "cancelled"))
+        raise RemoteTimeoutError(f"the cell ran longer than {timeout:g} s on {names}; "
+                                 "it was cancelled")
+    return [run.outcome for run in runs if run.outcome is not None]
+
+
+def _stop(pending: set[RemoteExecution], events: Any, handler: Handler, grace: float,
+          say: Callable[[str], None], why: str) -> None:
+    names = ", ".join(sorted(run.session.name for run in pending))
+    say(f"{why}: cancelling the cell on {names}…")
+    for run in pending:
+        run.cancel()
+    try:
+        _drain(pending, events, handler, time.monotonic() + grace)
+    except KeyboardInterrupt:  # pressed again: force, and wait only briefly
+        for run in pending:
+            run.cancel(force=True)
+        _drain(pending, events, handler, time.monotonic() + min(grace, 0.5))
+    if pending:
+        say(f"no confirmation from {', '.join(sorted(r.session.name for r in pending))} "
+            f"within {grace:g} s: the cell may still be running there")

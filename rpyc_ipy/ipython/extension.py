@@ -1,0 +1,113 @@
+"""``%load_ext rpyc_ipy`` and ``%unload_ext rpyc_ipy``: install and remove everything.
+
+Loading registers, on one shell:
+
+* the magics (``RPyCMagics``, also a configurable: ``%config RPyCMagics``);
+* the ``RPyCPolicy`` configurable;
+* safe display of netrefs (a wrapper of ``display_formatter.format`` and guarded
+  pretty printers);
+* ``?`` on netrefs (a wrapper of the inspector's ``info``);
+* completion (a context matcher, ``Completer.policy_overrides`` additions,
+  ``complete_command`` hooks for session names).
+
+Unloading removes each of those, closes the sessions and unbinds their names.
+IPython's ``unload_extension`` removes nothing by itself, so we track what we
+added. Loading twice is a no-op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from .completion import RemoteCompleter
+from .display import NetrefDisplay
+from .inspection import NetrefInspector
+from .magics import RPyCMagics
+from .session import RemoteSession, SessionRegistry
+from .settings import RPyCPolicy
+
+__all__ = ["Extension", "load_ipython_extension", "unload_ipython_extension"]
+
+_ATTR = "_rpyc_ipy_extension"
+
+
+class Extension:
+    """What the extension installed into one shell, so that it can all be removed."""
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        self.registry = SessionRegistry()
+        self.policy = RPyCPolicy(parent=shell)
+        self.magics = RPyCMagics(shell, self.policy, self.registry)
+        self.display = NetrefDisplay(shell, self.policy, self.registry)
+        self.inspector = NetrefInspector(shell, self.policy, self.registry)
+        self.completer = RemoteCompleter(shell, self.magics, self.policy, self.registry)
+        self.magics.completion_listeners.append(self.completer.cache.clear)
+        self.policy.observe(self._policy_changed, names=["allow_pickle", "connection_config"])
+
+    def install(self) -> None:
+        shell = self.shell
+        shell.configurables.append(self.policy)
+        if self.magics not in shell.configurables:  # Magics.__init__ usually did it
+            shell.configurables.append(self.magics)
+        shell.register_magics(self.magics)
+        self.display.install()
+        self.inspector.install()
+        self.completer.install()
+
+    def uninstall(self) -> None:
+        shell = self.shell
+        self.completer.uninstall()
+        self.inspector.uninstall()
+        self.display.uninstall()
+        self.magics.close()
+        for name, value in list(shell.user_ns.items()):
+            if isinstance(value, RemoteSession):
+                del shell.user_ns[name]
+        manager = shell.magics_manager
+        for table in manager.magics.values():
+            for name, func in list(table.items()):
+                if getattr(func, "__self__", None) is self.magics:
+                    del table[name]
+        if manager.registry.get(type(self.magics).__name__) is self.magics:
+            del manager.registry[type(self.magics).__name__]
+        for configurable in (self.policy, self.magics):
+            while configurable in shell.configurables:
+                shell.configurables.remove(configurable)
+        with contextlib.suppress(ValueError):
+            self.policy.unobserve(self._policy_changed, names=["allow_pickle",
+                                                                "connection_config"])
+
+    def _policy_changed(self, change: Any) -> None:
+        """RPyCPolicy changed: apply it to the open sessions' connections."""
+        overrides: dict[str, Any] = {"allow_pickle": self.policy.allow_pickle}
+        overrides.update(self.policy.connection_config)
+        for session in self.registry:
+            if not session.closed:
+                session.conn.update_policy(**overrides)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Install the extension into ``ipython`` (a no-op if it is already there)."""
+    if getattr(ipython, _ATTR, None) is not None:
+        return
+    extension = Extension(ipython)
+    extension.install()
+    setattr(ipython, _ATTR, extension)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove everything :func:`load_ipython_extension` installed, and close the sessions."""
+    extension = getattr(ipython, _ATTR, None)
+    if extension is None:
+        return
+    try:
+        extension.uninstall()
+    finally:
+        delattr(ipython, _ATTR)
+
+
+def extension_of(ipython: Any) -> Extension | None:
+    """The installed extension of a shell, if any (tests and the kernel use it)."""
+    return getattr(ipython, _ATTR, None)

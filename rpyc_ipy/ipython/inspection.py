@@ -1,0 +1,100 @@
+"""``obj?`` and ``obj??`` on netrefs, in a bounded number of requests.
+
+IPython's inspector probes an object's class, docstring, file, source,
+signature, length and more: dozens of requests on a netref. :class:`NetrefInspector`
+wraps the shell inspector's ``info`` so that a netref is described by
+
+* one request when the session runs our engine (the server's own IPython
+  inspector fills the fields, by value, bounded), or
+* two requests otherwise (a bounded ``repr`` and ``__doc__``).
+
+Everything else goes to IPython unchanged. ``uninstall()`` removes the wrapper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..netref import BaseNetref, RemoteMethod
+from ..protocol import consts
+from .display import _connection, netref_text, remote_type_name, sanitize_text
+
+if TYPE_CHECKING:
+    from .session import SessionRegistry
+    from .settings import RPyCPolicy
+
+__all__ = ["NetrefInspector"]
+
+MAX_DOC = 20_000
+
+
+class NetrefInspector:
+    """Install into a shell with :meth:`install`; see the module docstring."""
+
+    def __init__(self, shell: Any, policy: RPyCPolicy, registry: SessionRegistry) -> None:
+        self.shell = shell
+        self.policy = policy
+        self.registry = registry
+        self._inspector: Any = None
+        self._original: Callable[..., Any] | None = None
+
+    def install(self) -> None:
+        inspector = self.shell.inspector
+        self._inspector = inspector
+        self._original = inspector.info
+        inspector.info = self.info  # instance attribute: shadows the method
+
+    def uninstall(self) -> None:
+        if self._inspector is not None and self._inspector.__dict__.get("info") == self.info:
+            del self._inspector.info
+        self._inspector = None
+
+    def info(self, obj: Any, oname: str = "", info: Any = None, detail_level: int = 0
+             ) -> Any:
+        """``Inspector.info`` with netrefs answered in one or two requests."""
+        assert self._original is not None
+        if not (isinstance(obj, BaseNetref) or type(obj) is RemoteMethod):
+            return self._original(obj, oname=oname, info=info, detail_level=detail_level)
+        from IPython.core.oinspect import object_info
+
+        fields = self._remote_fields(obj, oname, detail_level)
+        fields.update(ismagic=False, isalias=False)
+        fields.setdefault("isclass", False)
+        fields["namespace"] = getattr(info, "namespace", None)
+        return object_info(**{"name": oname, "found": True, **{
+            k: v for k, v in fields.items() if k not in ("name", "found")}})
+
+    def _remote_fields(self, obj: Any, oname: str, detail_level: int) -> dict[str, Any]:
+        session = self.registry.for_conn(_connection(obj))
+        timeout = self.policy.display_timeout
+        if session is not None and session.has_engine and type(obj) is not RemoteMethod:
+            try:
+                remote = session.inspect(oname, obj=obj, detail_level=detail_level,
+                                         timeout=timeout)
+            except Exception:
+                remote = None
+            if remote:
+                return {k: sanitize_text(v) if type(v) is str else v for k, v in remote.items()}
+        type_name = remote_type_name(obj)
+        fields: dict[str, Any] = {
+            "type_name": type_name,
+            "base_class": f"remote {type_name}",
+            "string_form": netref_text(obj, 200 if not detail_level else
+                                       self.policy.max_repr_chars, timeout),
+            "docstring": self._doc(obj, timeout),
+        }
+        return fields
+
+    def _doc(self, obj: Any, timeout: float) -> str:
+        target = obj._resolve() if type(obj) is RemoteMethod else obj
+        try:
+            result = _connection(target).async_request(consts.HANDLE_GETATTR, target, "__doc__")
+            result.wait(timeout)
+            doc = result.value
+        except Exception:
+            return "<no docstring>"
+        if type(doc) is not str or not doc:
+            return "<no docstring>"
+        doc = sanitize_text(doc)
+        return doc if len(doc) <= MAX_DOC else doc[:MAX_DOC] + "…"

@@ -1,0 +1,454 @@
+"""The ``%rpyc_*`` and ``%remote`` magics (``%load_ext rpyc_ipy`` registers them).
+
+Start with ``%rpyc_connect``, run cells with ``%%remote``, look around with
+``%rpyc_browse`` and ``sess.ns.<TAB>``, check what is granted with
+``%rpyc_policy``. Each magic's ``%name?`` shows its options. Settings are the
+``RPyCMagics`` traits (:class:`~rpyc_ipy.ipython.settings.MagicsSettings`) and
+``RPyCPolicy``; change them with ``%config``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import queue
+import re
+import sys
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import line_cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import observe
+
+from ..errors import AuthenticationError, RPyCError
+from ..errors import UsageError as CoreUsageError
+from ..transports.sockets import is_loopback
+from .browse import Browser, render_html, widget
+from .cards import PolicyReport, SessionTable
+from .display import RED, RESET, CellOutput, RemoteResult, filter_bundle
+from .execution import ExecutionOutcome, RemoteExecution, RemoteExecutionError, wait_all
+from .session import RemoteSession, SessionError, SessionRegistry, open_session
+from .settings import MagicsSettings, RPyCPolicy
+from .syntax import split_options
+
+__all__ = ["RPyCMagics"]
+
+_TARGET = re.compile(r"^(?:(?P<name>[A-Za-z_]\w*)=)?(?P<host>\[[^\]]+\]|[^:\s]+):(?P<port>\d+)$")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+@magics_class
+class RPyCMagics(MagicsSettings):
+    """Remote Python sessions from IPython; see the module docstring."""
+
+    shell: Any  # an InteractiveShell once registered
+
+    def __init__(self, shell: Any, policy: RPyCPolicy, registry: SessionRegistry,
+                 **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.policy = policy
+        self.registry = registry
+        self.completion_listeners: list[Any] = []
+        if self.default_session:
+            registry.default = self.default_session
+
+    @observe("default_session")
+    def _default_changed(self, change: Any) -> None:
+        self.registry.default = change["new"]
+
+    def _on_completion_change(self) -> None:
+        for listener in self.completion_listeners:
+            listener()
+
+    def _notify(self, text: str) -> None:
+        print(f"{RED}[rpyc] {text}{RESET}", file=sys.stderr, flush=True)
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("target", help="[NAME=]HOST:PORT; NAME (a variable) defaults to 'remote'")
+    @argument("--srp-user", metavar="USER",
+              help="log in with TLS-SRP as USER; the password is asked for (getpass)")
+    @argument("--password-env", metavar="VAR",
+              help="read the SRP password from environment variable VAR instead of asking")
+    @argument("--cert", metavar="FILE", help="TLS client certificate (PEM)")
+    @argument("--key", metavar="FILE", help="TLS client private key (PEM)")
+    @argument("--ca", metavar="FILE", help="CA bundle that signed the server certificate")
+    @argument("--fingerprint", metavar="SHA256",
+              help="pin the server certificate by its SHA-256 fingerprint")
+    @argument("--tls", action="store_true", help="TLS verified against the system CA store")
+    @argument("--classic", action="store_true",
+              help="the server is a classic RPyC server: it runs anything sent to it")
+    @argument("--insecure", action="store_true",
+              help="allow plaintext TCP to a host that is not this machine (readable by "
+                   "anyone on the path)")
+    @argument("--timeout", type=float, metavar="S", help="seconds to connect and authenticate")
+    @line_magic
+    def rpyc_connect(self, line: str) -> None:
+        """Open a session to a remote Python and bind it to NAME in your namespace.
+
+        Examples::
+
+            %rpyc_connect gpu=10.0.0.5:18861 --srp-user alice
+            %rpyc_connect lab=lab.example.org:18862 --ca ca.pem --cert me.pem --key me.key
+            %rpyc_connect local=127.0.0.1:18861
+
+        Passwords are never part of the command (so never in your history): they
+        are asked for, or read from the environment variable named by
+        ``--password-env``. Plaintext is refused beyond loopback unless
+        ``--insecure``. The card shows the peer, transport and cipher, user,
+        round trip, the service and what it grants, and what we grant it.
+        """
+        args = parse_argstring(self.rpyc_connect, line)
+        found = _TARGET.match(args.target.strip())
+        if found is None:
+            raise UsageError(f"expected [NAME=]HOST:PORT, got {args.target!r}")
+        host = found.group("host").strip("[]")
+        port = int(found.group("port"))
+        name = found.group("name") or self._free_name()
+        tls = bool(args.cert or args.key or args.ca or args.fingerprint or args.tls)
+        if args.srp_user and tls:
+            raise UsageError("choose --srp-user or certificates (--cert/--key/--ca), not both")
+        if args.password_env and not args.srp_user:
+            raise UsageError("--password-env goes with --srp-user")
+        if args.classic and not self.policy.allow_classic:
+            raise UsageError("--classic is disabled by RPyCPolicy.allow_classic")
+        plaintext = not (args.srp_user or tls)
+        if plaintext and not is_loopback(host):
+            if not args.insecure:
+                raise UsageError(f"{host} is not this machine: authenticate with --srp-user "
+                                 "or --ca/--cert, or pass --insecure to send everything "
+                                 "in plaintext")
+            if not self.policy.allow_insecure:
+                raise UsageError("--insecure is disabled by RPyCPolicy.allow_insecure")
+            self._notify(f"plaintext connection to {host}: anyone on the path can read "
+                         "and change it")
+        if args.classic:
+            self._notify("classic mode: the server runs any code sent to it; use only "
+                         "servers you own")
+        password = None
+        if args.srp_user:
+            password = self._password(args.srp_user, host, args.password_env)
+        timeout = args.timeout if args.timeout else self.connect_timeout
+        try:
+            session = open_session(
+                name, host, port, srp_user=args.srp_user, password=password,
+                certfile=args.cert, keyfile=args.key, ca=args.ca, fingerprint=args.fingerprint,
+                tls=args.tls, classic=args.classic, insecure=args.insecure, timeout=timeout,
+                config=self.policy.client_config(self.request_timeout),
+                capture_fd=self.capture_fd)
+        except CoreUsageError as exc:
+            raise UsageError(str(exc)) from None
+        except (AuthenticationError, SessionError) as exc:
+            raise SessionError(f"{host}:{port}: {exc}") from None
+        except (OSError, RPyCError) as exc:
+            raise SessionError(f"cannot connect to {host}:{port}: {exc}") from None
+        finally:
+            password = None
+        session.request_timeout = self.request_timeout
+        self.registry.add(session)
+        if not self.default_session or self.default_session not in self.registry:
+            self.default_session = session.name
+        self.shell.user_ns[name] = session
+        if self.show_card:
+            from IPython.display import display
+
+            display(session)
+
+    def _free_name(self) -> str:
+        if "remote" not in self.registry:
+            return "remote"
+        n = 2
+        while f"remote{n}" in self.registry:
+            n += 1
+        return f"remote{n}"
+
+    def _password(self, user: str, host: str, env: str | None) -> str:
+        if env:
+            value = os.environ.get(env)
+            if not value:
+                raise UsageError(f"environment variable {env} is not set (or empty)")
+            return value
+        return getpass.getpass(f"SRP password for {user}@{host}: ")
+
+    @line_magic
+    def rpyc_sessions(self, line: str = "") -> None:
+        """List the sessions: name (* the default), peer, transport, user, kind, state,
+        round trip and cells run."""
+        from IPython.display import display
+
+        display(SessionTable(list(self.registry), self.registry.default))
+
+    @magic_arguments()
+    @argument("name", help="a session name")
+    @line_magic
+    def rpyc_use(self, line: str) -> None:
+        """Make NAME the default session of %remote, %%remote and the other magics."""
+        args = parse_argstring(self.rpyc_use, line)
+        self.registry.get(args.name)
+        self.default_session = args.name
+
+    @magic_arguments()
+    @argument("name", nargs="?", help="a session name (default: the default session)")
+    @argument("--all", action="store_true", help="close every session")
+    @line_magic
+    def rpyc_disconnect(self, line: str) -> None:
+        """Close a session (or all of them); its netrefs stop working."""
+        args = parse_argstring(self.rpyc_disconnect, line)
+        if args.all:
+            self.registry.close_all()
+        else:
+            self.registry.remove(self.registry.get(args.name).name)
+        if self.default_session not in self.registry:
+            self.default_session = self.registry.default
+
+    # -- running code -----------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("-s", "--session", dest="sessions", metavar="NAME[,NAME...]",
+              help="run on these sessions (default: the default session)")
+    @argument("--all", action="store_true", help="run on every open session")
+    @argument("-o", "--output", metavar="VAR",
+              help="store the last expression's value in VAR (by value when it is plain "
+                   "data, else a netref; a dict by session with several sessions)")
+    @argument("--timeout", type=float, metavar="S",
+              help="cancel the cell after S seconds (default: RPyCMagics.default_timeout)")
+    @argument("--no-stream", action="store_true", help="show the output at the end")
+    @line_cell_magic
+    @no_var_expand
+    def remote(self, line: str, cell: str | None = None) -> Any:
+        """Run code on remote sessions; output streams live, the last expression is
+        the cell's result (by value).
+
+        Examples::
+
+            %%remote
+            import socket; print(socket.gethostname())
+            6 * 7
+
+            %%remote -s a,b -o sizes
+            len(data)
+
+            %remote -s gpu torch.cuda.is_available()
+
+        The code is sent verbatim (no ``$var``/``{var}`` expansion). The stop
+        button cancels the remote work (cooperatively, then with
+        KeyboardInterrupt, then by abandoning the thread) and then stops the
+        notebook. Remote errors show the remote traceback. On several sessions
+        the cell runs concurrently and each line is labelled ``[name]``.
+        """
+        if cell is None:
+            options, code = split_options(line)
+        else:
+            options, code = line, cell
+        args = parse_argstring(self.remote, options)
+        if not code.strip():
+            return None
+        if args.output and not args.output.isidentifier():
+            raise UsageError(f"-o needs a variable name, got {args.output!r}")
+        sessions = self._targets(args.sessions, args.all)
+        timeout = args.timeout if args.timeout is not None else (self.default_timeout or None)
+        return self._run(sessions, code, timeout, args.output, not args.no_stream)
+
+    def _targets(self, names: str | None, all_sessions: bool) -> list[RemoteSession]:
+        if all_sessions:
+            sessions = [s for s in self.registry if not s.closed and s.can_execute]
+            if not sessions:
+                raise UsageError("no open session runs cells")
+            return sessions
+        if names:
+            chosen = [self.registry.get(n.strip()) for n in names.split(",") if n.strip()]
+            return list({s.name: s for s in chosen}.values())
+        return [self.registry.get(None)]
+
+    def _run(self, sessions: list[RemoteSession], code: str, timeout: float | None,
+             output: str | None, stream: bool) -> Any:
+        events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        fan_out = len(sessions) > 1
+        cell_output = CellOutput(self.policy, labels=fan_out, stream=self.stream and stream)
+        runs: list[RemoteExecution] = []
+        try:
+            for session in sessions:
+                runs.append(session.start(
+                    code, events, want_value=bool(output),
+                    include=tuple(sorted(self.policy.mimetypes())),
+                    stream_interval=self.stream_interval, grace=self.cancel_grace,
+                    max_bundle_bytes=self.policy.max_bundle_bytes,
+                    max_value_bytes=self.policy.max_pull_bytes))
+        except BaseException as exc:
+            for run in runs:
+                run.cancel(force=True)
+            if isinstance(exc, SessionError):
+                raise
+            raise SessionError(f"cannot start the cell: {exc}") from None
+
+        def handle(execution: RemoteExecution, event: tuple[Any, ...]) -> None:
+            cell_output(execution, event)
+            if event[0] == "done":
+                self._finished(event[1], fan_out)
+
+        outcomes = wait_all(runs, events, handle, timeout=timeout, grace=self.interrupt_grace,
+                            notify=self._notify)
+        if output:
+            self._store(output, outcomes, fan_out)
+        failed = [o for o in outcomes if o.status != "ok"]
+        if failed:
+            raise RemoteExecutionError(failed)
+        if not fan_out and outcomes and outcomes[0].data:
+            data, metadata = filter_bundle(outcomes[0].data, outcomes[0].metadata,
+                                           self.policy.mimetypes(), self.policy.max_bundle_bytes)
+            return RemoteResult(outcomes[0].session, data, metadata)
+        return None
+
+    def _finished(self, outcome: ExecutionOutcome, fan_out: bool) -> None:
+        if outcome.status == "cancelled" and outcome.note:
+            self._notify(f"{outcome.session}: {outcome.note}")
+        if fan_out and outcome.status == "ok" and outcome.data:
+            from IPython.display import display
+
+            data, metadata = filter_bundle(outcome.data, outcome.metadata,
+                                           self.policy.mimetypes(), self.policy.max_bundle_bytes)
+            print(f"[{outcome.session}] Out:")
+            display(data, raw=True, metadata=metadata or None)
+
+    def _store(self, name: str, outcomes: list[ExecutionOutcome], fan_out: bool) -> None:
+        def value(outcome: ExecutionOutcome) -> Any:
+            return outcome.value if outcome.has_value else None
+
+        if fan_out:
+            self.shell.user_ns[name] = {o.session: value(o) for o in outcomes
+                                        if o.status == "ok"}
+        elif outcomes and outcomes[0].status == "ok":
+            self.shell.user_ns[name] = value(outcomes[0])
+
+    # -- values ---------------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("session", help="the session name")
+    @argument("names", nargs="+", metavar="NAME[=LOCAL]",
+              help="local variables to send; REMOTE=LOCAL binds another name there")
+    @argument("--pickle", action="store_true",
+              help="pickle what is not plain data (needs allow_pickle on both sides)")
+    @line_magic
+    def rpyc_push(self, line: str) -> None:
+        """Copy local variables into a session's namespace, by value.
+
+        Plain data (numbers, str, bytes, and lists/tuples/dicts/sets of them) travels
+        by value; anything else needs ``--pickle`` and RPyCPolicy.allow_pickle on
+        both sides. Sizes are bounded by RPyCPolicy.max_push_bytes.
+        """
+        args = parse_argstring(self.rpyc_push, line)
+        session = self.registry.get(args.session)
+        values: dict[str, Any] = {}
+        for spec in args.names:
+            remote, _, local = spec.partition("=")
+            local = local or remote
+            if not remote.isidentifier() or not local.isidentifier():
+                raise UsageError(f"{spec!r} is not NAME or REMOTE=LOCAL")
+            if local not in self.shell.user_ns:
+                raise UsageError(f"no local variable {local!r}")
+            values[remote] = self.shell.user_ns[local]
+        sizes = session.push(values, allow_pickle=args.pickle and self.policy.allow_pickle,
+                             max_bytes=self.policy.max_push_bytes)
+        print(f"pushed to {session.name}: " +
+              ", ".join(f"{k} ({_size(v)})" for k, v in sizes.items()))
+
+    @magic_arguments()
+    @argument("session", help="the session name")
+    @argument("names", nargs="+", metavar="NAME[=REMOTE]",
+              help="remote names (or paths like df.shape) to copy here; LOCAL=REMOTE "
+                   "binds another local name")
+    @argument("--pickle", action="store_true",
+              help="accept pickled values (needs allow_pickle on both sides)")
+    @line_magic
+    def rpyc_pull(self, line: str) -> None:
+        """Copy values from a session into local variables, by value.
+
+        The counterpart of %rpyc_push; sizes are bounded by RPyCPolicy.max_pull_bytes.
+        """
+        args = parse_argstring(self.rpyc_pull, line)
+        session = self.registry.get(args.session)
+        wanted: dict[str, str] = {}
+        for spec in args.names:
+            local, sep, remote = spec.partition("=")
+            remote = remote if sep else local
+            if not local.isidentifier():
+                raise UsageError(f"{spec!r}: {local!r} is not a variable name")
+            wanted[local] = remote
+        got = session.pull(list(dict.fromkeys(wanted.values())),
+                           allow_pickle=args.pickle and self.policy.allow_pickle,
+                           max_bytes=self.policy.max_pull_bytes)
+        for local, remote in wanted.items():
+            self.shell.user_ns[local] = got[remote][0]
+        print(f"pulled from {session.name}: " +
+              ", ".join(f"{local} ({_size(got[remote][1])})" for local, remote in wanted.items()))
+
+    # -- looking around ----------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("name", nargs="?", help="a session name (default: the default session)")
+    @line_magic
+    def rpyc_policy(self, line: str) -> None:
+        """Show what a session's server grants us, what we grant it, the transport and
+        user, and the RPyCPolicy/RPyCMagics settings in force."""
+        from IPython.display import display
+
+        args = parse_argstring(self.rpyc_policy, line)
+        display(PolicyReport(self.registry.get(args.name), self.policy, self))
+
+    @magic_arguments()
+    @argument("expr", nargs="*", help="what to browse: a remote name/path (df.columns), or a "
+              "local netref variable; default: the remote namespace")
+    @argument("-s", "--session", help="the session (default: the default session)")
+    @argument("--depth", type=int, default=2, help="levels prefetched for the HTML view")
+    @argument("--private", action="store_true", help="show _private names too")
+    @argument("--html", action="store_true", help="static HTML even if ipywidgets is installed")
+    @line_magic
+    def rpyc_browse(self, line: str) -> None:
+        """Browse a remote object: a tree that expands lazily, one request per expansion.
+
+        With ipywidgets installed (``pip install rpyc_ipy[widgets]``) each click
+        expands a node; otherwise a static HTML tree of ``--depth`` levels.
+        """
+        from IPython.display import HTML, display
+
+        args = parse_argstring(self.rpyc_browse, line)
+        expr = " ".join(args.expr).strip()
+        root, path, session = self._browse_target(expr, args.session)
+        browser = Browser(session, root, max_items=self.policy.max_items,
+                          private=args.private, timeout=self.request_timeout)
+        if not args.html:
+            try:
+                display(widget(browser, path))
+                return
+            except ImportError:
+                pass
+        display(HTML(render_html(browser, path, depth=args.depth)))
+
+    def _browse_target(self, expr: str, name: str | None) -> tuple[Any, str | None, Any]:
+        from ..netref import BaseNetref
+
+        head = re.match(r"[A-Za-z_]\w*", expr)
+        if head and head.group() in self.shell.user_ns and name is None:
+            value = self.shell.ev(expr)
+            if not isinstance(value, BaseNetref):
+                raise UsageError(f"{expr!r} is a local {type(value).__name__}, not a remote "
+                                 "object")
+            session = self.registry.for_conn(object.__getattribute__(value, "____conn__"))
+            if session is None:
+                raise UsageError(f"{expr!r} belongs to a connection that is not a session")
+            return value, None, session
+        return None, expr, self.registry.get(name)
+
+    def close(self) -> None:
+        """Close every session (the extension is unloading)."""
+        self.registry.close_all()
+

@@ -1,0 +1,577 @@
+"""Sessions: named, authenticated connections to a remote Python, and what you do with them.
+
+The magics build sessions with :func:`open_session`; the kernel (and your own
+code) can too::
+
+    sess = open_session("gpu", "10.0.0.5", 18861, srp_user="alice", password=pw)
+    outcome = sess.execute("import torch; torch.cuda.device_count()",
+                           on_stream=lambda name, text: print(text, end=""))
+    outcome.data["text/plain"]           # '2'
+    sess.ns.torch.__version__            # the remote namespace, as netrefs
+    sess.complete("torch.cu", 8)         # one request
+    sess.close()
+
+A session talks to one of three kinds of server:
+
+* ``"execution"``: an :class:`~rpyc_ipy.remote.ExecutionService` (the full feature set);
+* ``"classic"``: a classic RPyC server (``--classic``): the engine is shipped there by
+  source (:mod:`rpyc_ipy.remote.bootstrap`), or, if that fails, cells fall back to
+  plain ``execute``/``eval``;
+* ``"service"``: any other service: netrefs work, cells do not.
+
+This module does not import IPython: a kernel can use it as is.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import hashlib
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .. import factory
+from ..connection import Connection
+from ..errors import RPyCError, UsageError
+from ..netref import BaseNetref
+from ..remote.bootstrap import install_engine
+from ..remote.values import NotByValue, TooLarge, pack, unpack
+from ..service import ClassicClient, VoidService
+from ..transports.sockets import is_loopback
+from ..utils import async_
+from .execution import ExecutionOutcome, RemoteExecution, wait_all
+
+__all__ = ["RemoteSession", "SessionError", "SessionRegistry", "open_session"]
+
+StreamCallback = Callable[[str, str], None]
+DisplayCallback = Callable[[dict[str, Any], dict[str, Any], "str | None", bool], None]
+
+
+class SessionError(RPyCError):
+    """A session cannot do what was asked (cannot connect, refused, closed, wrong kind
+    of server). IPython shows it as one line."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[31m{type(self).__name__}: {self}\x1b[0m"]
+
+
+def open_session(name: str, host: str, port: int, *, srp_user: str | None = None,
+                 password: str | None = None, certfile: str | None = None,
+                 keyfile: str | None = None, ca: str | None = None,
+                 fingerprint: str | None = None, tls: bool = False, classic: bool = False,
+                 insecure: bool = False, timeout: float = 10.0,
+                 config: dict[str, Any] | None = None, capture_fd: bool = True
+                 ) -> RemoteSession:
+    """Connect, authenticate and identify the server; returns a :class:`RemoteSession`.
+
+    TLS-SRP when ``srp_user`` is given (``password`` is required and is not
+    kept), TLS with certificates when any of ``certfile``/``keyfile``/``ca``/
+    ``fingerprint``/``tls`` is, plaintext TCP otherwise (loopback only unless
+    ``insecure``).
+    """
+    if not name.isidentifier():
+        raise UsageError(f"{name!r} is not a valid session name (it becomes a variable)")
+    if srp_user is not None and (certfile or keyfile or ca or fingerprint or tls):
+        raise UsageError("choose SRP (--srp-user) or certificates (--cert/--key/--ca), not both")
+    service = ClassicClient if classic else VoidService
+    started = time.monotonic()
+    if srp_user is not None:
+        if not password:
+            raise UsageError("SRP needs a password")
+        conn = factory.srp_connect(host, port, srp_user, password, service=service,
+                                   config=config, timeout=timeout)
+        transport = "TLS-SRP"
+    elif certfile or keyfile or ca or fingerprint or tls:
+        conn = factory.ssl_connect(host, port, keyfile=keyfile, certfile=certfile, ca_certs=ca,
+                                   service=service, config=config, fingerprint=fingerprint,
+                                   timeout=timeout)
+        transport = "TLS"
+    else:
+        conn = factory.connect(host, port, service=service, config=config, insecure=insecure,
+                               timeout=timeout)
+        transport = "TCP"
+    try:
+        session = RemoteSession(name, conn, host=host, port=port, transport=transport,
+                                classic=classic, capture_fd=capture_fd)
+        session.connect_time = time.monotonic() - started
+        return session
+    except BaseException:
+        conn.close()
+        raise
+
+
+class RemoteSession:
+    """One named connection and the remote interpreter behind it; see the module docstring.
+
+    ``sess.ns`` is the remote namespace as a netref; :meth:`execute`,
+    :meth:`complete`, :meth:`inspect`, :meth:`describe`, :meth:`push`,
+    :meth:`pull` are one request each (plus streamed output for ``execute``).
+    """
+
+    def __init__(self, name: str, conn: Connection, *, host: str = "", port: int = 0,
+                 transport: str = "", classic: bool = False, capture_fd: bool = True,
+                 request_timeout: float = 30.0) -> None:
+        self.name = name
+        self.conn = conn
+        self.host = host
+        self.port = port
+        self.transport = transport
+        self.capture_fd = capture_fd
+        self.request_timeout = request_timeout
+        self.connect_time = 0.0
+        self.rtt: float | None = None
+        self.executions = 0
+        self.info: dict[str, Any] = {}
+        self.backend: Any = None
+        self.blocking_execute = True
+        self.fallback_reason = ""
+        self._ns: Any = None
+        self._serving = 0
+        self._serving_lock = threading.Lock()
+        if classic:
+            self.kind = "classic"
+            self._attach_classic()
+        else:
+            self._attach_service()
+        self.ping()
+
+    def _attach_service(self) -> None:
+        root = self.conn.root
+        try:
+            service = root.get_service_name()
+        except Exception as exc:  # an ExecutionService refusing an unauthenticated peer
+            raise SessionError(f"the server refused: {_message(exc)}") from None
+        try:
+            hello = root.hello(())
+        except Exception:
+            self.kind = "service"
+            self.info = {"service": service if type(service) is str else "?"}
+            return
+        self.kind = "execution"
+        self.backend = root
+        self.info = _pairs_dict(hello)
+
+    def _attach_classic(self) -> None:
+        try:
+            self.backend = install_engine(self.conn, capture_fd=self.capture_fd)
+            self.blocking_execute = False
+            self.info = _pairs_dict(self.backend.hello())
+        except Exception as exc:  # an old Python there, or a restricted classic server
+            self.backend = _PlainClassic(self.conn)
+            self.fallback_reason = f"{type(exc).__name__}: {exc}"
+            self.info = {"service": "classic", "engine": "plain execute/eval",
+                         "grants": (("classic", "full control of the server process"),)}
+
+    # -- facts ----------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        from .cards import session_text
+
+        return session_text(self)
+
+    def _repr_html_(self) -> str:
+        from .cards import session_html
+
+        return session_html(self)
+
+    @property
+    def closed(self) -> bool:
+        return self.conn.closed
+
+    @property
+    def user(self) -> str | None:
+        credentials = self.conn.credentials
+        if isinstance(credentials, str):
+            return credentials
+        sock = getattr(self.conn._transport, "sock", None)
+        username = getattr(sock, "username", None)
+        return username if isinstance(username, str) else None
+
+    @property
+    def pickle_allowed(self) -> bool:
+        """Pickle may be used for values: both this side's policy and the server's agree."""
+        return bool(self.conn.policy.allow_pickle and self.info.get("allow_pickle"))
+
+    @property
+    def can_execute(self) -> bool:
+        return self.kind in ("execution", "classic")
+
+    @property
+    def has_engine(self) -> bool:
+        """The server runs our engine (completion, inspection, browsing in one request)."""
+        return self.kind == "execution" or (self.kind == "classic" and
+                                            not isinstance(self.backend, _PlainClassic))
+
+    def transport_facts(self) -> dict[str, Any]:
+        """Transport, protocol version, cipher and peer certificate fingerprint, if any."""
+        sock = getattr(self.conn._transport, "sock", None)
+        facts: dict[str, Any] = {"transport": self.transport, "peer": f"{self.host}:{self.port}",
+                                 "encrypted": self.transport != "TCP",
+                                 "loopback": is_loopback(self.host)}
+        for key, getter in (("version", "version"), ("cipher", "cipher")):
+            method = getattr(sock, getter, None)
+            if callable(method):
+                try:
+                    value = method()
+                except Exception:
+                    value = None
+                if key == "cipher" and isinstance(value, tuple) and value:
+                    value = value[0]
+                facts[key] = value
+        getpeercert = getattr(sock, "getpeercert", None)
+        if callable(getpeercert):
+            try:
+                der = getpeercert(binary_form=True)
+            except Exception:
+                der = None
+            if der:
+                digest = hashlib.sha256(der).hexdigest().upper()
+                facts["fingerprint"] = ":".join(digest[i:i + 2] for i in range(0, 64, 2))
+        return facts
+
+    # -- the namespace ----------------------------------------------------------------------
+
+    @property
+    def ns(self) -> Any:
+        """The remote namespace as a netref: ``sess.ns.x``, ``dir(sess.ns)``, ``sess.ns.y = 1``."""
+        if self._ns is None:
+            if self.kind == "classic" and isinstance(self.backend, _PlainClassic):
+                self._ns = self.conn.namespace  # a dict netref: sess.ns["x"]
+            else:
+                self._require_engine("the namespace")
+                self._ns = self.backend.namespace_view() if self.kind == "classic" \
+                    else self.backend.namespace()
+        return self._ns
+
+    def _require_engine(self, what: str) -> None:
+        if self.closed:
+            raise SessionError(f"session {self.name!r} is closed")
+        if not self.has_engine:
+            raise SessionError(f"{what} needs an execution service; session {self.name!r} "
+                               f"talks to {self.info.get('service', '?')!r}"
+                               + (f" ({self.fallback_reason})" if self.fallback_reason else ""))
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def _call(self, name: str, *args: Any, timeout: float | None = None) -> Any:
+        result = async_(getattr(self.backend, name))(*args)
+        result.wait(self.request_timeout if timeout is None else timeout)
+        return result.value
+
+    def ping(self) -> float:
+        """Measure one round trip (seconds); also kept in :attr:`rtt`."""
+        started = time.perf_counter()
+        self.conn.ping(timeout=self.request_timeout)
+        self.rtt = time.perf_counter() - started
+        return self.rtt
+
+    def complete(self, code: str, cursor_pos: int | None = None, *,
+                 timeout: float | None = None) -> tuple[list[str], int, int, list[str]]:
+        """``(matches, cursor_start, cursor_end, types)`` from the remote namespace."""
+        self._require_engine("remote completion")
+        raw = self._call("complete", code, cursor_pos, 1000, timeout=timeout)
+        if type(raw) is not tuple or len(raw) != 4:
+            return [], 0, 0, []
+        matches, start, end, types = raw
+        if type(matches) is not tuple or type(start) is not int or type(end) is not int:
+            return [], 0, 0, []
+        names = [m for m in matches if type(m) is str]
+        kinds = [t for t in types if type(t) is str] if type(types) is tuple else []
+        return names, start, end, kinds if len(kinds) == len(names) else []
+
+    def inspect(self, code: str, cursor_pos: int | None = None, detail_level: int = 0, *,
+                obj: Any = None, timeout: float | None = None) -> dict[str, Any] | None:
+        """IPython ``?`` info for the name at the cursor (or for the netref ``obj``)."""
+        self._require_engine("remote inspection")
+        if obj is not None:
+            raw = self._call("inspect_object", obj, code, detail_level, timeout=timeout)
+        else:
+            raw = self._call("inspect", code, cursor_pos, detail_level, timeout=timeout)
+        info = _pairs_dict(raw, values=(str, bool, type(None)))
+        return info or None
+
+    def describe(self, paths: tuple[str, ...], *, root: Any = None, max_items: int = 50,
+                 private: bool = False, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Bounded summaries for browsing, one per path, in one request."""
+        self._require_engine("browsing")
+        raw = self._call("describe", tuple(paths), max_items, private, root, timeout=timeout)
+        return [_pairs_dict(node) for node in raw] if type(raw) is tuple else []
+
+    def mimebundle(self, obj: Any, include: tuple[str, ...] | None, max_bytes: int, *,
+                   timeout: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A netref's own display bundle, by value, in one request."""
+        from .execution import parse_bundle
+
+        self._require_engine("remote display")
+        return parse_bundle(self._call("mimebundle", obj, include, max_bytes, timeout=timeout))
+
+    def push(self, values: dict[str, Any], *, allow_pickle: bool = False,
+             max_bytes: int = 64 << 20) -> dict[str, int]:
+        """Bind local values in the remote namespace, by value; returns bytes per name."""
+        self._require_engine("push")
+        use_pickle = allow_pickle and self.pickle_allowed
+        items, sizes = [], {}
+        for key, value in values.items():
+            try:
+                packed = pack(value, max_bytes=max_bytes, allow_pickle=use_pickle)
+            except (NotByValue, TooLarge) as exc:
+                hint = "" if use_pickle or not allow_pickle else \
+                    " (pickle needs allow_pickle on both sides)"
+                raise UsageError(f"cannot push {key!r}: {exc}{hint}") from None
+            items.append((key, packed))
+            sizes[key] = _packed_size(packed)
+        self._call("push", tuple(items), use_pickle)
+        return sizes
+
+    def pull(self, names: list[str], *, allow_pickle: bool = False,
+             max_bytes: int = 64 << 20) -> dict[str, tuple[Any, int]]:
+        """Remote values by value: ``{name: (value, bytes)}``; a failure raises UsageError."""
+        self._require_engine("pull")
+        use_pickle = allow_pickle and self.pickle_allowed
+        raw = self._call("pull", tuple(names), use_pickle, max_bytes)
+        out: dict[str, tuple[Any, int]] = {}
+        for item in raw if type(raw) is tuple else ():
+            if type(item) is not tuple or len(item) != 3 or type(item[0]) is not str:
+                continue
+            name, status, payload = item
+            if status != "ok":
+                why = payload if type(payload) is str else "?"
+                raise UsageError(f"cannot pull {name!r}: {why}")
+            try:
+                out[name] = (unpack(payload, allow_pickle=use_pickle), _packed_size(payload))
+            except (NotByValue, ValueError, TypeError) as exc:
+                raise UsageError(f"cannot pull {name!r}: {exc}") from None
+        return out
+
+    # -- running cells ------------------------------------------------------------------------
+
+    def start(self, code: str, events: Any, *, silent: bool = False, want_value: bool = False,
+              include: tuple[str, ...] | None = None, stream_interval: float = 0.05,
+              capture_fd: bool | None = None, grace: float = 0.25,
+              max_bundle_bytes: int = 8 << 20, max_value_bytes: int = 64 << 20
+              ) -> RemoteExecution:
+        """Start a cell; its events go to ``events`` (see :mod:`.execution`)."""
+        if self.closed:
+            raise SessionError(f"session {self.name!r} is closed")
+        if not self.can_execute:
+            raise SessionError(
+                f"session {self.name!r} talks to the service "
+                f"{self.info.get('service', '?')!r}, which does not run cells: serve "
+                "rpyc_ipy.remote:ExecutionService, or connect to a classic server with --classic")
+        options = {"silent": silent, "want_value": want_value, "include": include,
+                   "stream_interval": float(stream_interval),
+                   "capture_fd": self.capture_fd if capture_fd is None else capture_fd,
+                   "grace": float(grace), "max_bundle_bytes": int(max_bundle_bytes),
+                   "max_value_bytes": int(max_value_bytes)}
+        self._serve_in_background()
+        execution = RemoteExecution(self, events, options, on_finish=self._stop_background)
+        self.executions += 1
+        try:
+            if isinstance(self.backend, _PlainClassic):
+                self.backend.run(code, execution)
+            else:
+                execution._launch(code)
+        except BaseException as exc:
+            execution._finish_failure(exc)
+            raise
+        return execution
+
+    def execute(self, code: str, *, on_stream: StreamCallback | None = None,
+                on_display: DisplayCallback | None = None,
+                on_clear: Callable[[bool], None] | None = None, timeout: float | None = None,
+                grace: float = 2.0, notify: Callable[[str], None] | None = None,
+                **options: Any) -> ExecutionOutcome:
+        """Run a cell and wait; output goes to the callbacks on this thread.
+
+        ``KeyboardInterrupt`` cancels the cell on the server (escalating), then
+        propagates; ``timeout`` does the same and raises ``RemoteTimeoutError``.
+        Errors are in the outcome (``status == "error"``), not raised.
+        """
+        events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        run = self.start(code, events, **options)
+
+        def handle(_: RemoteExecution, event: tuple[Any, ...]) -> None:
+            dispatch_event(event, on_stream, on_display, on_clear)
+
+        return wait_all([run], events, handle, timeout=timeout, grace=grace, notify=notify)[0]
+
+    # -- background serving while cells run -----------------------------------------------------
+
+    def _serve_in_background(self) -> None:
+        # the server calls back (output batches) while nobody waits on this connection
+        with self._serving_lock:
+            self._serving += 1
+            if self._serving == 1:
+                self.conn.start_serving()
+
+    def _stop_background(self) -> None:
+        with self._serving_lock:
+            if self._serving > 0:
+                self._serving -= 1
+                if self._serving == 0:
+                    self.conn.stop_serving()
+
+    def close(self) -> None:
+        """Close the connection (netrefs of this session stop working)."""
+        self.conn.close()
+
+
+def dispatch_event(event: tuple[Any, ...], on_stream: StreamCallback | None,
+                   on_display: DisplayCallback | None,
+                   on_clear: Callable[[bool], None] | None) -> None:
+    """Call the right callback for one validated-by-shape server event."""
+    kind = event[0]
+    if kind == "stream" and len(event) == 3 and type(event[2]) is str and event[1] in (
+            "stdout", "stderr"):
+        if on_stream is not None:
+            on_stream(event[1], event[2])
+    elif kind == "display" and len(event) == 5:
+        from .execution import parse_bundle
+
+        try:
+            data, metadata = parse_bundle((event[1], event[2]))
+        except ValueError:
+            return
+        display_id = event[3] if type(event[3]) is str else None
+        if on_display is not None:
+            on_display(data, metadata, display_id, event[4] is True)
+    elif kind == "clear" and len(event) == 2 and on_clear is not None:
+        on_clear(event[1] is True)
+
+
+def _message(exc: BaseException) -> str:
+    """An exception's own message, without a remote traceback appended."""
+    if exc.args and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return type(exc).__name__
+
+
+def _packed_size(packed: Any) -> int:
+    from ..protocol import brine
+
+    try:
+        return len(brine.dump(packed))
+    except Exception:
+        return 0
+
+
+def _pairs_dict(raw: Any, values: tuple[type, ...] | None = None) -> dict[str, Any]:
+    """``((key, value), ...)`` from a server as a dict; malformed pairs are dropped."""
+    out: dict[str, Any] = {}
+    if type(raw) is not tuple:
+        return out
+    for pair in raw:
+        if type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str:
+            if values is None or type(pair[1]) in values:
+                out[pair[0]] = pair[1]
+    return out
+
+
+class _PlainClassic:
+    """Cells on a classic server through plain ``execute``/``eval`` (no streaming,
+    no cancel): the fallback when the engine cannot be shipped there."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def run(self, code: str, execution: RemoteExecution) -> None:
+        thread = threading.Thread(target=self._run, args=(code, execution),
+                                  name="rpyc_ipy-classic", daemon=True)
+        thread.start()
+
+    def _run(self, code: str, execution: RemoteExecution) -> None:
+        try:
+            tree = ast.parse(code)
+        except SyntaxError as exc:
+            execution._finish(ExecutionOutcome(execution.session.name, "error",
+                                               error=("SyntaxError", str(exc), str(exc))))
+            return
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr) and \
+                not code.rstrip().endswith(";"):
+            last = ast.get_source_segment(code, tree.body[-1])
+            del tree.body[-1]
+        try:
+            if tree.body:
+                self.conn.execute(ast.unparse(tree))
+            value = self.conn.eval(last) if last else None
+        except Exception as exc:
+            tb = getattr(exc, "remote_traceback", "") or f"{type(exc).__name__}: {exc}"
+            name = getattr(exc, "remote_type", "") or type(exc).__name__
+            execution._finish(ExecutionOutcome(execution.session.name, "error",
+                                               error=(name.rsplit(".", 1)[-1], str(exc), tb)))
+            return
+        outcome = ExecutionOutcome(execution.session.name, "ok")
+        if value is not None:
+            from .display import netref_text
+
+            text = netref_text(value, 10_000) if isinstance(value, BaseNetref) else repr(value)
+            outcome.data = {"text/plain": text}
+            if execution.options.get("want_value"):
+                outcome.value = value
+        execution._finish(outcome)
+
+    def cancel(self, exec_id: str, force: bool = False) -> str:
+        return "not supported"
+
+
+class SessionRegistry:
+    """The sessions of one IPython shell, by name, and the default one."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, RemoteSession] = {}
+        self.default: str = ""
+        self._by_conn: weakref.WeakKeyDictionary[Connection, RemoteSession] = \
+            weakref.WeakKeyDictionary()
+
+    def __iter__(self) -> Iterator[RemoteSession]:
+        return iter(list(self._sessions.values()))
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._sessions
+
+    def names(self) -> list[str]:
+        return list(self._sessions)
+
+    def add(self, session: RemoteSession) -> None:
+        old = self._sessions.get(session.name)
+        if old is not None and old is not session:
+            old.close()
+        self._sessions[session.name] = session
+        self._by_conn[session.conn] = session
+        if not self.default or self.default not in self._sessions:
+            self.default = session.name
+
+    def get(self, name: str | None = None) -> RemoteSession:
+        """The named session, or the default one; ``UsageError`` if there is none."""
+        key = name or self.default
+        if not key:
+            raise UsageError("no session: connect with %rpyc_connect [NAME=]HOST:PORT")
+        session = self._sessions.get(key)
+        if session is None:
+            known = ", ".join(self._sessions) or "none"
+            raise UsageError(f"no session named {key!r} (sessions: {known})")
+        return session
+
+    def for_conn(self, conn: Connection) -> RemoteSession | None:
+        return self._by_conn.get(conn)
+
+    def remove(self, name: str) -> RemoteSession:
+        session = self.get(name)
+        del self._sessions[name]
+        session.close()
+        if self.default == name:
+            self.default = next(iter(self._sessions), "")
+        return session
+
+    def close_all(self) -> None:
+        for name in list(self._sessions):
+            with contextlib.suppress(Exception):
+                self.remove(name)
