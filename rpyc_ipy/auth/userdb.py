@@ -207,7 +207,7 @@ def _read_file(path: str, max_bytes: int) -> tuple[Any, tuple[int, ...]]:
     except FileNotFoundError:
         raise ConfigError(
             f"SRP user database {path!r} does not exist: create it with UserDB.create() "
-            "or `rpyc-ipy users create`"
+            "or `rpyc-ipy users add FILE USER`"
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot open SRP user database {path!r}: {exc}") from exc
