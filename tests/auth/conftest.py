@@ -1,5 +1,8 @@
-"""Fixtures for tests/auth live in authkit.py; this makes pytest see them."""
+"""Fixtures for tests/auth live in authkit.py; this makes pytest see them.
 
-from authkit import pki, serve_once, userdb
+``pki`` and ``userdb`` are shared with every test directory by tests/conftest.py.
+"""
 
-__all__ = ["pki", "serve_once", "userdb"]
+from authkit import serve_once
+
+__all__ = ["serve_once"]
