@@ -1,0 +1,158 @@
+"""The ``rpyc-ipy`` argument handling, in process: option checks, defaults, the
+classic warning, and the one-function subcommand registry."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from typing import Any
+
+import pytest
+from clikit import HERE
+
+import rpyc_ipy.servers
+from rpyc_ipy import cli
+
+
+class FakeServer:
+    """Stands in for ThreadedServer: records its arguments, serves nothing."""
+
+    created: list[dict[str, Any]] = []
+
+    def __init__(self, service: Any, **kwargs: Any) -> None:
+        self.service = service
+        self.kwargs = kwargs
+        self.host = kwargs["hostname"]
+        self.port = kwargs["port"] or 40000  # port 0: the "real" port
+        FakeServer.created.append({"service": service, **kwargs})
+
+    def serve_forever(self) -> None:
+        raise KeyboardInterrupt  # as if Ctrl-C came at once
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_server(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    FakeServer.created = []
+    monkeypatch.setattr(rpyc_ipy.servers, "ThreadedServer", FakeServer)
+    # serve configures the process's logging; not pytest's
+    monkeypatch.setattr(cli, "_configure_logging", lambda level: None)
+    return FakeServer.created
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_default_ports(fake_server: list[dict[str, Any]], pki: Any, userdb: Any,
+                       capsys: pytest.CaptureFixture[str]) -> None:
+    app = ["--app-dir", str(HERE), "cli_services:WhoAmIService"]
+    assert run(capsys, "serve", *app)[0] == 0
+    assert run(capsys, "serve", *app, "--srp-db", userdb.path)[0] == 0
+    assert run(capsys, "serve", *app, "--cert", str(pki.server_cert), "--key",
+               str(pki.server_key))[0] == 0
+    status, out, err = run(capsys, "serve", *app, "--port", "0", "--max-connections", "7")
+    assert status == 0
+    ports = [created["port"] for created in fake_server]
+    assert ports == [cli.DEFAULT_PORT, cli.DEFAULT_TLS_PORT, cli.DEFAULT_TLS_PORT, 0]
+    assert [c["hostname"] for c in fake_server] == ["127.0.0.1"] * 4
+    assert fake_server[-1]["max_connections"] == 7
+    assert out == "rpyc-ipy: serving WHOAMI on 127.0.0.1:40000 (auth: none)\n"
+    assert "stopped (interrupt); server closed" in err
+
+
+def test_auth_kinds_and_mutual_tls(fake_server: list[dict[str, Any]], pki: Any, userdb: Any,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from rpyc_ipy.auth import SRPAuthenticator, SSLAuthenticator
+
+    status, out, _ = run(capsys, "serve", "--classic", "--srp-db", userdb.path,
+                         "--host", "0.0.0.0")
+    assert status == 0 and "(auth: srp)" in out
+    assert isinstance(fake_server[-1]["authenticator"], SRPAuthenticator)
+    assert fake_server[-1]["allow_insecure_remote"] is False
+    status, out, _ = run(capsys, "serve", "--classic", "--cert", str(pki.server_cert),
+                         "--key", str(pki.server_key), "--ca", str(pki.ca), "--host", "::")
+    assert status == 0 and "on [::]:18821 (auth: tls)" in out
+    auth = fake_server[-1]["authenticator"]
+    assert isinstance(auth, SSLAuthenticator) and auth.ca_certs == str(pki.ca)
+    assert auth.cert_reqs != 0  # client certificates required
+
+
+def test_insecure_no_auth_is_explicit(fake_server: list[dict[str, Any]],
+                                      capsys: pytest.CaptureFixture[str],
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    status, _, err = run(capsys, "serve", "--classic", "--host", "0.0.0.0")
+    assert status == 2 and "refusing to serve on '0.0.0.0'" in err
+    status, _, err = run(capsys, "serve", "--classic", "--host", "")
+    assert status == 2, "an empty host binds every interface"
+    assert not fake_server
+    status, _, err = run(capsys, "serve", "--classic", "--host", "0.0.0.0",
+                         "--insecure-no-auth")
+    assert status == 0
+    assert fake_server[-1]["allow_insecure_remote"] is True
+    assert "WITHOUT authentication" in caplog.text
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    ([], "say what to serve"),
+    (["--classic", "--notebook"], "not allowed with"),
+    (["--classic", "--key", "k.pem"], "--key needs --cert"),
+    (["--classic", "--ca", "ca.pem"], "--ca needs --cert"),
+    (["--classic", "--srp-db", "u.json", "--cert", "c.pem"], "not both"),
+    (["--classic", "--srp-db", "u.json", "--insecure-no-auth"], "contradicts"),
+    (["--classic", "--stdio", "--host", "127.0.0.1"], "--stdio"),
+    (["--classic", "--stdio", "--srp-db", "u.json"], "--stdio"),
+    (["--classic", "--port", "70000"], "out of range"),
+    (["--classic", "--max-connections", "0"], "at least 1"),
+])
+def test_option_errors(argv: list[str], message: str, fake_server: list[dict[str, Any]],
+                       capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        status, _, err = run(capsys, "serve", *argv)
+    except SystemExit as exc:  # argparse's own errors
+        status, err = int(exc.code or 0), capsys.readouterr().err
+    assert status == 2
+    assert message in err
+    assert not fake_server
+
+
+def test_classic_warning_is_framed_and_red_on_a_terminal(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    tty = Terminal()
+    cli._classic_warning(tty)
+    text = tty.getvalue()
+    assert text.startswith("\x1b[1;31m!!!") and text.rstrip("\n").endswith("!!!\x1b[0m")
+    assert "FULL CONTROL" in text
+    monkeypatch.setenv("NO_COLOR", "1")
+    plain = Terminal()
+    cli._classic_warning(plain)
+    assert "\x1b[" not in plain.getvalue() and "FULL CONTROL" in plain.getvalue()
+    lines = plain.getvalue().splitlines()
+    assert len({len(line) for line in lines}) == 1, "the frame is rectangular"
+
+
+def test_adding_a_subcommand_is_one_function(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(cli, "_COMMANDS", dict(cli._COMMANDS))
+
+    @cli.command("hello", help="say hello")
+    def _hello(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("name")
+        parser.set_defaults(run=lambda args: print(f"hello {args.name}") or 0)
+
+    assert run(capsys, "hello", "kernel")[:2] == (0, "hello kernel\n")
+    assert "hello" in cli.build_parser().format_help()
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys)
+    assert status == 2 and "serve" in err and "users" in err

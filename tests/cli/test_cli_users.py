@@ -1,0 +1,117 @@
+"""``rpyc-ipy users add|passwd|del|list`` as real subprocesses."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from clikit import WAIT, run_cli
+
+import rpyc_ipy
+from rpyc_ipy.auth.srp import SRPAuthenticator
+from rpyc_ipy.auth.userdb import UserDB
+
+
+def test_add_list_del_with_password_stdin(tmp_path: Path) -> None:
+    db = tmp_path / "users.json"
+    added = run_cli("users", "add", str(db), "alice", "--password-stdin",
+                    input="correct horse\n")
+    assert added.returncode == 0, added.stderr
+    assert "created user database" in added.stderr
+    assert "added user 'alice'" in added.stdout
+    if os.name == "posix":
+        assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    assert "correct horse" not in db.read_text()
+
+    added = run_cli("users", "add", str(db), "bob", "--password-stdin", input="battery staple")
+    assert added.returncode == 0, added.stderr
+    assert "created" not in added.stderr
+
+    listed = run_cli("users", "list", str(db))
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == ["alice", "bob"]
+
+    removed = run_cli("users", "del", str(db), "alice")
+    assert removed.returncode == 0, removed.stderr
+    listed = run_cli("users", "list", str(db))
+    assert listed.stdout.splitlines() == ["bob"]
+
+    # the verifier really is for that password
+    entry = UserDB(db).lookup("bob")
+    assert entry is not None
+
+
+def test_add_existing_user_fails_and_keeps_the_old_password(tmp_path: Path) -> None:
+    db = tmp_path / "users.json"
+    assert run_cli("users", "add", str(db), "alice", "--password-stdin", input="one\n"
+                   ).returncode == 0
+    before = UserDB(db).lookup("alice")
+    again = run_cli("users", "add", str(db), "alice", "--password-stdin", input="two\n")
+    assert again.returncode == 1
+    assert "already exists" in again.stderr and "users passwd" in again.stderr
+    assert UserDB(db).lookup("alice") == before
+
+
+def test_passwd_changes_the_verifier(tmp_path: Path) -> None:
+    db = tmp_path / "users.json"
+    assert run_cli("users", "add", str(db), "alice", "--password-stdin", input="one\n"
+                   ).returncode == 0
+    before = UserDB(db).lookup("alice")
+    changed = run_cli("users", "passwd", str(db), "alice", "--password-stdin", input="two\n")
+    assert changed.returncode == 0, changed.stderr
+    assert UserDB(db).lookup("alice") != before
+    missing = run_cli("users", "passwd", str(db), "carol", "--password-stdin", input="x\n")
+    assert missing.returncode == 1 and "no user 'carol'" in missing.stderr
+
+
+def test_del_unknown_user_and_missing_file(tmp_path: Path) -> None:
+    db = tmp_path / "users.json"
+    gone = run_cli("users", "del", str(db), "alice")
+    assert gone.returncode == 1 and "does not exist" in gone.stderr
+    assert not db.exists()
+    assert run_cli("users", "add", str(db), "alice", "--password-stdin", input="pw\n"
+                   ).returncode == 0
+    unknown = run_cli("users", "del", str(db), "carol")
+    assert unknown.returncode == 1 and "no user 'carol'" in unknown.stderr
+
+
+def test_empty_password_on_stdin_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "users.json"
+    empty = run_cli("users", "add", str(db), "alice", "--password-stdin", input="\n")
+    assert empty.returncode == 1 and "no password" in empty.stderr
+    assert not db.exists(), "a failed add must not leave a new file behind"
+
+
+def test_password_stdin_takes_one_line_only(tmp_path: Path) -> None:
+    db = tmp_path / "users.json"
+    added = run_cli("users", "add", str(db), "alice", "--password-stdin",
+                    input="first line\r\nsecond line\n")
+    assert added.returncode == 0, added.stderr
+    # the stored verifier is for "first line" (no CR/LF): check with a real SRP login
+    with rpyc_ipy.ThreadedServer(rpyc_ipy.VoidService, port=0,
+                                 authenticator=SRPAuthenticator(db)) as server:
+        server.start()
+        with rpyc_ipy.srp_connect("127.0.0.1", server.port, "alice", "first line",
+                                  timeout=WAIT) as conn:
+            assert conn.root.get_service_name() == "VOID"
+        with pytest.raises(rpyc_ipy.AuthenticationError):
+            rpyc_ipy.srp_connect("127.0.0.1", server.port, "alice", "first line\r",
+                                 timeout=WAIT)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX session without a tty")
+def test_without_a_terminal_it_asks_for_password_stdin(tmp_path: Path) -> None:
+    db = tmp_path / "users.json"
+    result = run_cli("users", "add", str(db), "alice", new_session=True)
+    assert result.returncode == 1
+    assert "--password-stdin" in result.stderr
+    assert not db.exists()
+
+
+def test_password_is_not_an_argument(tmp_path: Path) -> None:
+    result = run_cli("users", "add", str(tmp_path / "u.json"), "alice", "--password", "x")
+    assert result.returncode == 2
+    assert "unrecognized arguments" in result.stderr
