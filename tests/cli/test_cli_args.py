@@ -156,3 +156,24 @@ def test_adding_a_subcommand_is_one_function(monkeypatch: pytest.MonkeyPatch,
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     status, _, err = run(capsys)
     assert status == 2 and "serve" in err and "users" in err
+
+
+def test_notebook_service_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
+                                                   fake_server: list[dict[str, Any]],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(cli, "NOTEBOOK_SERVICE", "rpyc_ipy.no_such_module:ExecutionService")
+    status, _, err = run(capsys, "serve", "--notebook")
+    assert status == 1
+    assert "--notebook needs rpyc_ipy.no_such_module:ExecutionService" in err
+    monkeypatch.setattr(cli, "NOTEBOOK_SERVICE", "rpyc_ipy.service:NoSuchService")
+    status, _, err = run(capsys, "serve", "--notebook")
+    assert status == 1 and "has no NoSuchService" in err
+    assert not fake_server
+
+
+def test_notebook_serves_the_execution_service(fake_server: list[dict[str, Any]],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from rpyc_ipy.remote import ExecutionService
+
+    assert run(capsys, "serve", "--notebook")[0] == 0
+    assert fake_server[-1]["service"] is ExecutionService
