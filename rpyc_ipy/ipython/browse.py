@@ -174,13 +174,16 @@ def render_html(browser: Browser, path: str | None = None, depth: int = 2) -> st
         if not frontier:
             break
 
+    rendered: set[str] = set()  # a server may answer with cycles: each path once
+
     def render(node_path: str, label: str) -> str:
+        rendered.add(node_path)
         node = levels[node_path]
         if node.error:
             return f"<div>{escape(label)}: <i>{escape(node.error)}</i></div>"
         items = []
         for child in node.children:
-            if child.path in levels:
+            if child.path in levels and child.path not in rendered:
                 items.append(render(child.path, child.label))
             else:
                 items.append(f"<div style=\"margin-left:1.2em\">"

@@ -75,7 +75,9 @@ def session_facts(session: RemoteSession) -> list[tuple[str, str, str]]:
                      f"Python {python} on {session.info.get('host', '?')}, "
                      f"pid {session.info.get('pid', '?')})", "ok"))
     else:
-        rows.append(("service", f"{service}: netrefs only, no cells", "warn"))
+        hint = "; a classic server: reconnect with --classic to run cells" \
+            if service in ("SLAVE", "CLASSIC") else ""
+        rows.append(("service", f"{service}: netrefs only, no cells{hint}", "warn"))
     grants = _grants(session)
     if grants:
         rows.append(("server grants", ", ".join(f"{k}={v}" for k, v in grants),

@@ -9,11 +9,13 @@ Start with ``%rpyc_connect``, run cells with ``%%remote``, look around with
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import queue
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -35,6 +37,19 @@ from .syntax import split_options
 __all__ = ["RPyCMagics"]
 
 _TARGET = re.compile(r"^(?:(?P<name>[A-Za-z_]\w*)=)?(?P<host>\[[^\]]+\]|[^:\s]+):(?P<port>\d+)$")
+
+
+def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Show our UsageError (a bad name, a value that cannot travel) as IPython's
+    one-line ``UsageError``."""
+    @functools.wraps(func)
+    def magic(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CoreUsageError as exc:
+            raise UsageError(str(exc)) from None
+
+    return magic
 
 
 def _size(n: int) -> str:
@@ -92,6 +107,7 @@ class RPyCMagics(MagicsSettings):
                    "anyone on the path)")
     @argument("--timeout", type=float, metavar="S", help="seconds to connect and authenticate")
     @line_magic
+    @_user_errors
     def rpyc_connect(self, line: str) -> None:
         """Open a session to a remote Python and bind it to NAME in your namespace.
 
@@ -180,6 +196,7 @@ class RPyCMagics(MagicsSettings):
         return getpass.getpass(f"SRP password for {user}@{host}: ")
 
     @line_magic
+    @_user_errors
     def rpyc_sessions(self, line: str = "") -> None:
         """List the sessions: name (* the default), peer, transport, user, kind, state,
         round trip and cells run."""
@@ -190,6 +207,7 @@ class RPyCMagics(MagicsSettings):
     @magic_arguments()
     @argument("name", help="a session name")
     @line_magic
+    @_user_errors
     def rpyc_use(self, line: str) -> None:
         """Make NAME the default session of %remote, %%remote and the other magics."""
         args = parse_argstring(self.rpyc_use, line)
@@ -200,6 +218,7 @@ class RPyCMagics(MagicsSettings):
     @argument("name", nargs="?", help="a session name (default: the default session)")
     @argument("--all", action="store_true", help="close every session")
     @line_magic
+    @_user_errors
     def rpyc_disconnect(self, line: str) -> None:
         """Close a session (or all of them); its netrefs stop working."""
         args = parse_argstring(self.rpyc_disconnect, line)
@@ -224,6 +243,7 @@ class RPyCMagics(MagicsSettings):
     @argument("--no-stream", action="store_true", help="show the output at the end")
     @line_cell_magic
     @no_var_expand
+    @_user_errors
     def remote(self, line: str, cell: str | None = None) -> Any:
         """Run code on remote sessions; output streams live, the last expression is
         the cell's result (by value).
@@ -338,6 +358,7 @@ class RPyCMagics(MagicsSettings):
     @argument("--pickle", action="store_true",
               help="pickle what is not plain data (needs allow_pickle on both sides)")
     @line_magic
+    @_user_errors
     def rpyc_push(self, line: str) -> None:
         """Copy local variables into a session's namespace, by value.
 
@@ -369,6 +390,7 @@ class RPyCMagics(MagicsSettings):
     @argument("--pickle", action="store_true",
               help="accept pickled values (needs allow_pickle on both sides)")
     @line_magic
+    @_user_errors
     def rpyc_pull(self, line: str) -> None:
         """Copy values from a session into local variables, by value.
 
@@ -396,6 +418,7 @@ class RPyCMagics(MagicsSettings):
     @magic_arguments()
     @argument("name", nargs="?", help="a session name (default: the default session)")
     @line_magic
+    @_user_errors
     def rpyc_policy(self, line: str) -> None:
         """Show what a session's server grants us, what we grant it, the transport and
         user, and the RPyCPolicy/RPyCMagics settings in force."""
@@ -412,6 +435,7 @@ class RPyCMagics(MagicsSettings):
     @argument("--private", action="store_true", help="show _private names too")
     @argument("--html", action="store_true", help="static HTML even if ipywidgets is installed")
     @line_magic
+    @_user_errors
     def rpyc_browse(self, line: str) -> None:
         """Browse a remote object: a tree that expands lazily, one request per expansion.
 

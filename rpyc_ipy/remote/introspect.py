@@ -20,6 +20,7 @@ import builtins
 import inspect
 import keyword
 import re
+import sys
 import types
 from collections.abc import Mapping
 from typing import Any
@@ -215,6 +216,9 @@ def info_pairs(obj: Any, oname: str = "", detail_level: int = 0) -> tuple[tuple[
     except Exception as exc:
         info = {"name": oname, "found": True, "type_name": type(obj).__name__,
                 "docstring": f"<inspection failed: {type(exc).__name__}: {exc}>"}
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_file and info.get("file") == main_file:
+        info["file"] = None  # a class from a cell (its module is __main__): not that file
     out: list[tuple[str, Any]] = []
     for key, value in info.items():
         if not isinstance(key, str):
