@@ -1,0 +1,157 @@
+"""%rpyc_push / %rpyc_pull (by value, pickle only where both sides allow it, size guards),
+%rpyc_policy, live policy changes, and %rpyc_browse."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ipy_rig import RequestCounter, connect, html_of, run
+from ipy_servers import ServerProcess, spawn
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+from rpyc_ipy.ipython.browse import Browser, render_html
+
+
+class Point:
+    """Not plain data: only pickle can move it."""
+
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+
+@pytest.fixture(scope="module")
+def classic_server(server_dir: Path) -> Iterator[ServerProcess]:
+    server = spawn("classic", server_dir)
+    yield server
+    server.stop()
+
+
+def test_push_and_pull_plain_data_by_value(ip: InteractiveShell,
+                                           exec_server: ServerProcess) -> None:
+    session = connect(ip, "s", exec_server)
+    ip.user_ns.update(a=[1, 2, {"k": (3.5, b"x")}], b="text")
+    with capture_output() as captured:
+        ip.run_line_magic("rpyc_push", "s a remote_b=b")
+    assert "pushed to s: a (" in captured.stdout and "remote_b (" in captured.stdout
+    assert session.execute("a[2]['k'][0] + len(remote_b)").data["text/plain"] == "7.5"
+    session.execute("c = {'nested': [set([1, 2]), frozenset([3])], 'r': range(3)}\n"
+                    "d = bytearray(b'ab')")
+    with capture_output():
+        ip.run_line_magic("rpyc_pull", "s c d first=a[0]")
+    assert ip.user_ns["c"] == {"nested": [{1, 2}, frozenset({3})], "r": range(3)}
+    assert ip.user_ns["d"] == bytearray(b"ab") and ip.user_ns["first"] == 1
+
+
+def test_pickle_needs_both_sides(ip: InteractiveShell, exec_server: ServerProcess,
+                                 classic_server: ServerProcess) -> None:
+    session = connect(ip, "s", exec_server)  # this server does not allow pickle
+    ip.user_ns["p"] = Point(1)
+    with pytest.raises(UsageError, match="not plain data"):
+        ip.run_line_magic("rpyc_push", "s p")
+    ip.run_line_magic("config", "RPyCPolicy.allow_pickle = True")
+    assert session.conn.policy.allow_pickle  # applied live to the open connection
+    with pytest.raises(UsageError, match="allow_pickle on both sides"):
+        ip.run_line_magic("rpyc_push", "s p --pickle")
+    session.execute("import fractions\nf = fractions.Fraction(1, 3)")
+    with pytest.raises(UsageError, match="not plain data"):
+        ip.run_line_magic("rpyc_pull", "s f --pickle")
+    # a classic server allows pickle: now both sides agree
+    classic = connect(ip, "c", classic_server, "--classic")
+    assert classic.pickle_allowed
+    classic.execute("import fractions\nf = fractions.Fraction(1, 3)")
+    with capture_output():
+        ip.run_line_magic("rpyc_pull", "c f --pickle")
+    from fractions import Fraction
+
+    assert ip.user_ns["f"] == Fraction(1, 3)
+    ip.run_line_magic("config", "RPyCPolicy.allow_pickle = False")
+    assert not classic.conn.policy.allow_pickle and not classic.pickle_allowed
+
+
+def test_size_guards(ip: InteractiveShell, exec_server: ServerProcess) -> None:
+    session = connect(ip, "s", exec_server)
+    ip.run_line_magic("config", "RPyCPolicy.max_push_bytes = 1000")
+    ip.run_line_magic("config", "RPyCPolicy.max_pull_bytes = 1000")
+    ip.user_ns["big"] = "x" * 5000
+    with pytest.raises(UsageError, match="size guard"):
+        ip.run_line_magic("rpyc_push", "s big")
+    session.execute("huge = list(range(10_000))")
+    with pytest.raises(UsageError, match="size guard"):
+        ip.run_line_magic("rpyc_pull", "s huge")
+    with pytest.raises(UsageError, match="not defined"):
+        ip.run_line_magic("rpyc_pull", "s nothing_here")
+
+
+def test_policy_report_shows_both_directions(ip: InteractiveShell,
+                                             exec_server: ServerProcess) -> None:
+    connect(ip, "s", exec_server)
+    ip.run_line_magic("config", "RPyCPolicy.trust_remote_display = True")
+    with capture_output() as captured:
+        ip.run_line_magic("rpyc_policy", "s")
+    html = captured.outputs[0].data["text/html"]
+    for needle in ("the server grants us", "allow_public_attrs", "we grant the server",
+                   "RPyCPolicy", "trust_remote_display", "TCP, plaintext (loopback)",
+                   "push/pull by pickle"):
+        assert needle in html, needle
+    text = captured.outputs[0].data["text/plain"]
+    assert "trust_remote_display" in text and "True" in text
+
+
+def test_browse_the_namespace_one_request_per_level(ip: InteractiveShell,
+                                                    exec_server: ServerProcess) -> None:
+    session = connect(ip, "s", exec_server)
+    session.execute("config = {'name': 'run1', 'sizes': [1, 2, 3], 'nested': {'deep': 1}}\n"
+                    "import os")
+    browser = Browser(session)
+    html = render_html(browser, depth=2)
+    assert browser.requests == 2
+    assert "config" in html and "sizes" in html and "&#x27;run1&#x27;" in html
+    nodes = browser.fetch(["config['nested']", "os.path", "missing_name"])
+    assert browser.requests == 3
+    assert nodes[0].children[0].label == "'deep'" and nodes[1].kind == "module"
+    assert nodes[2].error and "not defined" in nodes[2].error
+    result, captured, _ = run(ip, "%rpyc_browse --html config")
+    assert result.error_in_exec is None and "sizes" in html_of(captured)
+
+
+def test_browse_a_local_netref(ip: InteractiveShell, exec_server: ServerProcess) -> None:
+    session = connect(ip, "s", exec_server)
+    session.execute("class Box:\n    def __init__(self): self.items = [1, 2]; self.label = 'b'\n"
+                    "box = Box()")
+    ip.user_ns["box"] = session.ns.box
+    counter = RequestCounter(session.conn)
+    result, captured, _ = run(ip, "%rpyc_browse --html --depth 1 box")
+    assert result.error_in_exec is None and counter.count == 1
+    html = html_of(captured)
+    assert "items" in html and "label" in html
+    counter.remove()
+    with pytest.raises(UsageError, match="not a remote object"):
+        ip.user_ns["local"] = 5
+        ip.run_line_magic("rpyc_browse", "local")
+
+
+def test_browse_without_an_engine_goes_through_netrefs(ip: InteractiveShell,
+                                                       classic_server: ServerProcess) -> None:
+    plain = connect(ip, "p", classic_server)  # a plain service: no engine
+    ip.user_ns["mod"] = plain.conn.root.getmodule("os")
+    result, captured, _ = run(ip, "%rpyc_browse --html --depth 1 mod")
+    assert result.error_in_exec is None
+    assert "F_OK" in html_of(captured)
+
+
+def test_browse_widget_when_ipywidgets_is_installed(ip: InteractiveShell,
+                                                    exec_server: ServerProcess) -> None:
+    pytest.importorskip("ipywidgets")
+    from rpyc_ipy.ipython.browse import widget
+
+    session = connect(ip, "s", exec_server)
+    session.execute("tree = {'a': {'b': 1}}")
+    browser = Browser(session)
+    root = widget(browser)
+    assert browser.requests == 0  # lazy: nothing fetched until a click
+    root.children[0].children[0].click()
+    assert browser.requests == 1 and len(root.children[1].children) >= 1

@@ -1,0 +1,146 @@
+"""The engine: IPython cell semantics, streaming, capture, cancel, and looking around."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from rpyc_ipy.remote import Engine
+from rpyc_ipy.remote.values import unpack
+
+
+def _stdout(outcome: tuple[Any, ...]) -> str:
+    return "".join(e[2] for e in outcome[3] if e[0] == "stream" and e[1] == "stdout")
+
+
+def _text(outcome: tuple[Any, ...]) -> str:
+    return dict(outcome[2][0])["text/plain"]
+
+
+def test_cell_semantics(engine: Engine) -> None:
+    outcome = engine.execute("print('a')\nx = 6\nx * 7")
+    assert outcome[0] == "ok" and outcome[1] == 1
+    assert _stdout(outcome) == "a\n" and _text(outcome) == "42"
+    assert engine.namespace["_"] == 42
+    assert engine.execute("x;")[2] is None  # silenced
+    assert engine.execute("y = 1")[2] is None  # no expression
+    assert _text(engine.execute("import asyncio\nawait asyncio.sleep(0)\nx + 1")) == "7"
+    assert engine.execute("__name__ == '__main__'")[2][0][0][1] == "True"
+    outcome = engine.execute("display('shown', {'k': 1})\nclear_output(wait=True)")
+    kinds = [e[0] for e in outcome[3]]
+    assert kinds == ["display", "display", "clear"]
+    assert dict(outcome[3][0][1])["text/plain"] == "'shown'"
+
+
+def test_errors_and_tracebacks(engine: Engine) -> None:
+    status, _, _, _, error, _, _ = engine.execute("def f():\n    return 1/0\nf()")
+    assert status == "error" and error[0] == "ZeroDivisionError"
+    assert "return 1/0" in error[2] and "engine.py" not in error[2]
+    assert engine.execute("def (:")[4][0] == "SyntaxError"
+    assert engine.execute("raise SystemExit(2)")[4][0] == "SystemExit"
+    assert engine.execute("raise KeyboardInterrupt")[0] == "error"  # not a cancel
+    assert engine.execute("'still here'")[0] == "ok"
+
+
+def test_output_is_streamed_in_batches(engine: Engine) -> None:
+    batches: list[tuple[float, tuple[Any, ...]]] = []
+    started = time.monotonic()
+    outcome = engine.execute(
+        "import time\nfor i in range(4):\n    print(i)\n    time.sleep(0.1)",
+        emit=lambda events: batches.append((time.monotonic() - started, events)),
+        options=(("stream_interval", 0.02),))
+    streamed = "".join(e[2] for _, events in batches for e in events) + _stdout(outcome)
+    assert streamed == "0\n1\n2\n3\n"
+    assert len(batches) >= 3 and batches[0][0] < 0.2
+
+
+def test_threads_started_by_a_cell_are_routed_to_it(engine: Engine) -> None:
+    outcome = engine.execute("import threading\nt = threading.Thread(target=print, "
+                             "args=('from a thread',))\nt.start(); t.join()")
+    assert _stdout(outcome) == "from a thread\n"
+
+
+def test_fd_capture(engine: Engine) -> None:
+    fd_engine = Engine(capture_fd=True)
+    outcome = fd_engine.execute("import os, ctypes\nos.write(1, b'fd one\\n')\n"
+                                "os.write(2, b'fd two\\n')\nctypes.CDLL(None).printf(b'c\\n')")
+    streams = {(e[1], e[2]) for e in outcome[3]}
+    text = "".join(t for _, t in streams)
+    assert "fd one" in text and "fd two" in text and "c\n" in text
+    assert ("stderr", "fd two\n") in streams
+
+
+def _cancel_later(engine: Engine, delay: float = 0.2, force: bool = False) -> None:
+    def go() -> None:
+        time.sleep(delay)
+        engine.cancel(force=force)
+
+    threading.Thread(target=go, daemon=True).start()
+
+
+@pytest.mark.parametrize("code, level", [
+    ("while True:\n    print('x', end='')", "cooperatively"),
+    ("while True:\n    pass", "asynchronous KeyboardInterrupt"),
+    ("import time\ntime.sleep(30)", "abandoned"),
+])
+def test_cancel_escalates(engine: Engine, code: str, level: str) -> None:
+    _cancel_later(engine)
+    started = time.monotonic()
+    outcome = engine.execute(code, options=(("grace", 0.2),))
+    assert time.monotonic() - started < 2.0
+    assert outcome[0] == "cancelled" and level in outcome[5]
+    assert engine.execute("1")[0] == "ok"  # the engine answers at once
+    assert engine.running() == ()
+
+
+def test_cooperative_polling(engine: Engine) -> None:
+    _cancel_later(engine)
+    outcome = engine.execute("from rpyc_ipy.remote import cancelled\nimport time\nn = 0\n"
+                             "while not cancelled():\n    time.sleep(0.01)\n    n += 1\n'clean'")
+    assert outcome[0] == "ok" and _text(outcome) == "'clean'"
+
+
+def test_start_reports_through_emit(engine: Engine) -> None:
+    events: list[Any] = []
+    done = threading.Event()
+
+    def emit(batch: tuple[Any, ...]) -> None:
+        events.extend(batch)
+        if any(e[0] == "done" for e in batch):
+            done.set()
+
+    exec_id = engine.start("print('hi')\n5", emit, (("exec_id", "mine"),))
+    assert exec_id == "mine" and done.wait(5)
+    outcome = events[-1][1]
+    assert _text(outcome) == "5" and _stdout(outcome) == "hi\n"
+    assert engine.cancel("nothing") == "not running"
+
+
+def test_completion_inspection_and_describe(engine: Engine) -> None:
+    engine.execute("import os\nclass C:\n    @property\n    def boom(self):\n"
+                   "        raise RuntimeError('ran')\n    plain = 1\nc = C()\n"
+                   "data = {'alpha': 1, 'beta': [1, 2]}")
+    matches, start, end, kinds = engine.complete("os.pa")
+    assert "path" in matches and (start, end) == (3, 5) and len(kinds) == len(matches)
+    assert engine.complete("data['al")[0] == ("alpha",)
+    assert "boom" in engine.complete("c.b")[0]
+    assert engine.complete("c.boom.x")[0] == ()  # a property is not run
+    assert engine.complete("len(da", 6)[0] == ("data",)
+    info = dict(engine.inspect("os.path.join(", 13))
+    assert info["found"] is True and "join" in (info.get("definition") or "")
+    assert engine.inspect("c.boom") == ()
+    root, node, missing = engine.describe(("", "data", "c.boom"))
+    assert dict(root)["kind"] == "namespace" and dict(root)["len"] >= 4
+    children = dict(node)["children"]
+    assert [c[0] for c in children] == ["'alpha'", "'beta'"] and children[1][1] == "data['beta']"
+    assert "property" in dict(missing)["error"]
+    pulled = engine.pull(("data", "os", "data['beta']"))
+    assert unpack(pulled[0][2]) == {"alpha": 1, "beta": [1, 2]}
+    assert pulled[1][1] == "error" and unpack(pulled[2][2]) == [1, 2]
+    assert engine.push((("z", ("list", (1, 2))),)) == ("z",)
+    assert engine.namespace["z"] == [1, 2]
+    with pytest.raises(ValueError):
+        engine.push((("not a name", 1),))
