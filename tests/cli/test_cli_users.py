@@ -115,3 +115,67 @@ def test_password_is_not_an_argument(tmp_path: Path) -> None:
     result = run_cli("users", "add", str(tmp_path / "u.json"), "alice", "--password", "x")
     assert result.returncode == 2
     assert "unrecognized arguments" in result.stderr
+
+
+def _drive_terminal(argv: list[str], answers: list[bytes]) -> tuple[int, bytes]:
+    """Run ``argv`` on a new pseudo-terminal, answering each password prompt in turn;
+    return (exit status, everything the terminal showed). Every wait is bounded."""
+    import pty
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its controlling terminal is the pty
+        try:
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    shown = b""
+    pending = list(answers)
+    deadline = time.monotonic() + WAIT
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+                if pending and shown.rstrip().endswith(b":"):
+                    os.write(fd, pending.pop(0) + b"\n")
+                    shown += b"<answered>\n"
+        status = -1
+        while time.monotonic() < deadline:
+            done, raw = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = raw
+                break
+            time.sleep(0.02)
+    finally:
+        os.close(fd)
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    assert status != -1, f"timed out; the terminal showed {shown!r}"
+    return os.waitstatus_to_exitcode(status), shown
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+def test_password_asked_twice_on_the_terminal(tmp_path: Path) -> None:
+    db = tmp_path / "users.json"
+    argv = [sys.executable, "-m", "rpyc_ipy", "users", "add", str(db), "alice"]
+    status, shown = _drive_terminal(argv, [b"typed pw", b"typed pw"])
+    assert status == 0, shown
+    assert b"Password for alice:" in shown and b"Repeat the password:" in shown
+    assert b"typed pw" not in shown, "the password must not be echoed"
+    assert UserDB(db).list() == ["alice"]
+
+    status, shown = _drive_terminal([*argv[:-1], "bob"], [b"one", b"two"])
+    assert status == 1
+    assert b"do not match" in shown
+    assert UserDB(db).list() == ["alice"]
