@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import itertools
 import os
+import re
+import select
 import sys
 import threading
 import time
@@ -228,20 +231,122 @@ def routed(sink: OutputSink) -> Iterator[OutputSink]:
 
 # -- file descriptors 1 and 2 ------------------------------------------------------------
 
+_libc: Any = None
+
+
 def _fflush_all() -> None:
     """Flush C stdio buffers (``printf`` output sits there while fd 1 is a pipe)."""
+    global _libc
     try:
-        ctypes.CDLL(None).fflush(None)
+        if _libc is None:
+            _libc = ctypes.CDLL(None)
+        _libc.fflush(None)
     except Exception:
         pass
+
+
+class _FdPump:
+    """The pipes and the reader thread behind :class:`FdCapture`, made once per process.
+
+    A capture is then two ``dup2`` calls per fd; its end writes a unique marker
+    into each pipe and waits until the reader has routed everything before it
+    (no thread or pipe is made per cell).
+    """
+
+    _instance: _FdPump | None = None
+    _create = threading.Lock()
+
+    @classmethod
+    def get(cls) -> _FdPump:
+        with cls._create:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+    def __init__(self) -> None:
+        self.sink: OutputSink | None = None
+        self.fallback = {fd: os.dup(fd) for fd in (1, 2)}  # where stray late bytes go
+        self.pipes = {fd: os.pipe() for fd in (1, 2)}  # fd -> (read end, write end)
+        self._marks: dict[int, threading.Event] = {}
+        self._serial = itertools.count()
+        threading.Thread(target=self._run, name="rpyc_ipy-fd-pump", daemon=True).start()
+
+    def drain(self, timeout: float = 1.0) -> None:
+        """Wait until everything written to both pipes so far has been routed."""
+        waits = []
+        try:
+            for fd in (1, 2):
+                serial = next(self._serial)
+                done = self._marks[serial] = threading.Event()
+                waits.append((serial, done))
+                os.write(self.pipes[fd][1], _MARK % serial)
+            for _, done in waits:
+                done.wait(timeout)
+        finally:
+            for serial, _ in waits:
+                self._marks.pop(serial, None)
+
+    def _run(self) -> None:
+        names = {self.pipes[fd][0]: ("stdout" if fd == 1 else "stderr", fd) for fd in (1, 2)}
+        decoders = {r: codecs.getincrementaldecoder("utf-8")("replace") for r in names}
+        pending = dict.fromkeys(names, b"")
+        while True:
+            try:
+                readable, _, _ = select.select(list(names), [], [])
+            except InterruptedError:
+                continue
+            for r in readable:
+                buffer = pending[r] + os.read(r, 65536)
+                name, fd = names[r]
+                while True:
+                    found = _MARK_RE.search(buffer)
+                    if found is None:
+                        break
+                    self._route(name, fd, decoders[r], buffer[: found.start()])
+                    buffer = buffer[found.end():]
+                    event = self._marks.get(int(found.group(1)))
+                    if event is not None:
+                        event.set()
+                keep = _partial_mark(buffer)  # a marker may be split across two reads
+                self._route(name, fd, decoders[r], buffer[: len(buffer) - keep])
+                pending[r] = buffer[len(buffer) - keep:]
+
+    def _route(self, name: str, fd: int, decoder: Any, data: bytes) -> None:
+        if not data:
+            return
+        sink = self.sink
+        if sink is None:
+            os.write(self.fallback[fd], data)
+            return
+        text = decoder.decode(data)
+        if text:
+            sink.write(name, text)
+
+
+_MARK = b"\x00\x1drpyc_ipy-fd-mark-%d\x1d\x00"
+_MARK_RE = re.compile(rb"\x00\x1drpyc_ipy-fd-mark-(\d+)\x1d\x00")
+_MARK_PREFIX = b"\x00\x1drpyc_ipy-fd-mark-"
+
+
+def _partial_mark(data: bytes) -> int:
+    """How many trailing bytes of ``data`` may be the start of a marker."""
+    start = data.rfind(b"\x00", max(0, len(data) - 48))
+    if start == -1:
+        return 0
+    tail = data[start:]
+    if len(tail) <= len(_MARK_PREFIX):
+        return len(tail) if _MARK_PREFIX.startswith(tail) else 0
+    if tail.startswith(_MARK_PREFIX) and b"\x1d\x00" not in tail[len(_MARK_PREFIX):]:
+        return len(tail)
+    return 0
 
 
 class FdCapture:
     """Redirect file descriptors 1 and 2 into ``sink`` for the ``with`` block.
 
     Process-wide, so one holder at a time: when another execution holds it,
-    this one runs without fd capture (:attr:`active` is False). Not available
-    on platforms without ``os.dup2`` pipes semantics (it then stays inactive).
+    this one runs without fd capture (:attr:`active` is False). POSIX only
+    (elsewhere it stays inactive).
     """
 
     _holder = threading.Lock()
@@ -251,33 +356,24 @@ class FdCapture:
         self.enabled = enabled and os.name == "posix"
         self.active = False
         self._saved: list[tuple[int, int]] = []
-        self._readers: list[threading.Thread] = []
         self._stop_lock = threading.Lock()
 
     def __enter__(self) -> FdCapture:
         if not self.enabled or not FdCapture._holder.acquire(blocking=False):
             return self
         try:
-            for stream in (sys.__stdout__, sys.__stderr__):
-                try:
-                    if stream is not None:
-                        stream.flush()
-                except Exception:
-                    pass
-            _fflush_all()
-            for fd, name in ((1, "stdout"), (2, "stderr")):
+            pump = _FdPump.get()
+            _flush_std()
+            pump.sink = self.sink
+            for fd in (1, 2):
                 saved = os.dup(fd)
-                read_end, write_end = os.pipe()
-                os.dup2(write_end, fd)
-                os.close(write_end)
                 self._saved.append((fd, saved))
-                reader = threading.Thread(target=self._pump, args=(read_end, name),
-                                          name=f"rpyc_ipy-fd{fd}", daemon=True)
-                reader.start()
-                self._readers.append(reader)
+                os.dup2(pump.pipes[fd][1], fd)
             self.active = True
         except OSError:
             self._restore()
+            if _FdPump._instance is not None:
+                _FdPump._instance.sink = None
             FdCapture._holder.release()
         return self
 
@@ -285,19 +381,19 @@ class FdCapture:
         self.stop()
 
     def stop(self) -> None:
-        """Restore fds 1 and 2 (idempotent; another thread may call it for an
-        abandoned execution, whose thread then finds nothing left to do)."""
+        """Restore fds 1 and 2 and route what the cell wrote (idempotent; another thread
+        may call it for an abandoned execution, whose thread then finds nothing to do)."""
         with self._stop_lock:
             if not self.active:
                 return
             self.active = False
+            pump = _FdPump.get()
             try:
-                _fflush_all()
+                _flush_std()
                 self._restore()
-                for reader in self._readers:
-                    if reader is not threading.current_thread():
-                        reader.join(timeout=1.0)  # EOF once fds 1/2 are restored
+                pump.drain()
             finally:
+                pump.sink = None
                 FdCapture._holder.release()
 
     def _restore(self) -> None:
@@ -308,23 +404,12 @@ class FdCapture:
                 os.close(saved)
         self._saved = []
 
-    def _pump(self, read_end: int, name: str) -> None:
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+def _flush_std() -> None:
+    for stream in (sys.__stdout__, sys.__stderr__):
         try:
-            while True:
-                try:
-                    chunk = os.read(read_end, 65536)
-                except InterruptedError:
-                    continue
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                text = decoder.decode(chunk)
-                if text:
-                    self.sink.write(name, text)
-            tail = decoder.decode(b"", final=True)
-            if tail:
-                self.sink.write(name, tail)
-        finally:
-            os.close(read_end)
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+    _fflush_all()
