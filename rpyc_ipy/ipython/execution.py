@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import RPyCError
+from ..errors import ConnectionLost, RPyCError
 from ..remote.values import NotByValue, unpack
 from ..utils import async_
 
@@ -117,6 +117,7 @@ class RemoteExecution:
         self.started = time.monotonic()
         self.outcome: ExecutionOutcome | None = None
         self._finished = threading.Event()
+        self._finish_lock = threading.Lock()
         self._cancels = 0
 
     def __repr__(self) -> str:
@@ -186,11 +187,12 @@ class RemoteExecution:
         self._finish(outcome)
 
     def _finish(self, outcome: ExecutionOutcome) -> None:
-        if self._finished.is_set():
-            return
+        with self._finish_lock:
+            if self._finished.is_set():
+                return
+            self._finished.set()
         outcome.elapsed = time.monotonic() - self.started
         self.outcome = outcome
-        self._finished.set()
         if self._on_finish is not None:
             self._on_finish()
         self.events.put((self, ("done", outcome)))
@@ -273,6 +275,10 @@ def _drain(pending: set[RemoteExecution], events: Any, handler: Handler,
         try:
             execution, event = events.get(timeout=timeout)
         except queue.Empty:
+            for run in list(pending):  # a cell started without a pending request (classic
+                if run.session.closed and not run.done:  # servers) ends with its connection
+                    run._finish_failure(ConnectionLost(
+                        f"the connection of session {run.session.name!r} was lost"))
             continue
         if event[0] == "done":
             pending.discard(execution)

@@ -9,6 +9,9 @@ wraps the shell inspector's ``info`` so that a netref is described by
 * two requests otherwise (a bounded ``repr`` and ``__doc__``).
 
 Everything else goes to IPython unchanged. ``uninstall()`` removes the wrapper.
+
+:func:`info_bundle` formats the info a session returns for code (``sess.inspect``)
+the way IPython formats ``?``: what a kernel's ``do_inspect`` sends.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ if TYPE_CHECKING:
     from .session import SessionRegistry
     from .settings import RPyCPolicy
 
-__all__ = ["NetrefInspector"]
+__all__ = ["NetrefInspector", "info_bundle"]
 
 MAX_DOC = 20_000
 
@@ -98,3 +101,21 @@ class NetrefInspector:
             return "<no docstring>"
         doc = sanitize_text(doc)
         return doc if len(doc) <= MAX_DOC else doc[:MAX_DOC] + "…"
+
+
+def info_bundle(inspector: Any, info: dict[str, Any], oname: str = "",
+                detail_level: int = 0) -> dict[str, Any]:
+    """A ``?`` MIME bundle (``text/plain``, ``text/html``) from remote info fields,
+    formatted by ``inspector`` (the shell's ``Inspector``) as IPython would."""
+    from IPython.core.oinspect import object_info
+
+    fields: dict[str, Any] = {k: sanitize_text(v) if type(v) is str else v
+                              for k, v in info.items() if k not in ("name", "found")}
+    full = object_info(name=oname or str(info.get("name") or ""), found=True, **fields)
+    try:
+        unformatted = inspector._make_info_unformatted(None, full, None, detail_level, ())
+        return dict(inspector.format_mime(unformatted))
+    except Exception:  # an IPython without these helpers: plain text is enough
+        text = "\n".join(f"{k}: {v}" for k, v in full.items()
+                         if isinstance(v, str) and k != "name")
+        return {"text/plain": text}

@@ -141,3 +141,15 @@ def test_filter_bundle_enforces_types_and_sizes() -> None:
     assert out["text/plain"] == "p" and out["image/png"] == "iVBORw=="
     out, _ = filter_bundle(data, {}, frozenset({"text/html", "application/json"}), 1000)
     assert out["application/json"] == {"a": 1} and out["text/html"] == "<b>x</b>"
+
+
+def test_remote_inspection_of_code_formats_like_ipython(ip: InteractiveShell,
+                                                       session: object) -> None:
+    from rpyc_ipy.ipython.inspection import info_bundle
+
+    info = session.inspect("helper(", 7)  # type: ignore[attr-defined]
+    assert info is not None and info["type_name"] == "function"
+    bundle = info_bundle(ip.inspector, info, "helper", 0)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", bundle["text/plain"])
+    assert re.search(r"Signature: +helper\(x\)", plain) and "text/html" in bundle
+    assert session.inspect("no_such_name", 3) is None  # type: ignore[attr-defined]

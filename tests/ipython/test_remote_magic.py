@@ -190,3 +190,26 @@ def test_a_plain_service_does_not_run_cells(ip: InteractiveShell,
     result, _, _ = run(ip, "%remote 1")
     assert "does not run cells" in str(result.error_in_exec)
     assert "reconnect with --classic" in repr(session)
+
+
+def test_no_stream_shows_the_output_at_the_end(ip: InteractiveShell,
+                                               exec_server: ServerProcess) -> None:
+    connect(ip, "s", exec_server)
+    result, captured, _ = run(ip, "%%remote --no-stream\nprint('one')\n'two'")
+    assert captured.stdout.startswith("one\n") and repr(result.result) == "'two'"
+
+
+@pytest.mark.parametrize("classic", [False, True])
+def test_a_server_dying_mid_cell_ends_the_cell(ip: InteractiveShell, server_dir: Path,
+                                               classic: bool) -> None:
+    server = spawn("classic" if classic else "exec", server_dir)
+    try:
+        connect(ip, "s", server, "--classic" if classic else "")
+        import threading
+
+        threading.Timer(0.5, server.stop).start()
+        result, _, elapsed = run(ip, "%%remote\nimport time\ntime.sleep(30)")
+        assert isinstance(result.error_in_exec, RemoteExecutionError)
+        assert "Connection" in str(result.error_in_exec) and elapsed < 5
+    finally:
+        server.stop()
