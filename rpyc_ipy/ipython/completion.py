@@ -250,10 +250,13 @@ class RemoteCompleter:
             if isinstance(obj, BaseNetref):
                 obj = self._remote_attr(obj, part)
             else:
-                if policy is None:
-                    policy = self._ipython_policy()
-                allowed = isinstance(obj, RemoteSession) if policy is None else \
-                    policy.can_get_attr(obj, part)
+                # our own session object is safe to walk (``ns`` is a property, which
+                # IPython's policy refuses unless the type is in its allow-list)
+                allowed = isinstance(obj, RemoteSession)
+                if not allowed:
+                    if policy is None:
+                        policy = self._ipython_policy()
+                    allowed = policy is not None and policy.can_get_attr(obj, part)
                 if not allowed:
                     return _MISSING
                 try:

@@ -104,9 +104,17 @@ def test_chained_completion_is_cached(ip: InteractiveShell, session: object) -> 
     assert [c.text for c in completions(ip, "s.ns.os.path.is")][:2] == ["isabs", "isdir"]
     assert counter.count <= 2
     ip.run_line_magic("config", "RPyCMagics.completion = 'off'")
-    counter.reset()
-    completions(ip, "s.ns.os.path.jo")
+    completer = ip._rpyc_ipy_extension.completer  # type: ignore[attr-defined]
+    before = completer.requests
+    completions(ip, "s.ns.os.path.jo")  # IPython's own matchers may still look
+    assert completer.requests == before
     counter.remove()
+
+
+def test_completion_survives_the_user_replacing_policy_overrides(ip: InteractiveShell,
+                                                                 session: object) -> None:
+    ip.Completer.policy_overrides = {}
+    assert [c.text for c in completions(ip, "s.ns.os.path.jo")] == ["join"]
 
 
 def test_completion_inside_remote_cells_asks_the_server_once(ip: InteractiveShell,
