@@ -425,10 +425,10 @@ class Engine:
                         has_result = True
             except KeyboardInterrupt:
                 if execution.cancel.requested:
-                    return self._cancelled_outcome(execution, self._format_tb(filename))
-                return self._error(execution, filename)
+                    return self._cancelled_outcome(execution, self._format_tb())
+                return self._error(execution)
             except BaseException:  # SystemExit included: a cell never stops the server
-                return self._error(execution, filename)
+                return self._error(execution)
         bundle = None
         value = None
         if has_result and result is not None and not silent:
@@ -449,7 +449,7 @@ class Engine:
         except (_values.NotByValue, _values.TooLarge):
             return ("ref", result)
 
-    def _error(self, execution: _Execution, filename: str) -> tuple[Any, ...]:
+    def _error(self, execution: _Execution) -> tuple[Any, ...]:
         exc = sys.exc_info()[1]
         assert exc is not None
         try:
@@ -458,9 +458,9 @@ class Engine:
             evalue = "<unprintable>"
         ename = type(exc).__qualname__
         return ("error", execution.count, None, (), (ename, evalue[:4096],
-                                                     self._format_tb(filename)), "", None)
+                                                     self._format_tb()), "", None)
 
-    def _format_tb(self, filename: str) -> str:
+    def _format_tb(self) -> str:
         """The traceback without the engine's own frames, cut to a bounded size."""
         exc = sys.exc_info()[1]
         try:
