@@ -32,7 +32,7 @@ from ..protocol import consts
 
 if TYPE_CHECKING:
     from .execution import RemoteExecution
-    from .session import SessionRegistry
+    from .session import RemoteSession, SessionRegistry
     from .settings import RPyCPolicy
 
 __all__ = [
@@ -93,8 +93,13 @@ def _connection(obj: Any) -> Any:
     return _get(target, "____conn__")
 
 
-def netref_text(obj: Any, max_chars: int = 10_000, timeout: float = 5.0) -> str:
-    """A netref's ``repr``: one request, bounded in time and length, sanitized."""
+def netref_text(obj: Any, max_chars: int = 10_000, timeout: float = 5.0,
+                session: RemoteSession | None = None) -> str:
+    """A netref's ``repr``: one request, bounded in time and length, sanitized.
+
+    With a ``session`` that runs our engine, the server cuts the text, so a huge
+    repr never crosses the wire; otherwise it is a plain REPR request, cut here.
+    """
     if type(obj) is RemoteMethod:
         try:
             obj = obj._resolve()
@@ -103,9 +108,12 @@ def netref_text(obj: Any, max_chars: int = 10_000, timeout: float = 5.0) -> str:
     conn = _connection(obj)
     kind = remote_type_name(obj)
     try:
-        result = conn.async_request(consts.HANDLE_REPR, obj)
-        result.wait(timeout)
-        text = result.value
+        if session is not None and session.has_engine and not session.closed:
+            text = session.repr_text(obj, max_chars, timeout=timeout)
+        else:
+            result = conn.async_request(consts.HANDLE_REPR, obj)
+            result.wait(timeout)
+            text = result.value
     except TimeoutError:
         return f"<remote {kind}: repr took longer than {timeout:g} s>"
     except Exception as exc:
@@ -243,7 +251,7 @@ class NetrefDisplay:
                                      policy.max_bundle_bytes)
             except Exception:  # fall back to the plain repr
                 pass
-        text = netref_text(obj, policy.max_repr_chars, policy.display_timeout)
+        text = netref_text(obj, policy.max_repr_chars, policy.display_timeout, session)
         where = f" on {session.name}" if session is not None else ""
         label = f"remote {remote_type_name(obj)}{where}"
         html_text = (f'<div title="{escape(label)}"><span style="font-size:80%;opacity:.7">'
@@ -259,7 +267,8 @@ class NetrefDisplay:
         budget.count -= 1
         remaining = max(0.1, budget.deadline - time.monotonic()) if budget.deadline else \
             self.policy.display_timeout
-        printer.text(netref_text(obj, self.policy.max_repr_chars, remaining))
+        session = self.registry.for_conn(_connection(obj))
+        printer.text(netref_text(obj, self.policy.max_repr_chars, remaining, session))
 
     def _guard(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def guarded(obj: Any, printer: Any, cycle: bool) -> Any:

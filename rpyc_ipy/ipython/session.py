@@ -301,6 +301,12 @@ class RemoteSession:
         raw = self._call("describe", tuple(paths), max_items, private, root, timeout=timeout)
         return [_pairs_dict(node) for node in raw] if type(raw) is tuple else []
 
+    def repr_text(self, obj: Any, max_chars: int, *, timeout: float | None = None) -> str:
+        """A netref's ``repr``, cut to ``max_chars`` by the server (one request)."""
+        self._require_engine("a bounded repr")
+        text = self._call("repr_text", obj, max_chars, timeout=timeout)
+        return text if type(text) is str else ""
+
     def mimebundle(self, obj: Any, include: tuple[str, ...] | None, max_bytes: int, *,
                    timeout: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """A netref's own display bundle, by value, in one request."""

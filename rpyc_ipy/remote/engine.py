@@ -508,6 +508,17 @@ class Engine:
         namespace: Mapping[str, Any] = self.namespace if root is None else {"this": root}
         return _introspect.describe(namespace, paths, min(int(max_items), 1000), bool(private))
 
+    def repr_text(self, obj: Any, max_chars: int = 10_000) -> str:
+        """``repr(obj)`` cut to ``max_chars`` here, so a huge repr never crosses the wire."""
+        try:
+            text = repr(obj)
+        except Exception as exc:
+            return f"<repr failed: {type(exc).__name__}: {exc}>"[:max(int(max_chars), 80)]
+        if type(text) is not str:
+            return f"<repr of {type(obj).__name__} is not a str>"
+        limit = max(int(max_chars), 1)
+        return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit:,} more)"
+
     def mimebundle(self, obj: Any, include: tuple[str, ...] | None = None,
                    max_bytes: int = _bundle.DEFAULT_MAX_BYTES) -> tuple[Any, ...]:
         """The display bundle of an object the client holds a reference to."""

@@ -179,6 +179,10 @@ class ExecutionService(Service):
         """Bounded summaries for browsing, one per path, in one request."""
         return self.engine.describe(paths, max_items, private, root)
 
+    def exposed_repr_text(self, obj: Any, max_chars: int = 10_000) -> str:
+        """An object's ``repr``, cut on this side."""
+        return self.engine.repr_text(obj, max_chars)
+
     def exposed_mimebundle(self, obj: Any, include: tuple[str, ...] | None = None,
                            max_bytes: int = 8 << 20) -> tuple[Any, ...]:
         """The display bundle of an object, by value."""

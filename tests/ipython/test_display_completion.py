@@ -28,14 +28,39 @@ def test_a_netref_at_the_prompt_costs_at_most_three_requests(ip: InteractiveShel
     ip.user_ns["thing"] = session.ns.thing  # type: ignore[attr-defined]
     counter = RequestCounter(session.conn)  # type: ignore[attr-defined]
     _, captured, _ = run(ip, "thing")  # Out[]: the displayhook
-    assert counter.count <= 3, counter.handlers
-    assert counter.handlers.count(consts.HANDLE_REPR) == 1
+    assert counter.count == 1, counter.handlers  # the engine's bounded repr
     assert captured.stdout.strip().endswith("Thing()")
     counter.reset()
     _, captured, _ = run(ip, "display(thing)")
     assert counter.count <= 3, counter.handlers
     html = html_of(captured)
     assert "<i>thing</i>" not in html and "remote" in html and "Thing()" in html
+    counter.remove()
+
+
+def test_a_huge_repr_is_cut_by_the_server(ip: InteractiveShell, session: object) -> None:
+    session.execute("big = list(range(2_000_000))")  # type: ignore[attr-defined]
+    ip.user_ns["big"] = session.ns.big  # type: ignore[attr-defined]
+    ip.run_line_magic("config", "RPyCPolicy.max_repr_chars = 100")
+    counter = RequestCounter(session.conn)  # type: ignore[attr-defined]
+    _, captured, _ = run(ip, "big")
+    assert counter.count == 1 and len(captured.stdout) < 200
+    assert "more)" in captured.stdout
+    counter.remove()
+
+
+def test_without_an_engine_a_netref_costs_one_repr(ip: InteractiveShell,
+                                                   server_dir: object,
+                                                   request: pytest.FixtureRequest) -> None:
+    from ipy_servers import spawn
+
+    server = spawn("classic", server_dir)  # type: ignore[arg-type]
+    request.addfinalizer(server.stop)
+    plain = connect(ip, "p", server)  # no --classic: a plain service, netrefs only
+    ip.user_ns["mod"] = plain.conn.root.getmodule("os")
+    counter = RequestCounter(plain.conn)
+    _, captured, _ = run(ip, "mod")
+    assert counter.handlers == [consts.HANDLE_REPR] and "module 'os'" in captured.stdout
     counter.remove()
 
 
