@@ -48,6 +48,7 @@ from .errors import (
     PingError,
     ProtocolError,
     RPyCError,
+    SecurityError,
     UsageError,
 )
 from .netref import BaseNetref, RemoteMethod, builtin_proxy_class, class_methods, make_proxy_class
@@ -70,6 +71,19 @@ from .transports.base import FrameReader, Transport
 __all__ = ["CONNECTION_OPTIONS", "Connection"]
 
 log = logging.getLogger("rpyc_ipy.connection")
+audit = logging.getLogger("rpyc_ipy.audit")
+
+
+def _user_of(credentials: Any) -> str | None:
+    """A printable user name from an authenticator's credentials."""
+    if isinstance(credentials, str):
+        return credentials
+    if isinstance(credentials, dict):
+        for rdn in credentials.get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    return str(value)
+    return None
 
 #: options of ours, accepted in a config dict beside RPyC's keys
 CONNECTION_OPTIONS: dict[str, Any] = {
@@ -121,15 +135,20 @@ class _Releases:
     _lock = threading.Lock()
 
     @classmethod
-    def schedule(cls, conn: Connection) -> None:
-        # SimpleQueue.put is reentrant: safe to call from __del__
-        cls._queue.put(weakref.ref(conn))
+    def ensure_started(cls) -> None:
+        """Start the flusher thread; called when a connection is built, never from
+        a finalizer (starting a thread there can deadlock at interpreter exit)."""
         if cls._thread is None:
             with cls._lock:
                 if cls._thread is None:
                     cls._thread = threading.Thread(target=cls._run, name="rpyc_ipy-releases",
                                                    daemon=True)
                     cls._thread.start()
+
+    @classmethod
+    def schedule(cls, conn: Connection) -> None:
+        # SimpleQueue.put is reentrant: safe to call from __del__
+        cls._queue.put(weakref.ref(conn))
 
     @classmethod
     def _run(cls) -> None:
@@ -140,6 +159,53 @@ class _Releases:
             if conn is not None:
                 conn._flush_releases()
             del conn
+
+
+class _Watchdog:
+    """One thread for the process: hands the reader role on for requests that run long.
+
+    It ticks only while some connection runs a request with nobody reading, and
+    lingers a little after that so a stream of quick requests costs no wake-ups.
+    """
+
+    GRACE = 0.002  # a request running longer than this gets a reader beside it
+    TICK = 0.002
+    LINGER = 0.25
+    _watched: set[Connection] = set()
+    _lock = threading.Lock()
+    _wakeup = threading.Event()
+    _thread: threading.Thread | None = None
+    _ticking = False
+
+    @classmethod
+    def watch(cls, conn: Connection) -> None:
+        cls._watched.add(conn)  # set.add is atomic under the GIL
+        if not cls._ticking:
+            with cls._lock:
+                if cls._thread is None:
+                    cls._thread = threading.Thread(target=cls._run, name="rpyc_ipy-watchdog",
+                                                   daemon=True)
+                    cls._thread.start()
+            cls._wakeup.set()
+
+    @classmethod
+    def _run(cls) -> None:
+        idle_since = time.monotonic()
+        while True:
+            if not cls._watched and time.monotonic() - idle_since > cls.LINGER:
+                cls._ticking = False
+                if not cls._watched:  # re-check: watch() may have added one meanwhile
+                    cls._wakeup.wait()
+                cls._wakeup.clear()
+                idle_since = time.monotonic()
+            cls._ticking = True
+            time.sleep(cls.TICK)
+            now = time.monotonic()
+            for conn in list(cls._watched):
+                if not conn._hand_on_if_stalled(now, cls.GRACE):
+                    cls._watched.discard(conn)
+            if cls._watched:
+                idle_since = now
 
 
 class Connection:
@@ -178,12 +244,14 @@ class Connection:
         self._serving = 0
         self._executing = 0
         self._waiting = 0
+        self._unread_since: float | None = None  # a request runs and nobody reads
         self._closed = False
         self._close_reason: BaseException | None = None
         self._created = time.monotonic()
         self._last_frame = self._created
         self._remote_root: Any = None
         self._handlers: dict[int, Callable[..., Any]] = self._handler_table()
+        _Releases.ensure_started()
         if isinstance(service, type):
             service = service()
         self._local_root = service
@@ -316,10 +384,8 @@ class Connection:
             seq, parts = self._engine.request(handler, boxed)
             result.seq = seq
             self._pending[seq] = result
-            if self._releases:
-                parts = self._release_parts() + parts
             try:
-                self._transport.send_parts(parts)
+                self._write(parts)
             except ConnectionClosed as exc:
                 self._pending.pop(seq, None)
                 self._teardown(exc)
@@ -376,8 +442,7 @@ class Connection:
             elif not self._reading and self._idle_workers:
                 self._idle_workers.pop().release()
         if spawn:
-            threading.Thread(target=self._worker_main, name=f"rpyc_ipy-{self._config['connid']}",
-                             daemon=True).start()
+            self._spawn_worker()
 
     def stop_serving(self) -> None:
         """Undo one :meth:`start_serving`; the background reader leaves when idle."""
@@ -410,6 +475,7 @@ class Connection:
                     if not self._reading:
                         self._reading = True
                         self._reader_ident = me
+                        self._unread_since = None
                         role = "reader"
                     elif self._reader_ident == me:
                         role = "nested"
@@ -454,30 +520,67 @@ class Connection:
     def _release_role(self, for_request: bool = False, departing: bool = False) -> None:
         """Give up the reader role and pass it on to whoever needs it.
 
-        ``for_request``: we are about to run a request, so someone must read
-        meanwhile. ``departing``: the caller stops waiting, don't count it.
+        ``for_request``: we are about to run a request. A waiting caller takes the
+        role at once; otherwise nobody is woken now, and the :class:`_Watchdog`
+        hands the role on only if the request runs longer than a few
+        milliseconds. Quick requests thus cost no thread wake-up, and a long one
+        still cannot stop the connection from reading a cancel or a callback.
+        ``departing``: the caller stops waiting, don't count it as needing a reader.
         """
-        spawn = False
         with self._lock:
             if self._reader_ident != threading.get_ident():
                 return  # not ours (already handed off)
             self._reading = False
             self._reader_ident = None
-            needed = for_request or self._needs_reader(1 if departing else 0)
             if self._callers:
                 waiter = self._callers.pop(next(iter(self._callers)))
                 assert waiter.wake is not None
                 waiter.wake.release()
-            elif self._closed or not needed:
-                pass
-            elif self._idle_workers:
-                self._idle_workers.pop().release()
-            elif self._workers < self._config["max_dispatch_threads"]:
-                self._workers += 1
-                spawn = True
+                return
+            if self._closed:
+                return
+            if for_request:
+                self._unread_since = time.monotonic()
+                _Watchdog.watch(self)
+                return
+            if not self._needs_reader(1 if departing else 0):
+                return
+            spawn = self._wake_reader_locked()
         if spawn:
-            threading.Thread(target=self._worker_main, name=f"rpyc_ipy-{self._config['connid']}",
-                             daemon=True).start()
+            self._spawn_worker()
+
+    def _wake_reader_locked(self) -> bool:
+        """Wake an idle worker to read; returns True if a new one must be spawned."""
+        if self._idle_workers:
+            self._idle_workers.pop().release()
+            return False
+        if self._workers < self._config["max_dispatch_threads"]:
+            self._workers += 1
+            return True
+        return False
+
+    def _spawn_worker(self) -> None:
+        threading.Thread(target=self._worker_main, name=f"rpyc_ipy-{self._config['connid']}",
+                         daemon=True).start()
+
+    def _hand_on_if_stalled(self, now: float, grace: float) -> bool:
+        """Watchdog tick: give the role to a worker if a request has run without a
+        reader for ``grace`` seconds. Returns True while still worth watching."""
+        with self._lock:
+            since = self._unread_since
+            if since is None or self._reading or self._closed:
+                self._unread_since = None
+                return False
+            if not self._needs_reader():
+                self._unread_since = None
+                return False
+            if now - since < grace:
+                return True
+            self._unread_since = None
+            spawn = self._wake_reader_locked()
+        if spawn:
+            self._spawn_worker()
+        return False
 
     def _worker_main(self) -> None:
         try:
@@ -500,6 +603,7 @@ class Connection:
                 if not self._reading:
                     self._reading = True
                     self._reader_ident = me
+                    self._unread_since = None
                     reader = True
                 else:
                     self._idle_workers.append(parked)
@@ -629,14 +733,14 @@ class Connection:
                 if self._policy.propagate_KeyboardInterrupt_locally:
                     self._teardown(ConnectionClosed("KeyboardInterrupt while serving"))
                     raise
-                parts = self._exception_parts(event.seq)
+                parts = self._exception_parts(event.seq, event.handler)
             except SystemExit:
                 if self._policy.propagate_SystemExit_locally:
                     self._teardown(ConnectionClosed("SystemExit while serving"))
                     raise
-                parts = self._exception_parts(event.seq)
+                parts = self._exception_parts(event.seq, event.handler)
             except BaseException:
-                parts = self._exception_parts(event.seq)
+                parts = self._exception_parts(event.seq, event.handler)
             try:
                 self._send_raw(parts)
             except ConnectionClosed:
@@ -645,9 +749,14 @@ class Connection:
             with self._lock:
                 self._executing -= 1
 
-    def _exception_parts(self, seq: int) -> list[bytes]:
+    def _exception_parts(self, seq: int, handler: int) -> list[bytes]:
         exc = sys.exc_info()[1]
         assert exc is not None
+        if isinstance(exc, SecurityError):
+            endpoints = self._config.get("endpoints") or (None, None)
+            audit.warning("denied %s peer=%s user=%s op=%s: %s", self._config["connid"],
+                          endpoints[1], _user_of(self._config.get("credentials")),
+                          self._engine.handler_name(handler), exc)
         logger = self._config["logger"] or log
         logger.debug("%s: request %d raised %r", self._config["connid"], seq, exc)
         payload = vinegar.dump(exc, include_traceback=self._policy.include_local_traceback,
@@ -897,16 +1006,16 @@ class Connection:
 
     def _queue_release(self, id_pack: IdPack, count: int) -> None:
         """Called from netref finalizers: no lock, no I/O, reentrant."""
-        if self._closed:
+        if self._closed or sys.is_finalizing():
             return
         was_empty = not self._releases
         self._releases.append((id_pack, count))
         if was_empty:
             _Releases.schedule(self)
 
-    def _release_parts(self) -> list[bytes]:
+    def _release_frames(self) -> list[list[bytes]]:
         """DEL frames for queued releases; call with the send lock held."""
-        parts: list[bytes] = []
+        frames: list[list[bytes]] = []
         releases = self._releases
         while releases:
             try:
@@ -918,21 +1027,39 @@ class Connection:
                 consts.HANDLE_DEL,
                 (consts.LABEL_TUPLE, ((consts.LABEL_LOCAL_REF, id_pack), (consts.LABEL_VALUE, count))),
             )
-            parts.extend(frame)
-        return parts
+            frames.append(frame)
+        return frames
+
+    def _write(self, parts: list[bytes]) -> None:
+        """Write one frame, preceded by any queued releases; send lock held.
+
+        Over TLS each frame is its own write: RPyC reads one frame per readiness
+        event on the raw socket, and a second frame already decrypted inside its
+        TLS object would never wake it.
+        """
+        frames = self._release_frames() if self._releases else []
+        frames.append(parts)
+        if len(frames) == 1 or getattr(self._transport, "one_frame_per_write", False):
+            for frame in frames:
+                self._transport.send_parts(frame)
+        else:
+            self._transport.send_parts([part for frame in frames for part in frame])
 
     def _flush_releases(self) -> None:
         if not self._releases or self._closed:
             return
         with self._send_lock:
-            if self._closed:
+            if self._closed or not self._releases:
                 return
-            parts = self._release_parts()
-            if parts:
-                try:
-                    self._transport.send_parts(parts)
-                except ConnectionClosed as exc:
-                    self._teardown(exc)
+            frames = self._release_frames()
+            try:
+                if getattr(self._transport, "one_frame_per_write", False):
+                    for frame in frames:
+                        self._transport.send_parts(frame)
+                else:
+                    self._transport.send_parts([part for frame in frames for part in frame])
+            except ConnectionClosed as exc:
+                self._teardown(exc)
 
     # -- sending and teardown -------------------------------------------------------
 
@@ -940,10 +1067,8 @@ class Connection:
         with self._send_lock:
             if self._closed:
                 raise ConnectionClosed(self._closed_message())
-            if self._releases:
-                parts = self._release_parts() + parts
             try:
-                self._transport.send_parts(parts)
+                self._write(parts)
             except ConnectionClosed as exc:
                 self._teardown(exc)
                 raise

@@ -44,6 +44,8 @@ FLUSHER = b"\n"
 #: rpyc 6.0.2 compresses payloads strictly longer than this (at zlib level 1).
 RPYC_COMPRESSION_THRESHOLD = 3000
 _header = struct.Struct(">IB")
+# below this payload size one joined buffer beats a gathered write of many pieces
+_GATHER_THRESHOLD = 1 << 16
 
 
 def parse_header(header: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS
@@ -96,16 +98,17 @@ def decode_body(body: bytes | bytearray | memoryview, compressed: bool,
 def frame_parts(parts: Sequence[bytes], compress_threshold: int | None = None) -> list[bytes]:
     """Frame a payload given as parts; returns the buffers to write, in order.
 
-    With ``compress_threshold`` set, payloads longer than it are zlib-compressed
-    at level 1 (what rpyc 6.0.2 does with 3000); ``None`` never compresses.
+    Small frames come back as one buffer (one ``send``); large payload parts are
+    passed through uncopied for a gathered write. With ``compress_threshold``
+    set, payloads longer than it are zlib-compressed at level 1 (what rpyc 6.0.2
+    does with 3000); ``None`` never compresses.
     """
     length = sum(map(len, parts))
     if compress_threshold is not None and length > compress_threshold:
         body = zlib.compress(b"".join(parts), 1)
         return [_header.pack(len(body), 1), body, FLUSHER]
-    if len(parts) == 1:
-        return [_header.pack(length, 0) + parts[0] + FLUSHER] if length < 65536 else \
-            [_header.pack(length, 0), parts[0], FLUSHER]
+    if length < _GATHER_THRESHOLD:
+        return [b"".join((_header.pack(length, 0), *parts, FLUSHER))]
     return [_header.pack(length, 0), *parts, FLUSHER]
 
 

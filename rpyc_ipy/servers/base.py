@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..connection import Connection
+from ..connection import Connection, _user_of
 from ..errors import AuthenticationError, UsageError
 from ..transports.sockets import SocketTransport, is_loopback
 
@@ -83,7 +83,9 @@ class Server:
             self.host, self.port = socket_path, 0
         else:
             host = "127.0.0.1" if hostname is None else hostname
-            if not allow_insecure_remote and authenticator is None and not is_loopback(host):
+            # "" binds every interface: it is not loopback whatever it resolves to
+            if not allow_insecure_remote and authenticator is None and \
+                    (host == "" or not is_loopback(host)):
                 raise UsageError(
                     f"refusing to serve without authentication on non-loopback address {host!r}; "
                     "pass an authenticator, or allow_insecure_remote=True if you really mean it"
@@ -207,9 +209,9 @@ class Server:
                 self.logger.exception("cannot set up the connection from %s", address)
                 transport.close()
                 return
-            user = credentials if isinstance(credentials, str) else None
+            peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else address
             self.logger.info("connection %s from %s user=%s service=%s", conn.config["connid"],
-                             address, user, _service_name(self.service))
+                             peer, _user_of(credentials), _service_name(self.service))
             with self._clients_lock:
                 self._handshakes -= 1
                 counted_as_handshake = False

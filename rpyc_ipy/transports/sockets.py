@@ -58,6 +58,8 @@ class SocketTransport:
         self._close_lock = threading.Lock()
         self._gather = isinstance(sock, socket.socket) and type(sock) is socket.socket and \
             hasattr(sock, "sendmsg")
+        #: TLS objects buffer decrypted data where a peer's readiness check can't see it
+        self.one_frame_per_write = not self._gather
         sock.settimeout(poll_interval)
         try:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -94,7 +96,13 @@ class SocketTransport:
 
     def _sendall(self, data: bytes) -> None:
         # sendall with a timeout would give up on a slow reader; wait it out instead
-        view = memoryview(data)
+        try:
+            sent = self.sock.send(data)
+        except TimeoutError:
+            sent = 0
+        if sent == len(data):
+            return
+        view = memoryview(data)[sent:]
         while view:
             try:
                 sent = self.sock.send(view)

@@ -108,14 +108,6 @@ def test_our_ssl_client_with_certificate_against_rpyc_mutual_tls(pki: Any,
         assert conn.root.add(1, 2) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="core: Connection._send_raw/async_request prepend queued DEL frames to the next "
-           "frame in one TLS write; rpyc 6.0.2 select()s the raw fd and reads exact frame "
-           "sizes, so the second frame of a TLS record sits unseen in its SSL buffer "
-           "(reported to the lead; remove this marker with the fix)",
-)
 def test_our_classic_ssl_client_against_rpyc_classic_server(pki: Any,
                                                              serve_rpyc: Any) -> None:
     # what rpyc_classic serves; our classic client exposes nothing back
