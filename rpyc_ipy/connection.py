@@ -25,10 +25,13 @@ next write, or by a background flusher shortly after.
 from __future__ import annotations
 
 import collections
+import hashlib
 import itertools
 import logging
 import pickle
 import queue
+import socket
+import ssl
 import sys
 import threading
 import time
@@ -230,7 +233,7 @@ class Connection:
         self._exports = ExportTable(self._config["max_exported_objects"])
         self._proxies: weakref.WeakValueDictionary[IdPack, BaseNetref] = \
             weakref.WeakValueDictionary()
-        self._proxy_classes: dict[tuple[str, int, bool], type[BaseNetref]] = {}
+        self._proxy_classes: dict[tuple[int, bool], type[BaseNetref]] = {}
         self._pending: dict[int, AsyncResult] = {}
         self._lock = threading.Lock()  # pending, tables, reader role, counters
         self._send_lock = threading.Lock()
@@ -330,6 +333,39 @@ class Connection:
     def enable_classic(self) -> None:
         """Grant the peer full access to this side (classic mode). Never a default."""
         self.update_policy(**CLASSIC_OVERRIDES)
+
+    def transport_info(self) -> dict[str, Any]:
+        """What carries this connection: kind, TLS version and cipher, SRP user, peer
+        certificate fingerprint, endpoints. For status displays."""
+        sock = getattr(self._transport, "sock", None)
+        endpoints = self._config.get("endpoints")
+        if endpoints is None and hasattr(self._transport, "endpoints"):
+            endpoints = self._transport.endpoints()
+        info: dict[str, Any] = {"kind": type(self._transport).__name__, "endpoints": endpoints,
+                                "tls_version": None, "cipher": None, "srp_user": None,
+                                "peer_cert_sha256": None}
+        if sock is None:
+            return info
+        try:
+            if isinstance(sock, ssl.SSLSocket):
+                info["kind"] = "tls"
+                info["tls_version"] = sock.version()
+                cipher = sock.cipher()
+                info["cipher"] = cipher[0] if cipher else None
+                der = sock.getpeercert(binary_form=True)
+                if der:
+                    info["peer_cert_sha256"] = hashlib.sha256(der).hexdigest()
+            elif hasattr(sock, "username") and hasattr(sock, "cipher"):
+                info["kind"] = "tls-srp"
+                info["tls_version"] = sock.version()
+                info["cipher"] = sock.cipher()
+                info["srp_user"] = sock.username
+            else:
+                unix = getattr(socket, "AF_UNIX", None)
+                info["kind"] = "unix" if getattr(sock, "family", None) == unix else "tcp"
+        except Exception:  # a display helper must not fail the caller
+            pass
+        return info
 
     def fileno(self) -> int:
         return int(self._transport.sock.fileno())  # type: ignore[attr-defined]
@@ -971,7 +1007,9 @@ class Connection:
             builtin = builtin_proxy_class(name_pack)
             if builtin is not None:
                 return builtin
-        key = (name_pack, class_id, is_class)
+        # one class per remote class: class_id is the id of the remote type, so all
+        # instances (and all modules, whose type is the same) share one INSPECT
+        key = (class_id, is_class)
         cls = self._proxy_classes.get(key)
         if cls is not None:
             return cls

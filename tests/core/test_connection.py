@@ -1,0 +1,155 @@
+"""Connection behaviour: requests, concurrency, callbacks, helpers, teardown."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import rpyc_ipy
+from rpyc_ipy.errors import ConfigError, ConnectionClosed, ConnectionLost
+
+
+class Service(rpyc_ipy.Service):
+    def exposed_add1(self, x: int) -> int:
+        return x + 1
+
+    def exposed_sleep(self, seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    def exposed_bounce(self, callback: Any, depth: int) -> Any:
+        return callback(depth)
+
+    def exposed_fail(self) -> None:
+        raise KeyError("missing")
+
+    def exposed_count(self, n: int) -> Any:
+        return iter(range(n))
+
+    def exposed_call_client_root(self) -> Any:
+        return self._conn.root.echo("from server")
+
+
+class ClientService(rpyc_ipy.Service):
+    def exposed_echo(self, text: str) -> str:
+        return text.upper()
+
+
+@pytest.fixture
+def pair(make_pair: Any) -> Any:
+    return make_pair(Service, ClientService)
+
+
+def test_remote_exception_keeps_class_and_traceback(pair: Any) -> None:
+    with pytest.raises(KeyError) as info:
+        pair.client.root.fail()
+    text = str(info.value)
+    assert "Remote Traceback (1)" in text and "exposed_fail" in text
+    assert info.value.remote_type == "builtins.KeyError"
+
+
+def test_nested_callbacks_ten_deep_in_both_directions(pair: Any) -> None:
+    client = pair.client
+
+    def down(depth: int) -> str:
+        if depth == 0:
+            return "bottom"
+        return client.root.bounce(down, depth - 1)
+
+    assert client.root.bounce(down, 10) == "bottom"
+    assert client.root.call_client_root() == "FROM SERVER"
+
+
+def test_eight_threads_share_one_connection(pair: Any) -> None:
+    results: dict[int, list[int]] = {}
+
+    def work(n: int) -> None:
+        results[n] = [pair.client.root.add1(n * 1000 + i) for i in range(50)]
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results == {n: [n * 1000 + i + 1 for i in range(50)] for n in range(8)}
+
+
+def test_a_long_request_does_not_block_another(pair: Any) -> None:
+    slow = rpyc_ipy.async_(pair.client.root.sleep)(1.5)
+    started = time.monotonic()
+    assert pair.client.root.add1(1) == 2
+    assert time.monotonic() - started < 1.0  # liveness: answered while the sleep runs
+    assert slow.value == 1.5
+
+
+def test_async_timed_and_buffiter(pair: Any) -> None:
+    result = rpyc_ipy.async_(pair.client.root.add1)(41)
+    result.wait(5)
+    assert result.ready and not result.error and result.value == 42
+    expiring = rpyc_ipy.timed(pair.client.root.sleep, 0.2)(0.6)
+    with pytest.raises(TimeoutError):
+        expiring.value
+    assert list(rpyc_ipy.buffiter(pair.client.root.count(25), chunk=4)) == list(range(25))
+
+
+def test_sync_request_timeout(make_pair: Any) -> None:
+    client = make_pair(Service, client_config={"sync_request_timeout": 0.3}).client
+    with pytest.raises(rpyc_ipy.AsyncResultTimeout):
+        client.root.sleep(0.8)
+    assert client.root.add1(1) == 2  # the connection is still usable
+
+
+def test_ping_and_close_and_context_manager(make_pair: Any) -> None:
+    pair = make_pair(Service)
+    pair.client.ping()
+    with pair.client as conn:
+        assert conn.root.add1(0) == 1
+    assert pair.client.closed
+    with pytest.raises(ConnectionClosed):
+        pair.client.root.add1(0)
+    deadline = time.monotonic() + 5
+    while not pair.server.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pair.server.closed
+
+
+def test_pending_calls_fail_at_once_when_the_peer_dies(make_pair: Any) -> None:
+    pair = make_pair(Service)
+    slow = rpyc_ipy.async_(pair.client.root.sleep)(2)
+    time.sleep(0.1)
+    started = time.monotonic()
+    pair.server._teardown(ConnectionClosed("killed by the test"))
+    with pytest.raises(ConnectionLost):
+        slow.value
+    assert time.monotonic() - started < 3
+
+
+def test_bg_serving_thread_serves_callbacks_while_idle(make_pair: Any) -> None:
+    pair = make_pair(Service, ClientService)
+    bg = rpyc_ipy.BgServingThread(pair.client)
+    try:
+        # the server calls the client while no client thread waits for anything
+        result = rpyc_ipy.async_(pair.server.root.echo)("idle")
+        result.wait(5)
+        assert result.value == "IDLE"
+    finally:
+        bg.stop()
+
+
+def test_unknown_config_keys_are_refused() -> None:
+    with pytest.raises(ConfigError):
+        rpyc_ipy.connect_thread(config={"allow_evrything": True})
+
+
+def test_classic_thread_connection() -> None:
+    conn = rpyc_ipy.classic.connect_thread()
+    try:
+        assert conn.modules.os.getpid() > 0
+        conn.execute("x = 6 * 7")
+        assert conn.eval("x") == 42
+        assert conn.namespace["x"] == 42
+    finally:
+        conn.close()
