@@ -454,8 +454,10 @@ def _items(data: Any, pos: int, n: int, depth: int, limits: Limits, mv: bool
                 if depth >= max_depth:
                     raise LimitExceeded(f"brine: nesting deeper than max_depth={max_depth}")
                 if tag <= 0x13:
-                    value, pos = _items(data, pos + 1, tag - 0x0F, depth + 1, limits, mv)
-                elif tag == 0x14:
+                    small, pos = _small(data, pos + 1, tag - 0x0F, depth + 1, limits, mv)
+                    append(small)
+                    continue
+                if tag == 0x14:
                     value, pos = _items(data, pos + 2, data[pos + 1], depth + 1, limits, mv)
                 else:
                     size = _count(data, pos + 5, _unpack_u32(data, pos + 1)[0], limits)
@@ -498,6 +500,47 @@ def _items(data: Any, pos: int, n: int, depth: int, limits: Limits, mv: bool
             value, pos = _rare(data, pos, tag, depth, limits, mv)
             append(value)
     return out, pos
+
+
+def _small(data: Any, pos: int, n: int, depth: int, limits: Limits, mv: bool
+           ) -> tuple[tuple[Any, ...], int]:
+    """A tuple of ``n`` < VECTOR_MIN items at ``pos``: the shape of every message.
+
+    The lean twin of :func:`_items` for the tags messages are made of (small
+    tuples, immediate and decimal ints, short str); any other value is decoded
+    by :func:`_items`. Returns the tuple and the position after it.
+    """
+    out: list[Any] = []
+    append = out.append
+    for _ in _SMALL_RANGES[n]:
+        tag = data[pos]
+        if 0x20 <= tag <= 0xEF:
+            append(tag - 0x50)
+            pos += 1
+        elif 0x10 <= tag <= 0x13:
+            if depth >= limits.max_depth:
+                raise LimitExceeded(f"brine: nesting deeper than max_depth={limits.max_depth}")
+            value, pos = _small(data, pos + 1, tag - 0x0F, depth + 1, limits, mv)
+            append(value)
+        elif tag == 0x08:
+            size = _STR_FIXED[data[pos + 1]]
+            if size >= 0:
+                pos += 2 + size
+            else:
+                size, pos = _long_str_size(data, pos, limits)
+            append((bytes(data[pos - size:pos]) if mv else data[pos - size:pos]).decode())
+        elif tag == 0x16:
+            size = data[pos + 1]
+            pos += 2 + size
+            digits = bytes(data[pos - size:pos]) if mv else data[pos - size:pos]
+            append(int(digits) if digits.isdigit() else _signed_int(digits, pos))
+        elif tag <= 0x06 and tag != 0x01:
+            append(_SINGLETON[tag])
+            pos += 1
+        else:
+            items, pos = _items(data, pos, 1, depth, limits, mv)
+            append(items[0])
+    return tuple(out), pos
 
 
 def _long_str_size(data: Any, pos: int, limits: Limits) -> tuple[int, int]:
@@ -644,9 +687,9 @@ def load_from(
         if 0x10 <= tag <= 0x14:  # the usual message: a small tuple, decoded without a detour
             if tag == 0x14:
                 items, pos = _items(data, offset + 2, data[offset + 1], 1, limits, mv)
+                value = tuple(items)
             else:
-                items, pos = _items(data, offset + 1, tag - 0x0F, 1, limits, mv)
-            value = tuple(items)
+                value, pos = _small(data, offset + 1, tag - 0x0F, 1, limits, mv)
         else:
             items, pos = _items(data, offset, 1, 0, limits, mv)
             value = items[0]

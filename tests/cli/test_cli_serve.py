@@ -38,7 +38,7 @@ def test_srp_login_right_and_wrong_password(tmp_path: Path, serve_cli: Any) -> N
         with pytest.raises(ValueError, match="boom"):
             conn.root.fail("boom")
     # the audit line: peer, user, service
-    server.wait_for_stderr(r"connection \S+ from \('127\.0\.0\.1', \d+\) user=alice "
+    server.wait_for_stderr(r"connection \S+ from 127\.0\.0\.1:\d+ user=alice "
                            r"service=WHOAMI")
 
     with pytest.raises(rpyc_ipy.AuthenticationError):
