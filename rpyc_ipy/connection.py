@@ -305,7 +305,8 @@ class Connection:
 
     def _classic_member(self, name: str) -> Any:
         if self._classic is None:
-            raise AttributeError(f"{name!r}: not a classic connection (use rpyc_ipy.classic.connect)")
+            raise AttributeError(
+                f"{name!r}: not a classic connection (use rpyc_ipy.classic.connect)")
         return self._classic.get(name)
 
     modules = property(lambda self: self._classic_member("modules"),
@@ -713,7 +714,7 @@ class Connection:
             result = self._pending.pop(event.seq, None)
         if result is None:
             return  # a late reply to an expired or async-ignored request
-        if type(event) is Reply:
+        if isinstance(event, Reply):
             try:
                 is_error, value = False, self._unbox(event.value)
             except Exception as exc:
@@ -925,7 +926,7 @@ class Connection:
 
     def _handle_instancecheck(self, obj: Any, other_id_pack: Any) -> bool:
         authorize(self._policy, Op.INSTANCECHECK, obj)
-        name_pack, class_id, instance_id = self._check_id_pack(other_id_pack)
+        name_pack, _, instance_id = self._check_id_pack(other_id_pack)
         local = _netref._resolve_local_class(name_pack, False)
         if local is None:
             return False
@@ -951,9 +952,14 @@ class Connection:
         if t is RemoteMethod:
             obj = obj._resolve()
         if isinstance(obj, BaseNetref):
-            id_pack = _get(obj, "____id_pack__")
             if _get(obj, "____conn__") is self:
-                return (consts.LABEL_LOCAL_REF, id_pack)
+                boxed = _get(obj, "____boxed__")
+                if boxed is None:  # encode once: every call on a netref sends it
+                    boxed = brine.Encoded(
+                        brine.dump((consts.LABEL_LOCAL_REF, _get(obj, "____id_pack__"))))
+                    object.__setattr__(obj, "____boxed__", boxed)
+                return boxed
+            id_pack = _get(obj, "____id_pack__")
         else:
             id_pack = id_pack_of(obj)
         with self._lock:
@@ -982,7 +988,7 @@ class Connection:
         if (type(value) is not tuple or len(value) != 3 or type(value[0]) is not str
                 or type(value[1]) is not int or type(value[2]) is not int):
             raise CodecError("an id_pack must be a (str, int, int) tuple")
-        return value  # type: ignore[no-any-return]
+        return value
 
     def _proxy_for(self, id_pack: IdPack) -> BaseNetref:
         with self._lock:
@@ -1063,7 +1069,8 @@ class Connection:
             # DEL is async: its reply (None) is dropped as an unknown seq
             _, frame = self._engine.request(
                 consts.HANDLE_DEL,
-                (consts.LABEL_TUPLE, ((consts.LABEL_LOCAL_REF, id_pack), (consts.LABEL_VALUE, count))),
+                (consts.LABEL_TUPLE,
+                 ((consts.LABEL_LOCAL_REF, id_pack), (consts.LABEL_VALUE, count))),
             )
             frames.append(frame)
         return frames

@@ -42,7 +42,8 @@ __all__ = [
 
 #: RPyC 6.0.2's local attribute names (spec §10.1); INSPECT replies leave them out
 RPYC_LOCAL_ATTRS = frozenset("""
-    ____conn__ ____id_pack__ ____refcount__ __class__ __cmp__ __del__ __delattr__ __dir__
+    ____conn__ ____id_pack__ ____refcount__ ____boxed__ __class__ __cmp__ __del__ __delattr__
+    __dir__
     __doc__ __getattr__ __getattribute__ __hash__ __instancecheck__ __init__ __metaclass__
     __module__ __new__ __reduce__ __reduce_ex__ __repr__ __setattr__ __slots__ __str__
     __weakref__ __dict__ __methods__ __exit__ __eq__ __ne__ __lt__ __gt__ __le__ __ge__
@@ -73,13 +74,13 @@ _set = object.__setattr__
 
 
 def _conn(proxy: BaseNetref) -> Connection:
-    return _get(proxy, "____conn__")  # type: ignore[no-any-return]
+    return _get(proxy, "____conn__")
 
 
 class BaseNetref:
     """Base of every proxy class; subclasses add the dunders the remote object has."""
 
-    __slots__ = ("____conn__", "____id_pack__", "____refcount__", "__weakref__")
+    __slots__ = ("____boxed__", "____conn__", "____id_pack__", "____refcount__", "__weakref__")
     #: names (methods) the remote class has, from INSPECT or the local builtin type
     _rpyc_methods: frozenset[str] = frozenset()
     #: the local class the name_pack resolves to, if any (see spec §10.5)
@@ -89,6 +90,7 @@ class BaseNetref:
         _set(self, "____conn__", conn)
         _set(self, "____id_pack__", id_pack)
         _set(self, "____refcount__", 1)
+        _set(self, "____boxed__", None)  # brine of (LOCAL_REF, id_pack), made on first send
 
     def __del__(self) -> None:
         try:
@@ -132,7 +134,7 @@ class BaseNetref:
     # -- identity, comparison, text ---------------------------------------------
 
     def __hash__(self) -> int:
-        return _conn(self).sync_request(consts.HANDLE_HASH, self)  # type: ignore[no-any-return]
+        return _conn(self).sync_request(consts.HANDLE_HASH, self)
 
     def __eq__(self, other: object) -> Any:
         return _conn(self).sync_request(consts.HANDLE_CMP, self, other, "__eq__")
@@ -153,10 +155,10 @@ class BaseNetref:
         return _conn(self).sync_request(consts.HANDLE_CMP, self, other, "__ge__")
 
     def __repr__(self) -> str:
-        return _conn(self).sync_request(consts.HANDLE_REPR, self)  # type: ignore[no-any-return]
+        return _conn(self).sync_request(consts.HANDLE_REPR, self)
 
     def __str__(self) -> str:
-        return _conn(self).sync_request(consts.HANDLE_STR, self)  # type: ignore[no-any-return]
+        return _conn(self).sync_request(consts.HANDLE_STR, self)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
         return _conn(self).sync_request(consts.HANDLE_CTXEXIT, self, exc_type)
@@ -292,10 +294,11 @@ def _resolve_local_class(name_pack: str, is_class: bool) -> type | None:
             cls = types.ModuleType
     if cls is None:
         return None
-    return type(cls) if is_class else cls  # type: ignore[no-any-return]
+    return type(cls) if is_class else cls
 
 
-def make_proxy_class(name_pack: str, methods: Iterable[str], is_class: bool = False) -> type[BaseNetref]:
+def make_proxy_class(name_pack: str, methods: Iterable[str], is_class: bool = False
+                     ) -> type[BaseNetref]:
     """Build a proxy class whose implicit dunders forward to the remote object."""
     names = frozenset(methods)
     namespace: dict[str, Any] = {
@@ -328,8 +331,8 @@ def class_methods(cls: type, *, for_class: bool = False) -> list[tuple[str, str 
     """
     mros: list[type] = []
     if for_class:
-        mros.extend(reversed(type(cls).__mro__))
-    mros.extend(reversed(cls.__mro__))
+        mros.extend(reversed(inspect.getmro(type(cls))))
+    mros.extend(reversed(inspect.getmro(cls)))
     found: dict[str, str | None] = {}
     for klass in mros:
         for name, value in list(vars(klass).items()):

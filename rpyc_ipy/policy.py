@@ -17,7 +17,6 @@ everything needs ``allow_all_attrs`` (classic mode). An object that defines
 
 from __future__ import annotations
 
-import enum
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -94,8 +93,12 @@ CLASSIC_OVERRIDES: dict[str, Any] = {
 }
 
 
-class Op(enum.Enum):
-    """What a request wants to do with an object; each handler names one."""
+class Op:
+    """What a request wants to do with an object; each handler names one.
+
+    Plain str constants rather than an Enum: the gate runs on every request and
+    an Enum member hashes through Python code.
+    """
 
     PING = "ping"
     CLOSE = "close"
@@ -120,7 +123,7 @@ class Op(enum.Enum):
 
 
 # which permission key and hook an attribute operation goes through
-_ATTR_OPS: dict[Op, tuple[str, str]] = {
+_ATTR_OPS: dict[str, tuple[str, str]] = {
     Op.GETATTR: ("allow_getattr", "_rpyc_getattr"),
     Op.CALLATTR: ("allow_getattr", "_rpyc_getattr"),
     Op.CMP: ("allow_getattr", "_rpyc_getattr"),
@@ -130,7 +133,7 @@ _ATTR_OPS: dict[Op, tuple[str, str]] = {
     Op.DELATTR: ("allow_delattr", "_rpyc_delattr"),
 }
 # operations that run a fixed special method: the method must pass the name rules
-_SPECIAL_OPS: dict[Op, str] = {
+_SPECIAL_OPS: dict[str, str] = {
     Op.REPR: "__repr__",
     Op.STR: "__str__",
     Op.HASH: "__hash__",
@@ -237,7 +240,8 @@ def _has_attribute(obj: object, name: str) -> bool:
     return True
 
 
-def authorize(policy: SecurityPolicy, op: Op, obj: object = None, name: object = None) -> str | None:
+def authorize(policy: SecurityPolicy, op: str, obj: object = None, name: object = None
+              ) -> str | None:
     """The one gate: may the peer perform ``op`` on ``obj`` (with attribute ``name``)?
 
     Returns the effective attribute name to use (``foo`` may resolve to
@@ -247,7 +251,7 @@ def authorize(policy: SecurityPolicy, op: Op, obj: object = None, name: object =
     """
     if op in _REFERENCE_OPS:
         return None
-    if op is Op.PICKLE:
+    if op == Op.PICKLE:
         if not policy.allow_pickle:
             raise PickleDisabledError("pickling is disabled")
         return None
@@ -275,7 +279,7 @@ def authorize(policy: SecurityPolicy, op: Op, obj: object = None, name: object =
     raise SecurityError(f"cannot access {text!r}")
 
 
-def get_attribute(policy: SecurityPolicy, obj: object, name: object, op: Op = Op.GETATTR) -> Any:
+def get_attribute(policy: SecurityPolicy, obj: object, name: object, op: str = Op.GETATTR) -> Any:
     """``getattr`` through :func:`authorize` (or the object's ``_rpyc_getattr`` hook)."""
     effective = authorize(policy, op, obj, name)
     if effective is None:

@@ -46,7 +46,7 @@ from typing import Any
 from ..errors import CodecError, LimitExceeded
 from .limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["dump", "dump_parts", "dumpable", "load", "load_from"]
+__all__ = ["Encoded", "dump", "dump_parts", "dumpable", "load", "load_from"]
 
 TAG_NONE = 0x00
 TAG_EMPTY_BYTES = 0x01
@@ -136,6 +136,17 @@ def dumpable(obj: object) -> bool:
 
 # ---------------------------------------------------------------------------
 # encoding
+
+
+class Encoded(bytes):
+    """Bytes that already are the brine encoding of some value, spliced in as they are.
+
+    The connection caches the encoding of values it sends again and again (a
+    netref's boxed reference); only code that built the bytes with :func:`dump`
+    may wrap them. It is not :func:`dumpable`, so user data never becomes one.
+    """
+
+    __slots__ = ()
 
 
 def _not_dumpable(obj: object) -> TypeError:
@@ -228,6 +239,8 @@ def _encode_items(items: tuple[Any, ...], out: list[bytes]) -> None:
         elif t is slice:
             append(b"\x19")
             _encode_tuple((x.start, x.stop, x.step), out)
+        elif t is Encoded:
+            append(x)
         else:
             raise _not_dumpable(x)
 

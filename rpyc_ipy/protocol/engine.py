@@ -66,7 +66,8 @@ _EXCEPTION_BYTE = bytes((MSG_EXCEPTION,))
 class Engine:
     """Sequence numbers and message (de)coding for one connection end."""
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS, compress_threshold: int | None = None) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS,
+                 compress_threshold: int | None = None) -> None:
         self.limits = limits
         self.compress_threshold = compress_threshold
         self._seq = itertools.count()  # next() is atomic under the GIL

@@ -115,8 +115,8 @@ class Server:
         if self._thread is not None:
             raise UsageError("the server is already started")
         self._active = True
-        self._thread = threading.Thread(target=self._accept_loop, name=f"rpyc_ipy-server-{self.port}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._accept_loop,
+                                        name=f"rpyc_ipy-server-{self.port}", daemon=True)
         self._thread.start()
         return self
 

@@ -91,7 +91,7 @@ def test_async_timed_and_buffiter(pair: Any) -> None:
     assert result.ready and not result.error and result.value == 42
     expiring = rpyc_ipy.timed(pair.client.root.sleep, 0.2)(0.6)
     with pytest.raises(TimeoutError):
-        expiring.value
+        expiring.wait()
     assert list(rpyc_ipy.buffiter(pair.client.root.count(25), chunk=4)) == list(range(25))
 
 
@@ -123,7 +123,7 @@ def test_pending_calls_fail_at_once_when_the_peer_dies(make_pair: Any) -> None:
     started = time.monotonic()
     pair.server._teardown(ConnectionClosed("killed by the test"))
     with pytest.raises(ConnectionLost):
-        slow.value
+        slow.wait()
     assert time.monotonic() - started < 3
 
 
