@@ -1,0 +1,499 @@
+"""``RemoteKernelMixin``: an ipykernel ``IPythonKernel`` whose cells run on a remote Python.
+
+Mix it in front of ipykernel's kernel (:class:`~rpyc_ipy.kernel.kernel.RemoteKernel`
+does exactly that)::
+
+    class RemoteKernel(RemoteKernelMixin, IPythonKernel): ...
+
+Every cell runs in one remote session, as ``%%remote`` would run it: output
+streams live (``stream`` messages), ``display()`` and the last expression come
+back by value (``display_data`` / ``execute_result``, filtered by
+``RPyCPolicy``), a remote exception becomes an error reply carrying the remote
+traceback. A cell whose first line is ``%%local`` runs in the kernel itself
+(ipykernel's own ``do_execute``), where the ``%rpyc_*`` magics are loaded and
+the session is bound to the name ``RemoteKernel.session_name`` (``remote``)::
+
+    %%local
+    %rpyc_pull remote results       # copy a remote value here, by value
+    %rpyc_policy                    # what the server grants, and what we grant it
+
+Completion (TAB) and ``?`` are answered by the remote namespace, one request
+each. The stop button (``interrupt_mode`` ``signal`` or ``message``) cancels
+the remote work, escalating on the server, and the kernel answers again at
+once. When the connection drops, the next cell says so and reconnects (a new
+remote namespace).
+
+The connection settings are traits (``--RemoteKernel.host=...`` in a kernelspec's
+argv, ``c.RemoteKernel.port = ...`` in ``ipython_kernel_config.py``). The
+password is never one of them: it comes from the environment variable named by
+``password_env``, from an owner-only ``credentials_file``, or from a prompt in
+the frontend (then it is kept in memory for reconnects, never written).
+The cell-running behaviour (timeouts, streaming, display trust, size limits) is
+the extension's: ``RPyCMagics`` and ``RPyCPolicy`` traits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import queue
+import sys
+from typing import TYPE_CHECKING, Any
+
+from traitlets import Bool, Float, Int, TraitError, Unicode, validate
+from traitlets.config import Configurable
+
+from ..errors import AuthenticationError
+from .credentials import CredentialsError, read_credentials_file, read_password_env
+
+if TYPE_CHECKING:
+    from ..ipython.extension import Extension
+    from ..ipython.session import RemoteSession
+
+__all__ = ["LOCAL_MAGIC", "RemoteKernelMixin", "split_local"]
+
+LOCAL_MAGIC = "%%local"
+RED, DIM, RESET = "\x1b[31m", "\x1b[2m", "\x1b[0m"
+
+
+def split_local(code: str) -> str | None:
+    """The body of a ``%%local`` cell, or ``None`` for a cell that runs remotely."""
+    stripped = code.lstrip()
+    first, _, rest = stripped.partition("\n")
+    if first.rstrip() != LOCAL_MAGIC:
+        return None
+    return rest
+
+
+def _reply(status: str, count: int, **extra: Any) -> dict[str, Any]:
+    content: dict[str, Any] = {"status": status, "execution_count": count}
+    if status == "ok":
+        content.update(payload=[], user_expressions={})
+    content.update(extra)
+    return content
+
+
+class RemoteKernelMixin(Configurable):
+    """Cells run in a remote session; see the module docstring."""
+
+    if TYPE_CHECKING:  # provided by ipykernel's Kernel / IPythonKernel
+        shell: Any
+        session: Any
+        iopub_socket: Any
+        log: Any
+        _allow_stdin: bool
+
+        def getpass(self, prompt: str = "", stream: Any = None, *,
+                    echo_char: str | None = None) -> str: ...
+        def get_parent(self, channel: str = "shell") -> dict[str, Any]: ...
+        def _topic(self, topic: str) -> bytes: ...
+
+    host = Unicode(
+        "127.0.0.1", help="The server to run cells on (an rpyc_ipy execution service)."
+    ).tag(config=True)
+    port = Int(18821, help="Its TCP port.").tag(config=True)
+    srp_user = Unicode(
+        "", help="""Log in with TLS-SRP as this user (the password comes from password_env,
+        credentials_file or a prompt; never from the configuration)."""
+    ).tag(config=True)
+    password_env = Unicode(
+        "", help="Name of the environment variable that holds the SRP password."
+    ).tag(config=True)
+    credentials_file = Unicode(
+        "", help="""A file whose first line is the SRP password. It must be yours and
+        owner-only (chmod 600): one that the group or others can read is refused."""
+    ).tag(config=True)
+    cert = Unicode("", help="TLS client certificate (PEM).").tag(config=True)
+    key = Unicode("", help="TLS client private key (PEM).").tag(config=True)
+    ca = Unicode("", help="CA bundle that signed the server certificate (PEM).").tag(
+        config=True)
+    fingerprint = Unicode(
+        "", help="Pin the server certificate by its SHA-256 fingerprint."
+    ).tag(config=True)
+    tls = Bool(
+        False, help="TLS verified against the system CA store (no client certificate)."
+    ).tag(config=True)
+    classic = Bool(
+        False, help="""The server is a classic RPyC server (it runs anything sent to it).
+        Never a default; a warning is shown when the kernel connects."""
+    ).tag(config=True)
+    insecure = Bool(
+        False, help="""Allow plaintext TCP to a host that is not this machine (anyone on the
+        path can read and change the traffic)."""
+    ).tag(config=True)
+    timeout = Float(
+        10.0, help="Seconds to connect and authenticate, and for the liveness check before "
+        "each cell."
+    ).tag(config=True)
+    session_name = Unicode(
+        "remote", help="The name the session is bound to in %%local cells (and in the "
+        "%rpyc_* magics)."
+    ).tag(config=True)
+
+    @validate("port")
+    def _check_port(self, proposal: Any) -> Any:
+        if not 0 < proposal["value"] < 65536:
+            raise TraitError(f"port must be 1-65535, not {proposal['value']!r}")
+        return proposal["value"]
+
+    @validate("timeout")
+    def _check_timeout(self, proposal: Any) -> Any:
+        if proposal["value"] <= 0:
+            raise TraitError("timeout must be > 0")
+        return proposal["value"]
+
+    @validate("session_name")
+    def _check_session_name(self, proposal: Any) -> Any:
+        if not proposal["value"].isidentifier():
+            raise TraitError(f"{proposal['value']!r} is not a valid session name")
+        return proposal["value"]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._remote: RemoteSession | None = None
+        self._password: str | None = None  # only a prompted one, for reconnects
+        self._lost: str | None = None
+        with contextlib.suppress(Exception):
+            self._extension()
+
+    # -- facts ----------------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        """``host:port`` of the server."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def remote_session(self) -> RemoteSession | None:
+        """The current session (``None`` before the first remote cell)."""
+        return self._remote
+
+    def _extension(self) -> Extension:
+        """The rpyc_ipy extension of this kernel's shell (loaded on first use)."""
+        from ..ipython.extension import extension_of
+
+        ext = extension_of(self.shell)
+        if ext is None:
+            self.shell.extension_manager.load_extension("rpyc_ipy")
+            ext = extension_of(self.shell)
+            if ext is None:  # pragma: no cover - load_extension swallowed a failure
+                raise RuntimeError("the rpyc_ipy extension did not load")
+        return ext
+
+    # -- the connection ------------------------------------------------------------------------
+
+    def _password_for(self, interactive: bool) -> str:
+        if self.password_env:
+            return read_password_env(self.password_env)
+        if self.credentials_file:
+            return read_credentials_file(self.credentials_file)
+        if self._password:
+            return self._password
+        if not interactive:
+            raise CredentialsError("no password: set RemoteKernel.password_env or "
+                                   "RemoteKernel.credentials_file, or run a cell in a "
+                                   "frontend that can ask for it")
+        try:
+            password = self.getpass(f"SRP password for {self.srp_user}@{self.where}: ")
+        except Exception as exc:  # StdinNotImplementedError: the frontend cannot ask
+            raise CredentialsError(
+                f"no password for {self.srp_user}@{self.where}: this frontend cannot ask for "
+                "one; set RemoteKernel.password_env (the name of an environment variable) or "
+                f"RemoteKernel.credentials_file (an owner-only file) ({exc})") from None
+        if not password:
+            raise CredentialsError("no password given")
+        self._password = password
+        return password
+
+    def _open(self, interactive: bool) -> RemoteSession:
+        from ..ipython.session import open_session
+        from ..transports.sockets import is_loopback
+
+        ext = self._extension()
+        magics, policy = ext.magics, ext.policy
+        tls = bool(self.cert or self.key or self.ca or self.fingerprint or self.tls)
+        if self.srp_user and tls:
+            raise CredentialsError("configure SRP (srp_user) or certificates "
+                                   "(cert/key/ca/fingerprint), not both")
+        if not (self.srp_user or tls) and not is_loopback(self.host) and not self.insecure:
+            raise CredentialsError(f"{self.host} is not this machine: configure srp_user or "
+                                   "certificates, or insecure=True to send everything in "
+                                   "plaintext")
+        if self.classic and not policy.allow_classic:
+            raise CredentialsError("classic mode is disabled by RPyCPolicy.allow_classic")
+        password = self._password_for(interactive) if self.srp_user else None
+        try:
+            session = open_session(
+                self.session_name, self.host, self.port, srp_user=self.srp_user or None,
+                password=password, certfile=self.cert or None, keyfile=self.key or None,
+                ca=self.ca or None, fingerprint=self.fingerprint or None, tls=self.tls,
+                classic=self.classic, insecure=self.insecure, timeout=self.timeout,
+                config=policy.client_config(magics.request_timeout),
+                capture_fd=magics.capture_fd)
+        except AuthenticationError:
+            self._password = None  # ask again next time
+            raise
+        finally:
+            password = None
+        session.request_timeout = magics.request_timeout
+        ext.registry.add(session)
+        magics.default_session = session.name
+        self.shell.user_ns[session.name] = session
+        return session
+
+    def _ensure_session(self, interactive: bool = True, announce: bool = True) -> RemoteSession:
+        """The open session: checked with one ping, reconnected if it was lost."""
+        session = self._remote
+        if session is not None:
+            if session.closed:
+                self._lost = self._lost or "the session was closed"
+            else:
+                try:
+                    session.conn.ping(timeout=self.timeout)
+                    return session
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:
+                    self._lost = f"{type(exc).__name__}: {_first_line(exc)}"
+                    with contextlib.suppress(Exception):
+                        session.close()
+        lost = self._lost
+        if lost and announce:
+            self._notify(f"the connection to {self.where} was lost ({lost}); reconnecting…")
+        session = self._open(interactive)
+        self._remote = session
+        self._lost = None
+        if announce:
+            if lost:
+                self._notify(f"reconnected to {self.where}: this is a new remote namespace; "
+                             "names defined there before are gone")
+            if self.classic:
+                self._notify("classic mode: the server runs any code sent to it; use only "
+                             "servers you own")
+            if self._extension().magics.show_card:
+                from IPython.display import display
+
+                display(session)
+        return session
+
+    def _notify(self, text: str) -> None:
+        print(f"{RED}[rpyc_ipy] {text}{RESET}", file=sys.stderr, flush=True)
+
+    # -- execute ----------------------------------------------------------------------------------
+
+    async def do_execute(self, code: str, silent: bool, store_history: bool = True,
+                         user_expressions: dict[str, Any] | None = None,
+                         allow_stdin: bool = False, *, cell_meta: Any = None,
+                         cell_id: Any = None) -> dict[str, Any]:
+        """Run a cell remotely, or locally when its first line is ``%%local``."""
+        body = split_local(code)
+        if body is not None:
+            kwargs = {"cell_meta": cell_meta, "cell_id": cell_id}
+            parent: Any = super()
+            accepted = inspect.signature(parent.do_execute).parameters
+            reply = parent.do_execute(body, silent, store_history, user_expressions,
+                                      allow_stdin, **{k: v for k, v in kwargs.items()
+                                                      if k in accepted})
+            return await reply if inspect.isawaitable(reply) else reply
+        return self._execute_remote(code, silent, store_history, allow_stdin)
+
+    def _execute_remote(self, code: str, silent: bool, store_history: bool,
+                        allow_stdin: bool) -> dict[str, Any]:
+        shell = self.shell
+        count = shell.execution_count
+        if not code.strip():
+            return _reply("ok", count - 1 if count > 1 else count)
+        self._allow_stdin = allow_stdin
+        if store_history:
+            with contextlib.suppress(Exception):
+                shell.history_manager.store_inputs(count, code, code)
+        try:
+            return self._run_remote(code, count, silent)
+        finally:
+            if store_history:
+                shell.execution_count = count + 1
+
+    def _run_remote(self, code: str, count: int, silent: bool) -> dict[str, Any]:
+        from ..ipython.display import CellOutput, filter_bundle
+        from ..ipython.execution import (
+            ExecutionOutcome,
+            RemoteExecution,
+            RemoteExecutionError,
+            RemoteTimeoutError,
+            wait_all,
+        )
+
+        try:
+            session = self._ensure_session(interactive=True, announce=not silent)
+        except KeyboardInterrupt:
+            return self._error(count, silent, "KeyboardInterrupt", "interrupted while connecting",
+                               [f"{RED}KeyboardInterrupt{RESET}: interrupted while connecting "
+                                f"to {self.where}"])
+        except Exception as exc:
+            return self._error(count, silent, type(exc).__name__, str(exc), [
+                f"{RED}{type(exc).__name__}{RESET}: cannot connect to {self.where}: "
+                f"{_first_line(exc)}", "The next cell tries again."])
+        ext = self._extension()
+        magics, policy = ext.magics, ext.policy
+        output = CellOutput(policy, labels=False, stream=magics.stream)
+        events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        try:
+            run = session.start(code, events, silent=silent,
+                                include=tuple(sorted(policy.mimetypes())),
+                                stream_interval=magics.stream_interval,
+                                grace=magics.cancel_grace,
+                                max_bundle_bytes=policy.max_bundle_bytes,
+                                max_value_bytes=policy.max_pull_bytes)
+        except KeyboardInterrupt:
+            return self._error(count, silent, "KeyboardInterrupt", "", ["KeyboardInterrupt"])
+        except Exception as exc:
+            return self._error(count, silent, type(exc).__name__, str(exc), [
+                f"{RED}{type(exc).__name__}{RESET}: cannot start the cell on {self.where}: "
+                f"{_first_line(exc)}"])
+
+        notify = (lambda text: None) if silent else self._notify
+
+        def handle(execution: RemoteExecution, event: tuple[Any, ...]) -> None:
+            if event[0] == "done":
+                outcome: ExecutionOutcome = event[1]
+                if outcome.status == "cancelled" and outcome.note:
+                    notify(f"{outcome.session}: {outcome.note}")
+            if not silent:
+                output(execution, event)
+
+        timeout = magics.default_timeout or None
+        try:
+            outcomes = wait_all([run], events, handle, timeout=timeout,
+                                grace=magics.interrupt_grace, notify=notify)
+        except KeyboardInterrupt:
+            return self._error(count, silent, "KeyboardInterrupt", "", [
+                f"{RED}KeyboardInterrupt{RESET}: the cell was interrupted and cancelled on "
+                f"{self.where}"])
+        except RemoteTimeoutError as exc:
+            return self._error(count, silent, "RemoteTimeoutError", str(exc), [
+                f"{RED}RemoteTimeoutError{RESET}: {exc}"])
+        outcome = outcomes[0] if outcomes else ExecutionOutcome(session.name, "error")
+        if outcome.status == "ok":
+            if outcome.data and not silent:
+                data, metadata = filter_bundle(outcome.data, outcome.metadata,
+                                               policy.mimetypes(), policy.max_bundle_bytes)
+                self._publish("execute_result", {"execution_count": count, "data": data,
+                                                 "metadata": metadata})
+            return _reply("ok", count)
+        if outcome.status == "cancelled":
+            note = outcome.note or "the cell was cancelled on the server"
+            return self._error(count, silent, "Cancelled", note,
+                               [f"{RED}Cancelled{RESET}: {note}"])
+        ename, evalue, _ = outcome.error or ("Error", "", "")
+        lines = RemoteExecutionError([outcome])._render_traceback_()
+        if session.closed:
+            self._lost = f"{ename}: {_first_line_text(evalue)}"
+            lines.append(f"{RED}The connection to {self.where} was lost while the cell ran; "
+                         f"the next cell reconnects.{RESET}")
+        return self._error(count, silent, ename, evalue, lines)
+
+    def _error(self, count: int, silent: bool, ename: str, evalue: str,
+               traceback: list[str]) -> dict[str, Any]:
+        if not silent:
+            self._publish("error", {"ename": ename, "evalue": evalue, "traceback": traceback})
+        return _reply("error", count, ename=ename, evalue=evalue, traceback=traceback,
+                      user_expressions={}, payload=[])
+
+    def _publish(self, msg_type: str, content: dict[str, Any]) -> None:
+        """Send an IOPub message for the running cell (after the output so far)."""
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    stream.flush()
+        self.session.send(self.iopub_socket, msg_type, content,
+                          parent=self.get_parent("shell"), ident=self._topic(msg_type))
+
+    # -- completion and inspection --------------------------------------------------------------
+
+    def _open_session(self) -> RemoteSession | None:
+        session = self._remote
+        return session if session is not None and not session.closed else None
+
+    async def do_complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:
+        """Completions from the remote namespace (one request); ``%%local`` cells locally."""
+        if cursor_pos is None:
+            cursor_pos = len(code)
+        if split_local(code) is not None:
+            parent: Any = super()
+            reply = parent.do_complete(code, cursor_pos)
+            return await reply if inspect.isawaitable(reply) else reply
+        empty = {"matches": [], "cursor_start": cursor_pos, "cursor_end": cursor_pos,
+                 "metadata": {}, "status": "ok"}
+        session = self._open_session()
+        if session is None or not session.has_engine:
+            return empty
+        try:
+            matches, start, end, types = session.complete(
+                code, cursor_pos, timeout=self._extension().magics.completion_timeout)
+        except Exception as exc:
+            self.log.debug("remote completion failed: %s", exc)
+            return empty
+        if not matches:
+            return empty
+        start = min(max(start, 0), len(code))
+        end = min(max(end, start), len(code))
+        metadata: dict[str, Any] = {}
+        if types:
+            metadata["_jupyter_types_experimental"] = [
+                {"start": start, "end": end, "text": text, "type": kind}
+                for text, kind in zip(matches, types, strict=True)]
+        return {"matches": matches, "cursor_start": start, "cursor_end": end,
+                "metadata": metadata, "status": "ok"}
+
+    async def do_inspect(self, code: str, cursor_pos: int | None, detail_level: int = 0,
+                         omit_sections: Any = ()) -> dict[str, Any]:
+        """``?`` / shift-tab from the remote namespace (one request)."""
+        if cursor_pos is None:
+            cursor_pos = len(code)
+        if split_local(code) is not None:
+            parent: Any = super()
+            reply = parent.do_inspect(code, cursor_pos, detail_level, omit_sections)
+            return await reply if inspect.isawaitable(reply) else reply
+        not_found: dict[str, Any] = {"status": "ok", "found": False, "data": {},
+                                     "metadata": {}}
+        session = self._open_session()
+        if session is None or not session.has_engine:
+            return not_found
+        from ..ipython.inspection import info_bundle
+
+        ext = self._extension()
+        try:
+            info = session.inspect(code, cursor_pos, detail_level,
+                                   timeout=ext.magics.request_timeout)
+        except Exception as exc:
+            self.log.debug("remote inspection failed: %s", exc)
+            return not_found
+        if not info:
+            return not_found
+        name = str(info.get("name") or "")
+        data = info_bundle(self.shell.inspector, info, name, detail_level)
+        if not getattr(self.shell, "enable_html_pager", True):
+            data.pop("text/html", None)
+        return {"status": "ok", "found": True, "data": data, "metadata": {}}
+
+    # -- shutdown ----------------------------------------------------------------------------------
+
+    async def do_shutdown(self, restart: bool) -> dict[str, Any]:
+        """Close the remote session, then shut down as ipykernel does."""
+        session, self._remote = self._remote, None
+        if session is not None:
+            with contextlib.suppress(Exception):
+                session.close()
+        parent: Any = super()
+        reply = parent.do_shutdown(restart)
+        return await reply if inspect.isawaitable(reply) else reply
+
+
+def _first_line(exc: BaseException) -> str:
+    text = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    return _first_line_text(text) or type(exc).__name__
+
+
+def _first_line_text(text: str) -> str:
+    return text.strip().split("\n", 1)[0][:300]
+

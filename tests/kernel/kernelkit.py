@@ -1,0 +1,290 @@
+"""Helpers for the kernel and notebook tests: real servers and real kernels on 127.0.0.1.
+
+* :class:`NotebookServer`: ``rpyc-ipy serve --notebook --srp-db FILE --port P`` as a
+  subprocess (its own session, so a kernel interrupt never reaches it), its port parsed
+  from the "serving" line; it can be stopped and started again on the same port;
+* :class:`KernelRig`: a remote-kernel kernelspec installed into a temporary prefix and
+  started with jupyter_client's ``KernelManager``; :meth:`KernelRig.run` executes one
+  cell and collects its IOPub messages, with a timeout on every wait.
+
+(A uniquely named module, not conftest, so tests can import from it.)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+WAIT = 30.0  # upper bound for any single wait
+REPO = Path(__file__).resolve().parents[2]
+USER = "alice"
+PASSWORD = "correct horse battery"
+PASSWORD_ENV = "RPYC_IPY_TEST_KERNEL_PASSWORD"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+SERVING = re.compile(r"rpyc-ipy: serving \S+ on 127\.0\.0\.1:(\d+) \(auth: (\w+)\)")
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for subprocesses: this checkout first on ``sys.path``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("NO_COLOR", None)
+    env.update(extra or {})
+    return env
+
+
+def plain(text: str) -> str:
+    """``text`` without terminal colours."""
+    return ANSI.sub("", text)
+
+
+def make_userdb(path: Path, users: dict[str, str] | None = None) -> Path:
+    """An SRP user database with ``users`` (default: alice / PASSWORD)."""
+    from rpyc_ipy.auth import UserDB
+
+    db = UserDB.create(path, exist_ok=True)
+    for name, password in (users or {USER: PASSWORD}).items():
+        db.add(name, password)
+    return path
+
+
+class NotebookServer:
+    """``rpyc-ipy serve --notebook --srp-db DB`` on 127.0.0.1; see the module docstring."""
+
+    def __init__(self, directory: Path, port: int = 0,
+                 tls: tuple[Path, Path, Path] | None = None) -> None:
+        """SRP with alice/PASSWORD, or with ``tls=(cert, key, client_ca)`` mutual TLS."""
+        self.dir = directory
+        self.tls = tls
+        if tls is None:
+            db = directory / "users.json"
+            self.auth_args = ["--srp-db", str(db if db.exists() else make_userdb(db))]
+        else:
+            cert, key, ca = tls
+            self.auth_args = ["--cert", str(cert), "--key", str(key), "--ca", str(ca)]
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = WAIT) -> NotebookServer:
+        self.starts += 1
+        log = self.dir / f"server-{self.starts}.log"
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "rpyc_ipy", "serve", "--notebook", *self.auth_args,
+                 "--host", "127.0.0.1", "--port", str(self.port)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                env=child_env(), start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            text = log.read_text(errors="replace")
+            found = SERVING.search(text)
+            if found:
+                self.port = int(found.group(1))
+                assert found.group(2) == ("srp" if self.tls is None else "tls")
+                return self
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"the server did not start:\n{text}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+    def restart(self, timeout: float = WAIT) -> NotebookServer:
+        """Stop, then serve again on the same port (a server restart)."""
+        self.stop()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.start(timeout=max(1.0, deadline - time.monotonic()))
+            except pytest.fail.Exception:
+                if time.monotonic() > deadline:  # the port may linger briefly
+                    raise
+                time.sleep(0.2)
+
+
+# -- kernels -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    """What one execute request produced."""
+
+    reply: dict[str, Any]
+    messages: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def status(self) -> str:
+        return str(self.reply["status"])
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [content for _, msg_type, content in self.messages if msg_type == kind]
+
+    def stream(self, name: str = "stdout") -> str:
+        return "".join(c["text"] for c in self.of("stream") if c["name"] == name)
+
+    @property
+    def result(self) -> dict[str, Any] | None:
+        results = self.of("execute_result")
+        return results[0]["data"] if results else None
+
+    @property
+    def text(self) -> str:
+        """Every output as text: streams, text/plain, tracebacks."""
+        parts: list[str] = []
+        for _, kind, content in self.messages:
+            if kind == "stream":
+                parts.append(content["text"])
+            elif kind in ("execute_result", "display_data"):
+                parts.append(str(content["data"].get("text/plain", "")))
+            elif kind == "error":
+                parts.append("\n".join(content["traceback"]))
+        return plain("".join(parts))
+
+
+class KernelRig:
+    """A remote kernel started from a kernelspec in a temporary prefix."""
+
+    def __init__(self, prefix: Path, name: str = "rpyc-test") -> None:
+        self.prefix = prefix
+        self.name = name
+        self.km: Any = None
+        self.kc: Any = None
+
+    def install(self, **settings: Any) -> Path:
+        from rpyc_ipy.kernel.install import install_kernel_spec
+
+        return Path(install_kernel_spec(self.name, prefix=str(self.prefix), **settings))
+
+    @property
+    def kernel_dir(self) -> Path:
+        return self.prefix / "share" / "jupyter" / "kernels"
+
+    def start(self, env: dict[str, str] | None = None, timeout: float = WAIT) -> KernelRig:
+        from jupyter_client.kernelspec import KernelSpecManager
+        from jupyter_client.manager import KernelManager
+
+        ksm = KernelSpecManager(kernel_dirs=[str(self.kernel_dir)])
+        self.km = KernelManager(kernel_name=self.name, kernel_spec_manager=ksm)
+        self.log = open(self.prefix / f"{self.name}-kernel.log", "wb")
+        self.km.start_kernel(env=child_env(env), stderr=self.log)
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        try:
+            self.kc.wait_for_ready(timeout=timeout)
+        except RuntimeError:
+            self.shutdown()
+            raise
+        return self
+
+    def kernel_log(self) -> str:
+        self.log.flush()
+        return (self.prefix / f"{self.name}-kernel.log").read_text(errors="replace")
+
+    def run(self, code: str, timeout: float = WAIT, allow_stdin: bool = False,
+            during: Callable[[float], bool] | None = None, stop_on_error: bool = False,
+            on_stdin: Callable[[dict[str, Any]], None] | None = None) -> Cell:
+        """Execute ``code``; return its reply and IOPub messages (with arrival times).
+
+        ``during(elapsed)`` is called between messages while the cell runs; it returns
+        True once it has done its job. ``on_stdin`` answers input requests.
+        """
+        kc = self.kc
+        started = time.monotonic()
+        msg_id = kc.execute(code, allow_stdin=allow_stdin, stop_on_error=stop_on_error)
+        cell = Cell(reply={})
+        idle = False
+        done_during = during is None
+        deadline = started + timeout
+        while not idle:
+            now = time.monotonic()
+            if now > deadline:
+                raise TimeoutError(f"the cell did not finish within {timeout} s; got "
+                                   f"{[m[1] for m in cell.messages]}\n{self.kernel_log()}")
+            if not done_during and during is not None:
+                done_during = during(now - started)
+            if on_stdin is not None and kc.stdin_channel.msg_ready():
+                on_stdin(kc.get_stdin_msg(timeout=1))
+            try:
+                msg = kc.get_iopub_msg(timeout=0.05)
+            except Exception:  # queue.Empty
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind = msg["msg_type"]
+            if kind == "status" and msg["content"]["execution_state"] == "idle":
+                idle = True
+            elif kind not in ("status", "execute_input"):
+                cell.messages.append((time.monotonic() - started, kind, msg["content"]))
+        while True:
+            reply = kc.get_shell_msg(timeout=max(1.0, deadline - time.monotonic()))
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        cell.reply = reply["content"]
+        cell.elapsed = time.monotonic() - started
+        return cell
+
+    def request(self, method: str, *args: Any, timeout: float = WAIT) -> dict[str, Any]:
+        """A shell request (``complete``, ``inspect``, ``kernel_info``...) and its reply."""
+        msg_id = getattr(self.kc, method)(*args)
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self.kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return dict(reply["content"])
+
+    def shutdown(self) -> None:
+        if self.kc is not None:
+            self.kc.stop_channels()
+            self.kc = None
+        if self.km is not None:
+            try:
+                self.km.shutdown_kernel(now=False)
+            except Exception:
+                self.km.shutdown_kernel(now=True)
+            self.km = None
+        if getattr(self, "log", None) is not None:
+            self.log.close()
+
+
+def settings_for(server: NotebookServer, **extra: Any) -> dict[str, Any]:
+    """install_kernel_spec settings for ``server`` with SRP and the password env var."""
+    settings: dict[str, Any] = {"host": "127.0.0.1", "port": server.port, "srp_user": USER,
+                                "password_env": PASSWORD_ENV}
+    settings.update(extra)
+    return settings
+
+
+def start_kernel(prefix: Path, server: NotebookServer, name: str = "rpyc-test",
+                 env: dict[str, str] | None = None, **extra: Any) -> KernelRig:
+    rig = KernelRig(prefix, name)
+    rig.install(**settings_for(server, **extra))
+    return rig.start({PASSWORD_ENV: PASSWORD, **(env or {})})
+
+
+def python_argv(*args: str) -> Sequence[str]:
+    return [sys.executable, *args]

@@ -1,0 +1,55 @@
+"""Interrupting the remote kernel (interrupt_mode "signal" and "message") cancels the
+remote work, and the kernel answers the next cell at once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from kernelkit import NotebookServer, start_kernel
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.mark.parametrize("mode", ["signal", "message"])
+def test_interrupt_cancels_a_remote_sleep_and_the_kernel_answers_again(
+        server: NotebookServer, tmp_path: Path, mode: str) -> None:
+    rig = start_kernel(tmp_path / "prefix", server, name=f"interrupt-{mode}",
+                       interrupt_mode=mode)
+    try:
+        assert rig.km.kernel_spec.interrupt_mode == mode
+        assert rig.run("n = 0").status == "ok"
+        sent: list[float] = []
+
+        def interrupt(elapsed: float) -> bool:
+            if elapsed < 1.0:
+                return False
+            sent.append(time.monotonic())
+            rig.km.interrupt_kernel()
+            return True
+
+        cell = rig.run("import time\nprint('sleeping', flush=True)\ntime.sleep(30)",
+                       during=interrupt, timeout=30)
+        assert sent, "the interrupt was never sent"
+        assert cell.status == "error"
+        assert cell.reply["ename"] == "KeyboardInterrupt"
+        assert cell.elapsed < 8, f"the interrupt took {cell.elapsed:.1f} s"
+        assert "sleeping\n" in cell.stream()
+        assert "cancelling the cell on remote" in cell.stream("stderr")
+        assert "cancelled on 127.0.0.1" in cell.text
+
+        started = time.monotonic()
+        cell = rig.run("1 + 1", timeout=10)
+        assert cell.result == {"text/plain": "2"}
+        assert time.monotonic() - started < 3
+
+        # a busy loop is stopped on the server, not just abandoned by the kernel
+        sent.clear()
+        cell = rig.run("while True:\n    n += 1", during=interrupt, timeout=30)
+        assert cell.reply["ename"] == "KeyboardInterrupt"
+        first = rig.run("n").result
+        time.sleep(0.3)
+        assert rig.run("n").result == first, "the remote loop kept running"
+    finally:
+        rig.shutdown()

@@ -1,0 +1,172 @@
+"""The remote kernel at message level (jupyter_client against a real kernel and a real
+TLS-SRP server): execute with live output, display by value, remote tracebacks, %%local,
+completion and inspection answered remotely."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kernelkit import KernelRig, NotebookServer, plain, start_kernel
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_kernel_info_names_the_remote_kernel(kernel: KernelRig, server: NotebookServer) -> None:
+    info = kernel.request("kernel_info")
+    assert info["implementation"] == "rpyc_ipy"
+    assert info["language_info"]["name"] == "python"
+    assert f"cells run on alice@127.0.0.1:{server.port}" in info["banner"]
+    assert "%%local" in info["banner"]
+
+
+def test_output_streams_while_the_remote_cell_runs(kernel: KernelRig,
+                                                   server: NotebookServer) -> None:
+    cell = kernel.run("import os, time\n"
+                      "print('pid', os.getpid(), flush=True)\n"
+                      "for i in range(4):\n"
+                      "    print('tick', i, flush=True)\n"
+                      "    time.sleep(0.3)\n"
+                      "6 * 7")
+    assert cell.status == "ok", cell.text
+    assert f"pid {server.pid}\n" in cell.stream()  # it ran in the server process
+    assert "tick 0\ntick 1\ntick 2\ntick 3\n" in cell.stream()
+    streams = [(t, c["text"]) for t, kind, c in cell.messages if kind == "stream"]
+    first_tick = next(t for t, text in streams if "tick 0" in text)
+    last_tick = next(t for t, text in streams if "tick 3" in text)
+    assert last_tick - first_tick > 0.6, streams  # live, not all at the end
+    assert first_tick < cell.elapsed - 0.6
+    assert cell.result == {"text/plain": "42"}
+    result = cell.of("execute_result")[0]
+    assert result["execution_count"] == cell.reply["execution_count"]
+
+
+def test_stderr_is_its_own_stream(kernel: KernelRig) -> None:
+    cell = kernel.run("import sys\nprint('to stderr', file=sys.stderr)\nprint('to stdout')")
+    assert cell.stream("stderr") == "to stderr\n"
+    assert cell.stream("stdout") == "to stdout\n"
+
+
+def test_display_comes_by_value_and_follows_the_policy(kernel: KernelRig) -> None:
+    define = ("class Card:\n"
+              "    def _repr_html_(self):\n"
+              "        return '<b>remote card</b>'\n"
+              "    def __repr__(self):\n"
+              "        return 'Card()'\n"
+              "display(Card())\n"
+              "Card()")
+    cell = kernel.run(define)
+    assert cell.status == "ok", cell.text
+    shown = cell.of("display_data")
+    assert [d["data"] for d in shown] == [{"text/plain": "Card()"}]  # HTML is not trusted
+    assert cell.result == {"text/plain": "Card()"}
+
+    trust = kernel.run("%%local\n%config RPyCPolicy.trust_remote_display = True")
+    assert trust.status == "ok", trust.text
+    try:
+        cell = kernel.run("display(Card())\nCard()")
+        assert cell.of("display_data")[0]["data"]["text/html"] == "<b>remote card</b>"
+        assert cell.result is not None and cell.result["text/html"] == "<b>remote card</b>"
+    finally:
+        kernel.run("%%local\n%config RPyCPolicy.trust_remote_display = False")
+
+
+def test_a_remote_exception_is_an_error_reply_with_the_remote_traceback(
+        kernel: KernelRig) -> None:
+    cell = kernel.run("def check(value):\n"
+                      "    raise ValueError(f'bad value {value}')\n"
+                      "check(42)")
+    assert cell.status == "error"
+    assert cell.reply["ename"] == "ValueError"
+    assert cell.reply["evalue"] == "bad value 42"
+    text = plain("\n".join(cell.reply["traceback"]))
+    assert "Remote error on session 'remote'" in text
+    assert "in check" in text and "ValueError: bad value 42" in text
+    errors = cell.of("error")
+    assert len(errors) == 1 and errors[0]["traceback"] == cell.reply["traceback"]
+
+
+def test_a_syntax_error_is_reported_from_the_remote_side(kernel: KernelRig) -> None:
+    cell = kernel.run("def broken(:\n    pass")
+    assert cell.status == "error"
+    assert cell.reply["ename"] == "SyntaxError"
+
+
+def test_local_cells_run_in_the_kernel_and_see_the_session(kernel: KernelRig,
+                                                           server: NotebookServer) -> None:
+    assert kernel.run("shared_value = 'from the server'").status == "ok"
+    cell = kernel.run("%%local\nimport os\nos.getpid()")
+    assert cell.status == "ok"
+    assert cell.result is not None and int(cell.result["text/plain"]) != server.pid
+    cell = kernel.run("%%local\nremote.ns.shared_value")
+    assert cell.result == {"text/plain": "'from the server'"}
+    cell = kernel.run("%%local\n%rpyc_pull remote shared_value\nprint(shared_value)")
+    assert cell.status == "ok", cell.text
+    assert "pulled from remote: shared_value" in cell.stream()
+    assert cell.stream().endswith("from the server\n")
+
+
+def test_only_a_first_line_of_percent_percent_local_makes_a_local_cell(
+        kernel: KernelRig) -> None:
+    cell = kernel.run("x = 1\n%%local\n")  # runs remotely, where %%local is no Python
+    assert cell.status == "error" and cell.reply["ename"] == "SyntaxError"
+    cell = kernel.run("\n  %%local  \nimport sys\n'ipykernel' in sys.modules")
+    assert cell.result == {"text/plain": "True"}
+
+
+def test_completion_comes_from_the_remote_namespace(kernel: KernelRig) -> None:
+    assert kernel.run("remote_only_name_123 = 1").status == "ok"
+    assert kernel.run("%%local\nlocal_only_name_456 = 1").status == "ok"
+    reply = kernel.request("complete", "x = remote_only_na", 18)
+    assert reply["status"] == "ok"
+    assert reply["matches"] == ["remote_only_name_123"]
+    assert (reply["cursor_start"], reply["cursor_end"]) == (4, 18)
+    assert reply["metadata"]["_jupyter_types_experimental"][0]["text"] == "remote_only_name_123"
+    assert kernel.request("complete", "local_only_na", 13)["matches"] == []
+    local = kernel.request("complete", "%%local\nlocal_only_na", 21)
+    assert "local_only_name_456" in local["matches"]
+
+
+def test_inspection_comes_from_the_remote_namespace(kernel: KernelRig) -> None:
+    cell = kernel.run("def documented(a, b=2):\n"
+                      "    '''Adds things, remotely.'''\n"
+                      "    return a + b")
+    assert cell.status == "ok"
+    reply = kernel.request("inspect", "documented(", 5, 0)
+    assert reply["status"] == "ok" and reply["found"] is True
+    text = plain(reply["data"]["text/plain"])
+    assert "Adds things, remotely." in text
+    assert "documented(a, b=2)" in text
+    assert kernel.request("inspect", "no_such_name_anywhere", 5, 0)["found"] is False
+
+
+def test_silent_cells_publish_nothing(kernel: KernelRig) -> None:
+    msg_id = kernel.kc.execute("print('quiet')\n1 + 1", silent=True)
+    reply = kernel.kc.get_shell_msg(timeout=30)
+    while reply["parent_header"]["msg_id"] != msg_id:
+        reply = kernel.kc.get_shell_msg(timeout=30)
+    assert reply["content"]["status"] == "ok"
+    cell = kernel.run("'next'")  # the silent cell's output never showed up here either
+    assert all("quiet" not in str(content) for _, _, content in cell.messages)
+
+
+def test_empty_cells_do_not_reach_the_server(kernel: KernelRig) -> None:
+    cell = kernel.run("   \n")
+    assert cell.status == "ok" and cell.messages == []
+
+
+def test_the_kernelspec_argv_configures_the_extension(server: NotebookServer,
+                                                      tmp_path: Path) -> None:
+    rig = start_kernel(tmp_path / "prefix", server, name="trusting",
+                       extra=["--RPyCPolicy.trust_remote_display=True",
+                              "--RPyCMagics.show_card=False"])
+    try:
+        cell = rig.run("class T:\n"
+                       "    def _repr_html_(self):\n"
+                       "        return '<i>trusted</i>'\n"
+                       "T()")
+        assert cell.status == "ok", cell.text
+        assert cell.of("display_data") == []  # no session card
+        assert cell.result is not None and cell.result["text/html"] == "<i>trusted</i>"
+    finally:
+        rig.shutdown()

@@ -1,0 +1,93 @@
+"""When the connection drops, the next cell says so clearly and reconnects."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kernelkit import KernelRig, NotebookServer, plain, start_kernel
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[NotebookServer]:
+    (tmp_path / "server").mkdir()
+    srv = NotebookServer(tmp_path / "server").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def rig(own_server: NotebookServer, tmp_path: Path) -> Iterator[KernelRig]:
+    kernel = start_kernel(tmp_path / "prefix", own_server, name="reconnect")
+    yield kernel
+    kernel.shutdown()
+
+
+def test_a_restarted_server_is_reconnected_by_the_next_cell(own_server: NotebookServer,
+                                                            rig: KernelRig) -> None:
+    first = rig.run("import os\nbefore = 1\nos.getpid()")
+    assert first.status == "ok", first.text
+    assert first.result == {"text/plain": str(own_server.pid)}
+    old_pid = own_server.pid
+    own_server.restart()
+    assert own_server.pid != old_pid
+
+    cell = rig.run("import os\nprint('after the restart')\nos.getpid()")
+    assert cell.status == "ok", cell.text
+    notes = plain(cell.stream("stderr"))
+    assert f"the connection to 127.0.0.1:{own_server.port} was lost" in notes
+    assert "reconnecting" in notes
+    assert f"reconnected to 127.0.0.1:{own_server.port}" in notes
+    assert "new remote namespace" in notes
+    assert cell.stream() == "after the restart\n"
+    assert cell.result == {"text/plain": str(own_server.pid)}
+    card = cell.of("display_data")
+    assert card and "RemoteSession 'remote'" in card[0]["data"]["text/plain"]
+
+    gone = rig.run("before")  # the namespace is new, as the note said
+    assert gone.reply["ename"] == "NameError"
+    again = rig.run("print('steady')")  # no more notes once reconnected
+    assert again.stream() == "steady\n" and again.stream("stderr") == ""
+
+
+def test_a_server_that_is_down_gives_a_clear_error_until_it_is_back(
+        own_server: NotebookServer, rig: KernelRig) -> None:
+    assert rig.run("1").status == "ok"
+    own_server.stop()
+    cell = rig.run("2", timeout=30)
+    assert cell.status == "error"
+    text = cell.text
+    assert f"cannot connect to 127.0.0.1:{own_server.port}" in text
+    assert "The next cell tries again." in text
+    assert "was lost" in plain(cell.stream("stderr"))
+    own_server.restart()
+    cell = rig.run("3")
+    assert cell.result == {"text/plain": "3"}
+    assert "reconnected" in plain(cell.stream("stderr"))
+
+
+def test_a_connection_lost_during_a_cell_ends_the_cell_and_the_next_one_reconnects(
+        own_server: NotebookServer, rig: KernelRig) -> None:
+    assert rig.run("1").status == "ok"
+    stopped: list[bool] = []
+
+    def kill_server(elapsed: float) -> bool:
+        if elapsed < 0.8:
+            return False
+        own_server.stop()
+        stopped.append(True)
+        return True
+
+    cell = rig.run("import time\nprint('working', flush=True)\ntime.sleep(20)",
+                   during=kill_server, timeout=30)
+    assert stopped
+    assert cell.status == "error"
+    assert cell.elapsed < 10
+    assert "was lost while the cell ran; the next cell reconnects" in cell.text
+    own_server.restart()
+    cell = rig.run("'back'")
+    assert cell.result == {"text/plain": "'back'"}
+    assert "reconnected" in plain(cell.stream("stderr"))
