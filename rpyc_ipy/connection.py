@@ -975,7 +975,13 @@ class Connection:
         if label == consts.LABEL_TUPLE:
             if type(value) is not tuple:
                 raise CodecError("a boxed tuple must hold a tuple")
-            return tuple([self._unbox(item) for item in value])
+            items = []
+            for item in value:  # values inline: most request arguments are plain values
+                if type(item) is tuple and len(item) == 2 and item[0] == consts.LABEL_VALUE:
+                    items.append(item[1])
+                else:
+                    items.append(self._unbox(item))
+            return tuple(items)
         if label == consts.LABEL_LOCAL_REF:
             with self._lock:
                 return self._exports.lookup(value)

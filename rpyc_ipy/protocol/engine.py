@@ -31,7 +31,7 @@ from .limits import DEFAULT_LIMITS, Limits
 __all__ = ["Engine", "Event", "Failure", "Reply", "Request"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs a setattr call per field
 class Request:
     """The peer asks us to run ``handler`` with ``args`` (still boxed)."""
 
@@ -40,7 +40,7 @@ class Request:
     args: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reply:
     """The peer answers our request ``seq`` with ``value`` (still boxed)."""
 
@@ -48,7 +48,7 @@ class Reply:
     value: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Failure:
     """The peer's handler for our request ``seq`` raised; ``payload`` is vinegar."""
 
