@@ -178,6 +178,9 @@ def _serve_command(parser: argparse.ArgumentParser) -> None:
                       help="TLS: the server's private key (PEM; omit if it is in --cert)")
     auth.add_argument("--ca", metavar="FILE",
                       help="TLS: require client certificates issued by this CA (mutual TLS)")
+    auth.add_argument("--allow-loopback-plaintext", action="store_true",
+                      help="with --notebook and no --srp-db/--cert: let unauthenticated clients "
+                           "on this machine (loopback only) run code, for local demos")
     auth.add_argument("--insecure-no-auth", action="store_true",
                       help="allow a non-loopback --host with no authentication and no "
                            "encryption: anyone who can reach the port can connect")
@@ -246,6 +249,8 @@ def _check_serve_options(args: argparse.Namespace) -> None:
         return
     if args.insecure_no_auth and authenticated:
         raise CLIError("--insecure-no-auth contradicts --srp-db/--cert", 2)
+    if args.allow_loopback_plaintext and (authenticated or not args.notebook):
+        raise CLIError("--allow-loopback-plaintext is for --notebook without --srp-db/--cert", 2)
     host = "127.0.0.1" if args.host is None else args.host
     if not authenticated and not args.insecure_no_auth and not _is_loopback(host):
         raise CLIError(
@@ -276,7 +281,13 @@ def _load_service(args: argparse.Namespace) -> Any:
 
         return SlaveService
     if args.notebook:
-        return _notebook_service()
+        service = _notebook_service()
+        if args.allow_loopback_plaintext:
+            logging.getLogger("rpyc_ipy.cli").warning(
+                "--allow-loopback-plaintext: any local user of this machine can run code "
+                "through this server without a password")
+            service = service.configured(allow_loopback_plaintext=True)
+        return service
     return import_service(args.service, args.app_dir)
 
 

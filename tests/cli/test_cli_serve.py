@@ -238,3 +238,18 @@ def re_escape(text: str) -> str:
     import re
 
     return re.escape(text)
+
+
+def test_notebook_loopback_plaintext_needs_its_flag(serve_cli: Any) -> None:
+    refused = serve_cli(["--notebook", "--port", "0"])
+    with rpyc_ipy.connect("127.0.0.1", refused.port, config=CONFIG) as conn:
+        with pytest.raises(Exception, match="requires an authenticated connection"):
+            conn.root.execute("1 + 1")
+    assert refused.stop() == 0
+    allowed = serve_cli(["--notebook", "--allow-loopback-plaintext", "--port", "0"])
+    allowed.wait_for_stderr("any local user of this machine can run code")
+    with rpyc_ipy.connect("127.0.0.1", allowed.port, config=CONFIG) as conn:
+        assert conn.root.hello()  # the service answers an unauthenticated local client
+    assert allowed.stop() == 0
+    result = run_cli("serve", "--allow-loopback-plaintext", "--classic", "--port", "0")
+    assert result.returncode == 2 and "is for --notebook" in result.stderr
