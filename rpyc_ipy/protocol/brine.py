@@ -550,6 +550,13 @@ def _small(data: Any, pos: int, n: int, depth: int, limits: Limits, mv: bool
         elif tag <= 0x06 and tag != 0x01:
             append(_SINGLETON[tag])
             pos += 1
+        elif tag == 0x18:
+            append(_unpack_f64(data, pos + 1)[0])
+            pos += 9
+        elif 0x0A <= tag <= 0x0D:
+            size = tag - 0x09
+            pos += 1 + size
+            append(bytes(data[pos - size:pos]) if mv else data[pos - size:pos])
         else:
             items, pos = _items(data, pos, 1, depth, limits, mv)
             append(items[0])
