@@ -44,8 +44,8 @@ from .factory import (
     connect_stream,
     connect_subproc,
     connect_thread,
-    ssl_connect,
     srp_connect,
+    ssl_connect,
     unix_connect,
 )
 from .netref import BaseNetref
@@ -108,8 +108,8 @@ __all__ = [
     "restricted",
     "service",
     "spawn",
-    "ssl_connect",
     "srp_connect",
+    "ssl_connect",
     "timed",
     "unix_connect",
     "unload_ipython_extension",

@@ -26,8 +26,8 @@ __all__ = [
     "connect_stream",
     "connect_subproc",
     "connect_thread",
-    "ssl_connect",
     "srp_connect",
+    "ssl_connect",
     "unix_connect",
 ]
 

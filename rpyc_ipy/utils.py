@@ -32,7 +32,7 @@ _object_get = object.__getattribute__
 class _Async:
     """Calling it sends the call and returns an :class:`AsyncResult` at once."""
 
-    __slots__ = ("_target", "__weakref__")
+    __slots__ = ("__weakref__", "_target")
 
     def __init__(self, target: BaseNetref | RemoteMethod) -> None:
         self._target = target
