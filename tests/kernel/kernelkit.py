@@ -169,9 +169,12 @@ class Cell:
 class KernelRig:
     """A remote kernel started from a kernelspec in a temporary prefix."""
 
-    def __init__(self, prefix: Path, name: str = "rpyc-test") -> None:
+    def __init__(self, prefix: Path, name: str = "rpyc-test",
+                 kernel_dirs: Sequence[Path] | None = None) -> None:
+        """``kernel_dirs``: where to find the kernelspec (default: the prefix's)."""
         self.prefix = prefix
         self.name = name
+        self.kernel_dirs = list(kernel_dirs) if kernel_dirs is not None else None
         self.km: Any = None
         self.kc: Any = None
 
@@ -188,7 +191,9 @@ class KernelRig:
         from jupyter_client.kernelspec import KernelSpecManager
         from jupyter_client.manager import KernelManager
 
-        ksm = KernelSpecManager(kernel_dirs=[str(self.kernel_dir)])
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        dirs = self.kernel_dirs if self.kernel_dirs is not None else [self.kernel_dir]
+        ksm = KernelSpecManager(kernel_dirs=[str(d) for d in dirs])
         self.km = KernelManager(kernel_name=self.name, kernel_spec_manager=ksm)
         self.log = open(self.prefix / f"{self.name}-kernel.log", "wb")
         self.km.start_kernel(env=child_env(env), stderr=self.log)
