@@ -429,6 +429,8 @@ def _serve(port: int, lab: bool, notebook: Path, exit_with_parent: bool = False)
             print(f"    export {key}={env[key]}")
         if password:
             print(f"    ({ENV_PASSWORD} is already set in your environment)")
+        elif lab:
+            print(f"    ({ENV_PASSWORD}: a random password, in JupyterLab's environment)")
         else:
             print(f"    export {ENV_PASSWORD}={server.password}   # throwaway, this server only")
         sys.stdout.flush()
@@ -442,21 +444,32 @@ def _serve(port: int, lab: bool, notebook: Path, exit_with_parent: bool = False)
             return 0
 
 
+def _have_jupyterlab() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("jupyterlab") is not None
+
+
 def _lab(env: dict[str, str], notebook: Path) -> int:
-    try:
-        import jupyterlab  # noqa: F401
-    except ImportError:
-        print("rpyc_ipy demo: error: JupyterLab is not installed: pip install 'rpyc_ipy[lab]' "
-              "(make lab does it)", file=sys.stderr)
-        return 2
     argv = [sys.executable, "-m", "jupyterlab", "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.root_dir={notebook.parent}", str(notebook)]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # a container: Jupyter refuses root
+        argv.append("--allow-root")
     process = subprocess.Popen(argv, env=_child_env(env))
-    while True:
-        try:
-            return process.wait()
-        except KeyboardInterrupt:  # JupyterLab got the Ctrl-C too, and asks or stops
-            continue
+    try:
+        while True:
+            try:
+                return process.wait()
+            except KeyboardInterrupt:  # JupyterLab got the Ctrl-C too: it asks, or stops
+                continue
+    finally:  # we were stopped (SIGTERM): JupyterLab goes with us
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -489,6 +502,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.exit_with_parent:
             threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
         return cli_main(["serve", "--classic", "--host", HOST, "--port", str(args.port)])
+    if args.lab and not _have_jupyterlab():
+        print("rpyc_ipy demo: error: JupyterLab is not installed: pip install 'rpyc_ipy[lab]' "
+              "(make lab does it)", file=sys.stderr)
+        return 2
     if args.serve or args.lab:
         return _serve(args.port, args.lab, args.notebook or NOTEBOOKS / "quickstart.ipynb",
                       args.exit_with_parent)

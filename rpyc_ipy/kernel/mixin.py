@@ -246,7 +246,7 @@ class RemoteKernelMixin(Configurable):
         session = self._remote
         if session is not None:
             if session.closed:
-                self._lost = self._lost or "the session was closed"
+                self._lost = self._lost or f"session {session.name!r} was closed"
             else:
                 try:
                     session.conn.ping(timeout=self.timeout)
@@ -309,6 +309,13 @@ class RemoteKernelMixin(Configurable):
                 shell.history_manager.store_inputs(count, code, code)
         try:
             return self._run_remote(code, count, silent)
+        except KeyboardInterrupt:  # outside the wait for the cell (which handles its own)
+            return self._error(count, silent, "KeyboardInterrupt", "", [
+                f"{RED}KeyboardInterrupt{RESET}"])
+        except Exception as exc:  # a bug here must not leave the frontend without a reply
+            self.log.error("the remote cell failed in the kernel", exc_info=True)
+            return self._error(count, silent, type(exc).__name__, str(exc), [
+                f"{RED}{type(exc).__name__}{RESET}: {exc} (in the rpyc_ipy kernel)"])
         finally:
             if store_history:
                 shell.execution_count = count + 1

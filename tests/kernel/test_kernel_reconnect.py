@@ -91,3 +91,15 @@ def test_a_connection_lost_during_a_cell_ends_the_cell_and_the_next_one_reconnec
     cell = rig.run("'back'")
     assert cell.result == {"text/plain": "'back'"}
     assert "reconnected" in plain(cell.stream("stderr"))
+
+
+def test_a_session_closed_in_a_local_cell_is_reopened_by_the_next_remote_cell(
+        rig: KernelRig) -> None:
+    assert rig.run("1").status == "ok"
+    closed = rig.run("%%local\n%rpyc_disconnect remote")
+    assert closed.status == "ok", closed.text
+    cell = rig.run("'again'")
+    assert cell.result == {"text/plain": "'again'"}
+    notes = plain(cell.stream("stderr"))
+    assert "session 'remote' was closed" in notes and "reconnected" in notes
+    assert rig.run("%%local\nremote.closed").result == {"text/plain": "False"}

@@ -280,3 +280,16 @@ def test_a_notebook_opened_on_its_own_starts_and_stops_a_private_server(
         server.stop()
     assert ENV_HOST not in os.environ and ENV_PASSWORD not in os.environ
     assert server._process is None
+
+
+def test_demo_lab_without_jupyterlab_says_how_to_get_it() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("jupyterlab") is not None:
+        pytest.skip("JupyterLab is installed here")
+    done = subprocess.run([sys.executable, "-m", "rpyc_ipy.demo", "--lab"],
+                          capture_output=True, text=True, timeout=60, env=child_env(),
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 2
+    assert "pip install 'rpyc_ipy[lab]'" in done.stderr
+    assert "demo server on" not in done.stdout  # nothing was started
