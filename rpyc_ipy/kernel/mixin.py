@@ -295,10 +295,12 @@ class RemoteKernelMixin(Configurable):
                                       allow_stdin, **{k: v for k, v in kwargs.items()
                                                       if k in accepted})
             return await reply if inspect.isawaitable(reply) else reply
-        return self._execute_remote(code, silent, store_history, allow_stdin)
+        return self._execute_remote(code, silent, store_history, allow_stdin,
+                                    user_expressions or {})
 
     def _execute_remote(self, code: str, silent: bool, store_history: bool,
-                        allow_stdin: bool) -> dict[str, Any]:
+                        allow_stdin: bool, user_expressions: dict[str, Any]
+                        ) -> dict[str, Any]:
         shell = self.shell
         count = shell.execution_count
         if not code.strip():
@@ -308,7 +310,10 @@ class RemoteKernelMixin(Configurable):
             with contextlib.suppress(Exception):
                 shell.history_manager.store_inputs(count, code, code)
         try:
-            return self._run_remote(code, count, silent)
+            reply = self._run_remote(code, count, silent)
+            if reply["status"] == "ok" and user_expressions:
+                reply["user_expressions"] = self._user_expressions(user_expressions)
+            return reply
         except KeyboardInterrupt:  # outside the wait for the cell (which handles its own)
             return self._error(count, silent, "KeyboardInterrupt", "", [
                 f"{RED}KeyboardInterrupt{RESET}"])
@@ -398,6 +403,37 @@ class RemoteKernelMixin(Configurable):
             lines.append(f"{RED}The connection to {self.where} was lost while the cell ran; "
                          f"the next cell reconnects.{RESET}")
         return self._error(count, silent, ename, evalue, lines)
+
+    def _user_expressions(self, expressions: dict[str, Any]) -> dict[str, Any]:
+        """Evaluate a request's ``user_expressions`` remotely (one request each; their
+        output is dropped)."""
+        from ..ipython.display import filter_bundle
+
+        session = self._open_session()
+        policy = self._extension().policy
+        timeout = self._extension().magics.request_timeout
+        results: dict[str, Any] = {}
+        for key, expression in expressions.items():
+            if session is None or type(expression) is not str:
+                results[key] = {"status": "error", "ename": "TypeError",
+                                "evalue": "not evaluated", "traceback": []}
+                continue
+            try:
+                outcome = session.execute(expression, timeout=timeout,
+                                          include=tuple(sorted(policy.mimetypes())))
+            except Exception as exc:
+                outcome = None
+                error = (type(exc).__name__, str(exc))
+            if outcome is not None and outcome.status == "ok":
+                data, metadata = filter_bundle(outcome.data, outcome.metadata,
+                                               policy.mimetypes(), policy.max_bundle_bytes)
+                results[key] = {"status": "ok", "data": data, "metadata": metadata}
+                continue
+            if outcome is not None:
+                error = (outcome.error or ("Error", "", ""))[:2]
+            results[key] = {"status": "error", "ename": error[0], "evalue": error[1],
+                            "traceback": []}
+        return results
 
     def _error(self, count: int, silent: bool, ename: str, evalue: str,
                traceback: list[str]) -> dict[str, Any]:

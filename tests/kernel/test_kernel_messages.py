@@ -170,3 +170,18 @@ def test_the_kernelspec_argv_configures_the_extension(server: NotebookServer,
         assert cell.result is not None and cell.result["text/html"] == "<i>trusted</i>"
     finally:
         rig.shutdown()
+
+
+def test_user_expressions_are_evaluated_remotely(kernel: KernelRig,
+                                                 server: NotebookServer) -> None:
+    msg_id = kernel.kc.execute("import os", user_expressions={
+        "pid": "os.getpid()", "bad": "1 / 0", "text": "'x' * 3"})
+    reply = kernel.kc.get_shell_msg(timeout=30)
+    while reply["parent_header"]["msg_id"] != msg_id:
+        reply = kernel.kc.get_shell_msg(timeout=30)
+    expressions = reply["content"]["user_expressions"]
+    assert expressions["pid"] == {"status": "ok", "data": {"text/plain": str(server.pid)},
+                                  "metadata": {}}
+    assert expressions["text"]["data"] == {"text/plain": "'xxx'"}
+    assert expressions["bad"]["status"] == "error"
+    assert expressions["bad"]["ename"] == "ZeroDivisionError"
