@@ -25,5 +25,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py
 
+lab: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[lab]'
+	$(PY) -m rpyc_ipy.demo --lab
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info

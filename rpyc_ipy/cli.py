@@ -9,6 +9,7 @@ Subcommands::
     rpyc-ipy serve --classic --stdio                        # one client over stdin/stdout
     rpyc-ipy users add users.json alice                     # asks for the password twice
     rpyc-ipy users list users.json
+    rpyc-ipy kernel install --name gpu --host gpu-box --port 18821 --srp-user alice
 
 ``serve`` binds 127.0.0.1 unless ``--host`` says otherwise, and refuses any other
 address without ``--srp-db`` or ``--cert`` unless ``--insecure-no-auth`` is given.
@@ -661,3 +662,14 @@ def _read_password(user: str, from_stdin: bool) -> str:
 
 if __name__ == "__main__":  # python -m rpyc_ipy.cli (what classic.connect_subproc runs)
     sys.exit(main())
+
+
+@command("kernel", help="install, list and remove kernelspecs of the remote kernel",
+         description="Manage Jupyter kernelspecs whose cells run on an rpyc_ipy server "
+                     "(the same as python -m rpyc_ipy.kernel).")
+def _kernel_command(parser: argparse.ArgumentParser) -> None:
+    from .kernel.install import add_arguments, run
+
+    add_arguments(parser)
+    parser.set_defaults(run=run)
+

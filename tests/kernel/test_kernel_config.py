@@ -109,9 +109,7 @@ def test_the_wheel_installs_the_kernelspec_and_the_example_config(tmp_path: Path
     data = f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.data/data"
     assert f"{data}/etc/jupyter/rpyc_ipy/ipython_kernel_config.py" in names
     assert "rpyc_ipy/kernel/__main__.py" in names and "rpyc_ipy/demo.py" in names
-    if not _pyproject_maps_the_kernelspec():
-        pytest.xfail(f"pyproject.toml does not ship the kernelspec yet: "
-                     f"[tool.hatch.build.targets.wheel.shared-data] needs {KERNELSPEC_DATA}")
+    assert _pyproject_maps_the_kernelspec()
     assert f"{data}/share/jupyter/kernels/rpyc_ipy/kernel.json" in names
 
     # a fresh environment sees it (jupyter_client is borrowed from this one)

@@ -213,11 +213,10 @@ def test_add_arguments_and_run_plug_into_another_parser(tmp_path: Path,
         run(parser.parse_args([]))
 
 
-def test_rpyc_ipy_kernel_subcommand_when_the_cli_has_it(tmp_path: Path) -> None:
+def test_rpyc_ipy_kernel_subcommand(tmp_path: Path) -> None:
     from rpyc_ipy import cli
 
-    if "kernel" not in cli.build_parser().format_help():
-        pytest.skip("rpyc-ipy has no `kernel` command yet (see rpyc_ipy/kernel/install.py)")
+    assert "kernel" in cli.build_parser().format_help()
     done = subprocess.run(
         [sys.executable, "-m", "rpyc_ipy", "kernel", "install", "--name", "k", "--host",
          "127.0.0.1", "--prefix", str(tmp_path)], capture_output=True, text=True, timeout=60,
