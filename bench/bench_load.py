@@ -1,0 +1,258 @@
+"""Load: 64 concurrent clients doing small requests against one ThreadedServer,
+rpyc_ipy beside rpyc 6.0.2 in the same run.
+
+Each library's server runs alone in its own subprocess on 127.0.0.1; the clients
+are separate processes too (4 processes x 16 threads by default, one connection
+per thread), so what is measured is the server rather than one client's GIL. A
+request is one round trip on both sides (a cached remote method called with two
+small ints). The libraries take turns, one after the other, for ``--duration``
+seconds each. Prints throughput (ops/s), latency percentiles and the ratios;
+errors (exceptions or wrong results) are counted and must be zero.
+
+    .venv/bin/python bench/bench_load.py [--duration 30] [--processes 4] [--threads 16]
+
+The machines are shared and noisy, and the clients share the cores with the
+server: compare the ratios, not the absolute figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+SERVICE_BODY = """
+    def exposed_add(self, a, b):
+        return a + b
+"""
+
+SERVERS = {
+    "rpyc_ipy": f"""
+import sys
+sys.path.insert(0, {ROOT!r})
+import rpyc_ipy
+class Load(rpyc_ipy.Service):
+{textwrap.indent(textwrap.dedent(SERVICE_BODY), "    ")}
+server = rpyc_ipy.ThreadedServer(Load, hostname="127.0.0.1", port=0,
+                                 protocol_config={{"sync_request_timeout": 120}})
+print(server.port, flush=True)
+server.serve_forever()
+""",
+    "rpyc 6.0.2": f"""
+import rpyc
+from rpyc.utils.server import ThreadedServer
+class Load(rpyc.Service):
+{textwrap.indent(textwrap.dedent(SERVICE_BODY), "    ")}
+server = ThreadedServer(Load, hostname="127.0.0.1", port=0, auto_register=False,
+                        protocol_config={{"sync_request_timeout": 120}})
+server._listen()
+print(server.port, flush=True)
+server.start()
+""",
+}
+
+
+# -- client processes ------------------------------------------------------------------------
+
+
+def _connect(library: str, port: int) -> Any:
+    if library == "rpyc_ipy":  # the client library
+        sys.path.insert(0, ROOT)
+        import rpyc_ipy
+
+        return rpyc_ipy.connect("127.0.0.1", port, config={"sync_request_timeout": 120})
+    import rpyc
+
+    return rpyc.connect("127.0.0.1", port, config={"sync_request_timeout": 120})
+
+
+def client_main(library: str, port: int, threads: int, start_at: float, duration: float,
+                ident: int) -> None:
+    """Run ``threads`` clients from ``start_at`` for ``duration`` s; print one JSON line:
+    operations, errors and every latency in microseconds."""
+    barrier = threading.Barrier(threads)
+    results: list[tuple[int, int, list[int]]] = []
+    lock = threading.Lock()
+
+    def worker(index: int) -> None:
+        ops = errors = 0
+        latencies: list[int] = []
+        conn = _connect(library, port)
+        try:
+            add = conn.root.add  # a cached remote method: one round trip per call
+            for i in range(20):  # warm up
+                add(i, 1)
+            barrier.wait(60)
+            delay = start_at - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            end = time.perf_counter() + duration
+            base = (ident * 1000 + index) * 10**9
+            i = 0
+            perf = time.perf_counter
+            while True:
+                begin = perf()
+                if begin >= end:
+                    break
+                try:
+                    if add(base + i, 1) != base + i + 1:
+                        errors += 1
+                except Exception:
+                    errors += 1
+                latencies.append(int((perf() - begin) * 1e6))
+                ops += 1
+                i += 1
+        finally:
+            try:
+                conn.close()
+            except Exception:
+                pass
+        with lock:
+            results.append((ops, errors, latencies))
+
+    pool = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(duration + 120)
+    ops = sum(r[0] for r in results)
+    errors = sum(r[1] for r in results) + (threads - len(results))  # a dead worker counts
+    latencies = [lat for r in results for lat in r[2]]
+    print(json.dumps({"ops": ops, "errors": errors, "latencies": latencies}), flush=True)
+
+
+# -- the driver ---------------------------------------------------------------------------------
+
+
+def start_server(code: str) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.strip():
+        proc.kill()
+        raise RuntimeError("the benchmark server did not start")
+    return proc, int(line)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(sorted_values: list[int], fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, int(fraction * len(sorted_values)))
+    return float(sorted_values[index])
+
+
+def run_library(library: str, client_library: str, duration: float, processes: int,
+                threads: int) -> dict[str, Any]:
+    server, port = start_server(SERVERS[library])
+    try:
+        start_at = time.time() + 3.0 + 0.05 * processes * threads  # connect and warm up first
+        clients = [
+            subprocess.Popen([sys.executable, os.path.abspath(__file__), "--client",
+                              client_library,
+                              "--port", str(port), "--threads", str(threads),
+                              "--start-at", repr(start_at), "--duration", str(duration),
+                              "--ident", str(i)],
+                             stdout=subprocess.PIPE, text=True)
+            for i in range(processes)
+        ]
+        time.sleep(max(0.0, start_at - time.time()))
+        cpu_start = cpu_seconds(server.pid)
+        time.sleep(duration)
+        server_cpu = cpu_seconds(server.pid) - cpu_start
+        ops = errors = 0
+        latencies: list[int] = []
+        for client in clients:
+            out, _ = client.communicate(timeout=duration + 180)
+            lines = [line for line in out.splitlines() if line.startswith("{")]
+            if client.returncode != 0 or not lines:
+                errors += threads
+                continue
+            report = json.loads(lines[-1])
+            ops += report["ops"]
+            errors += report["errors"]
+            latencies.extend(report["latencies"])
+    finally:
+        server.kill()
+        server.wait()
+    latencies.sort()
+    return {
+        "library": library,
+        "clients": client_library,
+        "server_cpu_us": server_cpu / ops * 1e6 if ops else float("nan"),
+        "ops": ops,
+        "errors": errors,
+        "throughput": ops / duration,
+        "p50": percentile(latencies, 0.50),
+        "p99": percentile(latencies, 0.99),
+        "p999": percentile(latencies, 0.999),
+        "mean": statistics.fmean(latencies) if latencies else float("nan"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=30.0,
+                        help="seconds of load per library (default 30)")
+    parser.add_argument("--processes", type=int, default=4, help="client processes (default 4)")
+    parser.add_argument("--threads", type=int, default=16,
+                        help="client threads per process, one connection each (default 16)")
+    parser.add_argument("--quick", action="store_true", help="a 5 s smoke run")
+    parser.add_argument("--client", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--ident", type=int, default=0, help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.client:
+        client_main(options.client, options.port, options.threads, options.start_at,
+                    options.duration, options.ident)
+        return 0
+    duration = 5.0 if options.quick else options.duration
+    clients = options.processes * options.threads
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; {clients} clients "
+          f"({options.processes} processes x {options.threads} threads), {duration:g} s each; "
+          "one round trip per request")
+    # ours with our clients, rpyc with rpyc's, and (to isolate the server) ours with rpyc's
+    rows = [run_library(library, client, duration, options.processes, options.threads)
+            for library, client in (("rpyc_ipy", "rpyc_ipy"), ("rpyc 6.0.2", "rpyc"),
+                                    ("rpyc_ipy", "rpyc"))]
+    print(f"{'server':<11} {'clients':<9} {'ops/s':>8} {'p50 us':>8} {'p99 us':>8} "
+          f"{'p99.9 us':>9} {'mean us':>8} {'srv cpu/op':>10} {'requests':>9} {'errors':>6}")
+    for row in rows:
+        print(f"{row['library']:<11} {row['clients']:<9} {row['throughput']:>8.0f} "
+              f"{row['p50']:>8.0f} {row['p99']:>8.0f} {row['p999']:>9.0f} {row['mean']:>8.0f} "
+              f"{row['server_cpu_us']:>8.0f}us {row['ops']:>9} {row['errors']:>6}")
+    theirs = rows[1]
+    for ours, label in ((rows[0], "ours/ours clients"), (rows[2], "ours/rpyc clients")):
+        if theirs["throughput"] and ours["p50"] and ours["p99"] and ours["server_cpu_us"]:
+            print(f"{label} vs rpyc/rpyc clients: throughput "
+                  f"x{ours['throughput'] / theirs['throughput']:.2f}, "
+                  f"p50 x{theirs['p50'] / ours['p50']:.2f}, "
+                  f"p99 x{theirs['p99'] / ours['p99']:.2f}, "
+                  f"server CPU per request x{theirs['server_cpu_us'] / ours['server_cpu_us']:.2f}"
+                  " (> 1: ours is better)")
+    if any(row["errors"] for row in rows):
+        print("ERRORS: " + ", ".join(f"{row['library']}: {row['errors']}" for row in rows))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
