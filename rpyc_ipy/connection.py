@@ -205,8 +205,7 @@ class _Watchdog:
             time.sleep(cls.TICK)
             now = time.monotonic()
             for conn in list(cls._watched):
-                if not conn._hand_on_if_stalled(now, cls.GRACE):
-                    cls._watched.discard(conn)
+                conn._hand_on_if_stalled(now, cls.GRACE, cls._watched)
             if cls._watched:
                 idle_since = now
 
@@ -252,6 +251,8 @@ class Connection:
         self._close_reason: BaseException | None = None
         self._created = time.monotonic()
         self._last_frame = self._created
+        if self._config["first_frame_timeout"] is not None:
+            self._reader.first_frame_by = self._created + self._config["first_frame_timeout"]
         self._remote_root: Any = None
         self._handlers: dict[int, Callable[..., Any]] = self._handler_table()
         _Releases.ensure_started()
@@ -458,11 +459,13 @@ class Connection:
         """Serve the peer until the connection closes (what servers run per client)."""
         with self._lock:
             self._serving += 1
+            self._workers += 1  # this thread runs requests too: it counts against the cap
         try:
             self._worker_loop(stop_when_idle=False)
         finally:
             with self._lock:
                 self._serving -= 1
+                self._workers -= 1
             self.close()
 
     def start_serving(self) -> None:
@@ -600,24 +603,25 @@ class Connection:
         threading.Thread(target=self._worker_main, name=f"rpyc_ipy-{self._config['connid']}",
                          daemon=True).start()
 
-    def _hand_on_if_stalled(self, now: float, grace: float) -> bool:
+    def _hand_on_if_stalled(self, now: float, grace: float, watched: set[Connection]) -> None:
         """Watchdog tick: give the role to a worker if a request has run without a
-        reader for ``grace`` seconds. Returns True while still worth watching."""
+        reader for ``grace`` seconds; stop being watched otherwise.
+
+        Leaving ``watched`` happens under our lock, so a worker that re-registers
+        for its own long request (also under our lock) is never dropped by mistake.
+        """
         with self._lock:
             since = self._unread_since
-            if since is None or self._reading or self._closed:
-                self._unread_since = None
-                return False
-            if not self._needs_reader():
-                self._unread_since = None
-                return False
-            if now - since < grace:
-                return True
+            if since is not None and not self._reading and not self._closed and \
+                    self._needs_reader() and now - since < grace:
+                return  # still within grace: keep watching
+            stalled = since is not None and not self._reading and not self._closed and \
+                self._needs_reader()
             self._unread_since = None
-            spawn = self._wake_reader_locked()
+            watched.discard(self)
+            spawn = self._wake_reader_locked() if stalled else False
         if spawn:
             self._spawn_worker()
-        return False
 
     def _worker_main(self) -> None:
         try:
@@ -1130,7 +1134,9 @@ class Connection:
             if self._closed:
                 return
             self._closed = True
-            self._close_reason = reason
+            # keep the text only: the exception's traceback would pin the frames (and a
+            # decoded payload of up to max_frame_size) of whatever failed
+            self._close_reason = None if reason is None else ConnectionClosed(str(reason))
             pending = list(self._pending.values())
             self._pending.clear()
             callers = list(self._callers.values())

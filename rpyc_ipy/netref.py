@@ -113,8 +113,11 @@ class BaseNetref:
             return _get(self, name)
         if name.startswith(_REFUSED_PREFIXES):
             raise AttributeError(name)
-        cls = type(self)
-        if name in cls._rpyc_methods or "exposed_" + name in cls._rpyc_methods:
+        # an exposed method is called with one CALLATTR and no GETATTR first; only
+        # exposed names qualify: a peer's INSPECT (RPyC's) may list methods its
+        # policy refuses, and hasattr() must stay False for those
+        methods = type(self)._rpyc_methods
+        if ("exposed_" + name) in methods or (name.startswith("exposed_") and name in methods):
             return RemoteMethod(self, name)
         return _conn(self)._netref_getattr(self, name)
 

@@ -37,6 +37,7 @@ from . import brine
 from .consts import STOP_ITERATION_PAYLOAD
 
 __all__ = [
+    "MAX_ARG_SIZE",
     "MAX_ATTRS",
     "MAX_ATTR_SIZE",
     "MAX_REPR",
@@ -60,6 +61,8 @@ MAX_REPR = 4096
 MAX_ATTR_SIZE = 4096
 #: characters of traceback text sent or kept
 MAX_TRACEBACK = 1 << 20
+#: how much of each exception argument we keep from the peer
+MAX_ARG_SIZE = 64 * 1024
 #: module and class names longer than this are not names
 _MAX_NAME = 512
 _MAX_VERSION = 64
@@ -252,6 +255,21 @@ def _instantiate(cls: type[BaseException], rebuilt: type, args: tuple[Any, ...]
     return exc
 
 
+def _bounded_args(args: tuple[Any, ...], max_args: int, max_size: int) -> tuple[Any, ...]:
+    """At most ``max_args`` args, each str/bytes cut to ``max_size`` and each
+    container over it replaced by a note: str() of the exception stays bounded."""
+    out: list[Any] = []
+    for value in args[:max_args]:
+        t = type(value)
+        if t is str or t is bytes:
+            value = value[:max_size]
+        elif (t is tuple or t is frozenset or t is slice) and \
+                len(brine.dump(value)) > max_size:
+            value = f"<{t.__name__} of more than {max_size} bytes, dropped>"
+        out.append(value)
+    return tuple(out)
+
+
 def _remote_attrs(attrs: tuple[Any, ...], max_attrs: int, max_attr_size: int
                   ) -> tuple[dict[str, Any], str | None]:
     kept: dict[str, Any] = {}
@@ -312,6 +330,7 @@ def load(payload: object, *, instantiate_custom: bool = False,
     if type(text) is not str:
         raise _malformed("the traceback text must be a str")
     kept, version = _remote_attrs(attrs, max_attrs, max_attr_size)
+    args = _bounded_args(args, max_attrs, MAX_ARG_SIZE)
     text = _cut(text, max_traceback)
     if version is not None and version != VERSION_DENIED and \
             version.split(".")[0] != _LOCAL_MAJOR:

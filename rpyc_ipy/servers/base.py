@@ -179,6 +179,41 @@ class Server:
         """Run :meth:`_handle_client` somewhere; subclasses choose where."""
         raise NotImplementedError
 
+    def _authenticate(self, sock: socket.socket) -> tuple[Any, Any]:
+        """Run the authenticator within ``auth_timeout`` seconds in all: a per-read
+        timeout alone would let a peer dripping a byte at a time hold it forever,
+        so a timer shuts the socket down at the deadline."""
+        assert self.authenticator is not None
+        expired = threading.Event()
+
+        def cut_off() -> None:
+            expired.set()
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        timer = threading.Timer(self.auth_timeout, cut_off)
+        timer.daemon = True
+        sock.settimeout(self.auth_timeout)
+        timer.start()
+        try:
+            result, credentials = self.authenticator(sock)
+        except Exception as exc:
+            if expired.is_set():
+                raise AuthenticationError(
+                    f"authentication did not finish within {self.auth_timeout} s") from exc
+            raise
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            raise AuthenticationError(f"authentication did not finish within {self.auth_timeout} s")
+        try:
+            result.settimeout(None)
+        except (OSError, AttributeError):
+            pass
+        return result, credentials
+
     def _handle_client(self, sock: socket.socket, address: Any) -> None:
         """Authenticate, build the connection, serve it until it closes."""
         counted_as_handshake = True
@@ -187,9 +222,7 @@ class Server:
                 sock.setblocking(True)
                 credentials: Any = None
                 if self.authenticator is not None:
-                    sock.settimeout(self.auth_timeout)
-                    sock, credentials = self.authenticator(sock)
-                    sock.settimeout(None)
+                    sock, credentials = self._authenticate(sock)
             except AuthenticationError as exc:
                 self.logger.info("authentication failed for %s: %s", address, exc)
                 _close_quietly(sock)

@@ -64,9 +64,12 @@ class FrameReader:
         self._end = 0
         self._frame_started: float | None = None
         self._big: bytearray | None = None  # body of a large frame being received
+        self._big_size = 0  # its declared size (the buffer grows towards it)
         self._big_filled = 0
         self._big_compressed = False
         self.frames_read = 0
+        #: monotonic time by which the first frame must have arrived (servers set it)
+        self.first_frame_by: float | None = None
 
     @property
     def in_frame(self) -> bool:
@@ -84,13 +87,18 @@ class FrameReader:
         if self._frame_started is None:
             self._frame_started = time.monotonic()
         self._end += received
+        self._check_stall()  # here too: a peer dripping bytes never lets a read time out
 
     def _check_stall(self) -> None:
-        if self._frame_started is not None and self._frame_deadline is not None and \
-                time.monotonic() - self._frame_started > self._frame_deadline:
+        if self._frame_started is None:
+            return
+        now = time.monotonic()
+        if self._frame_deadline is not None and now - self._frame_started > self._frame_deadline:
             raise LimitExceeded(
                 f"a frame started arriving but was not complete within {self._frame_deadline} s"
             )
+        if self.frames_read == 0 and self.first_frame_by is not None and now > self.first_frame_by:
+            raise LimitExceeded("the first frame did not arrive in time")
 
     def read_payload(self) -> bytes | bytearray | memoryview:
         """The next non-empty payload; raises ``TimeoutError`` between frames or
@@ -116,12 +124,13 @@ class FrameReader:
         length, compressed = parse_header(self._view[start:start + HEADER_SIZE], self._limits)
         total = HEADER_SIZE + length + 1
         if total > _BUFFER_SIZE:
-            # receive the body straight into a buffer of its own size
-            body = bytearray(length + 1)
+            # a large body gets a buffer of its own, grown as its bytes arrive: the
+            # header alone must not make us allocate what it declares
             have = min(self._end - start - HEADER_SIZE, length + 1)
-            body[:have] = self._view[start + HEADER_SIZE:start + HEADER_SIZE + have]
+            body = bytearray(self._view[start + HEADER_SIZE:start + HEADER_SIZE + have])
             self._start = start + HEADER_SIZE + have
-            self._big, self._big_filled, self._big_compressed = body, have, compressed
+            self._big, self._big_size = body, length + 1
+            self._big_filled, self._big_compressed = have, compressed
             return self._continue_big()
         while self._end - self._start < total:
             self._fill()
@@ -135,15 +144,18 @@ class FrameReader:
     def _continue_big(self) -> bytes | bytearray | memoryview:
         body = self._big
         assert body is not None
-        view = memoryview(body)
-        size = len(body)
+        size = self._big_size
         while self._big_filled < size:
-            received = self._transport.recv_into(view[self._big_filled:])
+            if len(body) == self._big_filled:  # grow: double what arrived, at most to size
+                body.extend(bytes(min(size, max(2 * len(body), _BUFFER_SIZE)) - len(body)))
+            with memoryview(body) as view:
+                received = self._transport.recv_into(view[self._big_filled:])
             if not received:
                 raise ConnectionClosed("the peer closed the connection in the middle of a frame")
             self._big_filled += received
+            self._check_stall()
         self._big = None
         self._frame_started = None
         self.frames_read += 1
-        payload = view[: size - 1]
+        payload = memoryview(body)[: size - 1]
         return decode_body(payload, self._big_compressed, self._limits)

@@ -72,9 +72,6 @@ def test_calls_and_attributes(side: Side) -> None:
         root._setup()
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: netref.__getattribute__ answers any name the "
-                   "peer's INSPECT lists with a lazy RemoteMethod, so hasattr() is True for a "
-                   "method the peer's policy refuses (rpyc's INSPECT lists private methods too)")
 def test_hasattr_is_false_for_a_method_the_rpyc_server_refuses(rpyc_server: Any) -> None:
     server = rpyc_server(RpycService)
     with rpyc_ipy.connect("127.0.0.1", server.port, config=CLIENT_CONFIG, timeout=WAIT) as conn:

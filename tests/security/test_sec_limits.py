@@ -144,9 +144,6 @@ def test_a_zlib_bomb_is_cut_at_the_limit_without_inflating_it(serve: Any) -> Non
     assert_serves(server.port)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: Connection._teardown keeps the close reason "
-                   "with its traceback; its decode_body frame holds the inflated payload (up to "
-                   "max_frame_size) until the cyclic GC runs")
 def test_a_closed_connection_does_not_keep_what_a_bomb_inflated(serve: Any) -> None:
     limit = 8 * MiB
     server = serve(protocol_config={"limits": Limits(max_frame_size=limit)})
@@ -178,9 +175,6 @@ def test_invalid_and_truncated_zlib_bodies_are_refused(serve: Any) -> None:
     assert_serves(server.port)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: FrameReader._read_one preallocates "
-                   "bytearray(declared length) on the header alone, so 5 bytes cost up to "
-                   "max_frame_size of memory per connection")
 def test_memory_follows_the_bytes_received_not_the_declared_frame_size() -> None:
     server = ServerProcess()
     clients: list[RawClient] = []
@@ -284,9 +278,6 @@ def test_authenticator_deadline(serve: Any) -> None:
         assert client.call(consts.HANDLE_PING, val(("x",)))[0] == "reply"
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: Server._handle_client applies auth_timeout "
-                   "with sock.settimeout (per recv), so a peer sending a byte per interval "
-                   "holds the handshake forever")
 def test_authenticator_deadline_holds_against_a_drip(serve: Any) -> None:
     server = serve(authenticator=_token_authenticator, auth_timeout=1.0)
     with RawClient(server.port) as client:
@@ -304,8 +295,6 @@ def test_first_frame_deadline(serve: Any) -> None:
     assert_serves(server.port)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: Connection._check_idle (first_frame_timeout) "
-                   "runs only when a read times out; a byte every poll interval never lets it")
 def test_first_frame_deadline_holds_against_a_drip(serve: Any) -> None:
     server = serve(first_frame_timeout=1.0)
     with RawClient(server.port) as client:
@@ -342,9 +331,6 @@ def test_frame_deadline(serve: Any) -> None:
     assert_serves(server.port)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: FrameReader._check_stall runs only when a "
-                   "recv times out (every 0.5 s poll); a byte per poll interval keeps a frame "
-                   "open forever")
 def test_frame_deadline_holds_against_a_drip(serve: Any) -> None:
     server = serve(protocol_config={"frame_deadline": 1.0})
     with RawClient(server.port) as client:
@@ -437,8 +423,6 @@ def test_dispatch_threads_are_bounded(serve: Any, blocking: Any) -> None:
     assert_serves(server.port)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: max_dispatch_threads=N lets N+1 requests run "
-                   "at once (the serve_all thread runs requests but is not counted)")
 def test_dispatch_threads_cap_is_exact(serve: Any, blocking: Any) -> None:
     cap = 3
     server = serve(Blocking, protocol_config={"max_dispatch_threads": cap})
@@ -450,9 +434,6 @@ def test_dispatch_threads_cap_is_exact(serve: Any, blocking: Any) -> None:
         _all_answered(client, seqs)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: _Watchdog._run discards a connection after "
-                   "_hand_on_if_stalled returned False, racing the worker it just woke, which "
-                   "re-registered the connection for its own long request: nobody reads")
 def test_pipelined_long_requests_do_not_stop_the_connection_reading(serve: Any,
                                                                     blocking: Any) -> None:
     server = serve(Blocking)
