@@ -171,8 +171,8 @@ class _Watchdog:
     lingers a little after that so a stream of quick requests costs no wake-ups.
     """
 
-    GRACE = 0.002  # a request running longer than this gets a reader beside it
-    TICK = 0.002
+    GRACE = 0.01  # a request running longer than this gets a reader beside it
+    TICK = 0.01
     LINGER = 0.25
     _watched: set[Connection] = set()
     _lock = threading.Lock()

@@ -11,6 +11,7 @@ a large body is received straight into a preallocated buffer of its exact size.
 
 from __future__ import annotations
 
+import mmap
 import time
 from typing import Protocol, runtime_checkable
 
@@ -63,8 +64,7 @@ class FrameReader:
         self._start = 0
         self._end = 0
         self._frame_started: float | None = None
-        self._big: bytearray | None = None  # body of a large frame being received
-        self._big_size = 0  # its declared size (the buffer grows towards it)
+        self._big: mmap.mmap | None = None  # a large frame's body, as it arrives
         self._big_filled = 0
         self._big_compressed = False
         self.frames_read = 0
@@ -124,13 +124,14 @@ class FrameReader:
         length, compressed = parse_header(self._view[start:start + HEADER_SIZE], self._limits)
         total = HEADER_SIZE + length + 1
         if total > _BUFFER_SIZE:
-            # a large body gets a buffer of its own, grown as its bytes arrive: the
-            # header alone must not make us allocate what it declares
+            # a large body goes into an anonymous mapping of its declared size: the
+            # kernel hands out zeroed pages only as bytes arrive, so the header alone
+            # costs no memory and the body is received in place, with no copy
             have = min(self._end - start - HEADER_SIZE, length + 1)
-            body = bytearray(self._view[start + HEADER_SIZE:start + HEADER_SIZE + have])
+            body = mmap.mmap(-1, length + 1)
+            body[:have] = self._view[start + HEADER_SIZE:start + HEADER_SIZE + have]
             self._start = start + HEADER_SIZE + have
-            self._big, self._big_size = body, length + 1
-            self._big_filled, self._big_compressed = have, compressed
+            self._big, self._big_filled, self._big_compressed = body, have, compressed
             return self._continue_big()
         while self._end - self._start < total:
             self._fill()
@@ -144,18 +145,16 @@ class FrameReader:
     def _continue_big(self) -> bytes | bytearray | memoryview:
         body = self._big
         assert body is not None
-        size = self._big_size
-        while self._big_filled < size:
-            if len(body) == self._big_filled:  # grow: double what arrived, at most to size
-                body.extend(bytes(min(size, max(2 * len(body), _BUFFER_SIZE)) - len(body)))
-            with memoryview(body) as view:
+        size = len(body)
+        with memoryview(body) as view:
+            while self._big_filled < size:
                 received = self._transport.recv_into(view[self._big_filled:])
-            if not received:
-                raise ConnectionClosed("the peer closed the connection in the middle of a frame")
-            self._big_filled += received
-            self._check_stall()
+                if not received:
+                    raise ConnectionClosed(
+                        "the peer closed the connection in the middle of a frame")
+                self._big_filled += received
+                self._check_stall()
         self._big = None
         self._frame_started = None
         self.frames_read += 1
-        payload = memoryview(body)[: size - 1]
-        return decode_body(payload, self._big_compressed, self._limits)
+        return decode_body(memoryview(body)[: size - 1], self._big_compressed, self._limits)
