@@ -21,10 +21,10 @@ Across a network, authenticate: :func:`srp_connect` (username/password) or
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from . import classic
+from ._lazy import lazy_attributes
 from .async_result import AsyncResult
 from .connection import Connection
 from .errors import (
@@ -123,14 +123,7 @@ _LAZY = {
     "UserDB": "rpyc_ipy.auth.userdb",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 def load_ipython_extension(ipython: Any) -> None:

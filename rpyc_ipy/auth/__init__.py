@@ -12,9 +12,9 @@ does not load tlslite-ng.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from rpyc_ipy._lazy import lazy_attributes
 from rpyc_ipy.auth.base import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     Authenticator,
@@ -50,14 +50,7 @@ _LAZY = {
     "UserDB": "rpyc_ipy.auth.userdb",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:

@@ -18,8 +18,7 @@ kernel list; its cells run on the server, ``%%local`` cells in the kernel.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_attributes
 
 __all__ = ["RemoteKernel", "RemoteKernelMixin", "install_kernel_spec"]
 
@@ -30,11 +29,4 @@ _LAZY = {
     "install_kernel_spec": "rpyc_ipy.kernel.install",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())

@@ -258,16 +258,17 @@ def _instantiate(cls: type[BaseException], rebuilt: type, args: tuple[Any, ...]
 def _bounded_args(args: tuple[Any, ...], max_args: int, max_size: int) -> tuple[Any, ...]:
     """At most ``max_args`` args, each str/bytes cut to ``max_size`` and each
     container over it replaced by a note: str() of the exception stays bounded."""
-    out: list[Any] = []
-    for value in args[:max_args]:
-        t = type(value)
-        if t is str or t is bytes:
-            value = value[:max_size]
-        elif (t is tuple or t is frozenset or t is slice) and \
-                len(brine.dump(value)) > max_size:
-            value = f"<{t.__name__} of more than {max_size} bytes, dropped>"
-        out.append(value)
-    return tuple(out)
+    return tuple(_bounded_value(value, max_size) for value in args[:max_args])
+
+
+def _bounded_value(value: Any, max_size: int) -> Any:
+    """``value`` cut to ``max_size`` (str/bytes), or a note instead of a bigger container."""
+    t = type(value)
+    if t is str or t is bytes:
+        return value[:max_size]
+    if (t is tuple or t is frozenset or t is slice) and len(brine.dump(value)) > max_size:
+        return f"<{t.__name__} of more than {max_size} bytes, dropped>"
+    return value
 
 
 def _remote_attrs(attrs: tuple[Any, ...], max_attrs: int, max_attr_size: int
@@ -285,13 +286,7 @@ def _remote_attrs(attrs: tuple[Any, ...], max_attrs: int, max_attr_size: int
             continue
         if len(kept) >= max_attrs or name in kept:
             continue
-        t = type(value)
-        if t is str or t is bytes:
-            value = value[:max_attr_size]
-        elif (t is tuple or t is frozenset or t is slice) and \
-                len(brine.dump(value)) > max_attr_size:
-            value = f"<{t.__name__} of more than {max_attr_size} bytes, dropped>"
-        kept[name[:_MAX_NAME]] = value
+        kept[name[:_MAX_NAME]] = _bounded_value(value, max_attr_size)
     return kept, version
 
 
