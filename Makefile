@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m rpyc_ipy.demo
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 lint: $(STAMP)

@@ -448,7 +448,7 @@ class Connection:
             self._reading = True
             self._reader_ident = threading.get_ident()
         try:
-            self._read_until(lambda: one_frame(), deadline, nested=False, on_frame=served)
+            self._read_until(one_frame, deadline, nested=False, on_frame=served)
         finally:
             self._release_role()
         if self._closed and not served[0]:
