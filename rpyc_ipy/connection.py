@@ -28,8 +28,6 @@ import collections
 import hashlib
 import itertools
 import logging
-import pickle
-import queue
 import socket
 import ssl
 import sys
@@ -37,11 +35,11 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from itertools import islice
 from typing import Any
 
 from . import netref as _netref
 from .async_result import AsyncResult
+from .background import ReleaseFlusher, Watchdog
 from .errors import (
     AsyncResultTimeout,
     CodecError,
@@ -54,16 +52,12 @@ from .errors import (
     SecurityError,
     UsageError,
 )
-from .netref import BaseNetref, RemoteMethod, builtin_proxy_class, class_methods, make_proxy_class
+from .handlers import CloseRequested, RequestHandlers, check_id_pack
+from .netref import BaseNetref, RemoteMethod, builtin_proxy_class, make_proxy_class
 from .policy import (
     CLASSIC_OVERRIDES,
     DEFAULT_CONFIG,
-    Op,
     SecurityPolicy,
-    authorize,
-    del_attribute,
-    get_attribute,
-    set_attribute,
 )
 from .protocol import brine, consts, vinegar
 from .protocol.engine import Engine, Failure, Reply, Request
@@ -108,9 +102,6 @@ _conn_ids = itertools.count(1)
 _get = object.__getattribute__
 
 
-class _CloseRequested(Exception):
-    """Raised by the CLOSE handler: tear down, send no reply."""
-
 
 def _validated_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     merged = dict(DEFAULT_CONFIG)
@@ -130,87 +121,7 @@ def _validated_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     return merged
 
 
-class _Releases:
-    """A background flusher for releases queued by netref finalizers."""
-
-    _queue: queue.SimpleQueue[weakref.ref[Connection]] = queue.SimpleQueue()
-    _thread: threading.Thread | None = None
-    _lock = threading.Lock()
-
-    @classmethod
-    def ensure_started(cls) -> None:
-        """Start the flusher thread; called when a connection is built, never from
-        a finalizer (starting a thread there can deadlock at interpreter exit)."""
-        if cls._thread is None:
-            with cls._lock:
-                if cls._thread is None:
-                    cls._thread = threading.Thread(target=cls._run, name="rpyc_ipy-releases",
-                                                   daemon=True)
-                    cls._thread.start()
-
-    @classmethod
-    def schedule(cls, conn: Connection) -> None:
-        # SimpleQueue.put is reentrant: safe to call from __del__
-        cls._queue.put(weakref.ref(conn))
-
-    @classmethod
-    def _run(cls) -> None:
-        while True:
-            ref = cls._queue.get()
-            time.sleep(0.002)  # let a burst of finalizers queue up: one write for all
-            conn = ref()
-            if conn is not None:
-                conn._flush_releases()
-            del conn
-
-
-class _Watchdog:
-    """One thread for the process: hands the reader role on for requests that run long.
-
-    It ticks only while some connection runs a request with nobody reading, and
-    lingers a little after that so a stream of quick requests costs no wake-ups.
-    """
-
-    GRACE = 0.01  # a request running longer than this gets a reader beside it
-    TICK = 0.01
-    LINGER = 0.25
-    _watched: set[Connection] = set()
-    _lock = threading.Lock()
-    _wakeup = threading.Event()
-    _thread: threading.Thread | None = None
-    _ticking = False
-
-    @classmethod
-    def watch(cls, conn: Connection) -> None:
-        cls._watched.add(conn)  # set.add is atomic under the GIL
-        if not cls._ticking:
-            with cls._lock:
-                if cls._thread is None:
-                    cls._thread = threading.Thread(target=cls._run, name="rpyc_ipy-watchdog",
-                                                   daemon=True)
-                    cls._thread.start()
-            cls._wakeup.set()
-
-    @classmethod
-    def _run(cls) -> None:
-        idle_since = time.monotonic()
-        while True:
-            if not cls._watched and time.monotonic() - idle_since > cls.LINGER:
-                cls._ticking = False
-                if not cls._watched:  # re-check: watch() may have added one meanwhile
-                    cls._wakeup.wait()
-                cls._wakeup.clear()
-                idle_since = time.monotonic()
-            cls._ticking = True
-            time.sleep(cls.TICK)
-            now = time.monotonic()
-            for conn in list(cls._watched):
-                conn._hand_on_if_stalled(now, cls.GRACE, cls._watched)
-            if cls._watched:
-                idle_since = now
-
-
-class Connection:
+class Connection(RequestHandlers):
     """One end of an RPyC-protocol connection.
 
     ``service`` is the root object this side exposes (a :class:`~rpyc_ipy.Service`
@@ -255,7 +166,7 @@ class Connection:
             self._reader.first_frame_by = self._created + self._config["first_frame_timeout"]
         self._remote_root: Any = None
         self._handlers: dict[int, Callable[..., Any]] = self._handler_table()
-        _Releases.ensure_started()
+        ReleaseFlusher.ensure_started()
         if isinstance(service, type):
             service = service()
         self._local_root = service
@@ -561,7 +472,7 @@ class Connection:
         """Give up the reader role and pass it on to whoever needs it.
 
         ``for_request``: we are about to run a request. A waiting caller takes the
-        role at once; otherwise nobody is woken now, and the :class:`_Watchdog`
+        role at once; otherwise nobody is woken now, and the :class:`~rpyc_ipy.background.Watchdog`
         hands the role on only if the request runs longer than a few
         milliseconds. Quick requests thus cost no thread wake-up, and a long one
         still cannot stop the connection from reading a cancel or a callback.
@@ -581,7 +492,7 @@ class Connection:
                 return
             if for_request:
                 self._unread_since = time.monotonic()
-                _Watchdog.watch(self)
+                Watchdog.watch(self)
                 return
             if not self._needs_reader(1 if departing else 0):
                 return
@@ -767,7 +678,7 @@ class Connection:
                     raise KeyError(event.handler)
                 result = handler(*args)
                 parts = self._engine.reply(event.seq, self._box(result))
-            except _CloseRequested:
+            except CloseRequested:
                 self._teardown(ConnectionClosed("the peer closed the connection"))
                 return
             except KeyboardInterrupt:
@@ -803,143 +714,6 @@ class Connection:
         payload = vinegar.dump(exc, include_traceback=self._policy.include_local_traceback,
                                include_version=self._policy.include_local_version)
         return self._engine.exception(seq, payload)
-
-    def _handler_table(self) -> dict[int, Callable[..., Any]]:
-        return {
-            consts.HANDLE_PING: self._handle_ping,
-            consts.HANDLE_CLOSE: self._handle_close,
-            consts.HANDLE_GETROOT: self._handle_getroot,
-            consts.HANDLE_GETATTR: self._handle_getattr,
-            consts.HANDLE_DELATTR: self._handle_delattr,
-            consts.HANDLE_SETATTR: self._handle_setattr,
-            consts.HANDLE_CALL: self._handle_call,
-            consts.HANDLE_CALLATTR: self._handle_callattr,
-            consts.HANDLE_REPR: self._handle_repr,
-            consts.HANDLE_STR: self._handle_str,
-            consts.HANDLE_CMP: self._handle_cmp,
-            consts.HANDLE_HASH: self._handle_hash,
-            consts.HANDLE_DIR: self._handle_dir,
-            consts.HANDLE_PICKLE: self._handle_pickle,
-            consts.HANDLE_DEL: self._handle_del,
-            consts.HANDLE_INSPECT: self._handle_inspect,
-            consts.HANDLE_BUFFITER: self._handle_buffiter,
-            consts.HANDLE_OLDSLICING: self._handle_oldslicing,
-            consts.HANDLE_CTXEXIT: self._handle_ctxexit,
-            consts.HANDLE_INSTANCECHECK: self._handle_instancecheck,
-        }
-
-    # Every handler goes through policy.authorize (directly, or inside
-    # get/set/del_attribute); tests/core/test_gate.py walks this table to prove it.
-
-    def _handle_ping(self, data: Any) -> Any:
-        authorize(self._policy, Op.PING)
-        return data
-
-    def _handle_close(self) -> None:
-        authorize(self._policy, Op.CLOSE)
-        raise _CloseRequested
-
-    def _handle_getroot(self) -> Any:
-        authorize(self._policy, Op.GETROOT)
-        return self._local_root
-
-    def _handle_getattr(self, obj: Any, name: Any) -> Any:
-        return get_attribute(self._policy, obj, name)
-
-    def _handle_delattr(self, obj: Any, name: Any) -> None:
-        del_attribute(self._policy, obj, name)
-
-    def _handle_setattr(self, obj: Any, name: Any, value: Any) -> None:
-        set_attribute(self._policy, obj, name, value)
-
-    def _handle_call(self, obj: Any, args: Any = (), kwargs: Any = ()) -> Any:
-        authorize(self._policy, Op.CALL, obj)
-        return obj(*args, **dict(kwargs))
-
-    def _handle_callattr(self, obj: Any, name: Any, args: Any = (), kwargs: Any = ()) -> Any:
-        method = get_attribute(self._policy, obj, name, Op.CALLATTR)
-        return method(*args, **dict(kwargs))
-
-    def _handle_repr(self, obj: Any) -> str:
-        authorize(self._policy, Op.REPR, obj)
-        return repr(obj)
-
-    def _handle_str(self, obj: Any) -> str:
-        authorize(self._policy, Op.STR, obj)
-        return str(obj)
-
-    def _handle_cmp(self, obj: Any, other: Any, op: Any = "__cmp__") -> Any:
-        method = get_attribute(self._policy, type(obj), op, Op.CMP)
-        return method(obj, other)
-
-    def _handle_hash(self, obj: Any) -> int:
-        authorize(self._policy, Op.HASH, obj)
-        return hash(obj)
-
-    def _handle_dir(self, obj: Any) -> tuple[str, ...]:
-        authorize(self._policy, Op.DIR, obj)
-        from .policy import visible_names
-
-        return tuple(visible_names(self._policy, obj, dir(obj)))
-
-    def _handle_pickle(self, obj: Any, proto: Any) -> bytes:
-        authorize(self._policy, Op.PICKLE, obj)
-        return bytes(pickle.dumps(obj, proto))
-
-    def _handle_del(self, obj: Any, count: Any = 1) -> None:
-        authorize(self._policy, Op.DEL, obj)
-        if type(count) is not int or count < 1:
-            raise ValueError("DEL count must be a positive int")
-        with self._lock:
-            self._exports.release(id_pack_of(obj), count)
-
-    def _handle_inspect(self, id_pack: Any) -> tuple[tuple[str, str | None], ...]:
-        authorize(self._policy, Op.INSPECT)
-        with self._lock:
-            obj = self._exports.lookup(id_pack)
-        is_class = isinstance(obj, type)
-        methods = class_methods(obj if is_class else type(obj), for_class=is_class)
-        policy = self._policy
-        return tuple((name, doc) for name, doc in methods
-                     if name == "__call__" or policy.name_passes(name))
-
-    def _handle_buffiter(self, obj: Any, count: Any) -> tuple[Any, ...]:
-        authorize(self._policy, Op.BUFFITER, obj)
-        if type(count) is not int or count < 0:
-            raise ValueError("BUFFITER count must be a non-negative int")
-        return tuple(islice(obj, min(count, self._config["max_buffiter_chunk"])))
-
-    def _handle_oldslicing(self, obj: Any, attempt: Any, fallback: Any, start: Any, stop: Any,
-                           args: Any = ()) -> Any:
-        try:
-            method = get_attribute(self._policy, obj, attempt, Op.OLDSLICING)
-            return method(slice(start, stop), *args)
-        except Exception:
-            method = get_attribute(self._policy, obj, fallback, Op.OLDSLICING)
-            return method(start, sys.maxsize if stop is None else stop, *args)
-
-    def _handle_ctxexit(self, obj: Any, exc: Any) -> Any:
-        method = get_attribute(self._policy, obj, "__exit__", Op.CTXEXIT)
-        if exc is None:
-            return method(None, None, None)
-        try:
-            raise exc
-        except BaseException:
-            exc_type, value, tb = sys.exc_info()
-        return method(exc_type, value, tb)
-
-    def _handle_instancecheck(self, obj: Any, other_id_pack: Any) -> bool:
-        authorize(self._policy, Op.INSTANCECHECK, obj)
-        name_pack, _, instance_id = self._check_id_pack(other_id_pack)
-        local = _netref._resolve_local_class(name_pack, False)
-        if local is None:
-            return False
-        try:
-            if isinstance(obj, type):
-                return issubclass(local, obj) if instance_id else isinstance(local, obj)
-            return bool(isinstance(local, type) and obj.__instancecheck__(local))
-        except Exception:
-            return False
 
     # -- boxing -------------------------------------------------------------------
 
@@ -990,15 +764,8 @@ class Connection:
             with self._lock:
                 return self._exports.lookup(value)
         if label == consts.LABEL_REMOTE_REF:
-            return self._proxy_for(self._check_id_pack(value))
+            return self._proxy_for(check_id_pack(value))
         raise CodecError(f"unknown boxing label {label!r}")
-
-    @staticmethod
-    def _check_id_pack(value: Any) -> IdPack:
-        if (type(value) is not tuple or len(value) != 3 or type(value[0]) is not str
-                or type(value[1]) is not int or type(value[2]) is not int):
-            raise CodecError("an id_pack must be a (str, int, int) tuple")
-        return value
 
     def _proxy_for(self, id_pack: IdPack) -> BaseNetref:
         with self._lock:
@@ -1065,7 +832,7 @@ class Connection:
         was_empty = not self._releases
         self._releases.append((id_pack, count))
         if was_empty:
-            _Releases.schedule(self)
+            ReleaseFlusher.schedule(self)
 
     def _release_frames(self) -> list[list[bytes]]:
         """DEL frames for queued releases; call with the send lock held."""

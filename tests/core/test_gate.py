@@ -105,7 +105,7 @@ def test_every_handler_calls_the_gate(handler: int, monkeypatch: pytest.MonkeyPa
         return real(policy, op, obj, name)
 
     monkeypatch.setattr(policy_module, "authorize", spy)
-    monkeypatch.setattr("rpyc_ipy.connection.authorize", spy)
+    monkeypatch.setattr("rpyc_ipy.handlers.authorize", spy)
     try:
         conn._handlers[handler](*_arguments(handler, thing, conn))
     except Exception:
@@ -124,7 +124,7 @@ def test_a_closed_gate_stops_every_handler(handler: int, monkeypatch: pytest.Mon
         raise SecurityError("closed for the test")
 
     monkeypatch.setattr(policy_module, "authorize", deny)
-    monkeypatch.setattr("rpyc_ipy.connection.authorize", deny)
+    monkeypatch.setattr("rpyc_ipy.handlers.authorize", deny)
     with pytest.raises(SecurityError):
         conn._handlers[handler](*_arguments(handler, thing, conn))
     assert thing.value == 1 and "value" not in vars(thing)
