@@ -12,9 +12,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-_AUTHKIT_DIR = str(Path(__file__).resolve().parent / "auth")
-if _AUTHKIT_DIR not in sys.path:
-    sys.path.insert(0, _AUTHKIT_DIR)
+# shared helper modules: authkit (certificates, users), codec_vectors (spec files, same_value)
+for _helpers in ("auth", "protocol"):
+    _path = str(Path(__file__).resolve().parent / _helpers)
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 from authkit import pki, userdb  # noqa: E402
 

@@ -7,7 +7,6 @@ one-``try`` shortcuts can be checked against it on arbitrary input.
 
 from __future__ import annotations
 
-import math
 import struct
 from datetime import timedelta
 from typing import Any
@@ -108,24 +107,6 @@ def _value(data: bytes, pos: int, depth: int, max_depth: int) -> tuple[Any, int]
     raise ReferenceError_(f"unknown tag {tag:#x}")
 
 
-def same_value(a: Any, b: Any) -> bool:
-    """Equal with exact types all the way down; NaN equals NaN; the sign of zero counts."""
-    if type(a) is not type(b):
-        return False
-    if type(a) is tuple:
-        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
-    if type(a) is frozenset:
-        return a == b and all(any(same_value(x, y) for y in b) for x in a)
-    if type(a) is slice:
-        return all(same_value(x, y) for x, y in
-                   ((a.start, b.start), (a.stop, b.stop), (a.step, b.step)))
-    if type(a) is float:
-        if math.isnan(a):
-            return math.isnan(b)
-        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
-    if type(a) is complex:
-        return same_value(a.real, b.real) and same_value(a.imag, b.imag)
-    return bool(a == b)
 
 
 # -- strategies -------------------------------------------------------------------------------

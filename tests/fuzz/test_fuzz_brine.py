@@ -6,7 +6,8 @@ import tracemalloc
 from typing import Any
 
 import pytest
-from fuzzkit import FUZZ, ReferenceError_, int_tuples, reference_load, same_value, values
+from codec_vectors import same_value
+from fuzzkit import FUZZ, ReferenceError_, int_tuples, reference_load, values
 from hypothesis import given
 from hypothesis import strategies as st
 from rpyc.core import brine as rpyc_brine

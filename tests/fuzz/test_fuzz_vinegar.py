@@ -6,7 +6,8 @@ import sys
 from typing import Any
 
 import pytest
-from fuzzkit import FUZZ, same_value, values
+from codec_vectors import same_value
+from fuzzkit import FUZZ, values
 from hypothesis import given
 from hypothesis import strategies as st
 
