@@ -18,6 +18,33 @@ for _helpers in ("auth", "protocol"):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+from collections.abc import Callable, Iterator  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
 from authkit import pki, userdb  # noqa: E402
 
-__all__ = ["pki", "userdb"]
+import rpyc_ipy  # noqa: E402
+
+__all__ = ["pki", "start_server", "userdb"]
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., rpyc_ipy.ThreadedServer]]:
+    """``start_server(service, **kwargs)``: a started rpyc_ipy ThreadedServer on
+    127.0.0.1 port 0, closed at the end of the test. Suites wrap it with their
+    own default service."""
+    servers: list[rpyc_ipy.ThreadedServer] = []
+
+    def start(service: Any, **kwargs: Any) -> rpyc_ipy.ThreadedServer:
+        kwargs.setdefault("listener_timeout", 0.2)  # close() returns sooner
+        server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0, **kwargs)
+        servers.append(server)
+        server.start()
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.close()

@@ -42,24 +42,16 @@ class CredentialsService(rpyc_ipy.Service):
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[..., rpyc_ipy.ThreadedServer]]:
+def serve(start_server: Any) -> Callable[..., rpyc_ipy.ThreadedServer]:
     """``serve(service, authenticator, **kwargs)``: a started ThreadedServer on
     127.0.0.1 port 0, closed at the end of the test."""
-    servers: list[rpyc_ipy.ThreadedServer] = []
 
     def start(service: Any = CredentialsService, authenticator: Any = None,
               **kwargs: Any) -> rpyc_ipy.ThreadedServer:
-        server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0,
-                                         authenticator=authenticator, **kwargs)
-        servers.append(server)
-        server.start()
-        return server
+        return start_server(service,
+                            authenticator=authenticator, **kwargs)
 
-    try:
-        yield start
-    finally:
-        for server in servers:
-            server.close()
+    return start
 
 
 @pytest.fixture

@@ -125,22 +125,13 @@ class RpycService(_Body, rpyc.Service):  # type: ignore[misc,name-defined]
 
 
 @pytest.fixture
-def our_server() -> Iterator[Callable[..., rpyc_ipy.ThreadedServer]]:
+def our_server(start_server: Any) -> Callable[..., rpyc_ipy.ThreadedServer]:
     """``our_server(service, **kwargs)``: a started rpyc_ipy ThreadedServer."""
-    servers: list[rpyc_ipy.ThreadedServer] = []
 
     def start(service: Any = OurService, **kwargs: Any) -> rpyc_ipy.ThreadedServer:
-        kwargs.setdefault("listener_timeout", 0.2)
-        server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0, **kwargs)
-        servers.append(server)
-        server.start()
-        return server
+        return start_server(service, **kwargs)
 
-    try:
-        yield start
-    finally:
-        for server in servers:
-            server.close()
+    return start
 
 
 @pytest.fixture

@@ -138,7 +138,7 @@ class RawClient:
     def getroot(self) -> tuple[str, int, int]:
         kind, boxed = self.call(consts.HANDLE_GETROOT, val(()))
         assert kind == "reply" and boxed[0] == consts.LABEL_REMOTE_REF, (kind, boxed)
-        return boxed[1]  # type: ignore[no-any-return]
+        return boxed[1]
 
     def closed_within(self, timeout: float) -> bool:
         """True if the server closes the connection within ``timeout`` seconds
@@ -387,23 +387,14 @@ def rss_kib(pid: int) -> int:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[..., rpyc_ipy.ThreadedServer]]:
+def serve(start_server: Any) -> Callable[..., rpyc_ipy.ThreadedServer]:
     """``serve(service=TargetService, **server_kwargs)``: a started in-process
     ThreadedServer on 127.0.0.1 port 0, closed at the end of the test."""
-    servers: list[rpyc_ipy.ThreadedServer] = []
 
     def start(service: Any = TargetService, **kwargs: Any) -> rpyc_ipy.ThreadedServer:
-        kwargs.setdefault("listener_timeout", 0.2)
-        server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0, **kwargs)
-        servers.append(server)
-        server.start()
-        return server
+        return start_server(service, **kwargs)
 
-    try:
-        yield start
-    finally:
-        for server in servers:
-            server.close()
+    return start
 
 
 SERVER_SCRIPT = """
