@@ -8,12 +8,14 @@ request is one write and must not wait for Nagle's timer.
 from __future__ import annotations
 
 import ipaddress
+import select
 import socket
 import sys
 import threading
 from typing import Any
 
 from ..errors import ConnectionClosed, UsageError
+from .spin import DEFAULT_MAX_SPIN, SpinPolicy, spin_clock
 
 __all__ = [
     "POLL_INTERVAL",
@@ -52,7 +54,8 @@ class SocketTransport:
     ``close``; plain sockets also use ``sendmsg`` for gathered writes.
     """
 
-    def __init__(self, sock: Any, poll_interval: float = POLL_INTERVAL) -> None:
+    def __init__(self, sock: Any, poll_interval: float = POLL_INTERVAL,
+                 max_spin: float = DEFAULT_MAX_SPIN) -> None:
         self.sock = sock
         self._closed = False
         self._close_lock = threading.Lock()
@@ -60,7 +63,21 @@ class SocketTransport:
             hasattr(sock, "sendmsg")
         #: TLS objects buffer decrypted data where a peer's readiness check can't see it
         self.one_frame_per_write = not self._gather
-        sock.settimeout(poll_interval)
+        self._poll_ms = max(1, int(poll_interval * 1000))
+        self._poll_interval = poll_interval
+        # plain sockets are non-blocking and waited on with poll(): one syscall per read
+        # when data is there, and a short polling window before sleeping (see spin.py)
+        self._polled = self._gather and hasattr(select, "poll")
+        if self._polled:
+            sock.setblocking(False)
+            self._readable = select.poll()
+            self._readable.register(sock.fileno(), select.POLLIN)
+            self._writable = select.poll()
+            self._writable.register(sock.fileno(), select.POLLOUT)
+            self._spin = SpinPolicy(max_spin)
+        else:
+            self._spin = SpinPolicy(0.0)
+            sock.settimeout(poll_interval)
         try:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -71,7 +88,14 @@ class SocketTransport:
     def closed(self) -> bool:
         return self._closed
 
+    def set_busy_poll(self, window: float) -> None:
+        """The longest this transport polls for data before sleeping (0: never)."""
+        self._spin.maximum = max(0.0, window) if self._polled else 0.0
+        self._spin.window = min(self._spin.window, self._spin.maximum)
+
     def recv_into(self, buffer: memoryview) -> int:
+        if self._polled:
+            return self._recv_polled(buffer)
         try:
             return int(self.sock.recv_into(buffer))
         except TimeoutError:
@@ -82,6 +106,63 @@ class SocketTransport:
             if self._closed:
                 return 0
             raise ConnectionClosed(f"connection reset: {exc}") from None
+
+    def _recv_polled(self, buffer: memoryview) -> int:
+        # A small read comes between frames, when the reader expects to wait (a reply,
+        # the next request): an optimistic recv would mostly fail with EAGAIN, so poll
+        # first. A large one is the rest of a big frame that is streaming in: read first.
+        if len(buffer) > _JOIN_LIMIT:
+            try:
+                return int(self.sock.recv_into(buffer))
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                return self._recv_failed(exc)
+        spin = self._spin
+        started = spin_clock()
+        window = spin.begin(started)
+        if window:
+            poll = self._readable.poll
+            deadline = started + window
+            try:
+                while not poll(0):
+                    if spin_clock() >= deadline:
+                        break
+                else:
+                    window = 0.0
+            finally:
+                spin.release()
+            if not window:  # the data came while polling: the window is right as it is
+                return self._recv_ready(buffer)
+        if self._closed:
+            return 0
+        if not self._readable.poll(self._poll_ms):
+            spin.record_block(self._poll_interval)
+            raise TimeoutError("no data within the poll interval")
+        spin.record_block(spin_clock() - started)
+        return self._recv_ready(buffer)
+
+    def _recv_ready(self, buffer: memoryview) -> int:
+        try:
+            received = self.sock.recv_into(buffer)
+            self._spin.received(spin_clock())
+            return int(received)
+        except BlockingIOError:  # a spurious wake-up: the reader just calls again
+            raise TimeoutError("no data yet") from None
+        except OSError as exc:
+            return self._recv_failed(exc)
+
+    def _recv_failed(self, exc: OSError) -> int:
+        if self._closed:
+            return 0
+        raise ConnectionClosed(f"connection reset: {exc}") from None
+
+    def _wait_writable(self) -> None:
+        """Wait for room in the send buffer; the loop around it re-checks ``closed``."""
+        if self._closed:
+            raise ConnectionClosed("connection closed while sending")
+        if self._polled:
+            self._writable.poll(self._poll_ms)
 
     def send_parts(self, parts: list[bytes]) -> None:
         try:
@@ -98,7 +179,7 @@ class SocketTransport:
         # sendall with a timeout would give up on a slow reader; wait it out instead
         try:
             sent = self.sock.send(data)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):
             sent = 0
         if sent == len(data):
             return
@@ -106,9 +187,8 @@ class SocketTransport:
         while view:
             try:
                 sent = self.sock.send(view)
-            except TimeoutError:
-                if self._closed:
-                    raise ConnectionClosed("connection closed while sending") from None
+            except (TimeoutError, BlockingIOError):
+                self._wait_writable()
                 continue
             view = view[sent:]
 
@@ -130,9 +210,8 @@ class SocketTransport:
         while views:
             try:
                 sent = self.sock.sendmsg(views[:_IOV_MAX])
-            except TimeoutError:
-                if self._closed:
-                    raise ConnectionClosed("connection closed while sending") from None
+            except (TimeoutError, BlockingIOError):
+                self._wait_writable()
                 continue
             while sent and views:
                 first = len(views[0])

@@ -1,0 +1,162 @@
+"""The socket transport's waiting: poll before sleeping (adaptively), block, time out, close.
+
+Real socket pairs; every wait is bounded by the transport's poll interval or a
+thread join with a timeout.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import rpyc_ipy
+from rpyc_ipy.errors import ConfigError
+from rpyc_ipy.transports import spin
+from rpyc_ipy.transports.sockets import SocketTransport
+from rpyc_ipy.transports.spin import SpinPolicy
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[SocketTransport, SocketTransport]]:
+    a, b = socket.socketpair()
+    left, right = SocketTransport(a, poll_interval=0.05), SocketTransport(b, poll_interval=0.05)
+    yield left, right
+    left.close()
+    right.close()
+
+
+def _send_later(transport: SocketTransport, data: bytes, delay: float) -> threading.Thread:
+    def send() -> None:
+        time.sleep(delay)
+        transport.send_parts([data])
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    return thread
+
+
+def _recv_exactly(transport: SocketTransport, size: int, timeout: float = 10.0) -> bytes:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    filled = 0
+    deadline = time.monotonic() + timeout
+    while filled < size and time.monotonic() < deadline:
+        try:
+            received = transport.recv_into(view[filled:])
+        except TimeoutError:
+            continue
+        assert received, "the peer closed early"
+        filled += received
+    assert filled == size, f"only {filled} of {size} bytes arrived"
+    return bytes(buffer)
+
+
+def test_window_grows_after_short_waits_and_shrinks_after_long_ones() -> None:
+    policy = SpinPolicy(maximum=200e-6)
+    assert policy.window == 0.0
+    for _ in range(10):
+        policy.record_block(50e-6)  # data came soon after we went to sleep
+    assert policy.window == pytest.approx(200e-6)  # capped at the maximum
+    for _ in range(10):
+        policy.record_block(0.01)  # long waits: polling would only burn CPU
+    assert policy.window == 0.0
+    policy.record_block(30e-6)
+    assert 0 < policy.window <= 200e-6
+
+
+def test_a_zero_maximum_never_polls() -> None:
+    policy = SpinPolicy(maximum=0.0)
+    for _ in range(5):
+        policy.record_block(1e-6)
+    assert policy.window == 0.0
+    assert policy.begin(time.perf_counter()) == 0.0
+
+
+def test_only_one_reader_polls_at_a_time_and_not_while_another_is_busy() -> None:
+    first, second = SpinPolicy(), SpinPolicy()
+    for policy in (first, second):
+        policy.record_block(10e-6)
+    now = time.perf_counter()
+    first.received(now - 1.0)  # nobody else received recently
+    assert first.begin(now) > 0
+    try:
+        assert second.begin(now) == 0.0  # the process-wide token is taken
+    finally:
+        first.release()
+    # a reader that is not the one that just received data stays out of the way
+    first.received(time.perf_counter())
+    assert second.begin(time.perf_counter()) == 0.0
+    window = first.begin(time.perf_counter())
+    assert window > 0
+    first.release()
+
+
+def test_data_arriving_while_polling_or_sleeping_is_received(
+        pair: tuple[SocketTransport, SocketTransport]) -> None:
+    left, right = pair
+    # soon (caught while polling, once the window has grown) and late (after sleeping)
+    for delay in (0.0, 0.00005, 0.0001, 0.0001, 0.02):
+        sender = _send_later(right, b"ping", delay)
+        assert _recv_exactly(left, 4) == b"ping"
+        sender.join(5)
+        assert not sender.is_alive()
+
+
+def test_no_data_times_out_after_the_poll_interval(
+        pair: tuple[SocketTransport, SocketTransport]) -> None:
+    left, _ = pair
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        left.recv_into(memoryview(bytearray(16)))
+    assert time.monotonic() - started < 5.0
+
+
+def test_a_large_write_waits_for_a_slow_reader(
+        pair: tuple[SocketTransport, SocketTransport]) -> None:
+    left, right = pair
+    payload = bytes(range(256)) * (16 * 1024)  # 4 MiB, far more than the socket buffers
+    sender = threading.Thread(target=right.send_parts, args=([payload[:1000], payload[1000:]],))
+    sender.start()
+    time.sleep(0.05)  # let the writer fill the buffers and wait for room
+    assert _recv_exactly(left, len(payload)) == payload
+    sender.join(10)
+    assert not sender.is_alive()
+
+
+def test_close_wakes_a_sleeping_reader(pair: tuple[SocketTransport, SocketTransport]) -> None:
+    left, _ = pair
+    left._poll_ms = 5000  # a long sleep that only the close can cut short
+    results: list[int] = []
+    reader = threading.Thread(target=lambda: results.append(
+        left.recv_into(memoryview(bytearray(16)))))
+    reader.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    left.close()
+    reader.join(10)
+    assert results == [0]
+    assert time.monotonic() - started < 2.0
+
+
+def test_busy_poll_window_config() -> None:
+    a, b = socket.socketpair()
+    try:
+        conn = rpyc_ipy.connect_socket(a, config={"busy_poll_window": 0})
+        transport = conn._transport
+        assert isinstance(transport, SocketTransport)
+        assert transport._spin.maximum == 0.0
+        conn.close()
+    finally:
+        b.close()
+    for bad in (-1, 1.0, "fast", True):
+        with pytest.raises(ConfigError):
+            rpyc_ipy.connect_stream(None, config={"busy_poll_window": bad})
+
+
+def test_default_window_is_small() -> None:
+    # the window bounds how long another thread of the process can wait for the GIL
+    assert 0 < spin.DEFAULT_MAX_SPIN <= 1e-3
