@@ -174,8 +174,10 @@ def run_library(library: str, client_library: str, duration: float, processes: i
         ]
         time.sleep(max(0.0, start_at - time.time()))
         cpu_start = cpu_seconds(server.pid)
+        clients_start = sum(cpu_seconds(client.pid) for client in clients)
         time.sleep(duration)
         server_cpu = cpu_seconds(server.pid) - cpu_start
+        clients_cpu = sum(cpu_seconds(client.pid) for client in clients) - clients_start
         ops = errors = 0
         latencies: list[int] = []
         for client in clients:
@@ -196,6 +198,7 @@ def run_library(library: str, client_library: str, duration: float, processes: i
         "library": library,
         "clients": client_library,
         "server_cpu_us": server_cpu / ops * 1e6 if ops else float("nan"),
+        "client_cpu_us": clients_cpu / ops * 1e6 if ops else float("nan"),
         "ops": ops,
         "errors": errors,
         "throughput": ops / duration,
@@ -234,11 +237,13 @@ def main() -> int:
             for library, client in (("rpyc_ipy", "rpyc_ipy"), ("rpyc 6.0.2", "rpyc"),
                                     ("rpyc_ipy", "rpyc"))]
     print(f"{'server':<11} {'clients':<9} {'ops/s':>8} {'p50 us':>8} {'p99 us':>8} "
-          f"{'p99.9 us':>9} {'mean us':>8} {'srv cpu/op':>10} {'requests':>9} {'errors':>6}")
+          f"{'p99.9 us':>9} {'mean us':>8} {'srv cpu/op':>10} {'cli cpu/op':>10} "
+          f"{'requests':>9} {'errors':>6}")
     for row in rows:
         print(f"{row['library']:<11} {row['clients']:<9} {row['throughput']:>8.0f} "
               f"{row['p50']:>8.0f} {row['p99']:>8.0f} {row['p999']:>9.0f} {row['mean']:>8.0f} "
-              f"{row['server_cpu_us']:>8.0f}us {row['ops']:>9} {row['errors']:>6}")
+              f"{row['server_cpu_us']:>8.0f}us {row['client_cpu_us']:>8.0f}us "
+              f"{row['ops']:>9} {row['errors']:>6}")
     theirs = rows[1]
     for ours, label in ((rows[0], "ours/ours clients"), (rows[2], "ours/rpyc clients")):
         if theirs["throughput"] and ours["p50"] and ours["p99"] and ours["server_cpu_us"]:

@@ -3,7 +3,7 @@
 Neither does protocol work of its own: the flusher writes the DEL requests that
 netref finalizers queued (finalizers never do I/O), and the watchdog hands a
 connection's reader role to a pool worker when a request runs long with nobody
-reading.
+reading (and a server loop's leadership to another thread, see servers/loop.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -54,6 +54,12 @@ class ReleaseFlusher:
             del conn
 
 
+class Stallable(Protocol):
+    """What the watchdog watches: a connection, or a server loop (servers/loop.py)."""
+
+    def _hand_on_if_stalled(self, now: float, grace: float, watched: set[Any]) -> None: ...
+
+
 class Watchdog:
     """One thread for the process: hands the reader role on for requests that run long.
 
@@ -64,14 +70,14 @@ class Watchdog:
     GRACE = 0.01  # a request running longer than this gets a reader beside it
     TICK = 0.01
     LINGER = 0.25
-    _watched: set[Connection] = set()
+    _watched: set[Stallable] = set()
     _lock = threading.Lock()
     _wakeup = threading.Event()
     _thread: threading.Thread | None = None
     _ticking = False
 
     @classmethod
-    def watch(cls, conn: Connection) -> None:
+    def watch(cls, conn: Stallable) -> None:
         cls._watched.add(conn)  # set.add is atomic under the GIL
         if not cls._ticking:
             with cls._lock:

@@ -46,6 +46,7 @@ from .errors import (
     ConfigError,
     ConnectionClosed,
     ConnectionLost,
+    LimitExceeded,
     PingError,
     ProtocolError,
     RPyCError,
@@ -103,6 +104,11 @@ _SIMPLE_TYPES = frozenset(
     {type(None), bool, int, float, complex, bytes, str, type(NotImplemented), type(Ellipsis)}
 )
 _conn_ids = itertools.count(1)
+
+
+def _never() -> bool:
+    return False
+
 _get = object.__getattribute__
 
 
@@ -168,6 +174,7 @@ class Connection(RequestHandlers):
         self._executing = 0
         self._waiting = 0
         self._unread_since: float | None = None  # a request runs and nobody reads
+        self._loop: Any = None  # the server loop that reads us, if any (servers/loop.py)
         self._closed = False
         self._close_reason: BaseException | None = None
         self._created = time.monotonic()
@@ -415,6 +422,51 @@ class Connection(RequestHandlers):
         """Same as :meth:`serve_all`; requests already run on a bounded pool."""
         self.serve_all()
 
+    # -- served by an event loop ------------------------------------------------------
+
+    def attach_loop(self, loop: Any) -> None:
+        """Let ``loop`` read this connection instead of a thread of its own: from now
+        on, giving up the reader role calls ``loop.rearm(self)`` (see servers/loop.py)."""
+        if not self._reader.can_read_available:
+            raise UsageError("this transport cannot be read without waiting")
+        self._loop = loop
+
+    def pump(self) -> None:
+        """Handle every frame that has arrived, without waiting for more; requests run
+        on this thread. The server loop calls this when the socket is readable."""
+        me = threading.get_ident()
+        while True:
+            with self._lock:
+                if self._closed or self._reading:
+                    return  # whoever reads now re-arms the loop when done
+                if self._executing >= self._config["max_dispatch_threads"]:
+                    return  # at the cap: the threads running requests read on when done
+                self._reading = True
+                self._reader_ident = me
+                self._unread_since = None
+            try:
+                ran_request = self._read_until(_never, None, nested=False, nowait=True)
+            finally:
+                self._release_role()
+            if not ran_request:
+                return
+
+    def has_frame(self) -> bool:
+        """True if a whole frame is buffered, so :meth:`pump` has work without a read."""
+        return self._reader.has_frame()
+
+    def check_deadlines(self) -> None:
+        """Enforce the first-frame, frame and idle deadlines while nobody reads
+        (a loop calls this now and then; a reading thread checks them itself)."""
+        if self._closed or self._reading:
+            return
+        try:
+            self._reader.check_stall()
+        except LimitExceeded as exc:
+            self._teardown(exc)
+            return
+        self._check_idle(self._config)
+
     # -- waiting and reading --------------------------------------------------------
 
     def _closed_message(self) -> str:
@@ -486,6 +538,7 @@ class Connection(RequestHandlers):
         hands the role on only if the request runs longer than a few
         milliseconds. Quick requests thus cost no thread wake-up, and a long one
         still cannot stop the connection from reading a cancel or a callback.
+        A connection read by a server loop goes back to the loop instead.
         ``departing``: the caller stops waiting, don't count it as needing a reader.
         """
         with self._lock:
@@ -500,14 +553,20 @@ class Connection(RequestHandlers):
                 return
             if self._closed:
                 return
-            if for_request:
-                self._unread_since = time.monotonic()
-                Watchdog.watch(self)
-                return
-            if not self._needs_reader(1 if departing else 0):
-                return
-            spawn = self._wake_reader_locked()
-        if spawn:
+            loop = self._loop
+            if loop is None:
+                if for_request:
+                    self._unread_since = time.monotonic()
+                    Watchdog.watch(self)
+                    return
+                if not self._needs_reader(1 if departing else 0):
+                    return
+                spawn = self._wake_reader_locked()
+        if loop is not None:
+            # a server loop reads from here on: it waits for the socket or, if a whole
+            # frame is already buffered, takes this connection up again at once
+            loop.rearm(self)
+        elif spawn:
             self._spawn_worker()
 
     def _wake_reader_locked(self) -> bool:
@@ -585,24 +644,30 @@ class Connection(RequestHandlers):
                 self._release_role()  # no-op if the role was handed off already
 
     def _read_until(self, done: Callable[[], bool], deadline: float | None, nested: bool,
-                    on_frame: list[bool] | None = None) -> bool:
+                    on_frame: list[bool] | None = None, nowait: bool = False) -> bool:
         """Read frames as the reader until ``done()``; returns True if the role was handed
-        off (a request was read and run, the caller no longer reads).
+        off (a request was read and run, the caller no longer reads). ``nowait``: also
+        return (False) as soon as no whole frame has arrived.
         """
         reader = self._reader
         config = self._config
+        read = reader.read_available if nowait else reader.read_payload
         while not done():
             if self._closed:
                 return False
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             try:
-                payload = reader.read_payload()
+                payload = read()
             except TimeoutError:
+                if nowait:
+                    return False
                 self._check_idle(config)
                 continue
             except (ConnectionClosed, ProtocolError, OSError) as exc:
-                self._teardown(exc)
+                # the traceback's frames may hold a partly decoded payload of up to
+                # max_frame_size: drop them now, not when this thread unwinds
+                self._teardown(exc.with_traceback(None))
                 return False
             self._last_frame = time.monotonic()
             if on_frame is not None:
@@ -611,15 +676,14 @@ class Connection(RequestHandlers):
                 event = self._engine.parse_payload(payload)
             except ProtocolError as exc:
                 log.warning("%s: closing after a malformed message: %s", config["connid"], exc)
-                self._teardown(exc)
+                self._teardown(exc.with_traceback(None))
                 return False
             if type(event) is Request:
                 args, error = self._unbox_request(event)
                 if nested:
                     self._execute(event, args, error)
                     continue
-                self._release_role(for_request=True)
-                self._execute(event, args, error)
+                self._execute(event, args, error, release_role=True)
                 return True
             self._complete(event)  # type: ignore[arg-type]
         return False
@@ -676,9 +740,14 @@ class Connection(RequestHandlers):
             return (), CodecError("request arguments must be a tuple")
         return args, None
 
-    def _execute(self, event: Request, args: tuple[Any, ...], error: BaseException | None) -> None:
+    def _execute(self, event: Request, args: tuple[Any, ...], error: BaseException | None,
+                 release_role: bool = False) -> None:
+        """Run one request and send its reply; ``release_role``: give up the reader
+        role first (counted as executing already, so a loop respects the thread cap)."""
         with self._lock:
             self._executing += 1
+        if release_role:
+            self._release_role(for_request=True)
         try:
             try:
                 if error is not None:
@@ -911,6 +980,7 @@ class Connection(RequestHandlers):
             if self._closed:
                 return
             self._closed = True
+            loop = self._loop
             # keep the text only: the exception's traceback would pin the frames (and a
             # decoded payload of up to max_frame_size) of whatever failed
             self._close_reason = None if reason is None else ConnectionClosed(str(reason))
@@ -920,6 +990,8 @@ class Connection(RequestHandlers):
             self._callers.clear()
             idle = list(self._idle_workers)
             self._idle_workers.clear()
+        if loop is not None:
+            loop.forget(self)  # before the close: the socket's number may be reused after
         self._transport.close()
         lost = ConnectionLost(f"connection {self._config['connid']} lost"
                               + (f": {reason}" if reason else ""))

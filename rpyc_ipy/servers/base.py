@@ -24,6 +24,7 @@ from typing import Any
 from ..connection import Connection, _user_of
 from ..errors import AuthenticationError, UsageError
 from ..transports.sockets import SocketTransport, is_loopback
+from .loop import ServerLoop, loop_available
 
 __all__ = ["Authenticator", "Server"]
 
@@ -34,11 +35,16 @@ log = logging.getLogger("rpyc_ipy.server")
 class Server:
     """Accepts clients and serves ``service`` to each; see the module docstring.
 
+    Subclasses that set ``multiplex_clients`` read their plain-socket clients from
+    one :class:`~rpyc_ipy.servers.loop.ServerLoop` instead of a thread each.
+
     ``protocol_config`` is the connection config (RPyC keys and ours) for every
     client. ``max_connections`` caps concurrent clients (extra ones are closed
     at once); ``auth_timeout`` bounds the authenticator; ``first_frame_timeout``
     drops a client that sends nothing after authenticating.
     """
+
+    multiplex_clients = False
 
     def __init__(
         self,
@@ -77,6 +83,10 @@ class Server:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._handshakes = 0
+        self._loop: ServerLoop | None = None
+        if self.multiplex_clients and loop_available():
+            self._loop = ServerLoop(self._client_closed, max_threads=max_connections + 1,
+                                    name="rpyc_ipy-server-loop")
         if socket_path is not None:
             self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.listener.bind(socket_path)
@@ -145,6 +155,8 @@ class Server:
                 conn.close()
             except Exception:
                 pass
+        if self._loop is not None:
+            self._loop.close()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
 
@@ -249,16 +261,32 @@ class Server:
                 self._handshakes -= 1
                 counted_as_handshake = False
                 self.clients.add(conn)
+            if self._loop is not None and getattr(transport, "pollable", False):
+                self._loop.set_busy_poll(conn.config["busy_poll_window"])
+                try:
+                    self._loop.add(conn, sock.fileno())
+                    return  # the loop serves it from now on, and calls _client_closed
+                except Exception:
+                    if not self._closed:
+                        self.logger.exception("cannot hand %s to the server loop", address)
+                    conn.close()
+                    self._client_closed(conn)
+                    return
             try:
                 conn.serve_all()
             finally:
-                with self._clients_lock:
-                    self.clients.discard(conn)
-                self.logger.info("connection %s closed", conn.config["connid"])
+                self._client_closed(conn)
         finally:
             if counted_as_handshake:
                 with self._clients_lock:
                     self._handshakes -= 1
+
+    def _client_closed(self, conn: Connection) -> None:
+        with self._clients_lock:
+            if conn not in self.clients:
+                return
+            self.clients.discard(conn)
+        self.logger.info("connection %s closed", conn.config["connid"])
 
 
 def _close_quietly(sock: Any) -> None:

@@ -1,7 +1,9 @@
 """Server strategies: where each client's connection runs.
 
-* :class:`ThreadedServer`: a thread per client (requests of one client still
-  run on that connection's bounded pool).
+* :class:`ThreadedServer`: every client served at once; plain-socket clients
+  are read from one event loop (:mod:`rpyc_ipy.servers.loop`), TLS clients by
+  a thread each (requests of one client still run on that connection's
+  bounded pool).
 * :class:`ThreadPoolServer`: at most ``nbThreads`` clients served at once;
   later clients wait in line (their authentication still has its deadline).
 * :class:`OneShotServer`: serves exactly one client, then closes.
@@ -20,7 +22,16 @@ __all__ = ["OneShotServer", "ThreadPoolServer", "ThreadedServer"]
 
 
 class ThreadedServer(Server):
-    """One thread per client connection."""
+    """Serves every client at once, none waiting for another.
+
+    Each client gets a thread for its handshake; after that, plain-socket
+    clients are read from one shared event loop whose leader runs quick
+    requests itself and hands leadership on when a request runs long (see
+    :mod:`rpyc_ipy.servers.loop`), and TLS clients keep their thread. Either
+    way a client's requests run on that connection's bounded pool.
+    """
+
+    multiplex_clients = True
 
     def _dispatch(self, sock: socket.socket, address: Any) -> None:
         threading.Thread(target=self._handle_client, args=(sock, address),

@@ -70,6 +70,8 @@ class FrameReader:
         self.frames_read = 0
         #: monotonic time by which the first frame must have arrived (servers set it)
         self.first_frame_by: float | None = None
+        self._recv = transport.recv_into
+        self._recv_nowait = getattr(transport, "recv_nowait", None)
 
     @property
     def in_frame(self) -> bool:
@@ -81,13 +83,45 @@ class FrameReader:
             pending = self._end - self._start
             self._buffer[:pending] = self._buffer[self._start:self._end]
             self._start, self._end = 0, pending
-        received = self._transport.recv_into(self._view[self._end:])
+        received = self._recv(self._view[self._end:])
         if not received:
             raise ConnectionClosed("the peer closed the connection")
         if self._frame_started is None:
             self._frame_started = time.monotonic()
         self._end += received
         self._check_stall()  # here too: a peer dripping bytes never lets a read time out
+
+    @property
+    def can_read_available(self) -> bool:
+        """True if the transport offers the non-waiting read :meth:`read_available` needs."""
+        return self._recv_nowait is not None
+
+    def has_frame(self) -> bool:
+        """True if a whole frame is already buffered (no read needed to get it)."""
+        pending = self._end - self._start
+        if self._big is not None or pending < HEADER_SIZE:
+            return False
+        start = self._start
+        try:
+            length, _ = parse_header(self._view[start:start + HEADER_SIZE], self._limits)
+        except LimitExceeded:
+            return True  # reading it is what reports the error
+        return pending >= HEADER_SIZE + length + 1
+
+    def read_available(self) -> bytes | bytearray | memoryview:
+        """The next payload, if what the transport has now completes one; raises
+        ``TimeoutError`` otherwise without waiting (nothing is lost: call again
+        when more has arrived). Needs a transport with ``recv_nowait``."""
+        assert self._recv_nowait is not None
+        self._recv = self._recv_nowait
+        try:
+            return self.read_payload()
+        finally:
+            self._recv = self._transport.recv_into
+
+    def check_stall(self) -> None:
+        """Raise ``LimitExceeded`` if a frame, or the first frame, is overdue."""
+        self._check_stall()
 
     def _check_stall(self) -> None:
         if self._frame_started is None:
@@ -148,7 +182,7 @@ class FrameReader:
         size = len(body)
         with memoryview(body) as view:
             while self._big_filled < size:
-                received = self._transport.recv_into(view[self._big_filled:])
+                received = self._recv(view[self._big_filled:])
                 if not received:
                     raise ConnectionClosed(
                         "the peer closed the connection in the middle of a frame")

@@ -142,6 +142,20 @@ class SocketTransport:
         spin.record_block(spin_clock() - started)
         return self._recv_ready(buffer)
 
+    def recv_nowait(self, buffer: memoryview) -> int:
+        """One read of what has arrived; ``TimeoutError`` at once if nothing has."""
+        try:
+            return int(self.sock.recv_into(buffer))
+        except BlockingIOError:
+            raise TimeoutError("no data yet") from None
+        except OSError as exc:
+            return self._recv_failed(exc)
+
+    @property
+    def pollable(self) -> bool:
+        """True for plain non-blocking sockets, which an event loop can wait on."""
+        return self._polled
+
     def _recv_ready(self, buffer: memoryview) -> int:
         try:
             received = self.sock.recv_into(buffer)

@@ -15,28 +15,53 @@ guarded three ways:
   governor: it grows when the data arrived just after the window closed and
   shrinks when the wait was long anyway (an idle peer, a slow network);
 * a reader polls only while its conversation is the only one the process is
-  having: if another reader of the process received data in the last
-  millisecond (a server busy with many clients), everyone blocks as usual;
+  having: once two readers of the process have received data within the last
+  50 ms (a server thread per client, a client process with many connections),
+  everyone blocks as usual;
+* nobody polls while the machine has more runnable threads than CPUs (read
+  from ``/proc/loadavg`` at most ten times a second): then a poller would take
+  a CPU from someone who has work, such as the peer;
 * at most one thread per process polls at any moment.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
-__all__ = ["DEFAULT_MAX_SPIN", "SpinPolicy"]
+__all__ = ["DEFAULT_MAX_SPIN", "SOLO", "SpinPolicy"]
 
 #: the longest a reader polls before blocking (seconds); 0 turns polling off
 DEFAULT_MAX_SPIN = 200e-6
 _START = 10e-6  # the first window after a short wait
-_BUSY = 1e-3  # another reader received this recently: the process is busy
+#: seconds one reader must have been the only one receiving before it may poll
+SOLO = 0.05
 _clock = time.perf_counter
 
 # One poller per process: a second one would only compete for the GIL and a CPU.
 _token = threading.Lock()
-# (reader, time) of the last receive in this process; one tuple, so one atomic store
-_last_receive: list[tuple[object, float]] = [(None, 0.0)]
+_CPUS = os.cpu_count() or 1
+_LOADAVG = "/proc/loadavg"
+_CROWD_CHECK = 0.1  # seconds between readings of the run queue
+_crowd: list[float | bool] = [-1.0, False]  # when last read, and whether CPUs were all taken
+
+
+def _crowded(now: float) -> bool:
+    """True if more threads are runnable than there are CPUs (read now and then)."""
+    if now - _crowd[0] < _CROWD_CHECK:
+        return bool(_crowd[1])
+    _crowd[0] = now
+    try:
+        with open(_LOADAVG, "rb") as stat:  # "0.52 0.58 0.59 3/412 1234": 3 runnable
+            runnable = int(stat.read().split()[3].split(b"/")[0])
+    except (OSError, ValueError, IndexError):
+        runnable = 0  # not Linux: no signal, rely on the other guards
+    _crowd[1] = runnable > _CPUS
+    return bool(_crowd[1])
+# the last reader of the process to receive, and when a different one last did
+_last_reader: list[object] = [None]
+_last_switch: list[float] = [0.0]
 
 
 class SpinPolicy:
@@ -52,19 +77,18 @@ class SpinPolicy:
 
     def received(self, now: float) -> None:
         """Note that this reader got data at ``now``."""
-        _last_receive[0] = (self, now)
+        if _last_reader[0] is not self:
+            _last_reader[0] = self
+            _last_switch[0] = now
 
     def begin(self, now: float) -> float:
         """The window to poll for now, 0 when this reader should block at once.
 
         A non-zero answer holds the process-wide token: call :meth:`release`.
         """
-        if not self.window:
+        if not self.window or now - _last_switch[0] < SOLO or _last_reader[0] is not self:
             return 0.0
-        last_reader, last_time = _last_receive[0]
-        if last_reader is not self and now - last_time < _BUSY:
-            return 0.0
-        if not _token.acquire(blocking=False):
+        if _crowded(now) or not _token.acquire(blocking=False):
             return 0.0
         return self.window
 

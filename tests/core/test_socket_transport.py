@@ -76,23 +76,23 @@ def test_a_zero_maximum_never_polls() -> None:
     assert policy.begin(time.perf_counter()) == 0.0
 
 
-def test_only_one_reader_polls_at_a_time_and_not_while_another_is_busy() -> None:
+def test_only_a_reader_alone_polls_and_one_thread_at_a_time() -> None:
     first, second = SpinPolicy(), SpinPolicy()
     for policy in (first, second):
         policy.record_block(10e-6)
     now = time.perf_counter()
-    first.received(now - 1.0)  # nobody else received recently
+    first.received(now - 1.0)  # first has been the only reader receiving for a second
     assert first.begin(now) > 0
     try:
-        assert second.begin(now) == 0.0  # the process-wide token is taken
+        assert first.begin(now) == 0.0  # a second thread at once: the token is taken
     finally:
         first.release()
-    # a reader that is not the one that just received data stays out of the way
-    first.received(time.perf_counter())
-    assert second.begin(time.perf_counter()) == 0.0
-    window = first.begin(time.perf_counter())
-    assert window > 0
-    first.release()
+    # another reader of the process receives: two conversations, nobody polls for a while
+    second.received(now)
+    assert first.begin(now + 0.01) == 0.0
+    assert second.begin(now + 0.01) == 0.0
+    assert second.begin(now + 1.0) > 0  # alone again for long enough
+    second.release()
 
 
 def test_data_arriving_while_polling_or_sleeping_is_received(
