@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from ..connection import Connection, _user_of
 from ..errors import AuthenticationError, UsageError
@@ -29,6 +29,7 @@ from .loop import ServerLoop, loop_available
 __all__ = ["Authenticator", "Server"]
 
 Authenticator = Callable[[socket.socket], tuple[Any, Any]]
+_S = TypeVar("_S", bound="Server")
 log = logging.getLogger("rpyc_ipy.server")
 
 
@@ -109,7 +110,7 @@ class Server:
         self.listener.listen(backlog)
         self.listener.settimeout(listener_timeout)
 
-    def __enter__(self) -> Server:
+    def __enter__(self: _S) -> _S:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

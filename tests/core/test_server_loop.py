@@ -1,0 +1,163 @@
+"""ThreadedServer's event loop: plain clients share one epoll leader, a slow request
+hands leadership on, buffered frames are not forgotten, TLS clients keep a thread,
+and closing the server stops the loop's threads. Real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import rpyc_ipy
+from rpyc_ipy.auth import SSLAuthenticator
+from rpyc_ipy.servers.base import Server
+from rpyc_ipy.servers.loop import ServerLoop, loop_available
+
+pytestmark = pytest.mark.skipif(not loop_available(), reason="no epoll on this system")
+
+
+class Work(rpyc_ipy.Service):
+    def exposed_add(self, a: int, b: int) -> int:
+        return a + b
+
+    def exposed_sleep(self, seconds: float) -> str:
+        time.sleep(seconds)
+        return "slept"
+
+    def exposed_call_back(self, func: Callable[[int], int], value: int) -> int:
+        return func(value) + 1
+
+
+@pytest.fixture
+def server() -> Iterator[rpyc_ipy.ThreadedServer]:
+    with rpyc_ipy.ThreadedServer(Work, port=0, listener_timeout=0.2) as started:
+        started.start()
+        yield started
+
+
+def _loop(server: Server) -> ServerLoop:
+    loop = server._loop
+    assert loop is not None
+    return loop
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_many_plain_clients_are_served_by_the_loop(server: rpyc_ipy.ThreadedServer) -> None:
+    conns = [rpyc_ipy.connect("127.0.0.1", server.port) for _ in range(12)]
+    try:
+        assert [c.root.add(i, 1) for i, c in enumerate(conns)] == list(range(1, 13))
+        loop = _loop(server)
+        assert _wait_until(lambda: len(loop._clients) == 12)
+        # quick requests need no thread per client: the leader runs them itself
+        assert loop.thread_count <= 2
+    finally:
+        for conn in conns:
+            conn.close()
+    assert _wait_until(lambda: not server.clients and not _loop(server)._clients)
+
+
+def test_a_slow_request_does_not_hold_up_other_clients(server: rpyc_ipy.ThreadedServer) -> None:
+    slow_conn = rpyc_ipy.connect("127.0.0.1", server.port)
+    quick_conn = rpyc_ipy.connect("127.0.0.1", server.port)
+    try:
+        slow = rpyc_ipy.async_(slow_conn.root.sleep)(1.5)
+        time.sleep(0.1)  # the slow request is running on the loop's leader
+        started = time.monotonic()
+        assert [quick_conn.root.add(i, i) for i in range(20)] == [2 * i for i in range(20)]
+        assert time.monotonic() - started < 1.0  # answered while the slow one still runs
+        assert not slow.ready
+        slow.wait()
+        assert slow.value == "slept"
+        assert _loop(server).thread_count >= 2  # leadership was handed on
+    finally:
+        slow_conn.close()
+        quick_conn.close()
+
+
+def test_a_burst_of_pipelined_requests_is_answered_in_full(
+        server: rpyc_ipy.ThreadedServer) -> None:
+    # many requests in flight at once end up in one read: the frames left in the
+    # buffer are served without waiting for more bytes from the socket
+    with rpyc_ipy.connect("127.0.0.1", server.port) as conn:
+        add = rpyc_ipy.async_(conn.root.add)
+        results = [add(i, 1000) for i in range(300)]
+        for result in results:
+            result.wait()
+        assert [r.value for r in results] == [i + 1000 for i in range(300)]
+
+
+def test_callbacks_into_the_client_work_from_the_loop(server: rpyc_ipy.ThreadedServer) -> None:
+    with rpyc_ipy.connect("127.0.0.1", server.port) as conn:
+        # the client serves its side while it waits: the callback runs here
+        assert conn.root.call_back(lambda x: x * 10, 4) == 41
+        assert conn.root.add(1, 2) == 3  # and the connection goes back to the loop
+
+
+def test_idle_clients_are_dropped_by_the_loops_sweep() -> None:
+    with rpyc_ipy.ThreadedServer(Work, port=0, listener_timeout=0.2,
+                                 protocol_config={"idle_timeout": 0.3}) as server:
+        server.start()
+        conn = rpyc_ipy.connect("127.0.0.1", server.port)
+        assert conn.root.add(1, 1) == 2
+        assert _wait_until(lambda: not server.clients, timeout=10.0)
+        conn.close()
+
+
+def test_tls_clients_keep_a_thread_of_their_own(pki: Any) -> None:
+    auth = SSLAuthenticator(pki.server_key, pki.server_cert)
+    with rpyc_ipy.ThreadedServer(Work, port=0, listener_timeout=0.2,
+                                 authenticator=auth) as server:
+        server.start()
+        with rpyc_ipy.ssl_connect("127.0.0.1", server.port, ca_certs=str(pki.ca)) as conn:
+            assert conn.root.add(2, 3) == 5
+            assert _wait_until(lambda: len(server.clients) == 1)
+            assert not _loop(server)._clients
+
+
+def test_closing_the_server_stops_the_loop_threads() -> None:
+    server = rpyc_ipy.ThreadedServer(Work, port=0, listener_timeout=0.2)
+    server.start()
+    conns = [rpyc_ipy.connect("127.0.0.1", server.port) for _ in range(3)]
+    slow = rpyc_ipy.async_(conns[0].root.sleep)(0.3)  # makes the loop start a second thread
+    assert conns[1].root.add(1, 1) == 2
+    slow.wait()
+    loop = _loop(server)
+    assert loop.thread_count >= 1
+    server.close()
+    assert _wait_until(lambda: loop.thread_count == 0)
+    for conn in conns:  # the server closed them: their next call fails at once
+        with pytest.raises(rpyc_ipy.errors.ConnectionClosed):
+            conn.root.add(1, 1)
+        conn.close()
+
+
+def test_threads_other_than_the_loop_can_take_a_loop_clients_role(
+        server: rpyc_ipy.ThreadedServer) -> None:
+    # 8 client threads on one connection: the server's answers interleave freely
+    with rpyc_ipy.connect("127.0.0.1", server.port) as conn:
+        errors: list[BaseException] = []
+
+        def hammer(base: int) -> None:
+            try:
+                for i in range(50):
+                    assert conn.root.add(base, i) == base + i
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=hammer, args=(k * 1000,)) for k in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not errors and not any(t.is_alive() for t in threads)
