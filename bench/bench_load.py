@@ -5,9 +5,11 @@ Each library's server runs alone in its own subprocess on 127.0.0.1; the clients
 are separate processes too (4 processes x 16 threads by default, one connection
 per thread), so what is measured is the server rather than one client's GIL. A
 request is one round trip on both sides (a cached remote method called with two
-small ints). The libraries take turns, one after the other, for ``--duration``
-seconds each. Prints throughput (ops/s), latency percentiles and the ratios;
-errors (exceptions or wrong results) are counted and must be zero.
+small ints). Four runs take turns, ``--duration`` seconds each: each library
+with its own clients, then each server with the other library's clients. Prints
+throughput (ops/s), latency percentiles, CPU per request of the server and of
+the clients, and the ratios; errors (exceptions or wrong results) are counted
+and must be zero.
 
     .venv/bin/python bench/bench_load.py [--duration 30] [--processes 4] [--threads 16]
 
@@ -232,10 +234,13 @@ def main() -> int:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; {clients} clients "
           f"({options.processes} processes x {options.threads} threads), {duration:g} s each; "
           "one round trip per request")
-    # ours with our clients, rpyc with rpyc's, and (to isolate the server) ours with rpyc's
+    # each library with its own clients, then each server with the other's clients: the
+    # clients share the cores with the server, so comparing servers under the same
+    # clients isolates the server (a faster server makes CPU-bound clients wait for a
+    # CPU instead of for their answers, which shows in the tail: see the closing note)
     rows = [run_library(library, client, duration, options.processes, options.threads)
             for library, client in (("rpyc_ipy", "rpyc_ipy"), ("rpyc 6.0.2", "rpyc"),
-                                    ("rpyc_ipy", "rpyc"))]
+                                    ("rpyc_ipy", "rpyc"), ("rpyc 6.0.2", "rpyc_ipy"))]
     print(f"{'server':<11} {'clients':<9} {'ops/s':>8} {'p50 us':>8} {'p99 us':>8} "
           f"{'p99.9 us':>9} {'mean us':>8} {'srv cpu/op':>10} {'cli cpu/op':>10} "
           f"{'requests':>9} {'errors':>6}")
@@ -244,10 +249,11 @@ def main() -> int:
               f"{row['p50']:>8.0f} {row['p99']:>8.0f} {row['p999']:>9.0f} {row['mean']:>8.0f} "
               f"{row['server_cpu_us']:>8.0f}us {row['client_cpu_us']:>8.0f}us "
               f"{row['ops']:>9} {row['errors']:>6}")
-    theirs = rows[1]
-    for ours, label in ((rows[0], "ours/ours clients"), (rows[2], "ours/rpyc clients")):
+    for ours, theirs, label in ((rows[0], rows[1], "whole stacks: ours vs rpyc"),
+                                (rows[2], rows[1], "servers, rpyc's clients: ours vs rpyc"),
+                                (rows[0], rows[3], "servers, our clients: ours vs rpyc")):
         if theirs["throughput"] and ours["p50"] and ours["p99"] and ours["server_cpu_us"]:
-            print(f"{label} vs rpyc/rpyc clients: throughput "
+            print(f"{label}: throughput "
                   f"x{ours['throughput'] / theirs['throughput']:.2f}, "
                   f"p50 x{theirs['p50'] / ours['p50']:.2f}, "
                   f"p99 x{theirs['p99'] / ours['p99']:.2f}, "
