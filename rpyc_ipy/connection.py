@@ -104,12 +104,11 @@ _SIMPLE_TYPES = frozenset(
     {type(None), bool, int, float, complex, bytes, str, type(NotImplemented), type(Ellipsis)}
 )
 _conn_ids = itertools.count(1)
+_get = object.__getattribute__
 
 
 def _never() -> bool:
     return False
-
-_get = object.__getattribute__
 
 
 
