@@ -111,7 +111,6 @@ def _never() -> bool:
     return False
 
 
-
 def _validated_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     merged = dict(DEFAULT_CONFIG)
     merged.update(CONNECTION_OPTIONS)
