@@ -32,7 +32,23 @@ Speed notes (this module is on every message's path, and pure Python):
   so both paths always give the same result;
 * malformed input is caught by one ``try`` around the whole decode instead of
   bounds checks per item; lengths that could make us allocate (tuple counts,
-  L4 lengths) are still checked before use.
+  L4 lengths) are still checked before use;
+* short str values (up to 63 chars) are encoded once: a memo keeps their
+  whole encoding, since the same names recur in message after message. It is
+  cleared when it reaches 1024 entries, so it stays small whatever we are made
+  to send. (Ints are not memoised: sequence numbers never repeat, and a memo
+  measured slower on realistic traffic; nor is str decoding: slicing the key
+  out costs as much as decoding it.);
+* every tuple under 16 items, at any depth, goes through :func:`_small`, and
+  :func:`load` repeats load_from's few lines for bytes: one Python call less;
+* CPython 3.11 specifics, measured: ``out.append(x)`` is spelled out (that
+  call site is specialised, a bound method hoisted into a local is slower);
+  the item loops get their type objects and tables as default arguments
+  (local loads); the tag chains are flat with the small branches first,
+  because a compare followed by a long jump (``EXTENDED_ARG``) is never
+  specialised; in :func:`_small` an immediate's value comes from a table that
+  ends at 0xef, so the unknown tags f0-ff fail as an IndexError (a CodecError
+  like any other) without a compare per item.
 """
 
 from __future__ import annotations
@@ -76,8 +92,8 @@ IMM_MIN, IMM_MAX = IMM_FIRST - IMM_BIAS, IMM_LAST - IMM_BIAS  # -48, 159
 #: a big payload is written to the socket without being copied into the frame.
 BIG_BYTES = 1 << 16
 
-# Every encoder output list starts with a slot that _append_long sets to this
-# (an empty buffer, so joins ignore it) when a part of BIG_BYTES or more follows.
+# _append_long puts this first in an encoder output list (an empty buffer, so
+# joins ignore it) when a part of BIG_BYTES or more follows: a flag for dump_parts.
 _BIG = memoryview(b"")
 
 #: tuples at least this long are tried on the vectorised int paths
@@ -154,16 +170,39 @@ def _not_dumpable(obj: object) -> TypeError:
     return TypeError(f"cannot dump {t.__module__}.{t.__qualname__} by value")
 
 
-def _big_int(value: int, append: Callable[[bytes], None]) -> None:
+def _too_many_digits(exc: ValueError) -> TypeError:
+    return TypeError(f"cannot dump int with more digits than the int-to-str limit: {exc}")
+
+
+# The complete encoding (tag, length, utf-8) of recently dumped short str values:
+# attribute and method names recur in nearly every message. Only exact str keys go
+# in, so equality is str equality. Cleared when full, so whatever strs the
+# application (or a peer, through it) makes us send, it holds at most 1024 strs
+# of at most 63 chars (under 1 MB). Each dict operation is atomic under the
+# GIL: threads racing on it can only lose an entry, never see a wrong one.
+_STR_MEMO: dict[str, bytes] = {}
+# longer strs are not looked up (hashing them costs more than encoding); 63 chars
+# take at most 252 bytes of utf-8, so the memo holds only the u8 length form
+_STR_MEMO_CHARS = 63
+_STR_MEMO_SIZE = 1024
+
+
+def _bad_str(exc: UnicodeEncodeError) -> TypeError:
+    return TypeError(f"cannot dump str that is not valid unicode: {exc}")
+
+
+def _encode_str(value: str, out: list[bytes]) -> None:
+    """Append a str too long for the memo."""
     try:
-        digits = b"%d" % value
-    except ValueError as exc:  # more digits than sys.get_int_max_str_digits()
-        raise TypeError(
-            f"cannot dump int with more digits than the int-to-str limit: {exc}"
-        ) from None
-    n = len(digits)
-    append(_INT_HEAD[n] if n < 256 else b"\x17" + _pack_u32(n))
-    append(digits)
+        data = value.encode()  # utf-8, strict
+    except UnicodeEncodeError as exc:
+        raise _bad_str(exc) from None
+    n = len(data)
+    if n < 256:
+        out.append(_STR_HEAD[n])
+        out.append(data)
+    else:
+        _append_long(out, b"\x08\x0f", data)
 
 
 def _encode(obj: object, out: list[bytes]) -> None:
@@ -187,70 +226,85 @@ def _encode_tuple(items: tuple[Any, ...], out: list[bytes]) -> None:
     _encode_items(items, out)
 
 
-def _encode_items(items: tuple[Any, ...], out: list[bytes]) -> None:
-    append = out.append
+def _encode_items(items: tuple[Any, ...], out: list[bytes],
+                  _int: type = int, _str: type = str, _tuple: type = tuple, _bool: type = bool,
+                  _bytes: type = bytes, _float: type = float, _imm: list[bytes] = _IMM_ENC,
+                  _memo: dict[str, bytes] = _STR_MEMO) -> None:
+    # The defaults are never passed: they make the per-item type tests and
+    # tables local lookups, cheaper than globals. out.append(...) is spelled
+    # out because CPython 3.11+ specialises that call (a hoisted bound method is slower).
     for x in items:
         t = type(x)
-        if t is int:
-            if -48 <= x <= 159:
-                append(_IMM_ENC[x + 48])
+        if t is _int:
+            if x >= -48 and x <= 159:
+                out.append(_imm[x + 48])
             else:
-                _big_int(x, append)
-        elif t is tuple:
+                try:
+                    digits = b"%d" % x
+                except ValueError as exc:  # more digits than sys.get_int_max_str_digits()
+                    raise _too_many_digits(exc) from None
+                n = len(digits)
+                out.append(_INT_HEAD[n] if n < 256 else b"\x17" + _pack_u32(n))
+                out.append(digits)
+        elif t is _str:
+            if len(x) > _STR_MEMO_CHARS:
+                _encode_str(x, out)
+                continue
+            encoded = _memo.get(x)
+            if encoded is None:
+                try:
+                    data = x.encode()  # utf-8, strict
+                except UnicodeEncodeError as exc:
+                    raise _bad_str(exc) from None
+                encoded = _STR_HEAD[len(data)] + data
+                if len(_memo) >= _STR_MEMO_SIZE:
+                    _memo.clear()
+                _memo[x] = encoded
+            out.append(encoded)
+        elif x is None:
+            out.append(b"\x00")
+        elif t is _tuple:
             n = len(x)
             if n < VECTOR_MIN:
-                append(_TUPLE_HEAD[n])
+                out.append(_TUPLE_HEAD[n])
                 _encode_items(x, out)
             else:
                 _encode_tuple(x, out)
-        elif t is str:
-            try:
-                data = x.encode()  # utf-8, strict
-            except UnicodeEncodeError as exc:
-                raise TypeError(f"cannot dump str that is not valid unicode: {exc}") from None
-            n = len(data)
-            if n < 256:
-                append(_STR_HEAD[n])
-                append(data)
-            else:
-                _append_long(out, b"\x08\x0f", data)
-        elif x is None:
-            append(b"\x00")
-        elif t is bytes:
+        elif t is _bool:
+            out.append(b"\x03" if x else b"\x04")
+        elif t is _bytes:
             n = len(x)
             if n < 256:
-                append(_BYTES_HEAD[n])
-                append(x)
+                out.append(_BYTES_HEAD[n])
+                out.append(x)
             else:
                 _append_long(out, b"\x0f", x)
-        elif t is float:
-            append(_pack_tagged_f64(TAG_FLOAT, x))
-        elif t is bool:
-            append(b"\x03" if x else b"\x04")
+        elif t is _float:
+            out.append(_pack_tagged_f64(0x18, x))
+        elif t is Encoded:
+            out.append(x)
         elif x is NotImplemented:
-            append(b"\x05")
+            out.append(b"\x05")
         elif x is Ellipsis:
-            append(b"\x06")
+            out.append(b"\x06")
         elif t is complex:
-            append(_pack_tagged_c128(TAG_COMPLEX, x.real, x.imag))
+            out.append(_pack_tagged_c128(TAG_COMPLEX, x.real, x.imag))
         elif t is frozenset:
-            append(b"\x1a")
+            out.append(b"\x1a")
             _encode_tuple(tuple(x), out)
         elif t is slice:
-            append(b"\x19")
+            out.append(b"\x19")
             _encode_tuple((x.start, x.stop, x.step), out)
-        elif t is Encoded:
-            append(x)
         else:
             raise _not_dumpable(x)
 
 
 def _append_long(out: list[bytes], tag: bytes, data: bytes) -> None:
-    """Append a bytes value in the u32 length form; flag it in ``out[0]`` if it is big."""
+    """Append a bytes value in the u32 length form; flag ``out`` with _BIG if it is big."""
     out.append(tag + _pack_u32(len(data)))
     out.append(data)
-    if len(data) >= BIG_BYTES:
-        out[0] = _BIG  # type: ignore[call-overload]
+    if len(data) >= BIG_BYTES and out[0] is not _BIG:
+        out.insert(0, _BIG)  # type: ignore[arg-type]
 
 
 def _encode_ints(items: tuple[int, ...]) -> bytes | None:
@@ -337,7 +391,7 @@ def dump_parts(obj: object) -> list[bytes]:
     socket write; small parts are joined. Raises ``TypeError`` if ``obj`` is
     not :func:`dumpable`.
     """
-    out: list[bytes] = [b""]
+    out: list[bytes] = []
     _encode(obj, out)
     if out[0] is _BIG:
         del out[0]
@@ -350,13 +404,13 @@ def dump(obj: object) -> bytes:
     if type(obj) is tuple:
         n = len(obj)
         if n < VECTOR_MIN:
-            out = [b"", _TUPLE_HEAD[n]]
+            out = [_TUPLE_HEAD[n]]
             _encode_items(obj, out)
             return b"".join(out)
-        out = [b""]
+        out = []
         _encode_tuple(obj, out)
     else:
-        out = [b""]
+        out = []
         _encode_items((obj,), out)
     return b"".join(out)
 
@@ -374,7 +428,9 @@ def dump(obj: object) -> bytes:
 # slices must be copied to bytes.
 
 _SINGLETON: tuple[Any, ...] = (None, b"", (), True, False, NotImplemented, Ellipsis)
-_IMM_VALUE = [tag - IMM_BIAS for tag in range(256)]  # only 0x20..0xef are immediates
+# the value of an immediate by its tag; 0x00-0x1f are no immediates, and the
+# table ends at 0xef so that a tag above it fails as an IndexError
+_IMM_VALUE = [tag - IMM_BIAS for tag in range(IMM_LAST + 1)]
 # the size of a str from the tag of its nested bytes value, -1 for the long forms
 _STR_FIXED = [-1] * 256
 _STR_FIXED[TAG_EMPTY_BYTES] = 0
@@ -407,6 +463,10 @@ def _bad(pos: int, message: str) -> CodecError:
     return CodecError(f"brine: {message} (at offset {pos})")
 
 
+def _too_deep(limits: Limits) -> LimitExceeded:
+    return LimitExceeded(f"brine: nesting deeper than max_depth={limits.max_depth}")
+
+
 def _count(data: Any, pos: int, n: int, limits: Limits) -> int:
     """Refuse a tuple count before anything is allocated for it; ``pos`` is after the count."""
     if n > limits.max_container_len:
@@ -429,12 +489,11 @@ def _items(data: Any, pos: int, n: int, depth: int, limits: Limits, mv: bool
            ) -> tuple[list[Any], int]:
     """Decode ``n`` consecutive values at ``pos``; returns them and the position after.
 
-    ``depth`` is the nesting level of these values. Tags are tested from the
-    most common down, and invalid tags fail as a KeyError from a table.
+    ``depth`` is the nesting level of these values. The general decoder: long
+    tuples (with their vectorised int paths), memoryview input, every tag.
+    The tag chain is laid out as in :func:`_small`.
     """
-    max_depth = limits.max_depth
     out: list[Any] = []
-    append = out.append
     vector = n >= VECTOR_MIN
     chunk = 256
     # long tuples iterate an explicit iterator so that the vectorised paths can skip items
@@ -450,129 +509,144 @@ def _items(data: Any, pos: int, n: int, depth: int, limits: Limits, mv: bool
                 counter.__setstate__(i + stop - pos)  # type: ignore[attr-defined]
                 pos = stop
             else:
-                append(tag - 0x50)
+                out.append(tag - 0x50)
                 pos += 1
         elif tag == 0x08:
             size = _STR_FIXED[data[pos + 1]]
             if size >= 0:
                 pos += 2 + size
+            elif data[pos + 1] == 0x0E:  # 5-255 bytes, where most names are
+                size = data[pos + 2]
+                pos += 3 + size
             else:
                 size, pos = _long_str_size(data, pos, limits)
             if mv:
-                append(bytes(data[pos - size:pos]).decode())
+                out.append(bytes(data[pos - size:pos]).decode())
             else:
-                append(data[pos - size:pos].decode())  # utf-8, strict
-        elif tag >= 0x10:
-            if tag < 0x16:  # tuples: every message is made of them
-                if depth >= max_depth:
-                    raise LimitExceeded(f"brine: nesting deeper than max_depth={max_depth}")
-                if tag <= 0x13:
-                    small, pos = _small(data, pos + 1, tag - 0x0F, depth + 1, limits, mv)
-                    append(small)
-                    continue
-                if tag == 0x14:
-                    value, pos = _items(data, pos + 2, data[pos + 1], depth + 1, limits, mv)
-                else:
-                    size = _count(data, pos + 5, _unpack_u32(data, pos + 1)[0], limits)
-                    value, pos = _items(data, pos + 5, size, depth + 1, limits, mv)
-                append(tuple(value))
-            elif tag == 0x16:
-                if vector and n - i > VECTOR_MIN:
-                    run = _int_run(data, pos, n - i, chunk, mv)
-                    if run is None:
-                        vector = False  # not worth trying again in this tuple
-                    else:
-                        values, pos = run
-                        out.extend(values)
-                        counter.__setstate__(i + len(values))  # type: ignore[attr-defined]
-                        chunk = min(chunk * 2, 1 << 16) if len(values) * 2 >= chunk else 256
-                        continue
-                size = data[pos + 1]
-                pos += 2 + size
-                digits = bytes(data[pos - size:pos]) if mv else data[pos - size:pos]
-                # int() alone would also take spaces, "+" and "_"; brine has only [-]digits
-                append(int(digits) if digits.isdigit() else _signed_int(digits, pos))
-            elif tag == 0x18:
-                append(_unpack_f64(data, pos + 1)[0])
-                pos += 9
-            else:
+                out.append(data[pos - size:pos].decode())  # utf-8, strict
+        elif tag < 0x10:
+            if tag <= 0x06:
+                out.append(_SINGLETON[tag])
+                pos += 1
+            elif tag >= 0x0A and tag <= 0x0D:
+                pos += tag - 0x08
+                out.append(bytes(data[pos - tag + 0x09:pos]) if mv else data[pos - tag + 0x09:pos])
+            else:  # long bytes, and the unknown tags 07 and 09
                 value, pos = _rare(data, pos, tag, depth, limits, mv)
-                append(value)
-        elif tag < 0x08:
-            if tag == 0x07:
-                raise _bad(pos, "unknown tag 0x07")
-            append(_SINGLETON[tag])
-            pos += 1
-        elif tag <= 0x0D:
-            if tag == 0x09:
-                raise _bad(pos, "unknown tag 0x09")
-            size = tag - 0x09
-            pos += 1 + size
-            append(bytes(data[pos - size:pos]) if mv else data[pos - size:pos])
-        else:
-            value, pos = _rare(data, pos, tag, depth, limits, mv)
-            append(value)
-    return out, pos
-
-
-def _small(data: Any, pos: int, n: int, depth: int, limits: Limits, mv: bool
-           ) -> tuple[tuple[Any, ...], int]:
-    """A tuple of ``n`` < VECTOR_MIN items at ``pos``: the shape of every message.
-
-    The lean twin of :func:`_items` for the tags messages are made of (small
-    tuples, immediate and decimal ints, short str); any other value is decoded
-    by :func:`_items`. Returns the tuple and the position after it.
-    """
-    out: list[Any] = []
-    append = out.append
-    for _ in _SMALL_RANGES[n]:
-        tag = data[pos]
-        if 0x20 <= tag <= 0xEF:
-            append(tag - 0x50)
-            pos += 1
-        elif 0x10 <= tag <= 0x13:
+                out.append(value)
+        elif tag <= 0x15:  # tuples: every message is made of them
             if depth >= limits.max_depth:
-                raise LimitExceeded(f"brine: nesting deeper than max_depth={limits.max_depth}")
-            value, pos = _small(data, pos + 1, tag - 0x0F, depth + 1, limits, mv)
-            append(value)
-        elif tag == 0x08:
-            size = _STR_FIXED[data[pos + 1]]
-            if size >= 0:
-                pos += 2 + size
+                raise _too_deep(limits)
+            if tag <= 0x13:
+                if not mv:
+                    small, pos = _small(data, pos + 1, tag - 0x0F, depth + 1, limits)
+                    out.append(small)
+                    continue
+                value, pos = _items(data, pos + 1, tag - 0x0F, depth + 1, limits, mv)
+            elif tag == 0x14:
+                value, pos = _items(data, pos + 2, data[pos + 1], depth + 1, limits, mv)
             else:
-                size, pos = _long_str_size(data, pos, limits)
-            append((bytes(data[pos - size:pos]) if mv else data[pos - size:pos]).decode())
+                size = _count(data, pos + 5, _unpack_u32(data, pos + 1)[0], limits)
+                value, pos = _items(data, pos + 5, size, depth + 1, limits, mv)
+            out.append(tuple(value))
         elif tag == 0x16:
+            if vector and n - i > VECTOR_MIN:
+                run = _int_run(data, pos, n - i, chunk, mv)
+                if run is None:
+                    vector = False  # not worth trying again in this tuple
+                else:
+                    values, pos = run
+                    out.extend(values)
+                    counter.__setstate__(i + len(values))  # type: ignore[attr-defined]
+                    chunk = min(chunk * 2, 1 << 16) if len(values) * 2 >= chunk else 256
+                    continue
             size = data[pos + 1]
             pos += 2 + size
             digits = bytes(data[pos - size:pos]) if mv else data[pos - size:pos]
-            append(int(digits) if digits.isdigit() else _signed_int(digits, pos))
-        elif tag <= 0x06 and tag != 0x01:
-            append(_SINGLETON[tag])
-            pos += 1
+            # int() alone would also take spaces, "+" and "_"; brine has only [-]digits
+            out.append(int(digits) if digits.isdigit() else _signed_int(digits, pos))
         elif tag == 0x18:
-            append(_unpack_f64(data, pos + 1)[0])
+            out.append(_unpack_f64(data, pos + 1)[0])
             pos += 9
-        elif 0x0A <= tag <= 0x0D:
-            size = tag - 0x09
-            pos += 1 + size
-            append(bytes(data[pos - size:pos]) if mv else data[pos - size:pos])
         else:
-            items, pos = _items(data, pos, 1, depth, limits, mv)
-            append(items[0])
+            value, pos = _rare(data, pos, tag, depth, limits, mv)
+            out.append(value)
+    return out, pos
+
+
+def _small(data: Any, pos: int, n: int, depth: int, limits: Limits,
+           _str_fixed: list[int] = _STR_FIXED, _singleton: tuple[Any, ...] = _SINGLETON,
+           _f64: Callable[[Any, int], tuple[Any, ...]] = _unpack_f64, _int: type = int,
+           _imm: list[int] = _IMM_VALUE) -> tuple[tuple[Any, ...], int]:
+    """A tuple of ``n`` < VECTOR_MIN items at ``pos`` in ``data`` (bytes): every message.
+
+    The lean twin of :func:`_items` for small tuples: one ``if`` per tag range,
+    most common first, and no memoryview handling (big buffers take _items).
+    Rare tags are decoded by :func:`_items`. Returns the tuple and the position after it.
+    """
+    # A flat chain: a compare followed by a long jump (EXTENDED_ARG) is not
+    # specialised by CPython 3.11, so big branches come after the small ones.
+    # The defaults are never passed: local lookups, as in _encode_items.
+    out: list[Any] = []
+    for _ in _SMALL_RANGES[n]:
+        tag = data[pos]
+        if tag >= 0x20:
+            out.append(_imm[tag])  # IndexError for the unknown tags f0-ff
+            pos += 1
+        elif tag == 0x08:
+            size = _str_fixed[data[pos + 1]]
+            if size >= 0:
+                start = pos + 2
+                pos = start + size
+            elif data[pos + 1] == 0x0E:  # 5-255 bytes, where most names are
+                start = pos + 3
+                pos = start + data[pos + 2]
+            else:
+                size, pos = _long_str_size(data, pos, limits)
+                start = pos - size
+            out.append(data[start:pos].decode())  # utf-8, strict
+        elif tag < 0x10:
+            if tag <= 0x06:
+                out.append(_singleton[tag])
+                pos += 1
+            elif tag >= 0x0A and tag <= 0x0D:
+                pos += tag - 0x08
+                out.append(data[pos - tag + 0x09:pos])
+            else:  # long bytes, and the unknown tags 07 and 09
+                value, pos = _rare(data, pos, tag, depth, limits, False)
+                out.append(value)
+        elif tag <= 0x14:
+            if depth >= limits.max_depth:
+                raise _too_deep(limits)
+            if tag < 0x14:
+                value, pos = _small(data, pos + 1, tag - 0x0F, depth + 1, limits)
+            elif data[pos + 1] < VECTOR_MIN:
+                value, pos = _small(data, pos + 2, data[pos + 1], depth + 1, limits)
+            else:
+                items, pos = _items(data, pos + 2, data[pos + 1], depth + 1, limits, False)
+                value = tuple(items)
+            out.append(value)
+        elif tag == 0x16:
+            start = pos + 2
+            pos = start + data[pos + 1]
+            digits = data[start:pos]
+            # int() alone would also take spaces, "+" and "_"; brine has only [-]digits
+            out.append(_int(digits) if digits.isdigit() else _signed_int(digits, pos))
+        elif tag == 0x18:
+            out.append(_f64(data, pos + 1)[0])
+            pos += 9
+        else:  # long tuples and rare values
+            items, pos = _items(data, pos, 1, depth, limits, False)
+            out.append(items[0])
     return tuple(out), pos
 
 
 def _long_str_size(data: Any, pos: int, limits: Limits) -> tuple[int, int]:
-    """The size of a str at ``pos`` in the u8/u32 length forms, and the end of its bytes."""
-    tag = data[pos + 1]
-    if tag == TAG_BYTES_L1:
-        size = data[pos + 2]
-        return size, pos + 3 + size
-    if tag == TAG_BYTES_L4:
-        size = _size(data, pos + 6, _unpack_u32(data, pos + 2)[0], limits.max_bytes_len, "str")
-        return size, pos + 6 + size
-    raise _bad(pos, "str tag must be followed by a bytes value")
+    """The size of a str at ``pos`` in the u32 length form, and the end of its bytes."""
+    if data[pos + 1] != TAG_BYTES_L4:
+        raise _bad(pos, "str tag must be followed by a bytes value")
+    size = _size(data, pos + 6, _unpack_u32(data, pos + 2)[0], limits.max_bytes_len, "str")
+    return size, pos + 6 + size
 
 
 def _signed_int(digits: bytes, pos: int) -> int:
@@ -684,6 +758,24 @@ def _int_run(data: Any, pos: int, limit: int, chunk: int, mv: bool
     return values, pos + size
 
 
+# What decoding malformed input can raise besides CodecError; _decode_error maps them.
+_DECODE_ERRORS = (IndexError, ValueError, struct.error, TypeError, RecursionError, MemoryError)
+
+
+def _decode_error(exc: BaseException) -> CodecError:
+    if isinstance(exc, RecursionError):  # only with a max_depth above the interpreter's
+        return LimitExceeded("brine: nesting too deep for this interpreter")
+    if isinstance(exc, MemoryError):
+        return LimitExceeded("brine: value too large to allocate")
+    return CodecError(f"brine: malformed or truncated input ({type(exc).__name__}: {exc})")
+
+
+def _end_error(pos: int, size: int) -> CodecError:
+    if pos > size:
+        return CodecError(f"brine: truncated: the value needs {pos - size} more bytes")
+    return CodecError(f"brine: {size - pos} trailing bytes after the value")
+
+
 def load_from(
     data: bytes | bytearray | memoryview, offset: int = 0, limits: Limits = DEFAULT_LIMITS
 ) -> Any:
@@ -692,43 +784,48 @@ def load_from(
     Raises :class:`~rpyc_ipy.errors.CodecError` for malformed input or trailing
     bytes, :class:`~rpyc_ipy.errors.LimitExceeded` when ``limits`` are exceeded.
     """
-    mv = False
-    if offset < 0:
-        raise CodecError(f"brine: negative offset {offset}")
-    if type(data) is not bytes:
-        view = memoryview(data).cast("B")
-        if len(view) - offset <= BIG_BYTES:
-            data, offset = bytes(view[offset:]), 0
-        else:  # slice big buffers as views: only the decoded values get copied
-            data, mv = view, True
+    if type(data) is not bytes or offset < 0:
+        return _load_buffer(data, offset, limits)
     value: Any
     try:
         tag = data[offset]
-        if 0x10 <= tag <= 0x14:  # the usual message: a small tuple, decoded without a detour
-            if tag == 0x14:
-                items, pos = _items(data, offset + 2, data[offset + 1], 1, limits, mv)
-                value = tuple(items)
-            else:
-                value, pos = _small(data, offset + 1, tag - 0x0F, 1, limits, mv)
+        # the usual message, a small tuple, goes straight to _small
+        if tag >= 0x10 and tag <= 0x13:
+            value, pos = _small(data, offset + 1, tag - 0x0F, 1, limits)
+        elif tag == 0x14 and (count := data[offset + 1]) < VECTOR_MIN:
+            value, pos = _small(data, offset + 2, count, 1, limits)
         else:
-            items, pos = _items(data, offset, 1, 0, limits, mv)
+            items, pos = _items(data, offset, 1, 0, limits, False)
             value = items[0]
     except CodecError:
         raise
-    except (IndexError, ValueError, struct.error, TypeError) as exc:
-        raise CodecError(f"brine: malformed or truncated input ({type(exc).__name__}: {exc})"
-                         ) from None
-    except RecursionError:  # only reachable with a max_depth above the interpreter's
-        raise LimitExceeded("brine: nesting too deep for this interpreter") from None
-    except MemoryError:
-        raise LimitExceeded("brine: value too large to allocate") from None
+    except _DECODE_ERRORS as exc:
+        raise _decode_error(exc) from None
     if pos != len(data):
-        if pos > len(data):
-            raise CodecError(f"brine: truncated: the value needs {pos - len(data)} more bytes")
-        raise CodecError(f"brine: {len(data) - pos} trailing bytes after the value")
+        raise _end_error(pos, len(data))
     if limits.check_short:
         _check_short(value, limits)
     return value
+
+
+def _load_buffer(data: bytes | bytearray | memoryview, offset: int, limits: Limits) -> Any:
+    """load_from for anything but bytes: small buffers are copied, big ones sliced as views."""
+    if offset < 0:
+        raise CodecError(f"brine: negative offset {offset}")
+    view = memoryview(data).cast("B")
+    if len(view) - offset <= BIG_BYTES:
+        return load_from(bytes(view[offset:]), 0, limits)
+    try:  # only the decoded values get copied
+        items, pos = _items(view, offset, 1, 0, limits, True)
+    except CodecError:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise _decode_error(exc) from None
+    if pos != len(view):
+        raise _end_error(pos, len(view))
+    if limits.check_short:
+        _check_short(items[0], limits)
+    return items[0]
 
 
 def _check_short(value: Any, limits: Limits) -> None:
@@ -758,4 +855,25 @@ def _check_short(value: Any, limits: Limits) -> None:
 
 def load(data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS) -> Any:
     """Decode one brine value that fills all of ``data``; see :func:`load_from`."""
-    return load_from(data, 0, limits)
+    # load_from's code for bytes at offset 0, repeated to save a call per message
+    if type(data) is not bytes:
+        return _load_buffer(data, 0, limits)
+    value: Any
+    try:
+        tag = data[0]
+        if tag >= 0x10 and tag <= 0x13:
+            value, pos = _small(data, 1, tag - 0x0F, 1, limits)
+        elif tag == 0x14 and (count := data[1]) < VECTOR_MIN:
+            value, pos = _small(data, 2, count, 1, limits)
+        else:
+            items, pos = _items(data, 0, 1, 0, limits, False)
+            value = items[0]
+    except CodecError:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise _decode_error(exc) from None
+    if pos != len(data):
+        raise _end_error(pos, len(data))
+    if limits.check_short:
+        _check_short(value, limits)
+    return value
