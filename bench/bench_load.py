@@ -11,7 +11,9 @@ throughput (ops/s), latency percentiles, CPU per request of the server and of
 the clients, and the ratios; errors (exceptions or wrong results) are counted
 and must be zero.
 
-    .venv/bin/python bench/bench_load.py [--duration 30] [--processes 4] [--threads 16]
+    .venv/bin/python bench/bench_load.py [--duration 10] [--rounds 3] [--processes 4] [--threads 16]
+
+By default every pairing carries the 64 clients for 3 x 10 s = 30 s in all.
 
 The machines are shared and noisy, and the clients share the cores with the
 server: compare the ratios, not the absolute figures.
@@ -211,11 +213,24 @@ def run_library(library: str, client_library: str, duration: float, processes: i
     }
 
 
+def _median_row(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row of medians over the rounds of one pairing (errors and requests summed)."""
+    row = dict(results[0])
+    for key, value in row.items():
+        if isinstance(value, float):
+            row[key] = statistics.median(r[key] for r in results)
+    row["ops"] = sum(r["ops"] for r in results)
+    row["errors"] = sum(r["errors"] for r in results)
+    return row
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=30.0,
-                        help="seconds of load per library (default 30)")
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="seconds of load per pairing and round (default 10)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds; each runs every pairing once (default 3)")
     parser.add_argument("--processes", type=int, default=4, help="client processes (default 4)")
     parser.add_argument("--threads", type=int, default=16,
                         help="client threads per process, one connection each (default 16)")
@@ -230,17 +245,23 @@ def main() -> int:
                     options.duration, options.ident)
         return 0
     duration = 5.0 if options.quick else options.duration
+    rounds = 1 if options.quick else options.rounds
     clients = options.processes * options.threads
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; {clients} clients "
-          f"({options.processes} processes x {options.threads} threads), {duration:g} s each; "
-          "one round trip per request")
+          f"({options.processes} processes x {options.threads} threads); {rounds} rounds of "
+          f"{duration:g} s per pairing, medians of the rounds; one round trip per request")
     # each library with its own clients, then each server with the other's clients: the
     # clients share the cores with the server, so comparing servers under the same
-    # clients isolates the server (a faster server makes CPU-bound clients wait for a
-    # CPU instead of for their answers, which shows in the tail: see the closing note)
-    rows = [run_library(library, client, duration, options.processes, options.threads)
-            for library, client in (("rpyc_ipy", "rpyc_ipy"), ("rpyc 6.0.2", "rpyc"),
-                                    ("rpyc_ipy", "rpyc"), ("rpyc 6.0.2", "rpyc_ipy"))]
+    # clients isolates the server. The pairings take turns within each round, so the
+    # noise of a shared machine falls on all of them alike.
+    pairings = (("rpyc_ipy", "rpyc_ipy"), ("rpyc 6.0.2", "rpyc"),
+                ("rpyc_ipy", "rpyc"), ("rpyc 6.0.2", "rpyc_ipy"))
+    runs: list[list[dict[str, Any]]] = [[] for _ in pairings]
+    for _ in range(rounds):
+        for index, (library, client) in enumerate(pairings):
+            runs[index].append(run_library(library, client, duration, options.processes,
+                                           options.threads))
+    rows = [_median_row(results) for results in runs]
     print(f"{'server':<11} {'clients':<9} {'ops/s':>8} {'p50 us':>8} {'p99 us':>8} "
           f"{'p99.9 us':>9} {'mean us':>8} {'srv cpu/op':>10} {'cli cpu/op':>10} "
           f"{'requests':>9} {'errors':>6}")
