@@ -212,15 +212,16 @@ class ServerLoop:
                     if not leading:
                         self._parked.append(parked)
                 if leading:
-                    self._lead(me)
+                    try:
+                        self._lead(me)
+                    except Exception:  # a bug of ours: keep leading, or nobody would
+                        log.exception("the server loop failed to serve a client")
                 elif not parked.acquire(timeout=PARKED_LINGER):
                     with self._lock:
                         if parked in self._parked:  # nobody needs us: leave
                             self._parked.remove(parked)
                             return
                     parked.acquire()  # a hand-on released us as we timed out
-        except Exception:
-            log.exception("server loop thread failed")
         finally:
             with self._lock:
                 self._threads -= 1
