@@ -109,10 +109,8 @@ def test_data_arriving_while_polling_or_sleeping_is_received(
 def test_no_data_times_out_after_the_poll_interval(
         pair: tuple[SocketTransport, SocketTransport]) -> None:
     left, _ = pair
-    started = time.monotonic()
-    with pytest.raises(TimeoutError):
+    with pytest.raises(TimeoutError):  # the reader then checks its deadlines and calls again
         left.recv_into(memoryview(bytearray(16)))
-    assert time.monotonic() - started < 5.0
 
 
 def test_a_large_write_waits_for_a_slow_reader(
@@ -129,17 +127,15 @@ def test_a_large_write_waits_for_a_slow_reader(
 
 def test_close_wakes_a_sleeping_reader(pair: tuple[SocketTransport, SocketTransport]) -> None:
     left, _ = pair
-    left._poll_ms = 5000  # a long sleep that only the close can cut short
+    left._poll_ms = 600_000  # a sleep that only the close can cut short within the join
     results: list[int] = []
     reader = threading.Thread(target=lambda: results.append(
         left.recv_into(memoryview(bytearray(16)))))
     reader.start()
     time.sleep(0.05)
-    started = time.monotonic()
     left.close()
-    reader.join(10)
-    assert results == [0]
-    assert time.monotonic() - started < 2.0
+    reader.join(30)
+    assert not reader.is_alive() and results == [0]
 
 
 def test_busy_poll_window_config() -> None:
