@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -76,7 +77,30 @@ def test_a_zero_maximum_never_polls() -> None:
     assert policy.begin(time.perf_counter()) == 0.0
 
 
-def test_only_a_reader_alone_polls_and_one_thread_at_a_time() -> None:
+@pytest.fixture
+def idle_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever else runs now, the run queue reads as idle."""
+    monkeypatch.setattr(spin, "_crowded", lambda now: False)
+
+
+def test_nobody_polls_while_the_cpus_are_all_taken(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Any) -> None:
+    loadavg = tmp_path / "loadavg"
+    monkeypatch.setattr(spin, "_LOADAVG", str(loadavg))
+    monkeypatch.setattr(spin, "_crowd", [-1.0, False])
+    policy = SpinPolicy()
+    policy.record_block(10e-6)
+    now = time.perf_counter()
+    policy.received(now - 1.0)
+    loadavg.write_text(f"9.0 9.0 9.0 {spin._CPUS + 5}/300 1234\n")
+    assert policy.begin(now) == 0.0
+    loadavg.write_text("0.1 0.1 0.1 1/300 1234\n")
+    later = now + 1.0  # past the cached reading
+    assert policy.begin(later) > 0
+    policy.release()
+
+
+def test_only_a_reader_alone_polls_and_one_thread_at_a_time(idle_machine: None) -> None:
     first, second = SpinPolicy(), SpinPolicy()
     for policy in (first, second):
         policy.record_block(10e-6)
