@@ -9,7 +9,7 @@ answer soon polls for a short while first.
 
 Polling costs CPU and, in Python, holds the GIL between polls (another thread
 of the process that wants the GIL waits for the window to end), so it is
-guarded three ways:
+guarded four ways:
 
 * the window adapts per reader, in the manner of the kernel's ``haltpoll``
   governor: it grows when the data arrived just after the window closed and
@@ -41,7 +41,8 @@ _clock = time.perf_counter
 
 # One poller per process: a second one would only compete for the GIL and a CPU.
 _token = threading.Lock()
-_CPUS = os.cpu_count() or 1
+_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+    (os.cpu_count() or 1)
 _LOADAVG = "/proc/loadavg"
 _CROWD_CHECK = 0.1  # seconds between readings of the run queue
 _crowd: list[float | bool] = [-1.0, False]  # when last read, and whether CPUs were all taken
