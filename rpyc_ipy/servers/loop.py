@@ -89,8 +89,7 @@ class ServerLoop:
 
     def set_busy_poll(self, window: float) -> None:
         """The longest the leader polls epoll before sleeping in it (0: never)."""
-        self._spin.maximum = max(0.0, window)
-        self._spin.window = min(self._spin.window, self._spin.maximum)
+        self._spin.set_maximum(window)
 
     @property
     def thread_count(self) -> int:
@@ -283,22 +282,11 @@ class ServerLoop:
 
     def _wait(self) -> list[tuple[int, int]]:
         """Poll epoll for a short adaptive window, then sleep in it."""
-        poll = self._epoll.poll
-        spin = self._spin
-        started = spin_clock()
-        window = spin.begin(started) if started - self._solo_since >= SOLO else 0.0
-        if window:
-            deadline = started + window
-            try:
-                while spin_clock() < deadline:
-                    events = poll(0, 1)
-                    if events:
-                        return events
-            finally:
-                spin.release()
-        events = poll(SWEEP_INTERVAL, 1)
-        spin.record_block(spin_clock() - started if events else SWEEP_INTERVAL)
-        return events
+        alone = spin_clock() - self._solo_since >= SOLO
+        return self._spin.wait(self._poll_one, SWEEP_INTERVAL, SWEEP_INTERVAL, may_spin=alone)
+
+    def _poll_one(self, timeout: float) -> list[tuple[int, int]]:
+        return self._epoll.poll(timeout, 1)
 
     def _sweep(self) -> None:
         for conn in list(self._clients.values()):

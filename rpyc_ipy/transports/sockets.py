@@ -90,8 +90,7 @@ class SocketTransport:
 
     def set_busy_poll(self, window: float) -> None:
         """The longest this transport polls for data before sleeping (0: never)."""
-        self._spin.maximum = max(0.0, window) if self._polled else 0.0
-        self._spin.window = min(self._spin.window, self._spin.maximum)
+        self._spin.set_maximum(window if self._polled else 0.0)
 
     def recv_into(self, buffer: memoryview) -> int:
         if self._polled:
@@ -118,28 +117,10 @@ class SocketTransport:
                 pass
             except OSError as exc:
                 return self._recv_failed(exc)
-        spin = self._spin
-        started = spin_clock()
-        window = spin.begin(started)
-        if window:
-            poll = self._readable.poll
-            deadline = started + window
-            try:
-                while not poll(0):
-                    if spin_clock() >= deadline:
-                        break
-                else:
-                    window = 0.0
-            finally:
-                spin.release()
-            if not window:  # the data came while polling: the window is right as it is
-                return self._recv_ready(buffer)
         if self._closed:
             return 0
-        if not self._readable.poll(self._poll_ms):
-            spin.record_block(self._poll_interval)
+        if not self._spin.wait(self._readable.poll, self._poll_ms, self._poll_interval):
             raise TimeoutError("no data within the poll interval")
-        spin.record_block(spin_clock() - started)
         return self._recv_ready(buffer)
 
     def recv_nowait(self, buffer: memoryview) -> int:

@@ -29,6 +29,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 __all__ = ["DEFAULT_MAX_SPIN", "SOLO", "SpinPolicy"]
 
@@ -60,14 +62,17 @@ def _crowded(now: float) -> bool:
         runnable = 0  # not Linux: no signal, rely on the other guards
     _crowd[1] = runnable > _CPUS
     return bool(_crowd[1])
+
+
 # the last reader of the process to receive, and when a different one last did
 _last_reader: list[object] = [None]
 _last_switch: list[float] = [0.0]
+_Ready = TypeVar("_Ready")
 
 
 class SpinPolicy:
-    """The polling window of one reader; call :meth:`begin` before polling and
-    :meth:`end` with the outcome, or :meth:`record_block` after a blocking wait.
+    """The polling window of one reader: wait for data with :meth:`wait`, and say
+    :meth:`received` when data came (that tells the readers of a process apart).
     """
 
     __slots__ = ("maximum", "window")
@@ -75,6 +80,36 @@ class SpinPolicy:
     def __init__(self, maximum: float = DEFAULT_MAX_SPIN) -> None:
         self.maximum = max(0.0, maximum)
         self.window = 0.0
+
+    def set_maximum(self, maximum: float) -> None:
+        """The longest this reader may poll before sleeping (0: never)."""
+        self.maximum = max(0.0, maximum)
+        self.window = min(self.window, self.maximum)
+
+    def wait(self, poll: Callable[[float], _Ready], sleep: float, timeout: float,
+             may_spin: bool = True) -> _Ready:
+        """Wait until ``poll`` reports something: ``poll(0)`` again and again through
+        the window (unless ``may_spin`` is false or :meth:`begin` says no), then one
+        ``poll(sleep)`` that sleeps for ``timeout`` seconds (``sleep`` is that time in
+        the unit ``poll`` takes). Returns the last answer (falsy when nothing came in
+        time) and adapts the window to the wait.
+        """
+        started = _clock()
+        window = self.begin(started) if may_spin else 0.0
+        if window:
+            deadline = started + window
+            try:
+                while True:
+                    ready = poll(0)
+                    if ready:
+                        return ready  # caught while polling: the window is right as it is
+                    if _clock() >= deadline:
+                        break
+            finally:
+                self.release()
+        ready = poll(sleep)
+        self.record_block(_clock() - started if ready else timeout)
+        return ready
 
     def received(self, now: float) -> None:
         """Note that this reader got data at ``now``."""

@@ -100,6 +100,25 @@ def test_nobody_polls_while_the_cpus_are_all_taken(monkeypatch: pytest.MonkeyPat
     policy.release()
 
 
+def test_wait_polls_through_the_window_then_sleeps_once(idle_machine: None) -> None:
+    policy = SpinPolicy(maximum=0.05)
+    policy.window = 0.05
+    policy.received(time.perf_counter() - 1.0)  # alone for a second: it may poll
+    calls: list[float] = []
+
+    def poll(sleep: float) -> list[int]:
+        calls.append(sleep)
+        return [1] if len(calls) == 3 else []
+
+    assert policy.wait(poll, 0.5, 0.5) == [1]
+    assert calls == [0, 0, 0]  # caught while polling, no sleep
+    calls.clear()
+    assert policy.wait(lambda sleep: calls.append(sleep) or [], 100, 0.1,
+                       may_spin=False) == []
+    assert calls == [100]  # told not to poll: one sleep, which timed out
+    assert policy.window < 0.05  # and a wait past the maximum shrinks the window
+
+
 def test_only_a_reader_alone_polls_and_one_thread_at_a_time(idle_machine: None) -> None:
     first, second = SpinPolicy(), SpinPolicy()
     for policy in (first, second):
@@ -149,9 +168,10 @@ def test_a_large_write_waits_for_a_slow_reader(
     assert not sender.is_alive()
 
 
-def test_close_wakes_a_sleeping_reader(pair: tuple[SocketTransport, SocketTransport]) -> None:
-    left, _ = pair
-    left._poll_ms = 600_000  # a sleep that only the close can cut short within the join
+def test_close_wakes_a_sleeping_reader() -> None:
+    a, b = socket.socketpair()
+    # a sleep that only the close can cut short within the join
+    left = SocketTransport(a, poll_interval=600.0)
     results: list[int] = []
     reader = threading.Thread(target=lambda: results.append(
         left.recv_into(memoryview(bytearray(16)))))
@@ -159,6 +179,7 @@ def test_close_wakes_a_sleeping_reader(pair: tuple[SocketTransport, SocketTransp
     time.sleep(0.05)
     left.close()
     reader.join(30)
+    b.close()
     assert not reader.is_alive() and results == [0]
 
 
