@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from waitkit import wait_until
 
 import rpyc_ipy
 from rpyc_ipy.auth import SSLAuthenticator
@@ -49,27 +50,18 @@ def _loop(server: Server) -> ServerLoop:
     return loop
 
 
-def _wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
 def test_many_plain_clients_are_served_by_the_loop(server: rpyc_ipy.ThreadedServer) -> None:
     conns = [rpyc_ipy.connect("127.0.0.1", server.port) for _ in range(12)]
     try:
         assert [c.root.add(i, 1) for i, c in enumerate(conns)] == list(range(1, 13))
         loop = _loop(server)
-        assert _wait_until(lambda: len(loop._clients) == 12)
+        assert wait_until(lambda: len(loop._clients) == 12, 5.0)
         # quick requests need no thread per client: the leader runs them itself
         assert loop.thread_count <= 2
     finally:
         for conn in conns:
             conn.close()
-    assert _wait_until(lambda: not server.clients and not _loop(server)._clients)
+    assert wait_until(lambda: not server.clients and not _loop(server)._clients, 5.0)
 
 
 def test_a_slow_request_does_not_hold_up_other_clients(server: rpyc_ipy.ThreadedServer) -> None:
@@ -117,7 +109,7 @@ def test_idle_clients_are_dropped_by_the_loops_sweep() -> None:
         server.start()
         conn = rpyc_ipy.connect("127.0.0.1", server.port)
         assert conn.root.add(1, 1) == 2
-        assert _wait_until(lambda: not server.clients, timeout=10.0)
+        assert wait_until(lambda: not server.clients, 10.0)
         conn.close()
 
 
@@ -128,7 +120,7 @@ def test_tls_clients_keep_a_thread_of_their_own(pki: Any) -> None:
         server.start()
         with rpyc_ipy.ssl_connect("127.0.0.1", server.port, ca_certs=str(pki.ca)) as conn:
             assert conn.root.add(2, 3) == 5
-            assert _wait_until(lambda: len(server.clients) == 1)
+            assert wait_until(lambda: len(server.clients) == 1, 5.0)
             assert not _loop(server)._clients
 
 
@@ -142,7 +134,7 @@ def test_closing_the_server_stops_the_loop_threads() -> None:
     loop = _loop(server)
     assert loop.thread_count >= 1
     server.close()
-    assert _wait_until(lambda: loop.thread_count == 0)
+    assert wait_until(lambda: loop.thread_count == 0, 5.0)
     for conn in conns:  # the server closed them: their next call fails at once
         with pytest.raises(rpyc_ipy.errors.ConnectionClosed):
             conn.root.add(1, 1)

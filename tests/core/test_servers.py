@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+from waitkit import wait_until
 
 import rpyc_ipy
 from rpyc_ipy.errors import UsageError
@@ -17,15 +18,6 @@ class Echo(rpyc_ipy.Service):
         return value
 
 
-def _wait_for(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 @pytest.mark.parametrize("server_class", [rpyc_ipy.ThreadedServer, rpyc_ipy.ThreadPoolServer])
 def test_server_binds_loopback_reports_port_and_empties_clients(server_class: Any) -> None:
     with server_class(Echo, port=0) as server:
@@ -33,17 +25,17 @@ def test_server_binds_loopback_reports_port_and_empties_clients(server_class: An
         assert server.host == "127.0.0.1" and server.port > 0
         conns = [rpyc_ipy.connect("127.0.0.1", server.port) for _ in range(3)]
         assert [c.root.echo(i) for i, c in enumerate(conns)] == [0, 1, 2]
-        assert _wait_for(lambda: len(server.clients) == 3)
+        assert wait_until(lambda: len(server.clients) == 3, 5.0)
         for conn in conns:
             conn.close()
-        assert _wait_for(lambda: not server.clients)
+        assert wait_until(lambda: not server.clients, 5.0)
 
 
 def test_one_shot_server_serves_one_client_then_closes() -> None:
     server = rpyc_ipy.OneShotServer(Echo, port=0).start()
     with rpyc_ipy.connect("127.0.0.1", server.port) as conn:
         assert conn.root.echo("once") == "once"
-    assert _wait_for(lambda: server.closed)
+    assert wait_until(lambda: server.closed, 5.0)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.port), timeout=1).recv(1)
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from waitkit import wait_until
 
 import rpyc_ipy
 from rpyc_ipy.errors import ConnectionClosed
@@ -399,7 +400,7 @@ def serve(start_server: Any) -> Callable[..., rpyc_ipy.ThreadedServer]:
 
 SERVER_SCRIPT = """
 import sys, json
-sys.path[:0] = [{root!r}, {here!r}]
+sys.path[:0] = [{root!r}, {here!r}, {tests!r}]
 import logging
 logging.basicConfig(level=logging.CRITICAL)
 import rpyc_ipy
@@ -421,7 +422,7 @@ class ServerProcess:
     def __init__(self, **server_kwargs: Any) -> None:
         import json
 
-        script = SERVER_SCRIPT.format(root=str(ROOT), here=str(HERE))
+        script = SERVER_SCRIPT.format(root=str(ROOT), here=str(HERE), tests=str(HERE.parent))
         self.proc = subprocess.Popen(
             [sys.executable, "-c", script, json.dumps(server_kwargs)],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -529,17 +530,6 @@ def assert_serves(port: int, within: float = WAIT) -> None:
         assert conn.root.ping() == "pong"
         assert conn.root.add(20, 22) == 42
     assert time.monotonic() - start < within
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, step: float = 0.02) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` passes; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(step)
 
 
 def server_side(server: rpyc_ipy.ThreadedServer, timeout: float = WAIT) -> Any:
