@@ -69,6 +69,7 @@ __all__ = [
     "MAX_USERS",
     "UserDB",
     "VerifierEntry",
+    "password_bytes",
     "username_bytes",
 ]
 
@@ -128,7 +129,8 @@ def username_bytes(username: str | bytes | bytearray) -> bytes:
     return raw
 
 
-def _password_bytes(password: str | bytes | bytearray) -> bytes:
+def password_bytes(password: str | bytes | bytearray) -> bytes:
+    """``password`` as the bytes SRP uses; ``UsageError`` if it is empty or not text/bytes."""
     if isinstance(password, str):
         raw = password.encode("utf-8")
     elif isinstance(password, bytes | bytearray):
@@ -399,7 +401,7 @@ class UserDB:
         An existing user is a ``UsageError`` unless ``replace`` (to change a password).
         """
         key = username_bytes(username)
-        pw = _password_bytes(password)
+        pw = password_bytes(password)
         with self._modify() as doc:
             name = key.decode("utf-8")
             if name in doc["users"] and not replace:

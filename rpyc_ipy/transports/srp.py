@@ -19,7 +19,7 @@ from typing import Any
 
 from rpyc_ipy.auth.base import DEFAULT_HANDSHAKE_TIMEOUT, close_quietly
 from rpyc_ipy.auth.srp_socket import TLSLiteSocket, run_handshake, srp_settings
-from rpyc_ipy.auth.userdb import username_bytes
+from rpyc_ipy.auth.userdb import password_bytes, username_bytes
 from rpyc_ipy.errors import UsageError
 
 __all__ = ["TLSLiteSocket", "srp_client_socket"]
@@ -39,14 +39,7 @@ def srp_client_socket(
     """
     try:
         user = username_bytes(username)
-        if isinstance(password, str):
-            pw = password.encode("utf-8")
-        elif isinstance(password, bytes | bytearray):
-            pw = bytes(password)
-        else:
-            raise UsageError(f"password must be str or bytes, got {type(password).__name__}")
-        if not pw:
-            raise UsageError("the password must not be empty")
+        pw = password_bytes(password)
     except UsageError:
         close_quietly(sock)
         raise
