@@ -89,7 +89,7 @@ class FrameReader:
         if self._frame_started is None:
             self._frame_started = time.monotonic()
         self._end += received
-        self._check_stall()  # here too: a peer dripping bytes never lets a read time out
+        self.check_stall()  # here too: a peer dripping bytes never lets a read time out
 
     @property
     def can_read_available(self) -> bool:
@@ -121,9 +121,6 @@ class FrameReader:
 
     def check_stall(self) -> None:
         """Raise ``LimitExceeded`` if a frame, or the first frame, is overdue."""
-        self._check_stall()
-
-    def _check_stall(self) -> None:
         if self._frame_started is None:
             return
         now = time.monotonic()
@@ -142,7 +139,7 @@ class FrameReader:
             try:
                 payload = self._read_one()
             except TimeoutError:
-                self._check_stall()
+                self.check_stall()
                 raise
             if len(payload):
                 return payload
@@ -187,7 +184,7 @@ class FrameReader:
                     raise ConnectionClosed(
                         "the peer closed the connection in the middle of a frame")
                 self._big_filled += received
-                self._check_stall()
+                self.check_stall()
         self._big = None
         self._frame_started = None
         self.frames_read += 1
