@@ -4,31 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-_REPO = Path(__file__).resolve().parents[2]
-
-
-@cache
-def spec_dir() -> Path:
-    """The directory holding the rpyc-generated vectors (RPYC_IPY_SPEC_DIR overrides)."""
-    candidates = [os.environ.get("RPYC_IPY_SPEC_DIR"), _REPO / "spec",
-                  _REPO.parent / "shared" / "spec"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "brine-vectors.json").is_file():
-            return Path(candidate)
-    pytest.fail("spec vectors not found: set RPYC_IPY_SPEC_DIR to the spec/ directory")
+#: the wire vectors recorded from rpyc 6.0.2, kept with the tests (see its README.md)
+SPEC_DIR = Path(__file__).resolve().parents[1] / "data" / "spec"
 
 
 @cache
 def spec_json(name: str) -> Any:
-    """One of the spec's JSON files, parsed."""
-    return json.loads((spec_dir() / name).read_text(encoding="utf-8"))
+    """One of the recorded vector files in tests/data/spec/, parsed."""
+    return json.loads((SPEC_DIR / name).read_text(encoding="utf-8"))
 
 
 def from_tagged(node: Any) -> Any:
