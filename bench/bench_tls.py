@@ -39,11 +39,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from rpyc_ipy.auth import aes
-from rpyc_ipy.auth.srp import SRPAuthenticator
-from rpyc_ipy.auth.tls import SSLAuthenticator
+from rpyc_ipy.auth.srp_client import srp_client_socket
+from rpyc_ipy.auth.srp_server import SRPAuthenticator
+from rpyc_ipy.auth.tls_client import create_client_context, wrap_client_socket
+from rpyc_ipy.auth.tls_server import SSLAuthenticator
 from rpyc_ipy.auth.userdb import UserDB
-from rpyc_ipy.transports.srp import srp_client_socket
-from rpyc_ipy.transports.tls import create_client_context, wrap_client_socket
 
 WAIT = 120.0
 MiB = 1024 * 1024

@@ -23,11 +23,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import classic
-from ._lazy import lazy_attributes
-from .async_result import AsyncResult
-from .connection import Connection
-from .errors import (
+from rpyc_ipy import classic
+from rpyc_ipy._lazy import lazy_attributes
+from rpyc_ipy.core.async_result import AsyncResult
+from rpyc_ipy.core.connection import Connection
+from rpyc_ipy.core.helpers import BgServingThread, async_, buffiter, spawn, timed
+from rpyc_ipy.core.netref import BaseNetref
+from rpyc_ipy.core.policy import DEFAULT_CONFIG, SecurityPolicy
+from rpyc_ipy.core.service import (
+    ClassicService,
+    MasterService,
+    Service,
+    SlaveService,
+    VoidService,
+    exposed,
+    restricted,
+    service,
+)
+from rpyc_ipy.errors import (
     AsyncResultTimeout,
     AuthenticationError,
     ConnectionClosed,
@@ -38,7 +51,7 @@ from .errors import (
     RPyCError,
     SecurityError,
 )
-from .factory import (
+from rpyc_ipy.factory import (
     connect,
     connect_socket,
     connect_stream,
@@ -48,21 +61,8 @@ from .factory import (
     ssl_connect,
     unix_connect,
 )
-from .netref import BaseNetref
-from .policy import DEFAULT_CONFIG, SecurityPolicy
-from .protocol import brine, vinegar
-from .servers import OneShotServer, ThreadedServer, ThreadPoolServer
-from .service import (
-    ClassicService,
-    MasterService,
-    Service,
-    SlaveService,
-    VoidService,
-    exposed,
-    restricted,
-    service,
-)
-from .utils import BgServingThread, async_, buffiter, spawn, timed
+from rpyc_ipy.protocol import brine, vinegar
+from rpyc_ipy.servers import OneShotServer, ThreadedServer, ThreadPoolServer
 
 __version__ = "0.1.0"
 
@@ -118,8 +118,8 @@ __all__ = [
 
 # the authenticators load ssl / tlslite-ng; import them on first use
 _LAZY = {
-    "SSLAuthenticator": "rpyc_ipy.auth.tls",
-    "SRPAuthenticator": "rpyc_ipy.auth.srp",
+    "SSLAuthenticator": "rpyc_ipy.auth.tls_server",
+    "SRPAuthenticator": "rpyc_ipy.auth.srp_server",
     "UserDB": "rpyc_ipy.auth.userdb",
 }
 
@@ -128,13 +128,13 @@ __getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext rpyc_ipy``: register the magics, settings and display hooks."""
-    from .ipython.extension import load_ipython_extension as load
+    from rpyc_ipy.ipython.extension import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext rpyc_ipy``: remove everything the extension registered."""
-    from .ipython.extension import unload_ipython_extension as unload
+    from rpyc_ipy.ipython.extension import unload_ipython_extension as unload
 
     unload(ipython)

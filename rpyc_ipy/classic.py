@@ -23,13 +23,13 @@ import posixpath
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import factory
-from .connection import Connection
-from .errors import PickleDisabledError, UsageError
-from .netref import BaseNetref
-from .protocol import consts
-from .service import ClassicClient, ClassicService, SlaveService
-from .teleport import export_function
+from rpyc_ipy import factory
+from rpyc_ipy.core.connection import Connection
+from rpyc_ipy.core.netref import BaseNetref
+from rpyc_ipy.core.service import ClassicClient, ClassicService, SlaveService
+from rpyc_ipy.core.teleport import export_function
+from rpyc_ipy.errors import PickleDisabledError, UsageError
+from rpyc_ipy.protocol import consts
 
 __all__ = [
     "DEFAULT_SERVER_PORT",
@@ -137,7 +137,7 @@ def teleport_function(conn: Connection, func: Any, globals: Any = None, def_: bo
     if globals is None:
         globals = conn.namespace
     exported = export_function(func)
-    for module in ("rpyc_ipy.teleport", "rpyc.utils.teleportation"):
+    for module in ("rpyc_ipy.core.teleport", "rpyc.utils.teleportation"):
         try:
             importer = conn.modules[module].import_function
         except ImportError:

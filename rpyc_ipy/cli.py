@@ -44,7 +44,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType, ModuleType
 from typing import Any, NoReturn, TextIO
 
-from .errors import RPyCError
+from rpyc_ipy.errors import RPyCError
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_TLS_PORT", "build_parser", "command", "main"]
 
@@ -88,7 +88,7 @@ def command(name: str, help: str, description: str | None = None) -> Callable[[S
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``rpyc-ipy`` argument parser, one subparser per registered command."""
-    from . import __version__
+    from rpyc_ipy import __version__
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -261,7 +261,7 @@ def _check_serve_options(args: argparse.Namespace) -> None:
 
 
 def _is_loopback(host: str) -> bool:
-    from .transports.sockets import is_loopback
+    from rpyc_ipy.transports.sockets import is_loopback
 
     # for a server, "" means every interface (INADDR_ANY), not localhost
     return host != "" and is_loopback(host)
@@ -278,7 +278,7 @@ def _configure_logging(level: str) -> None:
 
 def _load_service(args: argparse.Namespace) -> Any:
     if args.classic:
-        from .service import SlaveService
+        from rpyc_ipy.core.service import SlaveService
 
         return SlaveService
     if args.notebook:
@@ -338,7 +338,7 @@ def import_service(spec: str, app_dir: str | None = ".") -> Any:
             obj = getattr(obj, part)
         except AttributeError:
             raise CLIError(f"{module_name!r} has no {attr_path!r}") from None
-    from .service import Service
+    from rpyc_ipy.core.service import Service
 
     if isinstance(obj, ModuleType) or not (isinstance(obj, type) or isinstance(obj, Service)):
         raise CLIError(f"{spec!r} is a {type(obj).__name__}, not a service class")
@@ -357,8 +357,8 @@ def _service_name(service: Any) -> str:
 
 def _make_authenticator(args: argparse.Namespace) -> tuple[Any, str]:
     if args.srp_db:
-        from .auth.srp import SRPAuthenticator
-        from .auth.userdb import UserDB
+        from rpyc_ipy.auth.srp_server import SRPAuthenticator
+        from rpyc_ipy.auth.userdb import UserDB
 
         db = UserDB(args.srp_db)  # ConfigError (exit 1) if missing or corrupt
         if not len(db):
@@ -366,7 +366,7 @@ def _make_authenticator(args: argparse.Namespace) -> tuple[Any, str]:
                         "`%s users add %s USER`", db.path, PROG, args.srp_db)
         return SRPAuthenticator(db), "srp"
     if args.cert:
-        from .auth.tls import SSLAuthenticator
+        from rpyc_ipy.auth.tls_server import SSLAuthenticator
 
         authenticator = SSLAuthenticator(args.key, args.cert, ca_certs=args.ca)
         fingerprint = _fingerprint(args.cert)
@@ -380,7 +380,7 @@ def _make_authenticator(args: argparse.Namespace) -> tuple[Any, str]:
 
 def _fingerprint(certfile: str) -> str | None:
     """SHA-256 of the first certificate in ``certfile`` (for clients that pin it)."""
-    from .transports.tls import certificate_fingerprint
+    from rpyc_ipy.auth.tls_client import certificate_fingerprint
 
     try:
         with open(certfile, encoding="ascii", errors="replace") as f:
@@ -430,7 +430,7 @@ def _format_address(host: str, port: int) -> str:
 
 def _serve_socket(args: argparse.Namespace, service: Any, name: str, authenticator: Any,
                   auth_kind: str) -> int:
-    from .servers import ThreadedServer
+    from rpyc_ipy.servers import ThreadedServer
 
     host = "127.0.0.1" if args.host is None else args.host
     port = args.port
@@ -463,8 +463,8 @@ def _serve_socket(args: argparse.Namespace, service: Any, name: str, authenticat
 
 def _serve_stdio(service: Any, name: str) -> int:
     """Serve one client over stdin/stdout; stdout is reserved for the protocol."""
-    from .factory import connect_stream
-    from .transports.memory import PipeTransport
+    from rpyc_ipy.factory import connect_stream
+    from rpyc_ipy.transports.memory import PipeTransport
 
     sys.stdout.flush()
     read_fd, write_fd = os.dup(0), os.dup(1)
@@ -574,13 +574,13 @@ def _usage_of(parser: argparse.ArgumentParser) -> int:
 
 
 def _open_db(path: str) -> Any:
-    from .auth.userdb import UserDB
+    from rpyc_ipy.auth.userdb import UserDB
 
     return UserDB(path)
 
 
 def _users_add(args: argparse.Namespace) -> int:
-    from .auth.userdb import UserDB, username_bytes
+    from rpyc_ipy.auth.userdb import UserDB, username_bytes
 
     # everything that can fail does so before the password prompt
     username_bytes(args.user)
@@ -668,7 +668,7 @@ if __name__ == "__main__":  # python -m rpyc_ipy.cli (what classic.connect_subpr
          description="Manage Jupyter kernelspecs whose cells run on an rpyc_ipy server "
                      "(the same as python -m rpyc_ipy.kernel).")
 def _kernel_command(parser: argparse.ArgumentParser) -> None:
-    from .kernel.install import add_arguments, run
+    from rpyc_ipy.kernel.install import add_arguments, run
 
     add_arguments(parser)
     parser.set_defaults(run=run)

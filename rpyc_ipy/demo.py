@@ -80,9 +80,9 @@ class EmbeddedServer:
 
     def __init__(self, host: str = HOST, port: int = 0, user: str = DEMO_USER,
                  password: str | None = None, capture_fd: bool = True) -> None:
-        from .auth import SRPAuthenticator, UserDB
-        from .remote import ExecutionService
-        from .servers import ThreadedServer
+        from rpyc_ipy.auth import SRPAuthenticator, UserDB
+        from rpyc_ipy.remote import ExecutionService
+        from rpyc_ipy.servers import ThreadedServer
 
         self.user = user
         self.password = password or secrets.token_urlsafe(18)
@@ -497,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="seconds one cell may take (default 60)")
     args = parser.parse_args(argv)
     if args.classic_serve:  # classic_server(): `rpyc-ipy serve --classic` that ends with us
-        from .cli import main as cli_main
+        from rpyc_ipy.cli import main as cli_main
 
         if args.exit_with_parent:
             threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()

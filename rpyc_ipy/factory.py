@@ -14,12 +14,12 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .connection import Connection
-from .errors import UsageError
-from .service import VoidService
-from .transports.memory import PipeTransport, memory_pair
-from .transports.sockets import SocketTransport, is_loopback, tcp_connect
-from .transports.sockets import unix_connect as _unix_socket
+from rpyc_ipy.core.connection import Connection
+from rpyc_ipy.core.service import VoidService
+from rpyc_ipy.errors import UsageError
+from rpyc_ipy.transports.memory import PipeTransport, memory_pair
+from rpyc_ipy.transports.sockets import SocketTransport, is_loopback, tcp_connect
+from rpyc_ipy.transports.sockets import unix_connect as _unix_socket
 
 __all__ = [
     "connect",
@@ -70,7 +70,7 @@ def ssl_connect(host: str, port: int, keyfile: str | None = None, certfile: str 
     """TLS with certificates. The server is verified against ``ca_certs`` (or the
     system store) or a pinned SHA-256 ``fingerprint``; ``verify=False`` turns that
     off, loudly. ``keyfile``/``certfile`` present a client certificate."""
-    from .transports.tls import create_client_context, wrap_client_socket
+    from rpyc_ipy.auth.tls_client import create_client_context, wrap_client_socket
 
     if cert_reqs is not None:
         import ssl
@@ -92,7 +92,7 @@ def ssl_connect(host: str, port: int, keyfile: str | None = None, certfile: str 
 def srp_connect(host: str, port: int, username: str, password: str, service: Any = VoidService,
                 config: Config = None, *, ipv6: bool = False, timeout: float = 10.0) -> Connection:
     """TLS-SRP: username and password, no certificates. The password comes from you."""
-    from .transports.srp import srp_client_socket
+    from rpyc_ipy.auth.srp_client import srp_client_socket
 
     sock = tcp_connect(host, port, timeout=timeout, ipv6=ipv6)
     try:

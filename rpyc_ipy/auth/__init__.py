@@ -1,12 +1,12 @@
 """Authenticators (server side) and the SRP user database.
 
-* :class:`~rpyc_ipy.auth.tls.SSLAuthenticator`: TLS with certificates (stdlib ``ssl``).
-* :class:`~rpyc_ipy.auth.srp.SRPAuthenticator`: TLS-SRP username/password (tlslite-ng).
+* :class:`~rpyc_ipy.auth.tls_server.SSLAuthenticator`: TLS with certificates (stdlib ``ssl``).
+* :class:`~rpyc_ipy.auth.srp_server.SRPAuthenticator`: TLS-SRP username/password (tlslite-ng).
 * :class:`~rpyc_ipy.auth.userdb.UserDB`: the verifier file SRP logins are checked against.
 * :mod:`rpyc_ipy.auth.base`: the contract every authenticator follows.
 
-Client-side counterparts live in :mod:`rpyc_ipy.transports.tls` and
-:mod:`rpyc_ipy.transports.srp`. Names are imported lazily: importing this package
+Client-side counterparts live in :mod:`rpyc_ipy.auth.tls_client` and
+:mod:`rpyc_ipy.auth.srp_client`. Names are imported lazily: importing this package
 does not load tlslite-ng.
 """
 
@@ -25,9 +25,9 @@ from rpyc_ipy.auth.base import (
 from rpyc_ipy.errors import AuthenticationError
 
 if TYPE_CHECKING:
-    from rpyc_ipy.auth.srp import SRPAuthenticator
+    from rpyc_ipy.auth.srp_server import SRPAuthenticator
     from rpyc_ipy.auth.srp_socket import TLSLiteSocket
-    from rpyc_ipy.auth.tls import SSLAuthenticator
+    from rpyc_ipy.auth.tls_server import SSLAuthenticator
     from rpyc_ipy.auth.userdb import UserDB
 
 __all__ = [
@@ -44,8 +44,8 @@ __all__ = [
 ]
 
 _LAZY = {
-    "SSLAuthenticator": "rpyc_ipy.auth.tls",
-    "SRPAuthenticator": "rpyc_ipy.auth.srp",
+    "SSLAuthenticator": "rpyc_ipy.auth.tls_server",
+    "SRPAuthenticator": "rpyc_ipy.auth.srp_server",
     "TLSLiteSocket": "rpyc_ipy.auth.srp_socket",
     "UserDB": "rpyc_ipy.auth.userdb",
 }

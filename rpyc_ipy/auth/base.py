@@ -12,8 +12,8 @@ Every handshake here runs against a :class:`Deadline`: the whole exchange must e
 within ``handshake_timeout`` seconds, however slowly the peer dribbles bytes, so a
 silent or slow client costs a bounded amount of time and never a hung thread.
 
-Next: :class:`~rpyc_ipy.auth.tls.SSLAuthenticator` (certificates) or
-:class:`~rpyc_ipy.auth.srp.SRPAuthenticator` (username/password).
+Next: :class:`~rpyc_ipy.auth.tls_server.SSLAuthenticator` (certificates) or
+:class:`~rpyc_ipy.auth.srp_server.SRPAuthenticator` (username/password).
 """
 
 from __future__ import annotations

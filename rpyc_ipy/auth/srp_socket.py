@@ -20,8 +20,8 @@ default version negotiation picks 1.3 and fails), AES-CBC with SHA-1 HMAC (the o
 SRP suites), encrypt-then-MAC and the extended master secret, groups of 2048 bits or
 more, and the fast AES of :mod:`rpyc_ipy.auth.aes`.
 
-Next: :class:`rpyc_ipy.auth.srp.SRPAuthenticator` (server) or
-:func:`rpyc_ipy.transports.srp.srp_client_socket` (client).
+Next: :class:`rpyc_ipy.auth.srp_server.SRPAuthenticator` (server) or
+:func:`rpyc_ipy.auth.srp_client.srp_client_socket` (client).
 """
 
 from __future__ import annotations

@@ -7,8 +7,13 @@ without magics (the kernel, scripts) uses :func:`open_session` and
 
 from __future__ import annotations
 
-from .execution import ExecutionOutcome, RemoteExecution, RemoteExecutionError, RemoteTimeoutError
-from .session import RemoteSession, SessionError, SessionRegistry, open_session
+from rpyc_ipy.ipython.execution import (
+    ExecutionOutcome,
+    RemoteExecution,
+    RemoteExecutionError,
+    RemoteTimeoutError,
+)
+from rpyc_ipy.ipython.session import RemoteSession, SessionError, SessionRegistry, open_session
 
 __all__ = [
     "ExecutionOutcome",

@@ -20,12 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..netref import BaseNetref
-from ..protocol import consts
-from .display import escape, netref_text, remote_type_name, sanitize_text
+from rpyc_ipy.core.netref import BaseNetref
+from rpyc_ipy.ipython.display import escape, netref_text, remote_type_name, sanitize_text
+from rpyc_ipy.protocol import consts
 
 if TYPE_CHECKING:
-    from .session import RemoteSession
+    from rpyc_ipy.ipython.session import RemoteSession
 
 __all__ = ["Browser", "Node", "render_html", "widget"]
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .display import AMBER, GREEN, RED, RESET, escape, sanitize_text
+from rpyc_ipy.ipython.display import AMBER, GREEN, RED, RESET, escape, sanitize_text
 
 if TYPE_CHECKING:
-    from .session import RemoteSession
-    from .settings import MagicsSettings, RPyCPolicy
+    from rpyc_ipy.ipython.session import RemoteSession
+    from rpyc_ipy.ipython.settings import MagicsSettings, RPyCPolicy
 
 __all__ = ["PolicyReport", "SessionTable", "session_facts", "session_html", "session_text"]
 
@@ -36,7 +36,7 @@ def _grants(session: RemoteSession) -> list[tuple[str, str]]:
 
 def _local_policy(session: RemoteSession) -> list[tuple[str, str]]:
     """What this side grants the server: the keys that differ from the defaults."""
-    from ..policy import SecurityPolicy
+    from rpyc_ipy.core.policy import SecurityPolicy
 
     mine = session.conn.policy.describe()
     default = SecurityPolicy().describe()
@@ -163,7 +163,7 @@ class PolicyReport:
         self.settings = settings
 
     def sections(self) -> list[tuple[str, list[tuple[str, str, str]]]]:
-        from ..policy import SecurityPolicy
+        from rpyc_ipy.core.policy import SecurityPolicy
 
         session = self.session
         facts = session_facts(session)

@@ -25,14 +25,14 @@ import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from ..netref import BaseNetref
-from ..protocol import consts
-from .session import RemoteSession
-from .syntax import remote_cell, remote_line
+from rpyc_ipy.core.netref import BaseNetref
+from rpyc_ipy.ipython.session import RemoteSession
+from rpyc_ipy.ipython.syntax import remote_cell, remote_line
+from rpyc_ipy.protocol import consts
 
 if TYPE_CHECKING:
-    from .session import SessionRegistry
-    from .settings import MagicsSettings, RPyCPolicy
+    from rpyc_ipy.ipython.session import SessionRegistry
+    from rpyc_ipy.ipython.settings import MagicsSettings, RPyCPolicy
 
 __all__ = ["RemoteCompleter"]
 

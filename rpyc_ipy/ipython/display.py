@@ -27,13 +27,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..netref import BaseNetref, RemoteMethod
-from ..protocol import consts
+from rpyc_ipy.core.netref import BaseNetref, RemoteMethod
+from rpyc_ipy.protocol import consts
 
 if TYPE_CHECKING:
-    from .execution import RemoteExecution
-    from .session import RemoteSession, SessionRegistry
-    from .settings import RPyCPolicy
+    from rpyc_ipy.ipython.execution import RemoteExecution
+    from rpyc_ipy.ipython.session import RemoteSession, SessionRegistry
+    from rpyc_ipy.ipython.settings import RPyCPolicy
 
 __all__ = [
     "CellOutput",
@@ -312,7 +312,7 @@ class CellOutput:
         self._dispatch(execution, event)
 
     def _dispatch(self, execution: RemoteExecution, event: tuple[Any, ...]) -> None:
-        from .session import dispatch_event
+        from rpyc_ipy.ipython.session import dispatch_event
 
         name = execution.session.name
         dispatch_event(event, lambda stream, text: self.write(name, stream, text),

@@ -25,12 +25,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConnectionLost, RPyCError
-from ..remote.values import NotByValue, unpack
-from ..utils import async_
+from rpyc_ipy.core.helpers import async_
+from rpyc_ipy.errors import ConnectionLost, RPyCError
+from rpyc_ipy.remote.values import NotByValue, unpack
 
 if TYPE_CHECKING:
-    from .session import RemoteSession
+    from rpyc_ipy.ipython.session import RemoteSession
 
 __all__ = [
     "ExecutionOutcome",
@@ -80,7 +80,7 @@ class RemoteExecutionError(RPyCError):
         return (self.outcomes[0].error or ("Error", "", ""))[0]
 
     def _render_traceback_(self) -> list[str]:
-        from .display import RED, RESET, sanitize_text
+        from rpyc_ipy.ipython.display import RED, RESET, sanitize_text
 
         lines: list[str] = []
         for outcome in self.outcomes:

@@ -20,12 +20,12 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from .completion import RemoteCompleter
-from .display import NetrefDisplay
-from .inspection import NetrefInspector
-from .magics import RPyCMagics
-from .session import RemoteSession, SessionRegistry
-from .settings import RPyCPolicy
+from rpyc_ipy.ipython.completion import RemoteCompleter
+from rpyc_ipy.ipython.display import NetrefDisplay
+from rpyc_ipy.ipython.inspection import NetrefInspector
+from rpyc_ipy.ipython.magics import RPyCMagics
+from rpyc_ipy.ipython.session import RemoteSession, SessionRegistry
+from rpyc_ipy.ipython.settings import RPyCPolicy
 
 __all__ = ["Extension", "load_ipython_extension", "unload_ipython_extension"]
 

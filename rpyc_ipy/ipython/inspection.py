@@ -19,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..netref import BaseNetref, RemoteMethod
-from ..protocol import consts
-from .display import _connection, netref_text, remote_type_name, sanitize_text
+from rpyc_ipy.core.netref import BaseNetref, RemoteMethod
+from rpyc_ipy.ipython.display import _connection, netref_text, remote_type_name, sanitize_text
+from rpyc_ipy.protocol import consts
 
 if TYPE_CHECKING:
-    from .session import SessionRegistry
-    from .settings import RPyCPolicy
+    from rpyc_ipy.ipython.session import SessionRegistry
+    from rpyc_ipy.ipython.settings import RPyCPolicy
 
 __all__ = ["NetrefInspector", "info_bundle"]
 

@@ -23,16 +23,21 @@ from IPython.core.magic import line_cell_magic, line_magic, magics_class, no_var
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import observe
 
-from ..errors import AuthenticationError, RPyCError
-from ..errors import UsageError as CoreUsageError
-from ..transports.sockets import is_loopback
-from .browse import Browser, render_html, widget
-from .cards import PolicyReport, SessionTable
-from .display import RED, RESET, CellOutput, RemoteResult, filter_bundle
-from .execution import ExecutionOutcome, RemoteExecution, RemoteExecutionError, wait_all
-from .session import RemoteSession, SessionError, SessionRegistry, open_session
-from .settings import MagicsSettings, RPyCPolicy
-from .syntax import split_options
+from rpyc_ipy.errors import AuthenticationError, RPyCError
+from rpyc_ipy.errors import UsageError as CoreUsageError
+from rpyc_ipy.ipython.browse import Browser, render_html, widget
+from rpyc_ipy.ipython.cards import PolicyReport, SessionTable
+from rpyc_ipy.ipython.display import RED, RESET, CellOutput, RemoteResult, filter_bundle
+from rpyc_ipy.ipython.execution import (
+    ExecutionOutcome,
+    RemoteExecution,
+    RemoteExecutionError,
+    wait_all,
+)
+from rpyc_ipy.ipython.session import RemoteSession, SessionError, SessionRegistry, open_session
+from rpyc_ipy.ipython.settings import MagicsSettings, RPyCPolicy
+from rpyc_ipy.ipython.syntax import split_options
+from rpyc_ipy.transports.sockets import is_loopback
 
 __all__ = ["RPyCMagics"]
 
@@ -458,7 +463,7 @@ class RPyCMagics(MagicsSettings):
         display(HTML(render_html(browser, path, depth=args.depth)))
 
     def _browse_target(self, expr: str, name: str | None) -> tuple[Any, str | None, Any]:
-        from ..netref import BaseNetref
+        from rpyc_ipy.core.netref import BaseNetref
 
         head = re.match(r"[A-Za-z_]\w*", expr)
         if head and head.group() in self.shell.user_ns and name is None:

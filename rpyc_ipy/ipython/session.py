@@ -34,16 +34,16 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .. import factory
-from ..connection import Connection
-from ..errors import RPyCError, UsageError
-from ..netref import BaseNetref
-from ..remote.bootstrap import install_engine
-from ..remote.values import NotByValue, TooLarge, pack, unpack
-from ..service import ClassicClient, VoidService
-from ..transports.sockets import is_loopback
-from ..utils import async_
-from .execution import ExecutionOutcome, RemoteExecution, wait_all
+from rpyc_ipy import factory
+from rpyc_ipy.core.connection import Connection
+from rpyc_ipy.core.helpers import async_
+from rpyc_ipy.core.netref import BaseNetref
+from rpyc_ipy.core.service import ClassicClient, VoidService
+from rpyc_ipy.errors import RPyCError, UsageError
+from rpyc_ipy.ipython.execution import ExecutionOutcome, RemoteExecution, wait_all
+from rpyc_ipy.remote.bootstrap import install_engine
+from rpyc_ipy.remote.values import NotByValue, TooLarge, pack, unpack
+from rpyc_ipy.transports.sockets import is_loopback
 
 __all__ = ["RemoteSession", "SessionError", "SessionRegistry", "open_session"]
 
@@ -169,12 +169,12 @@ class RemoteSession:
     # -- facts ----------------------------------------------------------------------------
 
     def __repr__(self) -> str:
-        from .cards import session_text
+        from rpyc_ipy.ipython.cards import session_text
 
         return session_text(self)
 
     def _repr_html_(self) -> str:
-        from .cards import session_html
+        from rpyc_ipy.ipython.cards import session_html
 
         return session_html(self)
 
@@ -310,7 +310,7 @@ class RemoteSession:
     def mimebundle(self, obj: Any, include: tuple[str, ...] | None, max_bytes: int, *,
                    timeout: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """A netref's own display bundle, by value, in one request."""
-        from .execution import parse_bundle
+        from rpyc_ipy.ipython.execution import parse_bundle
 
         self._require_engine("remote display")
         return parse_bundle(self._call("mimebundle", obj, include, max_bytes, timeout=timeout))
@@ -436,7 +436,7 @@ def dispatch_event(event: tuple[Any, ...], on_stream: StreamCallback | None,
         if on_stream is not None:
             on_stream(event[1], event[2])
     elif kind == "display" and len(event) == 5:
-        from .execution import parse_bundle
+        from rpyc_ipy.ipython.execution import parse_bundle
 
         try:
             data, metadata = parse_bundle((event[1], event[2]))
@@ -457,7 +457,7 @@ def _message(exc: BaseException) -> str:
 
 
 def _packed_size(packed: Any) -> int:
-    from ..protocol import brine
+    from rpyc_ipy.protocol import brine
 
     try:
         return len(brine.dump(packed))
@@ -513,7 +513,7 @@ class _PlainClassic:
             return
         outcome = ExecutionOutcome(execution.session.name, "ok")
         if value is not None:
-            from .display import netref_text
+            from rpyc_ipy.ipython.display import netref_text
 
             text = netref_text(value, 10_000) if isinstance(value, BaseNetref) else repr(value)
             outcome.data = {"text/plain": text}

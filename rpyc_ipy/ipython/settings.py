@@ -24,7 +24,7 @@ from IPython.core.magic import Magics
 from traitlets import Bool, Dict, Enum, Float, Int, List, TraitError, Unicode, observe, validate
 from traitlets.config import Configurable
 
-from ..policy import DEFAULT_CONFIG
+from rpyc_ipy.core.policy import DEFAULT_CONFIG
 
 __all__ = ["MagicsSettings", "RPyCPolicy"]
 

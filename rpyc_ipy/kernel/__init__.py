@@ -18,7 +18,7 @@ kernel list; its cells run on the server, ``%%local`` cells in the kernel.
 
 from __future__ import annotations
 
-from .._lazy import lazy_attributes
+from rpyc_ipy._lazy import lazy_attributes
 
 __all__ = ["RemoteKernel", "RemoteKernelMixin", "install_kernel_spec"]
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import sys
 
-from .install import ACTIONS, main
+from rpyc_ipy.kernel.install import ACTIONS, main
 
 
 def _run() -> None:
     args = sys.argv[1:]
     if not args or args[0] in ACTIONS or args[0] in ("-h", "--help"):
         sys.exit(main(args))
-    from .kernel import launch
+    from rpyc_ipy.kernel.kernel import launch
 
     launch(args)
 

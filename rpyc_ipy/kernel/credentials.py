@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import stat
 
-from ..errors import UsageError
+from rpyc_ipy.errors import UsageError
 
 __all__ = ["CredentialsError", "check_owner_only", "read_credentials_file", "read_password_env"]
 

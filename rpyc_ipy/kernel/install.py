@@ -38,8 +38,8 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import UsageError
-from .credentials import CredentialsError, check_owner_only
+from rpyc_ipy.errors import UsageError
+from rpyc_ipy.kernel.credentials import CredentialsError, check_owner_only
 
 __all__ = [
     "ACTIONS",
@@ -117,7 +117,7 @@ def kernel_spec(argv: list[str], *, display_name: str, interrupt_mode: str = "si
 
 
 def _is_loopback(host: str) -> bool:
-    from ..transports.sockets import is_loopback
+    from rpyc_ipy.transports.sockets import is_loopback
 
     return is_loopback(host)
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from ipykernel.ipkernel import IPythonKernel
 
-from .. import __version__
-from .mixin import RemoteKernelMixin
+from rpyc_ipy import __version__
+from rpyc_ipy.kernel.mixin import RemoteKernelMixin
 
 __all__ = ["RemoteKernel", "launch"]
 

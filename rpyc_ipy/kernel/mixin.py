@@ -43,12 +43,12 @@ from typing import TYPE_CHECKING, Any
 from traitlets import Bool, Float, Int, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
-from ..errors import AuthenticationError
-from .credentials import CredentialsError, read_credentials_file, read_password_env
+from rpyc_ipy.errors import AuthenticationError
+from rpyc_ipy.kernel.credentials import CredentialsError, read_credentials_file, read_password_env
 
 if TYPE_CHECKING:
-    from ..ipython.extension import Extension
-    from ..ipython.session import RemoteSession
+    from rpyc_ipy.ipython.extension import Extension
+    from rpyc_ipy.ipython.session import RemoteSession
 
 __all__ = ["LOCAL_MAGIC", "RemoteKernelMixin", "split_local"]
 
@@ -170,7 +170,7 @@ class RemoteKernelMixin(Configurable):
 
     def _extension(self) -> Extension:
         """The rpyc_ipy extension of this kernel's shell (loaded on first use)."""
-        from ..ipython.extension import extension_of
+        from rpyc_ipy.ipython.extension import extension_of
 
         ext = extension_of(self.shell)
         if ext is None:
@@ -206,8 +206,8 @@ class RemoteKernelMixin(Configurable):
         return password
 
     def _open(self, interactive: bool) -> RemoteSession:
-        from ..ipython.session import open_session
-        from ..transports.sockets import is_loopback
+        from rpyc_ipy.ipython.session import open_session
+        from rpyc_ipy.transports.sockets import is_loopback
 
         ext = self._extension()
         magics, policy = ext.magics, ext.policy
@@ -326,8 +326,8 @@ class RemoteKernelMixin(Configurable):
                 shell.execution_count = count + 1
 
     def _run_remote(self, code: str, count: int, silent: bool) -> dict[str, Any]:
-        from ..ipython.display import CellOutput, filter_bundle
-        from ..ipython.execution import (
+        from rpyc_ipy.ipython.display import CellOutput, filter_bundle
+        from rpyc_ipy.ipython.execution import (
             ExecutionOutcome,
             RemoteExecution,
             RemoteExecutionError,
@@ -407,7 +407,7 @@ class RemoteKernelMixin(Configurable):
     def _user_expressions(self, expressions: dict[str, Any]) -> dict[str, Any]:
         """Evaluate a request's ``user_expressions`` remotely (one request each; their
         output is dropped)."""
-        from ..ipython.display import filter_bundle
+        from rpyc_ipy.ipython.display import filter_bundle
 
         session = self._open_session()
         policy = self._extension().policy
@@ -502,7 +502,7 @@ class RemoteKernelMixin(Configurable):
         session = self._open_session()
         if session is None or not session.has_engine:
             return not_found
-        from ..ipython.inspection import info_bundle
+        from rpyc_ipy.ipython.inspection import info_bundle
 
         ext = self._extension()
         try:

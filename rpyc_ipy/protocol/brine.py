@@ -59,8 +59,8 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..errors import CodecError, LimitExceeded
-from .limits import DEFAULT_LIMITS, Limits
+from rpyc_ipy.errors import CodecError, LimitExceeded
+from rpyc_ipy.protocol.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["Encoded", "dump", "dump_parts", "dumpable", "load", "load_from"]
 

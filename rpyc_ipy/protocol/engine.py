@@ -22,11 +22,11 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import CodecError, ProtocolError, UnexpectedMessage
-from . import brine
-from .consts import HANDLER_NAMES, MSG_EXCEPTION, MSG_REPLY, MSG_REQUEST
-from .framing import FrameDecoder, frame_parts
-from .limits import DEFAULT_LIMITS, Limits
+from rpyc_ipy.errors import CodecError, ProtocolError, UnexpectedMessage
+from rpyc_ipy.protocol import brine
+from rpyc_ipy.protocol.consts import HANDLER_NAMES, MSG_EXCEPTION, MSG_REPLY, MSG_REQUEST
+from rpyc_ipy.protocol.framing import FrameDecoder, frame_parts
+from rpyc_ipy.protocol.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["Engine", "Event", "Failure", "Reply", "Request"]
 

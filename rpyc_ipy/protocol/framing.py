@@ -25,8 +25,8 @@ import struct
 import zlib
 from collections.abc import Sequence
 
-from ..errors import CodecError, LimitExceeded
-from .limits import DEFAULT_LIMITS, Limits
+from rpyc_ipy.errors import CodecError, LimitExceeded
+from rpyc_ipy.protocol.limits import DEFAULT_LIMITS, Limits
 
 __all__ = [
     "FLUSHER",

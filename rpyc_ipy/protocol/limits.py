@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import ConfigError
+from rpyc_ipy.errors import ConfigError
 
 __all__ = ["DEFAULT_LIMITS", "Limits"]
 

@@ -12,7 +12,7 @@ import inspect
 import sys
 from typing import Any
 
-from ..errors import LimitExceeded
+from rpyc_ipy.errors import LimitExceeded
 
 __all__ = ["ExportTable", "IdPack", "id_pack_of"]
 

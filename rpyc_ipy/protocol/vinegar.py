@@ -32,9 +32,9 @@ from collections.abc import Callable
 from types import BuiltinFunctionType, MappingProxyType, ModuleType, WrapperDescriptorType
 from typing import Any
 
-from ..errors import CodecError, RemoteError, RemoteExceptionMixin
-from . import brine
-from .consts import STOP_ITERATION_PAYLOAD
+from rpyc_ipy.errors import CodecError, RemoteError, RemoteExceptionMixin
+from rpyc_ipy.protocol import brine
+from rpyc_ipy.protocol.consts import STOP_ITERATION_PAYLOAD
 
 __all__ = [
     "MAX_ARG_SIZE",

@@ -18,8 +18,8 @@ user presses stop.
 
 from __future__ import annotations
 
-from .cancel import cancelled
-from .engine import Engine
-from .service import ExecutionService, NamespaceView
+from rpyc_ipy.remote.cancel import cancelled
+from rpyc_ipy.remote.engine import Engine
+from rpyc_ipy.remote.service import ExecutionService, NamespaceView
 
 __all__ = ["Engine", "ExecutionService", "NamespaceView", "cancelled"]

@@ -34,12 +34,12 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import SecurityError, UsageError
-from ..service import Service
-from .engine import FEATURES, Engine, NamespaceView
+from rpyc_ipy.core.service import Service
+from rpyc_ipy.errors import SecurityError, UsageError
+from rpyc_ipy.remote.engine import FEATURES, Engine, NamespaceView
 
 if TYPE_CHECKING:
-    from ..connection import Connection
+    from rpyc_ipy.core.connection import Connection
 
 __all__ = ["ExecutionService", "NamespaceView"]
 

@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from ..connection import Connection, _user_of
-from ..errors import AuthenticationError, UsageError
-from ..transports.sockets import SocketTransport, is_loopback
-from .loop import ServerLoop, loop_available
+from rpyc_ipy.core.connection import Connection, _user_of
+from rpyc_ipy.errors import AuthenticationError, UsageError
+from rpyc_ipy.servers.loop import ServerLoop, loop_available
+from rpyc_ipy.transports.sockets import SocketTransport, is_loopback
 
 __all__ = ["Authenticator", "Server"]
 

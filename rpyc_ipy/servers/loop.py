@@ -9,7 +9,7 @@ it is asked, so the server goes from client to client without sleeping, and
 with one thread running Python there is nobody to contend with for the GIL.
 
 A request that runs long must not stop the others: the
-:class:`~rpyc_ipy.background.Watchdog` ticks while the loop has clients, and
+:class:`~rpyc_ipy.core.background.Watchdog` ticks while the loop has clients, and
 when the leader has been busy for longer than its grace it makes another thread
 the leader (a parked one, or a new one up to ``max_threads``). The busy thread
 parks when its request ends. Each client's socket is registered one-shot, so
@@ -34,11 +34,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..background import Watchdog
-from ..transports.spin import DEFAULT_MAX_SPIN, SOLO, SpinPolicy, spin_clock
+from rpyc_ipy.core.background import Watchdog
+from rpyc_ipy.transports.spin import DEFAULT_MAX_SPIN, SOLO, SpinPolicy, spin_clock
 
 if TYPE_CHECKING:
-    from ..connection import Connection
+    from rpyc_ipy.core.connection import Connection
 
 __all__ = ["ServerLoop", "loop_available"]
 

@@ -16,7 +16,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .base import Server
+from rpyc_ipy.servers.base import Server
 
 __all__ = ["OneShotServer", "ThreadPoolServer", "ThreadedServer"]
 

@@ -12,7 +12,7 @@ import select
 import threading
 from collections import deque
 
-from ..errors import ConnectionClosed
+from rpyc_ipy.errors import ConnectionClosed
 
 __all__ = ["MemoryTransport", "PipeTransport", "memory_pair"]
 

@@ -14,8 +14,8 @@ import sys
 import threading
 from typing import Any
 
-from ..errors import ConnectionClosed, UsageError
-from .spin import DEFAULT_MAX_SPIN, SpinPolicy, spin_clock
+from rpyc_ipy.errors import ConnectionClosed, UsageError
+from rpyc_ipy.transports.spin import DEFAULT_MAX_SPIN, SpinPolicy, spin_clock
 
 __all__ = [
     "POLL_INTERVAL",

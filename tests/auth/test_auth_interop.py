@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from authkit import PING, PKI, WAIT, OneShot, client_exchange, connect
 
-from rpyc_ipy.auth.tls import SSLAuthenticator
-from rpyc_ipy.transports.tls import create_client_context, wrap_client_socket
+from rpyc_ipy.auth.tls_client import create_client_context, wrap_client_socket
+from rpyc_ipy.auth.tls_server import SSLAuthenticator
 
 rpyc = pytest.importorskip("rpyc")
 pytestmark = pytest.mark.interop

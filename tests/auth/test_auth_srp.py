@@ -17,13 +17,13 @@ from authkit import PING, PKI, WAIT, OneShot, client_exchange, connect, read_lin
 from tlslite.mathtls import makeVerifier
 
 from rpyc_ipy.auth.base import SocketLike
-from rpyc_ipy.auth.srp import SRPAuthenticator
+from rpyc_ipy.auth.srp_client import srp_client_socket
+from rpyc_ipy.auth.srp_server import SRPAuthenticator
 from rpyc_ipy.auth.srp_socket import BAD_CREDENTIALS, TLSLiteSocket, run_handshake, srp_settings
-from rpyc_ipy.auth.tls import SSLAuthenticator
+from rpyc_ipy.auth.tls_client import create_client_context, wrap_client_socket
+from rpyc_ipy.auth.tls_server import SSLAuthenticator
 from rpyc_ipy.auth.userdb import UserDB
 from rpyc_ipy.errors import AuthenticationError, UsageError
-from rpyc_ipy.transports.srp import srp_client_socket
-from rpyc_ipy.transports.tls import create_client_context, wrap_client_socket
 
 ALICE_PW = "correct horse"
 

@@ -11,14 +11,14 @@ import pytest
 from authkit import PING, PKI, WAIT, OneShot, client_exchange, connect
 
 from rpyc_ipy.auth.base import SocketLike
-from rpyc_ipy.auth.tls import SSLAuthenticator
-from rpyc_ipy.errors import AuthenticationError, ConfigError
-from rpyc_ipy.transports.tls import (
+from rpyc_ipy.auth.tls_client import (
     certificate_fingerprint,
     create_client_context,
     normalize_fingerprint,
     wrap_client_socket,
 )
+from rpyc_ipy.auth.tls_server import SSLAuthenticator
+from rpyc_ipy.errors import AuthenticationError, ConfigError
 
 
 def server_auth(pki: PKI, **kw: Any) -> SSLAuthenticator:

@@ -165,7 +165,7 @@ def test_notebook_service_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPat
     status, _, err = run(capsys, "serve", "--notebook")
     assert status == 1
     assert "--notebook needs rpyc_ipy.no_such_module:ExecutionService" in err
-    monkeypatch.setattr(cli, "NOTEBOOK_SERVICE", "rpyc_ipy.service:NoSuchService")
+    monkeypatch.setattr(cli, "NOTEBOOK_SERVICE", "rpyc_ipy.core.service:NoSuchService")
     status, _, err = run(capsys, "serve", "--notebook")
     assert status == 1 and "has no NoSuchService" in err
     assert not fake_server

@@ -70,7 +70,7 @@ def test_tls_server_with_ca(pki: Any, serve_cli: Any) -> None:
                         "--key", str(pki.server_key), "--port", "0"])
     assert server.auth == "tls"
     # the log names the certificate's fingerprint for clients that pin it
-    from rpyc_ipy.transports.tls import certificate_fingerprint
+    from rpyc_ipy.auth.tls_client import certificate_fingerprint
 
     server.wait_for_stderr(re_escape(certificate_fingerprint(pki.server_cert)))
     with rpyc_ipy.ssl_connect("127.0.0.1", server.port, ca_certs=str(pki.ca),

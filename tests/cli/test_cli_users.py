@@ -11,7 +11,7 @@ import pytest
 from clikit import WAIT, run_cli
 
 import rpyc_ipy
-from rpyc_ipy.auth.srp import SRPAuthenticator
+from rpyc_ipy.auth.srp_server import SRPAuthenticator
 from rpyc_ipy.auth.userdb import UserDB
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import rpyc_ipy
-from rpyc_ipy.connection import Connection
+from rpyc_ipy.core.connection import Connection
 from rpyc_ipy.transports.memory import memory_pair
 
 

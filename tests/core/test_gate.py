@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 import rpyc_ipy
-from rpyc_ipy import policy as policy_module
-from rpyc_ipy.connection import Connection
+from rpyc_ipy.core import policy as policy_module
+from rpyc_ipy.core.connection import Connection
+from rpyc_ipy.core.policy import Op
 from rpyc_ipy.errors import SecurityError
-from rpyc_ipy.policy import Op
 from rpyc_ipy.protocol import consts
 from rpyc_ipy.protocol.objects import id_pack_of
 from rpyc_ipy.transports.memory import memory_pair
@@ -105,7 +105,7 @@ def test_every_handler_calls_the_gate(handler: int, monkeypatch: pytest.MonkeyPa
         return real(policy, op, obj, name)
 
     monkeypatch.setattr(policy_module, "authorize", spy)
-    monkeypatch.setattr("rpyc_ipy.handlers.authorize", spy)
+    monkeypatch.setattr("rpyc_ipy.core.handlers.authorize", spy)
     try:
         conn._handlers[handler](*_arguments(handler, thing, conn))
     except Exception:
@@ -124,7 +124,7 @@ def test_a_closed_gate_stops_every_handler(handler: int, monkeypatch: pytest.Mon
         raise SecurityError("closed for the test")
 
     monkeypatch.setattr(policy_module, "authorize", deny)
-    monkeypatch.setattr("rpyc_ipy.handlers.authorize", deny)
+    monkeypatch.setattr("rpyc_ipy.core.handlers.authorize", deny)
     with pytest.raises(SecurityError):
         conn._handlers[handler](*_arguments(handler, thing, conn))
     assert thing.value == 1 and "value" not in vars(thing)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 import rpyc_ipy
+from rpyc_ipy.core.netref import BaseNetref, RemoteMethod
 from rpyc_ipy.errors import PickleDisabledError
-from rpyc_ipy.netref import BaseNetref, RemoteMethod
 from rpyc_ipy.protocol import consts
 
 

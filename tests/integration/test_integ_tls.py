@@ -13,7 +13,7 @@ from integkit import CONFIG, WAIT
 
 import rpyc_ipy
 from rpyc_ipy.auth import SSLAuthenticator
-from rpyc_ipy.transports.tls import certificate_fingerprint
+from rpyc_ipy.auth.tls_client import certificate_fingerprint
 
 
 def server_auth(pki: Any, mutual: bool = False, **kwargs: Any) -> SSLAuthenticator:

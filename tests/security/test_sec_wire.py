@@ -31,7 +31,7 @@ from seckit import (
 )
 
 import rpyc_ipy
-from rpyc_ipy.policy import SAFE_ATTRS
+from rpyc_ipy.core.policy import SAFE_ATTRS
 from rpyc_ipy.protocol import brine, consts
 from rpyc_ipy.protocol.framing import frame_bytes
 

@@ -16,7 +16,7 @@ import sys
 from types import CodeType, FunctionType
 from typing import Any
 
-from .protocol import brine
+from rpyc_ipy.protocol import brine
 
 __all__ = ["CODE_MARKER", "export_function", "import_function"]
 

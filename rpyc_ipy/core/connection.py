@@ -37,10 +37,14 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import netref as _netref
-from .async_result import AsyncResult
-from .background import ReleaseFlusher, Watchdog
-from .errors import (
+from rpyc_ipy.core import netref as _netref
+from rpyc_ipy.core.async_result import AsyncResult
+from rpyc_ipy.core.background import ReleaseFlusher, Watchdog
+from rpyc_ipy.core.handlers import CloseRequested, RequestHandlers, check_id_pack
+from rpyc_ipy.core.netref import BaseNetref, RemoteMethod, builtin_proxy_class, make_proxy_class
+from rpyc_ipy.core.policy import CLASSIC_OVERRIDES, DEFAULT_CONFIG, SecurityPolicy
+from rpyc_ipy.core.transport import FrameReader, Transport
+from rpyc_ipy.errors import (
     AsyncResultTimeout,
     CodecError,
     ConfigError,
@@ -53,23 +57,15 @@ from .errors import (
     SecurityError,
     UsageError,
 )
-from .handlers import CloseRequested, RequestHandlers, check_id_pack
-from .netref import BaseNetref, RemoteMethod, builtin_proxy_class, make_proxy_class
-from .policy import (
-    CLASSIC_OVERRIDES,
-    DEFAULT_CONFIG,
-    SecurityPolicy,
-)
-from .protocol import brine, consts, vinegar
-from .protocol.engine import Engine, Failure, Reply, Request
-from .protocol.limits import DEFAULT_LIMITS, Limits
-from .protocol.objects import ExportTable, IdPack, id_pack_of
-from .transports.base import FrameReader, Transport
-from .transports.spin import DEFAULT_MAX_SPIN
+from rpyc_ipy.protocol import brine, consts, vinegar
+from rpyc_ipy.protocol.engine import Engine, Failure, Reply, Request
+from rpyc_ipy.protocol.limits import DEFAULT_LIMITS, Limits
+from rpyc_ipy.protocol.objects import ExportTable, IdPack, id_pack_of
+from rpyc_ipy.transports.spin import DEFAULT_MAX_SPIN
 
 __all__ = ["CONNECTION_OPTIONS", "Connection"]
 
-log = logging.getLogger("rpyc_ipy.connection")
+log = logging.getLogger("rpyc_ipy.core.connection")
 audit = logging.getLogger("rpyc_ipy.audit")
 
 
@@ -532,7 +528,7 @@ class Connection(RequestHandlers):
         """Give up the reader role and pass it on to whoever needs it.
 
         ``for_request``: we are about to run a request. A waiting caller takes the
-        role at once; otherwise nobody is woken now, and the :class:`~rpyc_ipy.background.Watchdog`
+        role at once; otherwise nobody is woken now, and the background Watchdog
         hands the role on only if the request runs longer than a few
         milliseconds. Quick requests thus cost no thread wake-up, and a long one
         still cannot stop the connection from reading a cancel or a callback.

@@ -15,9 +15,9 @@ import mmap
 import time
 from typing import Protocol, runtime_checkable
 
-from ..errors import ConnectionClosed, LimitExceeded
-from ..protocol.framing import HEADER_SIZE, decode_body, parse_header
-from ..protocol.limits import DEFAULT_LIMITS, Limits
+from rpyc_ipy.errors import ConnectionClosed, LimitExceeded
+from rpyc_ipy.protocol.framing import HEADER_SIZE, decode_body, parse_header
+from rpyc_ipy.protocol.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["FrameReader", "ReadTimeout", "Transport"]
 

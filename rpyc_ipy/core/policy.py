@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from .errors import ConfigError, PickleDisabledError, SecurityError
+from rpyc_ipy.errors import ConfigError, PickleDisabledError, SecurityError
 
 __all__ = [
     "DEFAULT_CONFIG",

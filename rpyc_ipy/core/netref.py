@@ -23,12 +23,12 @@ import types
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .errors import PickleDisabledError
-from .protocol import consts
-from .protocol.objects import IdPack
+from rpyc_ipy.errors import PickleDisabledError
+from rpyc_ipy.protocol import consts
+from rpyc_ipy.protocol.objects import IdPack
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from rpyc_ipy.core.connection import Connection
 
 __all__ = [
     "LOCAL_ATTRS",
@@ -306,7 +306,7 @@ def make_proxy_class(name_pack: str, methods: Iterable[str], is_class: bool = Fa
     names = frozenset(methods)
     namespace: dict[str, Any] = {
         "__slots__": (),
-        "__module__": "rpyc_ipy.netref",
+        "__module__": "rpyc_ipy.core.netref",
         "_rpyc_methods": names,
         "_rpyc_local_class": _resolve_local_class(name_pack, is_class),
     }

@@ -3,8 +3,8 @@
 Build one :class:`SSLAuthenticator` per server and pass it as the server's
 ``authenticator``; each accepted socket comes back as an ``ssl.SSLSocket`` plus the
 client certificate (``getpeercert()``) as credentials. Clients connect with
-:func:`rpyc_ipy.transports.tls.create_client_context` and
-:func:`rpyc_ipy.transports.tls.wrap_client_socket`.
+:func:`rpyc_ipy.auth.tls_client.create_client_context` and
+:func:`rpyc_ipy.auth.tls_client.wrap_client_socket`.
 
 Differences from RPyC's authenticator of the same name, all on the safe side:
 

@@ -18,11 +18,11 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .async_result import AsyncResult
-from .connection import Connection
-from .errors import UsageError
-from .netref import BaseNetref, RemoteMethod
-from .protocol import consts
+from rpyc_ipy.core.async_result import AsyncResult
+from rpyc_ipy.core.connection import Connection
+from rpyc_ipy.core.netref import BaseNetref, RemoteMethod
+from rpyc_ipy.errors import UsageError
+from rpyc_ipy.protocol import consts
 
 __all__ = ["BgServingThread", "async_", "buffiter", "spawn", "timed"]
 

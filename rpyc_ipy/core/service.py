@@ -23,10 +23,10 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import SecurityError, UsageError
+from rpyc_ipy.errors import SecurityError, UsageError
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from rpyc_ipy.core.connection import Connection
 
 __all__ = [
     "ClassicClient",
@@ -254,7 +254,7 @@ class ClassicSurface:
             elif name in ("builtins", "builtin"):
                 value = self.get("modules").builtins
             elif name == "teleport":
-                from .classic import teleport_function
+                from rpyc_ipy.classic import teleport_function
                 value = functools.partial(teleport_function, self._conn)
             else:
                 value = getattr(root, name)

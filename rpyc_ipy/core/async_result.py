@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import AsyncResultTimeout
+from rpyc_ipy.errors import AsyncResultTimeout
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from rpyc_ipy.core.connection import Connection
 
 __all__ = ["AsyncResult"]
 

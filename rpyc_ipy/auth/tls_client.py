@@ -33,7 +33,7 @@ from rpyc_ipy.auth.base import (
     check_timeout,
     close_quietly,
 )
-from rpyc_ipy.auth.tls import describe_tls_error, drive_ssl_handshake
+from rpyc_ipy.auth.tls_server import describe_tls_error, drive_ssl_handshake
 from rpyc_ipy.errors import AuthenticationError, ConfigError
 
 __all__ = [

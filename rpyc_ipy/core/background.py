@@ -15,7 +15,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from rpyc_ipy.core.connection import Connection
 
 __all__ = ["ReleaseFlusher", "Watchdog"]
 

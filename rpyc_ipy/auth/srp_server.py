@@ -12,7 +12,7 @@ The file is re-read when it changes on disk (``rpyc-ipy users add`` takes effect
 for the next connection); if it becomes unreadable, every login fails until it is
 fixed, rather than continuing with stale data.
 
-Clients connect with :func:`rpyc_ipy.transports.srp.srp_client_socket`.
+Clients connect with :func:`rpyc_ipy.auth.srp_client.srp_client_socket`.
 """
 
 from __future__ import annotations

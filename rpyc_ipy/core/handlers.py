@@ -1,7 +1,7 @@
 """The request handlers: what this side does for each request the peer sends.
 
-:class:`RequestHandlers` is mixed into :class:`~rpyc_ipy.connection.Connection`.
-Every handler goes through :func:`rpyc_ipy.policy.authorize` (directly, or inside
+:class:`RequestHandlers` is mixed into :class:`~rpyc_ipy.core.connection.Connection`.
+Every handler goes through :func:`rpyc_ipy.core.policy.authorize` (directly, or inside
 ``get_attribute``/``set_attribute``/``del_attribute``); ``tests/core/test_gate.py``
 walks the table to prove it.
 """
@@ -14,10 +14,9 @@ from collections.abc import Callable
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from . import netref as _netref
-from .errors import CodecError
-from .netref import class_methods
-from .policy import (
+from rpyc_ipy.core import netref as _netref
+from rpyc_ipy.core.netref import class_methods
+from rpyc_ipy.core.policy import (
     Op,
     SecurityPolicy,
     authorize,
@@ -26,8 +25,9 @@ from .policy import (
     set_attribute,
     visible_names,
 )
-from .protocol import consts
-from .protocol.objects import ExportTable, IdPack, id_pack_of
+from rpyc_ipy.errors import CodecError
+from rpyc_ipy.protocol import consts
+from rpyc_ipy.protocol.objects import ExportTable, IdPack, id_pack_of
 
 if TYPE_CHECKING:
     import threading
