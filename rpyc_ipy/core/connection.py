@@ -40,10 +40,11 @@ from typing import Any
 from rpyc_ipy.core import netref as _netref
 from rpyc_ipy.core.async_result import AsyncResult
 from rpyc_ipy.core.background import ReleaseFlusher, Watchdog
+from rpyc_ipy.core.frame_reader import FrameReader
 from rpyc_ipy.core.handlers import CloseRequested, RequestHandlers, check_id_pack
 from rpyc_ipy.core.netref import BaseNetref, RemoteMethod, builtin_proxy_class, make_proxy_class
 from rpyc_ipy.core.policy import CLASSIC_OVERRIDES, DEFAULT_CONFIG, SecurityPolicy
-from rpyc_ipy.core.transport import FrameReader, Transport
+from rpyc_ipy.core.transport import Transport
 from rpyc_ipy.errors import (
     AsyncResultTimeout,
     CodecError,
