@@ -25,6 +25,7 @@ from typing import Any
 
 from rpyc_ipy import classic
 from rpyc_ipy._lazy import lazy_attributes
+from rpyc_ipy._version import __version__
 from rpyc_ipy.core.async_result import AsyncResult
 from rpyc_ipy.core.connection import Connection
 from rpyc_ipy.core.helpers import BgServingThread, async_, buffiter, spawn, timed
@@ -63,8 +64,6 @@ from rpyc_ipy.factory import (
 )
 from rpyc_ipy.protocol import brine, vinegar
 from rpyc_ipy.servers import OneShotServer, ThreadedServer, ThreadPoolServer
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_CONFIG",

@@ -27,8 +27,8 @@ from rpyc_ipy import factory
 from rpyc_ipy.core.connection import Connection
 from rpyc_ipy.core.netref import BaseNetref
 from rpyc_ipy.core.service import ClassicClient, ClassicService, SlaveService
-from rpyc_ipy.core.teleport import export_function
-from rpyc_ipy.errors import PickleDisabledError, UsageError
+from rpyc_ipy.core.teleport import teleport_function
+from rpyc_ipy.errors import PickleDisabledError
 from rpyc_ipy.protocol import consts
 
 __all__ = [
@@ -129,21 +129,6 @@ def obtain(proxy: Any) -> Any:
 def deliver(conn: Connection, obj: Any) -> Any:
     """Recreate a local object on the (classic) peer by pickling it; returns the netref."""
     return conn.modules.pickle.loads(pickle.dumps(obj))
-
-
-def teleport_function(conn: Connection, func: Any, globals: Any = None, def_: bool = True
-                      ) -> Any:
-    """Send ``func``'s code to the classic peer and define it there; returns its netref."""
-    if globals is None:
-        globals = conn.namespace
-    exported = export_function(func)
-    for module in ("rpyc_ipy.core.teleport", "rpyc.utils.teleportation"):
-        try:
-            importer = conn.modules[module].import_function
-        except ImportError:
-            continue
-        return importer(exported, globals, def_)
-    raise UsageError("the peer has neither rpyc_ipy nor rpyc to rebuild the function")
 
 
 def upload(conn: Connection, localpath: str, remotepath: str,

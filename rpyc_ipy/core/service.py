@@ -23,6 +23,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from rpyc_ipy.core.teleport import teleport_function
 from rpyc_ipy.errors import SecurityError, UsageError
 
 if TYPE_CHECKING:
@@ -254,7 +255,6 @@ class ClassicSurface:
             elif name in ("builtins", "builtin"):
                 value = self.get("modules").builtins
             elif name == "teleport":
-                from rpyc_ipy.classic import teleport_function
                 value = functools.partial(teleport_function, self._conn)
             else:
                 value = getattr(root, name)

@@ -16,9 +16,10 @@ import sys
 from types import CodeType, FunctionType
 from typing import Any
 
+from rpyc_ipy.errors import UsageError
 from rpyc_ipy.protocol import brine
 
-__all__ = ["CODE_MARKER", "export_function", "import_function"]
+__all__ = ["CODE_MARKER", "export_function", "import_function", "teleport_function"]
 
 #: the marker RPyC uses for a nested code object inside the constants
 CODE_MARKER = "MAg1c J0hNNzo0hn ZqhuBP17LQk8"
@@ -85,3 +86,18 @@ def import_function(exported: tuple[Any, ...], globals: dict[str, Any] | None = 
     if def_:
         namespace[name] = func
     return func
+
+
+def teleport_function(conn: Any, func: Any, globals: Any = None, def_: bool = True
+                      ) -> Any:
+    """Send ``func``'s code to the classic peer and define it there; returns its netref."""
+    if globals is None:
+        globals = conn.namespace
+    exported = export_function(func)
+    for module in ("rpyc_ipy.core.teleport", "rpyc.utils.teleportation"):
+        try:
+            importer = conn.modules[module].import_function
+        except ImportError:
+            continue
+        return importer(exported, globals, def_)
+    raise UsageError("the peer has neither rpyc_ipy nor rpyc to rebuild the function")

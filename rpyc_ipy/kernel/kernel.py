@@ -13,7 +13,7 @@ from typing import Any
 
 from ipykernel.ipkernel import IPythonKernel
 
-from rpyc_ipy import __version__
+from rpyc_ipy._version import __version__
 from rpyc_ipy.kernel.mixin import RemoteKernelMixin
 
 __all__ = ["RemoteKernel", "launch"]

@@ -19,13 +19,13 @@ import importlib
 import inspect
 from typing import Any
 
-__all__ = ["ENGINE_MODULES", "engine_sources", "install_engine"]
+__all__ = ["ENGINE_MODULES", "LOADER_SOURCE", "engine_sources", "install_engine"]
 
 #: the engine's modules, in dependency order
 ENGINE_MODULES = ("values", "capture", "cancel", "bundle", "introspect", "engine")
 
 # runs on the server: build the package from sources once per process
-_LOADER = '''
+LOADER_SOURCE = '''
 def load(key, sources, namespace, capture_fd):
     import sys, types
     package = sys.modules.get(key)
@@ -67,6 +67,6 @@ def install_engine(conn: Any, *, capture_fd: bool = True) -> Any:
     sources = engine_sources()
     digest = hashlib.sha256(repr(sources).encode()).hexdigest()[:12]
     scratch = conn.builtins.dict()
-    conn.builtins.exec(_LOADER, scratch)
+    conn.builtins.exec(LOADER_SOURCE, scratch)
     load = scratch["load"]
     return load(f"_rpyc_ipy_engine_{digest}", sources, conn.namespace, capture_fd)

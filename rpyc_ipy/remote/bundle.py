@@ -23,7 +23,7 @@ import json
 import reprlib
 from typing import Any
 
-from rpyc_ipy.remote.values import NotByValue, TooLarge, pack
+from .values import NotByValue, TooLarge, pack
 
 __all__ = ["MIME_METHODS", "mimebundle", "plain_text", "short_repr"]
 

@@ -44,11 +44,11 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from rpyc_ipy.remote import bundle as _bundle
-from rpyc_ipy.remote import capture as _capture
-from rpyc_ipy.remote import introspect as _introspect
-from rpyc_ipy.remote import values as _values
-from rpyc_ipy.remote.cancel import ABANDON, INTERRUPT, LEVEL_NAMES, Cancellation, UserCodeGate
+from . import bundle as _bundle
+from . import capture as _capture
+from . import introspect as _introspect
+from . import values as _values
+from .cancel import ABANDON, INTERRUPT, LEVEL_NAMES, Cancellation, UserCodeGate
 
 __all__ = ["ENGINE_VERSION", "FEATURES", "Engine", "NamespaceView"]
 

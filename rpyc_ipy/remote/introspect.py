@@ -25,7 +25,7 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-from rpyc_ipy.remote.bundle import short_repr
+from .bundle import short_repr
 
 __all__ = [
     "Refused",
