@@ -137,12 +137,6 @@ class DemoServer:
     started_here: bool = False
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
-    @property
-    def connect_args(self) -> str:
-        """The ``%rpyc_connect`` arguments after ``NAME=``."""
-        return (f"{self.host}:{self.port} --srp-user {self.user} "
-                f"--password-env {self.password_env}")
-
     def __repr__(self) -> str:
         how = "started by this notebook" if self.started_here else "from the environment"
         return (f"demo server {self.host}:{self.port} ({how}): TLS-SRP, user "

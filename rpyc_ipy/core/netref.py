@@ -1,7 +1,7 @@
 """Netrefs: the holder's side of a capability.
 
 A netref stands for one object on the peer. Every use of it is a request on its
-connection (spec §10.2); the peer's policy decides what is allowed. What a netref
+connection (wire spec §10.2); the peer's policy decides what is allowed. What a netref
 never does, whatever the peer claims:
 
 * run I/O in ``__del__``: the release is queued on the connection and flushed later;
@@ -40,7 +40,7 @@ __all__ = [
     "make_proxy_class",
 ]
 
-#: RPyC 6.0.2's local attribute names (spec §10.1); INSPECT replies leave them out
+#: RPyC 6.0.2's local attribute names (wire spec §10.1); INSPECT replies leave them out
 RPYC_LOCAL_ATTRS = frozenset("""
     ____conn__ ____id_pack__ ____refcount__ ____boxed__ __class__ __cmp__ __del__ __delattr__
     __dir__
@@ -83,7 +83,7 @@ class BaseNetref:
     __slots__ = ("____boxed__", "____conn__", "____id_pack__", "____refcount__", "__weakref__")
     #: names (methods) the remote class has, from INSPECT or the local builtin type
     _rpyc_methods: frozenset[str] = frozenset()
-    #: the local class the name_pack resolves to, if any (see spec §10.5)
+    #: the local class the name_pack resolves to, if any (see wire spec §10.5)
     _rpyc_local_class: type | None = None
 
     def __init__(self, conn: Connection, id_pack: IdPack) -> None:
@@ -330,7 +330,7 @@ def class_methods(cls: type, *, for_class: bool = False) -> list[tuple[str, str 
     """``(name, doc)`` of the routines a proxy for an instance (or class) of ``cls`` needs.
 
     Walks the MRO from ``object`` down so that derived definitions win but keep
-    the first position, as RPyC's INSPECT reply does (spec §10.3).
+    the first position, as RPyC's INSPECT reply does (wire spec §10.3).
     """
     mros: list[type] = []
     if for_class:
@@ -377,6 +377,4 @@ def builtin_proxy_class(name_pack: str) -> type[BaseNetref] | None:
     return proxy
 
 
-def is_builtin_name_pack(name_pack: str) -> bool:
-    return name_pack in _BUILTIN_TYPES
 

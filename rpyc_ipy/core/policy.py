@@ -9,7 +9,7 @@ holds RPyC 6.0.2's keys with their restrictive defaults)::
     name = authorize(policy, Op.GETATTR, obj, "size")   # -> "size", or raises
     value = get_attribute(policy, obj, "size")          # the same, plus the access
 
-Rules for attribute names (RPyC semantics, spec §8): names with the exposed prefix
+Rules for attribute names (RPyC semantics, wire spec §8): names with the exposed prefix
 pass, as do the names in ``safe_attrs``; public names need ``allow_public_attrs``;
 everything needs ``allow_all_attrs`` (classic mode). An object that defines
 ``_rpyc_getattr``/``_rpyc_setattr``/``_rpyc_delattr`` on its type decides for itself.
@@ -48,7 +48,7 @@ SAFE_ATTRS = frozenset("""
     __setslice__ __str__ __sub__ __truediv__ __xor__ next
 """.split())
 
-#: RPyC 6.0.2's configuration keys and defaults (spec §14.1). Pass a dict of
+#: RPyC 6.0.2's configuration keys and defaults (wire spec §14.1). Pass a dict of
 #: overrides wherever a ``config`` is taken; unknown keys are refused.
 DEFAULT_CONFIG: dict[str, Any] = {
     "allow_safe_attrs": True,
@@ -79,7 +79,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "bind_threads": os.environ.get("RPYC_BIND_THREADS", "false").lower() == "true",
 }
 
-#: what ``SlaveService``/``ClassicService`` grant the peer (spec §14.2): everything.
+#: what ``SlaveService``/``ClassicService`` grant the peer (wire spec §14.2): everything.
 CLASSIC_OVERRIDES: dict[str, Any] = {
     "allow_all_attrs": True,
     "allow_pickle": True,

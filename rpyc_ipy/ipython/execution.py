@@ -42,7 +42,6 @@ __all__ = [
 
 #: events a server may send; anything else is dropped
 _EVENT_KINDS = frozenset({"stream", "display", "clear", "done"})
-_STREAMS = frozenset({"stdout", "stderr"})
 NO_VALUE = object()
 
 

@@ -3,10 +3,10 @@
 Brine carries a closed set of immutable builtins, chosen by **exact** type:
 ``None``, ``bool``, ``int``, ``float``, ``complex``, ``bytes``, ``str``,
 ``NotImplemented``, ``Ellipsis``, and ``tuple``/``frozenset``/``slice`` made of
-those. Everything else travels by reference (see :mod:`rpyc_ipy.protocol.boxing`).
+those. Everything else travels by reference, as a netref (the connection boxes it).
 There is no pickle here, ever.
 
-Each value is one tag byte plus its data (spec §4)::
+Each value is one tag byte plus its data (wire spec §4)::
 
     00 None   01 b""   02 ()   03 True   04 False   05 NotImplemented   06 Ellipsis
     08 str = utf-8 as a nested bytes value

@@ -1,4 +1,4 @@
-"""Named constants of the RPyC 6.0.2 wire protocol (spec §5-§7).
+"""Named constants of the RPyC 6.0.2 wire protocol (wire spec §5-§7).
 
 Plain ints on purpose: brine dispatches on exact types, so an ``IntEnum`` member
 would not travel by value. ``HANDLER_NAMES`` maps ids back for messages and logs.

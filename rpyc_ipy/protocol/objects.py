@@ -1,7 +1,7 @@
 """The export table: objects this side has handed to the peer by reference.
 
 An exported object is named by its *id_pack* ``(name_pack, class_id, instance_id)``
-(spec §6.4) and reference counted with RPyC's exact rules (spec §6.5): the first
+(wire spec §6.4) and reference counted with RPyC's exact rules (wire spec §6.5): the first
 export stores a count of 0, each re-export adds 1, and ``release(id_pack, n)``
 drops the entry when the stored count is below ``n``, else subtracts ``n``.
 """
@@ -20,7 +20,7 @@ IdPack = tuple[str, int, int]
 
 
 def id_pack_of(obj: object) -> IdPack:
-    """The id_pack RPyC 6.0.2 computes for a local object (spec §6.4)."""
+    """The id_pack RPyC 6.0.2 computes for a local object (wire spec §6.4)."""
     if inspect.ismodule(obj):
         name = obj.__name__
         if name not in sys.modules:

@@ -1,4 +1,4 @@
-"""vinegar: exceptions on the wire, as RPyC 6.0.2 sends them (spec §9).
+"""vinegar: exceptions on the wire, as RPyC 6.0.2 sends them (wire spec §9).
 
 An exception travels as plain data, brine-encoded with no boxing::
 
@@ -25,7 +25,6 @@ Sans-I/O: no sockets, threads or clocks here.
 from __future__ import annotations
 
 import builtins
-import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -68,7 +67,6 @@ _MAX_NAME = 512
 _MAX_VERSION = 64
 
 _SKIPPED_ATTRS = frozenset({"args", "with_traceback", "_remote_tb"})
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 # ---------------------------------------------------------------------------
@@ -302,7 +300,7 @@ def load(payload: object, *, instantiate_custom: bool = False,
     ``import_custom_exceptions``) is called to load such a module first; it is
     used only together with ``instantiate_custom``, the only case where the
     module could matter. Raises :class:`~rpyc_ipy.errors.CodecError` if the
-    payload does not have the shape of spec §9.1.
+    payload does not have the shape of wire spec §9.1.
     """
     if type(payload) is int and payload == STOP_ITERATION_PAYLOAD:
         return StopIteration()

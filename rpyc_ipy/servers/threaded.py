@@ -16,6 +16,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from rpyc_ipy.errors import UsageError
 from rpyc_ipy.servers.base import Server
 
 __all__ = ["OneShotServer", "ThreadPoolServer", "ThreadedServer"]
@@ -39,10 +40,19 @@ class ThreadedServer(Server):
 
 
 class ThreadPoolServer(Server):
-    """Serves at most ``nbThreads`` clients at once on a fixed pool."""
+    """Serves at most ``nbThreads`` clients at once on a fixed pool.
 
-    def __init__(self, *args: Any, nbThreads: int = 20, requestBatchSize: int = 1,
-                 **kwargs: Any) -> None:
+    rpyc's ``requestBatchSize`` is refused: here a client holds its pool thread for
+    its whole session, so there are no batches of requests to size.
+    """
+
+    def __init__(self, *args: Any, nbThreads: int = 20, **kwargs: Any) -> None:
+        if "requestBatchSize" in kwargs:
+            raise UsageError(
+                "ThreadPoolServer(requestBatchSize=...) is not supported: each client keeps "
+                "one pool thread for its whole session; remove the argument")
+        if not isinstance(nbThreads, int) or isinstance(nbThreads, bool) or nbThreads < 1:
+            raise UsageError(f"ThreadPoolServer(nbThreads={nbThreads!r}): give a whole number >= 1")
         super().__init__(*args, **kwargs)
         self._pool = ThreadPoolExecutor(max_workers=nbThreads, thread_name_prefix="rpyc_ipy-pool")
 

@@ -88,3 +88,11 @@ def test_server_keeps_serving_after_garbage() -> None:
         bad.close()
         with rpyc_ipy.connect("127.0.0.1", server.port) as conn:
             assert conn.root.echo(b"fine") == b"fine"
+
+
+@pytest.mark.parametrize("kwargs", [{"requestBatchSize": 10}, {"nbThreads": 0},
+                                    {"nbThreads": "4"}])
+def test_thread_pool_server_refuses_options_it_cannot_honour(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(UsageError, match=next(iter(kwargs))):
+        rpyc_ipy.ThreadPoolServer(Echo, port=0, **kwargs)
+
