@@ -39,8 +39,8 @@ def _export_code(code: CodeType) -> tuple[Any, ...]:
             constants.append(const)
         else:
             raise TypeError(f"cannot export a function with the constant {const!r}")
-    if sys.version_info < (3, 11):  # pragma: no cover - the project runs on 3.11+
-        raise TypeError("teleporting functions needs Python 3.11 or newer")
+    if sys.version_info < (3, 11):
+        raise TypeError("teleporting functions needs Python 3.11 or newer on both sides")
     values = [getattr(code, field) for field in _FIELDS_311]
     values[_FIELDS_311.index("co_consts")] = tuple(constants)
     return tuple(values)
@@ -66,6 +66,8 @@ def _import_code(fields: tuple[Any, ...]) -> CodeType:
         _import_code(c[1]) if type(c) is tuple and len(c) == 2 and c[0] == CODE_MARKER else c
         for c in values[index]
     )
+    if sys.version_info < (3, 11):
+        raise TypeError("teleporting functions needs Python 3.11 or newer on both sides")
     (argcount, posonly, kwonly, nlocals, stacksize, flags, code, consts, names, varnames,
      filename, name, qualname, firstlineno, linetable, exceptiontable, freevars,
      cellvars) = values
