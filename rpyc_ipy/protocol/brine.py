@@ -22,7 +22,10 @@ value can travel by value. Decoding is bounded by a :class:`Limits` and raises
 only :class:`~rpyc_ipy.errors.CodecError` (or its subclass
 :class:`~rpyc_ipy.errors.LimitExceeded`) on bad input.
 
-Speed notes (this module is on every message's path, and pure Python):
+Speed notes (this module is on every message's path, and pure Python). They are
+also why it is one long module: the encoder and decoder share their tag tables
+and hand-inlined fast paths, and splitting them would put a call or an attribute
+lookup on every value:
 
 * exact-type ``if`` chains with the common types first, scalars handled inline
   in the tuple loops, and no per-call objects beyond the output list;
