@@ -73,12 +73,12 @@ def test_server_socket_back_in_blocking_mode(pki: PKI, serve_once: Any) -> None:
 
 
 def test_plaintext_client_is_refused_cleanly(pki: PKI, serve_once: Any) -> None:
-    shot = serve_once(server_auth(pki, handshake_timeout=WAIT))
-    start = time.monotonic()
+    # the handshake timeout is far beyond the client's wait: only a refusal ends it in time
+    shot = serve_once(server_auth(pki, handshake_timeout=6 * WAIT))
     with connect(shot.port) as raw:
         # what a plain RPyC client would send: a frame header and some brine
         raw.sendall(b"\x00\x00\x00\x0b\x00\x01\x12\x00\x14\x08\x05hello\n")
-        raw.settimeout(WAIT)
+        raw.settimeout(WAIT)  # TimeoutError here fails the test
         try:
             leftover = raw.recv(4096)  # an alert, or nothing
             assert not leftover.startswith(b"\x00\x00")  # never a frame
@@ -87,7 +87,7 @@ def test_plaintext_client_is_refused_cleanly(pki: PKI, serve_once: Any) -> None:
     shot.wait()
     assert isinstance(shot.error, AuthenticationError)
     assert "TLS handshake failed" in str(shot.error)
-    assert time.monotonic() - start < WAIT / 2  # refused at once, not by the timeout
+    assert "timed out" not in str(shot.error)  # refused at once, not by the timeout
 
 
 def test_untrusted_server_certificate_is_refused(pki: PKI, serve_once: Any) -> None:
@@ -239,13 +239,10 @@ def test_minimum_tls_version_is_1_2(pki: PKI, serve_once: Any) -> None:
 def test_silent_client_times_out(pki: PKI, serve_once: Any) -> None:
     shot = serve_once(server_auth(pki, handshake_timeout=0.3))
     with connect(shot.port):
-        start = time.monotonic()
-        assert shot.done.wait(WAIT)
-        elapsed = time.monotonic() - start
+        assert shot.done.wait(WAIT)  # while the client is still connected and silent
     shot.wait()
     assert isinstance(shot.error, AuthenticationError)
     assert "timed out after 0.3 s" in str(shot.error)
-    assert elapsed < WAIT / 2
 
 
 def test_dribbling_client_hits_the_overall_deadline(pki: PKI, serve_once: Any) -> None:

@@ -13,11 +13,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from waitkit import wait_until
 
 WAIT = 20.0  # upper bound for any single wait
 HERE = Path(__file__).resolve().parent
@@ -93,22 +93,23 @@ class ServerProcess:
 
     def start(self, timeout: float = WAIT) -> ServerProcess:
         """Wait for the "serving" line and parse it; fail with stderr if it never comes."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
+        def serving_line() -> re.Match[str] | None:
             try:
-                line = self._stdout.get(timeout=max(0.01, remaining))
+                line = self._stdout.get(timeout=0.2)
             except queue.Empty:
-                pytest.fail(f"no 'serving' line within {timeout} s; stderr:\n{self.stderr}")
+                return None
             if line is None:
                 self.proc.wait(timeout=WAIT)
                 pytest.fail(f"server exited ({self.proc.returncode}) before serving; "
                             f"stderr:\n{self.stderr}")
-            match = SERVING.match(line)
-            if match:
-                self.name, self.host, port, self.auth = match.groups()
-                self.port = int(port)
-                return self
+            return SERVING.match(line)
+
+        match = wait_until(serving_line, timeout, step=0.0)
+        if match is None:
+            pytest.fail(f"no 'serving' line within {timeout} s; stderr:\n{self.stderr}")
+        self.name, self.host, port, self.auth = match.groups()
+        self.port = int(port)
+        return self
 
     @property
     def stderr(self) -> str:
@@ -118,17 +119,17 @@ class ServerProcess:
     def wait_for_stderr(self, pattern: str, timeout: float = WAIT) -> re.Match[str]:
         """Block until ``pattern`` (a regex) appears on stderr; fail after ``timeout``."""
         regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._stderr_changed:
-            while True:
-                match = regex.search("".join(self._stderr))
-                if match:
-                    return match
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    pytest.fail(f"{pattern!r} not on stderr within {timeout} s:\n"
-                                + "".join(self._stderr))
-                self._stderr_changed.wait(min(remaining, 0.2))
+
+        def appeared() -> re.Match[str] | None:
+            with self._stderr_changed:
+                if not regex.search("".join(self._stderr)):
+                    self._stderr_changed.wait(0.2)  # woken by the next line
+                return regex.search("".join(self._stderr))
+
+        match = wait_until(appeared, timeout, step=0.0)
+        if match is None:
+            pytest.fail(f"{pattern!r} not on stderr within {timeout} s:\n{self.stderr}")
+        return match
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = WAIT) -> int:
         """Send ``sig`` and return the exit status (fails if it does not exit in time)."""

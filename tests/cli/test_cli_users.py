@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from clikit import WAIT, run_cli
+from waitkit import wait_until
 
 import rpyc_ipy
 from rpyc_ipy.auth.srp_server import SRPAuthenticator
@@ -122,7 +123,6 @@ def _drive_terminal(argv: list[str], answers: list[bytes]) -> tuple[int, bytes]:
     return (exit status, everything the terminal showed). Every wait is bounded."""
     import pty
     import select
-    import time
 
     pid, fd = pty.fork()
     if pid == 0:  # the child: its controlling terminal is the pty
@@ -132,28 +132,32 @@ def _drive_terminal(argv: list[str], answers: list[bytes]) -> tuple[int, bytes]:
             os._exit(127)
     shown = b""
     pending = list(answers)
-    deadline = time.monotonic() + WAIT
+
+    def terminal_closed() -> bool:  # reads what the terminal shows, answering prompts
+        nonlocal shown
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if not ready:
+            return False
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            return True
+        if not chunk:
+            return True
+        shown += chunk
+        if pending and shown.rstrip().endswith(b":"):
+            os.write(fd, pending.pop(0) + b"\n")
+            shown += b"<answered>\n"
+        return False
+
+    def reaped() -> tuple[int, int] | None:
+        done, raw = os.waitpid(pid, os.WNOHANG)
+        return (done, raw) if done else None
+
+    exited = None
     try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(fd, 4096)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                shown += chunk
-                if pending and shown.rstrip().endswith(b":"):
-                    os.write(fd, pending.pop(0) + b"\n")
-                    shown += b"<answered>\n"
-        status = -1
-        while time.monotonic() < deadline:
-            done, raw = os.waitpid(pid, os.WNOHANG)
-            if done:
-                status = raw
-                break
-            time.sleep(0.02)
+        wait_until(terminal_closed, WAIT, step=0.0)
+        exited = wait_until(reaped, WAIT)
     finally:
         os.close(fd)
         try:
@@ -161,8 +165,8 @@ def _drive_terminal(argv: list[str], answers: list[bytes]) -> tuple[int, bytes]:
             os.waitpid(pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
-    assert status != -1, f"timed out; the terminal showed {shown!r}"
-    return os.waitstatus_to_exitcode(status), shown
+    assert exited is not None, f"timed out; the terminal showed {shown!r}"
+    return os.waitstatus_to_exitcode(exited[1]), shown
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")

@@ -7,12 +7,22 @@ import time
 from typing import Any
 
 import pytest
+from waitkit import wait_until
 
 import rpyc_ipy
 from rpyc_ipy.errors import ConfigError, ConnectionClosed, ConnectionLost
 
 
 class Service(rpyc_ipy.Service):
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def exposed_hold(self) -> bool:
+        """Blocks until the test releases it (or 30 s pass)."""
+        self.entered.set()
+        return self.release.wait(30)
+
     def exposed_add1(self, x: int) -> int:
         return x + 1
 
@@ -77,12 +87,16 @@ def test_eight_threads_share_one_connection(pair: Any) -> None:
     assert results == {n: [n * 1000 + i + 1 for i in range(50)] for n in range(8)}
 
 
-def test_a_long_request_does_not_block_another(pair: Any) -> None:
-    slow = rpyc_ipy.async_(pair.client.root.sleep)(1.5)
-    started = time.monotonic()
-    assert pair.client.root.add1(1) == 2
-    assert time.monotonic() - started < 1.0  # liveness: answered while the sleep runs
-    assert slow.value == 1.5
+def test_a_long_request_does_not_block_another(make_pair: Any) -> None:
+    service = Service()
+    client = make_pair(service, ClientService).client
+    slow = rpyc_ipy.async_(client.root.hold)()
+    assert service.entered.wait(10)
+    assert client.root.add1(1) == 2
+    assert not slow.ready  # liveness: answered while the long request still runs
+    service.release.set()
+    slow.wait(10)
+    assert slow.value is True
 
 
 def test_async_timed_and_buffiter(pair: Any) -> None:
@@ -110,21 +124,19 @@ def test_ping_and_close_and_context_manager(make_pair: Any) -> None:
     assert pair.client.closed
     with pytest.raises(ConnectionClosed):
         pair.client.root.add1(0)
-    deadline = time.monotonic() + 5
-    while not pair.server.closed and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert pair.server.closed
+    wait_until(lambda: pair.server.closed, timeout=5, what="the server side to close")
 
 
 def test_pending_calls_fail_at_once_when_the_peer_dies(make_pair: Any) -> None:
-    pair = make_pair(Service)
-    slow = rpyc_ipy.async_(pair.client.root.sleep)(2)
-    time.sleep(0.1)
-    started = time.monotonic()
+    service = Service()
+    pair = make_pair(service)
+    slow = rpyc_ipy.async_(pair.client.root.hold)()
+    assert service.entered.wait(10)
     pair.server._teardown(ConnectionClosed("killed by the test"))
+    slow.wait(10)  # failed at once: the request itself holds for 30 s
     with pytest.raises(ConnectionLost):
         _ = slow.value
-    assert time.monotonic() - started < 3
+    service.release.set()
 
 
 def test_bg_serving_thread_serves_callbacks_while_idle(make_pair: Any) -> None:

@@ -7,6 +7,7 @@ import pickle
 from typing import Any
 
 import pytest
+from waitkit import wait_until
 
 import rpyc_ipy
 from rpyc_ipy.core.netref import BaseNetref, RemoteMethod
@@ -181,14 +182,10 @@ def test_array_hooks_never_reach_the_peer(conn: Any) -> None:
 
 def test_releases_return_the_export_table_to_its_start(conn: Any) -> None:
     import gc
-    import time
 
     start = conn.root.exported()
     boxes = [conn.root.box(i) for i in range(20)]
     assert conn.root.exported() == start + 20
     del boxes
     gc.collect()
-    deadline = time.monotonic() + 5
-    while conn.root.exported() != start and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert conn.root.exported() == start
+    assert wait_until(lambda: conn.root.exported() == start, timeout=5), conn.root.exported()

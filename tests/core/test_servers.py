@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 from typing import Any
 
 import pytest
@@ -69,10 +68,8 @@ def test_silent_client_is_dropped_after_the_first_frame_deadline() -> None:
     with rpyc_ipy.ThreadedServer(Echo, port=0, first_frame_timeout=0.5) as server:
         server.start()
         silent = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-        silent.settimeout(5)
-        started = time.monotonic()
+        silent.settimeout(5)  # the deadline is 0.5 s: a recv timeout here fails the test
         assert silent.recv(1) == b""
-        assert time.monotonic() - started < 4
         silent.close()
         with rpyc_ipy.connect("127.0.0.1", server.port) as conn:  # still serving
             assert conn.root.echo("ok") == "ok"

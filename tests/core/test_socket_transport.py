@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from waitkit import wait_until
 
 import rpyc_ipy
 from rpyc_ipy.errors import ConfigError
@@ -44,15 +45,18 @@ def _recv_exactly(transport: SocketTransport, size: int, timeout: float = 10.0) 
     buffer = bytearray(size)
     view = memoryview(buffer)
     filled = 0
-    deadline = time.monotonic() + timeout
-    while filled < size and time.monotonic() < deadline:
+
+    def all_received() -> bool:  # each call blocks at most one poll interval
+        nonlocal filled
         try:
             received = transport.recv_into(view[filled:])
         except TimeoutError:
-            continue
+            return False
         assert received, "the peer closed early"
         filled += received
-    assert filled == size, f"only {filled} of {size} bytes arrived"
+        return filled == size
+
+    assert wait_until(all_received, timeout, step=0.0), f"only {filled} of {size} bytes arrived"
     return bytes(buffer)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 from typing import Any
 
 import pytest
@@ -73,15 +72,15 @@ def test_non_ascii_credentials(tmp_path: Any, serve: Any) -> None:
 
 
 def test_plaintext_client_against_srp_server(userdb: UserDB, serve: Any) -> None:
-    server = serve(authenticator=SRPAuthenticator(userdb))
-    started = time.monotonic()
+    # refused at once: were it left to the handshake timeout, the client's call (which
+    # gives up after WAIT with TimeoutError) would time out first
+    server = serve(authenticator=SRPAuthenticator(userdb, handshake_timeout=6 * WAIT))
     with pytest.raises(rpyc_ipy.ConnectionClosed):
         conn = rpyc_ipy.connect("127.0.0.1", server.port, config=CONFIG)
         try:
             conn.root.add(1, 2)
         finally:
             conn.close()
-    assert time.monotonic() - started < WAIT
     with rpyc_ipy.srp_connect("127.0.0.1", server.port, "alice", "correct horse",
                               config=CONFIG, timeout=WAIT) as conn:
         assert conn.root.add(1, 2) == 3
@@ -96,8 +95,6 @@ def test_silent_client_is_dropped_after_the_handshake_deadline(userdb: UserDB,
         with rpyc_ipy.srp_connect("127.0.0.1", server.port, "bob", "battery staple",
                                   config=CONFIG, timeout=WAIT) as conn:
             assert conn.root.credentials() == "bob"
-        started = time.monotonic()
         assert silent.recv(1) == b""  # closed by the server, not by our timeout
-        assert time.monotonic() - started < WAIT
     finally:
         silent.close()

@@ -204,9 +204,7 @@ def run_threads(target: Callable[[int], None], count: int, timeout: float = 60.0
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + timeout
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    assert not any(thread.is_alive() for thread in threads), "threads still running"
+    wait_until(lambda: not any(thread.is_alive() for thread in threads), timeout,
+               what=f"{count} threads to finish")
     if errors:
         raise errors[0]

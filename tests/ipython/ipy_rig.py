@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import time
+import _thread
+import threading
 from typing import Any
 
 from ipy_servers import ServerProcess
 from IPython.core.interactiveshell import InteractiveShell
 
 PASSWORD_ENV = "RPYC_IPY_TEST_PASSWORD"
+WAIT = 20.0  # upper bound for any cell; remote sleeps that must be cut short are far longer
 
 
 def connect(ip: InteractiveShell, name: str, server: ServerProcess, options: str = "") -> Any:
@@ -46,14 +48,30 @@ class RequestCounter:
 
 
 
-def run(ip: InteractiveShell, cell: str) -> tuple[Any, Any, float]:
-    """Run a cell with output captured: ``(result, captured, seconds)``."""
+def run(ip: InteractiveShell, cell: str) -> tuple[Any, Any]:
+    """Run a cell with output captured: ``(result, captured)``.
+
+    The wait is bounded: a cell still running after WAIT seconds is interrupted (as the
+    stop button does) and fails the test, so "the cell ends" is an event the test waits
+    for, never a duration it measures.
+    """
     from IPython.utils.capture import capture_output
 
-    started = time.monotonic()
-    with capture_output() as captured:
-        result = ip.run_cell(cell)
-    return result, captured, time.monotonic() - started
+    overran = threading.Event()
+
+    def stop() -> None:
+        overran.set()
+        _thread.interrupt_main()
+
+    watchdog = threading.Timer(WAIT, stop)
+    watchdog.start()
+    try:
+        with capture_output() as captured:
+            result = ip.run_cell(cell)
+    finally:
+        watchdog.cancel()
+    assert not overran.is_set(), f"the cell was still running after {WAIT} s:\n{cell}"
+    return result, captured
 
 
 def html_of(captured: Any) -> str:

@@ -24,7 +24,6 @@ import itertools
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,19 +59,22 @@ def spawn(kind: str, directory: Path, timeout: float = 20.0) -> ServerProcess:
     proc = subprocess.Popen([sys.executable, str(HERE / "ipy_servers.py"), kind, str(directory)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
                             start_new_session=True)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    os.set_blocking(proc.stdout.fileno(), False)
+    from waitkit import wait_until  # here: the server subprocess has no tests/ on its path
+
+    stdout = proc.stdout
+    assert stdout is not None
+    os.set_blocking(stdout.fileno(), False)
     buffer = b""
-    while b"\n" not in buffer:
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise RuntimeError(f"the {kind} server did not start")
-        chunk = proc.stdout.read()
-        if chunk:
-            buffer += chunk
-        else:
-            time.sleep(0.02)
+
+    def port_line_or_exit() -> bool:
+        nonlocal buffer
+        buffer += stdout.read() or b""
+        return b"\n" in buffer or proc.poll() is not None
+
+    wait_until(port_line_or_exit, timeout)
+    if b"\n" not in buffer:
+        proc.kill()
+        raise RuntimeError(f"the {kind} server did not start")
     return ServerProcess(kind, int(buffer.split(b"\n", 1)[0]), proc, directory)
 
 

@@ -27,11 +27,11 @@ def test_a_netref_at_the_prompt_costs_at_most_three_requests(ip: InteractiveShel
                                                              session: object) -> None:
     ip.user_ns["thing"] = session.ns.thing  # type: ignore[attr-defined]
     counter = RequestCounter(session.conn)  # type: ignore[attr-defined]
-    _, captured, _ = run(ip, "thing")  # Out[]: the displayhook
+    _, captured = run(ip, "thing")  # Out[]: the displayhook
     assert counter.count == 1, counter.handlers  # the engine's bounded repr
     assert captured.stdout.strip().endswith("Thing()")
     counter.reset()
-    _, captured, _ = run(ip, "display(thing)")
+    _, captured = run(ip, "display(thing)")
     assert counter.count <= 3, counter.handlers
     html = html_of(captured)
     assert "<i>thing</i>" not in html and "remote" in html and "Thing()" in html
@@ -43,7 +43,7 @@ def test_a_huge_repr_is_cut_by_the_server(ip: InteractiveShell, session: object)
     ip.user_ns["big"] = session.ns.big  # type: ignore[attr-defined]
     ip.run_line_magic("config", "RPyCPolicy.max_repr_chars = 100")
     counter = RequestCounter(session.conn)  # type: ignore[attr-defined]
-    _, captured, _ = run(ip, "big")
+    _, captured = run(ip, "big")
     assert counter.count == 1 and len(captured.stdout) < 200
     assert "more)" in captured.stdout
     counter.remove()
@@ -59,7 +59,7 @@ def test_without_an_engine_a_netref_costs_one_repr(ip: InteractiveShell,
     plain = connect(ip, "p", server)  # no --classic: a plain service, netrefs only
     ip.user_ns["mod"] = plain.conn.root.getmodule("os")
     counter = RequestCounter(plain.conn)
-    _, captured, _ = run(ip, "mod")
+    _, captured = run(ip, "mod")
     assert counter.handlers == [consts.HANDLE_REPR] and "module 'os'" in captured.stdout
     counter.remove()
 
@@ -69,7 +69,7 @@ def test_trusted_display_fetches_one_bundle_by_value(ip: InteractiveShell,
     ip.user_ns["thing"] = session.ns.thing  # type: ignore[attr-defined]
     ip.run_line_magic("config", "RPyCPolicy.trust_remote_display = True")
     counter = RequestCounter(session.conn)  # type: ignore[attr-defined]
-    _, captured, _ = run(ip, "display(thing)")
+    _, captured = run(ip, "display(thing)")
     assert counter.count == 1
     assert html_of(captured) == "<i>thing</i>"
     counter.remove()
@@ -78,13 +78,13 @@ def test_trusted_display_fetches_one_bundle_by_value(ip: InteractiveShell,
 def test_nested_netrefs_are_bounded(ip: InteractiveShell, session: object) -> None:
     ip.user_ns["many"] = [session.ns.thing for _ in range(100)]  # type: ignore[attr-defined]
     counter = RequestCounter(session.conn)  # type: ignore[attr-defined]
-    _, captured, _ = run(ip, "many")
+    _, captured = run(ip, "many")
     assert counter.count <= 20
     assert captured.stdout.count("Thing()") == counter.count
     assert "<remote" in captured.stdout
     ip.user_ns["items"] = session.ns.items  # type: ignore[attr-defined]
     counter.reset()
-    _, captured, _ = run(ip, "items")  # a remote list is not iterated item by item
+    _, captured = run(ip, "items")  # a remote list is not iterated item by item
     assert counter.count == 1 and "[0, 1, 2, 3, 4]" in captured.stdout
     counter.remove()
 
@@ -92,11 +92,11 @@ def test_nested_netrefs_are_bounded(ip: InteractiveShell, session: object) -> No
 def test_question_mark_on_a_netref_is_bounded(ip: InteractiveShell, session: object) -> None:
     ip.user_ns["thing"] = session.ns.thing  # type: ignore[attr-defined]
     counter = RequestCounter(session.conn)  # type: ignore[attr-defined]
-    _, captured, _ = run(ip, "thing?")
+    _, captured = run(ip, "thing?")
     assert counter.count == 1, counter.handlers  # the server's inspector, by value
     assert "A thing." in captured.stdout and "Thing" in captured.stdout
     counter.reset()
-    _, captured, _ = run(ip, "s.ns.helper??")  # plus the lookup of .helper
+    _, captured = run(ip, "s.ns.helper??")  # plus the lookup of .helper
     assert counter.count <= 2, counter.handlers
     plain = re.sub(r"\x1b\[[0-9;]*m", "", captured.stdout)
     assert "return x + 1" in plain  # ?? shows the remote source
@@ -113,7 +113,7 @@ def test_question_mark_without_an_engine(ip: InteractiveShell, server_dir: objec
     plain = connect(ip, "p", server)  # no --classic: a plain service, netrefs only
     ip.user_ns["mod"] = plain.conn.root.getmodule("os")
     counter = RequestCounter(plain.conn)
-    _, captured, _ = run(ip, "mod?")
+    _, captured = run(ip, "mod?")
     assert counter.count <= 2 and "os" in captured.stdout
     counter.remove()
 

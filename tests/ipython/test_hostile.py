@@ -33,9 +33,8 @@ def test_displaying_hostile_netrefs_runs_none_of_their_hooks(ip: InteractiveShel
     ip.user_ns["evil"] = hostile.conn.root.evil()  # type: ignore[attr-defined]
     for cell in ("evil", "[evil, evil]", "{'k': evil}", "h.conn.root.evils()",
                  "print(repr(evil)[:10])"):
-        result, captured, elapsed = run(ip, cell)
+        result, captured = run(ip, cell)  # ends within ipy_rig.WAIT, or fails
         assert result.error_in_exec is None, (cell, result.error_in_exec)
-        assert elapsed < 3, cell
         _clean(captured.stdout + captured.stderr, html_of(captured))
     assert not [c for c in _remote_calls(hostile) if c in HOOKS]
     # the canary IPython probes with is answered locally: no request at all
@@ -49,23 +48,23 @@ def test_displaying_hostile_netrefs_runs_none_of_their_hooks(ip: InteractiveShel
 def test_hostile_repr_is_cut_and_sanitized(ip: InteractiveShell, hostile: object) -> None:
     ip.user_ns["evil"] = hostile.conn.root.evil()  # type: ignore[attr-defined]
     ip.run_line_magic("config", "RPyCPolicy.max_repr_chars = 300")
-    _, captured, _ = run(ip, "evil")
+    _, captured = run(ip, "evil")
     assert len(captured.stdout) < 600
     assert "&lt;script&gt;" in html_of(captured) or not html_of(captured)
 
 
 def test_hostile_execution_events_and_bundles_are_filtered(ip: InteractiveShell,
                                                            hostile: object) -> None:
-    result, captured, _ = run(ip, "%%remote\nanything")
+    result, captured = run(ip, "%%remote\nanything")
     assert result.error_in_exec is None
     _clean(captured.stdout + repr(result.result), html_of(captured))
     assert "before" in captured.stdout and "red" in captured.stdout
     assert set(result.result.data) == {"text/plain"}  # no html, no javascript
     # even when trusted, javascript is never in the allowed set
     ip.run_line_magic("config", "RPyCPolicy.trust_remote_display = True")
-    result, _, _ = run(ip, "%%remote\nanything")
+    result, _ = run(ip, "%%remote\nanything")
     assert "application/javascript" not in result.result.data
-    result, _, _ = run(ip, "%%remote\nmalformed")
+    result, _ = run(ip, "%%remote\nmalformed")
     assert result.error_in_exec is not None and "malformed" in str(result.error_in_exec)
 
 
@@ -76,10 +75,10 @@ def test_hostile_completion_inspection_and_browse_stay_bounded(ip: InteractiveSh
     assert 0 < len(found) <= 5000  # 50,000 names offered, RPyCPolicy.max_dir_names kept
     found = completions(ip, "%remote na")  # the server offers 100,000 junk matches
     assert len(found) <= 1000
-    result, captured, elapsed = run(ip, "evil?")
-    assert elapsed < 3
+    result, captured = run(ip, "evil?")  # ends within ipy_rig.WAIT, or fails
+    assert result.error_in_exec is None
     _clean(captured.stdout)
-    result, captured, _ = run(ip, "%rpyc_browse --html")
+    result, captured = run(ip, "%rpyc_browse --html")
     assert result.error_in_exec is None
     _clean("", html_of(captured))
     assert not [c for c in _remote_calls(hostile) if c in HOOKS]
@@ -87,9 +86,9 @@ def test_hostile_completion_inspection_and_browse_stay_bounded(ip: InteractiveSh
 
 def test_poisoned_remote_exceptions_are_shown_safely(ip: InteractiveShell,
                                                      hostile: object) -> None:
-    result, _, elapsed = run(ip, "h.conn.root.boom()")
+    result, _ = run(ip, "h.conn.root.boom()")  # ends within ipy_rig.WAIT, or fails
     error = result.error_in_exec
-    assert error is not None and elapsed < 3
+    assert error is not None
     assert "PoisonedError" in type(error).__name__ + getattr(error, "remote_type", "")
     text = str(error)
     assert len(text) < 200_000  # the 1 MB attribute was not copied into the message

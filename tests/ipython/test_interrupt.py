@@ -1,18 +1,18 @@
-"""The stop button: a remote sleep(30) is cancelled, KeyboardInterrupt propagates, and the
-same session answers within a second."""
+"""The stop button: a remote sleep(120) is cancelled, KeyboardInterrupt propagates, and the
+same session answers again while that sleep still runs on the server.
+
+Every cell here ends within ipy_rig.WAIT or fails its test (see ``ipy_rig.run``)."""
 
 from __future__ import annotations
 
 import _thread
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-from ipy_rig import connect, run
+from ipy_rig import WAIT, connect, run
 from ipy_servers import ServerProcess
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.utils.capture import capture_output
 
 
 @pytest.fixture
@@ -26,19 +26,15 @@ def interrupt_soon() -> Iterator[threading.Timer]:
 def test_stop_button_cancels_a_remote_sleep(ip: InteractiveShell, exec_server: ServerProcess,
                                             interrupt_soon: threading.Timer) -> None:
     session = connect(ip, "s", exec_server)
-    started = time.monotonic()
     interrupt_soon.start()
-    with capture_output() as captured, pytest.raises(KeyboardInterrupt):
-        ip.run_cell_magic("remote", "", "import time\nprint('sleeping', flush=True)\n"
-                                        "time.sleep(30)")
-    elapsed = time.monotonic() - started
-    assert elapsed < 5, f"the interrupt took {elapsed:.1f} s"
+    result, captured = run(ip, "%%remote\nimport time\nprint('sleeping', flush=True)\n"
+                               "time.sleep(120)")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
     assert "sleeping" in captured.stdout
     assert "cancelling the cell on s" in captured.stderr
     assert "abandoned the cell's thread" in captured.stderr  # sleep is C code: escalated
-    started = time.monotonic()
-    assert session.execute("1 + 1").data["text/plain"] == "2"
-    assert time.monotonic() - started < 1.0
+    # answered while the abandoned sleep still runs (a cell timeout far below its 120 s)
+    assert session.execute("1 + 1", timeout=WAIT).data["text/plain"] == "2"
     assert session.info["engine"] and not session.closed
 
 
@@ -47,20 +43,18 @@ def test_interrupting_a_busy_loop_in_a_notebook_cell(ip: InteractiveShell,
                                                      interrupt_soon: threading.Timer) -> None:
     connect(ip, "s", exec_server)
     interrupt_soon.start()
-    result, captured, elapsed = run(ip, "%%remote\nn = 0\nwhile True:\n    n += 1")
+    result, captured = run(ip, "%%remote\nn = 0\nwhile True:\n    n += 1")
     assert isinstance(result.error_in_exec, KeyboardInterrupt)  # so "run all" stops
-    assert elapsed < 5
     assert "by the asynchronous KeyboardInterrupt" in captured.stderr
-    result, _, elapsed = run(ip, "%remote n > 0")
-    assert repr(result.result) == "True" and elapsed < 1.0
+    result, _ = run(ip, "%remote n > 0")
+    assert repr(result.result) == "True"
 
 
 def test_a_printing_loop_stops_cooperatively(ip: InteractiveShell, exec_server: ServerProcess,
                                              interrupt_soon: threading.Timer) -> None:
     connect(ip, "s", exec_server)
     interrupt_soon.start()
-    result, captured, elapsed = run(ip, "%%remote\nimport time\nwhile True:\n"
-                                        "    print('tick')\n    time.sleep(0.01)")
+    result, captured = run(ip, "%%remote\nimport time\nwhile True:\n"
+                               "    print('tick')\n    time.sleep(0.01)")
     assert isinstance(result.error_in_exec, KeyboardInterrupt)
     assert "tick" in captured.stdout and "stopped cooperatively" in captured.stderr
-    assert elapsed < 5

@@ -3,12 +3,12 @@ and the classic fallback against our SlaveService and the real rpyc 6.0.2 one.""
 
 from __future__ import annotations
 
-import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ipy_rig import connect, run
+from ipy_rig import WAIT, connect, run
 from ipy_servers import ServerProcess, spawn
 from IPython.core.interactiveshell import InteractiveShell
 
@@ -35,37 +35,45 @@ def rpyc_classic_server(server_dir: Path) -> Iterator[ServerProcess]:
 def test_last_expression_is_the_cells_result_by_value(ip: InteractiveShell,
                                                       exec_server: ServerProcess) -> None:
     connect(ip, "s", exec_server)
-    result, captured, _ = run(ip, "%%remote\nprint('hello')\nx = [1, 2, 3]\nsum(x)")
+    result, captured = run(ip, "%%remote\nprint('hello')\nx = [1, 2, 3]\nsum(x)")
     assert result.error_in_exec is None
     assert isinstance(result.result, RemoteResult) and repr(result.result) == "6"
     assert captured.stdout.startswith("hello\n")
     # the namespace persists, and the trailing ; silences the result
-    result, _, _ = run(ip, "%%remote\nx.append(4)\nlen(x);")
+    result, _ = run(ip, "%%remote\nx.append(4)\nlen(x);")
     assert result.result is None
-    result, _, _ = run(ip, "%remote len(x)")
+    result, _ = run(ip, "%remote len(x)")
     assert repr(result.result) == "4"
 
 
-def test_output_streams_while_the_cell_runs(ip: InteractiveShell,
-                                            exec_server: ServerProcess) -> None:
+def test_output_streams_while_the_cell_runs(ip: InteractiveShell, exec_server: ServerProcess,
+                                            tmp_path: Path) -> None:
+    # the cell waits for a file that we write only once "0" has arrived here: output held
+    # back until the end would leave the cell waiting in vain
     session = connect(ip, "s", exec_server)
-    arrivals: list[tuple[float, str]] = []
-    started = time.monotonic()
+    go = tmp_path / "seen 0"
+    arrivals: list[str] = []
+
+    def on_stream(name: str, text: str) -> None:
+        arrivals.append(text)
+        if "0\n" in "".join(arrivals):
+            go.touch()
+
     outcome = session.execute(
-        "import time, sys\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(0.3)\n"
-        "print('err', file=sys.stderr)",
-        on_stream=lambda name, text: arrivals.append((time.monotonic() - started, text)))
+        "import os, sys, time\nprint(0, flush=True)\n"
+        f"for _ in range(200):  # up to 10 s\n    if os.path.exists({str(go)!r}):\n"
+        "        break\n    time.sleep(0.05)\n"
+        f"print('released' if os.path.exists({str(go)!r}) else 'never released', flush=True)\n"
+        "for i in (1, 2):\n    print(i, flush=True)\nprint('err', file=sys.stderr)",
+        on_stream=on_stream, timeout=WAIT)
     assert outcome.status == "ok"
-    text = "".join(t for _, t in arrivals)
-    assert text == "0\n1\n2\nerr\n"
-    first = next(when for when, t in arrivals if "0" in t)
-    assert first < 0.5, "the first line arrived only at the end"
+    assert "".join(arrivals) == "0\nreleased\n1\n2\nerr\n"
 
 
 def test_fd_level_output_of_c_code_is_captured(ip: InteractiveShell,
                                                exec_server: ServerProcess) -> None:
     connect(ip, "s", exec_server)
-    _, captured, _ = run(ip, "%%remote\nimport ctypes, os\nos.write(1, b'from fd 1\\n')\n"
+    _, captured = run(ip, "%%remote\nimport ctypes, os\nos.write(1, b'from fd 1\\n')\n"
                              "ctypes.CDLL(None).printf(b'from printf\\n')")
     assert "from fd 1" in captured.stdout and "from printf" in captured.stdout
 
@@ -73,7 +81,7 @@ def test_fd_level_output_of_c_code_is_captured(ip: InteractiveShell,
 def test_display_calls_and_output_variable(ip: InteractiveShell,
                                            exec_server: ServerProcess) -> None:
     connect(ip, "s", exec_server)
-    _, captured, _ = run(ip, "%%remote -o data\ndisplay({'k': 1})\n{'a': [1, 2.5], "
+    _, captured = run(ip, "%%remote -o data\ndisplay({'k': 1})\n{'a': [1, 2.5], "
                                   "'b': (None, b'x')}")
     assert captured.outputs[0].data["text/plain"] == "{'k': 1}"
     assert ip.user_ns["data"] == {"a": [1, 2.5], "b": (None, b"x")}
@@ -87,27 +95,27 @@ def test_remote_html_is_dropped_unless_trusted(ip: InteractiveShell,
     connect(ip, "s", exec_server)
     cell = ("%%remote\nclass H:\n    def _repr_html_(self): return '<b>bold</b>'\n"
             "    def __repr__(self): return 'H()'\nH()")
-    result, _, _ = run(ip, cell)
+    result, _ = run(ip, cell)
     assert result.result.data == {"text/plain": "H()"}
     ip.run_line_magic("config", "RPyCPolicy.trust_remote_display = True")
-    result, _, _ = run(ip, cell)
+    result, _ = run(ip, cell)
     assert result.result.data["text/html"] == "<b>bold</b>"
 
 
 def test_remote_errors_show_the_remote_traceback(ip: InteractiveShell,
                                                  exec_server: ServerProcess) -> None:
     connect(ip, "s", exec_server)
-    result, _, _ = run(ip, "%%remote\ndef f():\n    raise ValueError('bad value')\nf()")
+    result, _ = run(ip, "%%remote\ndef f():\n    raise ValueError('bad value')\nf()")
     error = result.error_in_exec
     assert isinstance(error, RemoteExecutionError) and error.ename == "ValueError"
     rendered = "\n".join(error._render_traceback_())
     assert "session 's'" in rendered and "bad value" in rendered
     assert "raise ValueError" in rendered  # the remote source line
     assert "rpyc_ipy" not in rendered.split("session 's'")[1]  # no engine frames
-    result, _, _ = run(ip, "%%remote\ndef broken(:")
+    result, _ = run(ip, "%%remote\ndef broken(:")
     assert result.error_in_exec.ename == "SyntaxError"
     # the session still works, SystemExit does not stop the server
-    result, _, _ = run(ip, "%%remote\nraise SystemExit(3)")
+    result, _ = run(ip, "%%remote\nraise SystemExit(3)")
     assert result.error_in_exec.ename == "SystemExit"
     assert repr(run(ip, "%remote 'alive'")[0].result) == "'alive'"
 
@@ -116,16 +124,20 @@ def test_fan_out_runs_concurrently_with_labelled_output(ip: InteractiveShell,
                                                         exec_server: ServerProcess) -> None:
     connect(ip, "a", exec_server)
     connect(ip, "b", exec_server)
-    result, captured, elapsed = run(
-        ip, "%%remote -s a,b -o got\nimport time\ntime.sleep(0.5)\nprint('line one')\n"
-            "print('line two')\n'done'")
-    assert result.error_in_exec is None
-    assert elapsed < 0.95, "the sessions ran one after the other"
+    # both cells meet at a barrier in the server process: one after the other, the first
+    # would wait there alone until the barrier's timeout broke it
+    key = f"fan_out_{uuid.uuid4().hex}"
+    result, captured = run(
+        ip, f"%%remote -s a,b -o got\nimport sys, threading, types\n"
+            f"shared = sys.modules.setdefault({key!r}, types.ModuleType({key!r}))\n"
+            f"shared.__dict__.setdefault('barrier', threading.Barrier(2)).wait({WAIT / 2})\n"
+            "print('line one')\nprint('line two')\n'done'")
+    assert result.error_in_exec is None, "the sessions ran one after the other"
     lines = captured.stdout.splitlines()
     for name in ("a", "b"):
         assert f"[{name}] line one" in lines and f"[{name}] line two" in lines
     assert ip.user_ns["got"] == {"a": "done", "b": "done"}
-    result, _, _ = run(ip, "%%remote --all\nundefined_name")
+    result, _ = run(ip, "%%remote --all\nundefined_name")
     error = result.error_in_exec
     assert isinstance(error, RemoteExecutionError) and len(error.outcomes) == 2
     rendered = "\n".join(error._render_traceback_())
@@ -134,17 +146,17 @@ def test_fan_out_runs_concurrently_with_labelled_output(ip: InteractiveShell,
 
 def test_timeout_cancels_the_cell(ip: InteractiveShell, exec_server: ServerProcess) -> None:
     connect(ip, "s", exec_server)
-    result, _, elapsed = run(ip, "%%remote --timeout 0.5\nimport time\ntime.sleep(30)")
+    # run() waits at most ipy_rig.WAIT, far below the sleep: the timeout cut it short
+    result, _ = run(ip, "%%remote --timeout 0.5\nimport time\ntime.sleep(120)")
     assert isinstance(result.error_in_exec, RemoteTimeoutError)
-    assert elapsed < 5
-    _, _, elapsed = run(ip, "%remote 1")
-    assert elapsed < 1
+    result, _ = run(ip, "%remote 1")  # answered while the abandoned sleep still runs
+    assert repr(result.result) == "1"
 
 
 def test_code_is_not_expanded_locally(ip: InteractiveShell, exec_server: ServerProcess) -> None:
     connect(ip, "s", exec_server)
     ip.user_ns["local_only"] = 5
-    result, _, _ = run(ip, "%remote '{local_only} $local_only'")
+    result, _ = run(ip, "%remote '{local_only} $local_only'")
     assert repr(result.result) == "'{local_only} $local_only'"
 
 
@@ -155,11 +167,11 @@ def test_classic_servers_run_cells_with_the_shipped_engine(
                                      else "rpyc_classic_server")
     session = connect(ip, "c", server, "--classic")
     assert session.kind == "classic" and session.has_engine
-    result, captured, _ = run(ip, "%%remote\nimport os\nprint('pid', os.getpid())\n6 * 7")
+    result, captured = run(ip, "%%remote\nimport os\nprint('pid', os.getpid())\n6 * 7")
     assert result.error_in_exec is None, result.error_in_exec
     assert repr(result.result) == "42" and captured.stdout.startswith("pid ")
     assert session.conn.eval("6 * 7") == 42  # the classic namespace is the cells' namespace
-    result, _, _ = run(ip, "%%remote\n1/0")
+    result, _ = run(ip, "%%remote\n1/0")
     assert result.error_in_exec.ename == "ZeroDivisionError"
     assert "classic" in session._repr_html_()
 
@@ -176,10 +188,10 @@ def test_classic_falls_back_to_plain_execute_and_eval(
     session = connect(ip, "c", classic_server, "--classic")
     assert session.kind == "classic" and not session.has_engine
     assert "no engine here" in session.fallback_reason
-    result, _, _ = run(ip, "%%remote\ny = 20\ny + 1")
+    result, _ = run(ip, "%%remote\ny = 20\ny + 1")
     assert repr(result.result) == "21"
     assert session.ns["y"] == 20
-    result, _, _ = run(ip, "%%remote\nint('x')")
+    result, _ = run(ip, "%%remote\nint('x')")
     assert result.error_in_exec.ename == "ValueError"
 
 
@@ -187,7 +199,7 @@ def test_a_plain_service_does_not_run_cells(ip: InteractiveShell,
                                             classic_server: ServerProcess) -> None:
     session = connect(ip, "p", classic_server)  # a classic server, without --classic
     assert session.kind == "service" and session.info["service"] == "SLAVE"
-    result, _, _ = run(ip, "%remote 1")
+    result, _ = run(ip, "%remote 1")
     assert "does not run cells" in str(result.error_in_exec)
     assert "reconnect with --classic" in repr(session)
 
@@ -195,7 +207,7 @@ def test_a_plain_service_does_not_run_cells(ip: InteractiveShell,
 def test_no_stream_shows_the_output_at_the_end(ip: InteractiveShell,
                                                exec_server: ServerProcess) -> None:
     connect(ip, "s", exec_server)
-    result, captured, _ = run(ip, "%%remote --no-stream\nprint('one')\n'two'")
+    result, captured = run(ip, "%%remote --no-stream\nprint('one')\n'two'")
     assert captured.stdout.startswith("one\n") and repr(result.result) == "'two'"
 
 
@@ -208,8 +220,9 @@ def test_a_server_dying_mid_cell_ends_the_cell(ip: InteractiveShell, server_dir:
         import threading
 
         threading.Timer(0.5, server.stop).start()
-        result, _, elapsed = run(ip, "%%remote\nimport time\ntime.sleep(30)")
+        # run() waits at most ipy_rig.WAIT, far below the sleep: the lost server ended it
+        result, _ = run(ip, "%%remote\nimport time\ntime.sleep(120)")
         assert isinstance(result.error_in_exec, RemoteExecutionError)
-        assert "Connection" in str(result.error_in_exec) and elapsed < 5
+        assert "Connection" in str(result.error_in_exec)
     finally:
         server.stop()

@@ -114,7 +114,7 @@ def test_browse_the_namespace_one_request_per_level(ip: InteractiveShell,
     assert browser.requests == 3
     assert nodes[0].children[0].label == "'deep'" and nodes[1].kind == "module"
     assert nodes[2].error and "not defined" in nodes[2].error
-    result, captured, _ = run(ip, "%rpyc_browse --html config")
+    result, captured = run(ip, "%rpyc_browse --html config")
     assert result.error_in_exec is None and "sizes" in html_of(captured)
 
 
@@ -124,7 +124,7 @@ def test_browse_a_local_netref(ip: InteractiveShell, exec_server: ServerProcess)
                     "box = Box()")
     ip.user_ns["box"] = session.ns.box
     counter = RequestCounter(session.conn)
-    result, captured, _ = run(ip, "%rpyc_browse --html --depth 1 box")
+    result, captured = run(ip, "%rpyc_browse --html --depth 1 box")
     assert result.error_in_exec is None and counter.count == 1
     html = html_of(captured)
     assert "items" in html and "label" in html
@@ -138,7 +138,7 @@ def test_browse_without_an_engine_goes_through_netrefs(ip: InteractiveShell,
                                                        classic_server: ServerProcess) -> None:
     plain = connect(ip, "p", classic_server)  # a plain service: no engine
     ip.user_ns["mod"] = plain.conn.root.getmodule("os")
-    result, captured, _ = run(ip, "%rpyc_browse --html --depth 1 mod")
+    result, captured = run(ip, "%rpyc_browse --html --depth 1 mod")
     assert result.error_in_exec is None
     assert "F_OK" in html_of(captured)
 

@@ -5,7 +5,8 @@
   from the "serving" line; it can be stopped and started again on the same port;
 * :class:`KernelRig`: a remote-kernel kernelspec installed into a temporary prefix and
   started with jupyter_client's ``KernelManager``; :meth:`KernelRig.run` executes one
-  cell and collects its IOPub messages, with a timeout on every wait.
+  cell and collects its IOPub messages, with a timeout on every wait (all of them
+  ``waitkit.wait_until``).
 
 (A uniquely named module, not conftest, so tests can import from it.)
 """
@@ -13,16 +14,17 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from waitkit import wait_until
 
 WAIT = 30.0  # upper bound for any single wait
 REPO = Path(__file__).resolve().parents[2]
@@ -85,23 +87,23 @@ class NotebookServer:
         self.starts += 1
         log = self.dir / f"server-{self.starts}.log"
         with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
+            proc = self.proc = subprocess.Popen(
                 [sys.executable, "-m", "rpyc_ipy", "serve", "--notebook", *self.auth_args,
                  "--host", "127.0.0.1", "--port", str(self.port)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 env=child_env(), start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def serving_or_exited() -> re.Match[str] | bool:
+            return SERVING.search(log.read_text(errors="replace")) or proc.poll() is not None
+
+        found = wait_until(serving_or_exited, timeout, step=0.05)
+        if not isinstance(found, re.Match):
             text = log.read_text(errors="replace")
-            found = SERVING.search(text)
-            if found:
-                self.port = int(found.group(1))
-                assert found.group(2) == ("srp" if self.tls is None else "tls")
-                return self
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"the server did not start:\n{text}")
-            time.sleep(0.05)
+            self.stop()
+            pytest.fail(f"the server did not start:\n{text}")
+        self.port = int(found.group(1))
+        assert found.group(2) == ("srp" if self.tls is None else "tls")
+        return self
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -116,14 +118,19 @@ class NotebookServer:
     def restart(self, timeout: float = WAIT) -> NotebookServer:
         """Stop, then serve again on the same port (a server restart)."""
         self.stop()
-        deadline = time.monotonic() + timeout
-        while True:
+        failures: list[BaseException] = []
+
+        def started() -> bool:
             try:
-                return self.start(timeout=max(1.0, deadline - time.monotonic()))
-            except pytest.fail.Exception:
-                if time.monotonic() > deadline:  # the port may linger briefly
-                    raise
-                time.sleep(0.2)
+                self.start(timeout)
+            except pytest.fail.Exception as exc:  # the port may linger briefly
+                failures.append(exc)
+                return False
+            return True
+
+        if not wait_until(started, timeout, step=0.2):
+            raise failures[-1]
+        return self
 
 
 # -- kernels -----------------------------------------------------------------------------------
@@ -131,18 +138,18 @@ class NotebookServer:
 
 @dataclass
 class Cell:
-    """What one execute request produced."""
+    """What one execute request produced: its reply and, in order, its IOPub messages
+    as (msg_type, content)."""
 
     reply: dict[str, Any]
-    messages: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
-    elapsed: float = 0.0
+    messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def status(self) -> str:
         return str(self.reply["status"])
 
     def of(self, kind: str) -> list[dict[str, Any]]:
-        return [content for _, msg_type, content in self.messages if msg_type == kind]
+        return [content for msg_type, content in self.messages if msg_type == kind]
 
     def stream(self, name: str = "stdout") -> str:
         return "".join(c["text"] for c in self.of("stream") if c["name"] == name)
@@ -156,7 +163,7 @@ class Cell:
     def text(self) -> str:
         """Every output as text: streams, text/plain, tracebacks."""
         parts: list[str] = []
-        for _, kind, content in self.messages:
+        for kind, content in self.messages:
             if kind == "stream":
                 parts.append(content["text"])
             elif kind in ("execute_result", "display_data"):
@@ -211,56 +218,63 @@ class KernelRig:
         return (self.prefix / f"{self.name}-kernel.log").read_text(errors="replace")
 
     def run(self, code: str, timeout: float = WAIT, allow_stdin: bool = False,
-            during: Callable[[float], bool] | None = None, stop_on_error: bool = False,
+            during: Callable[[Cell], bool] | None = None, stop_on_error: bool = False,
             on_stdin: Callable[[dict[str, Any]], None] | None = None) -> Cell:
-        """Execute ``code``; return its reply and IOPub messages (with arrival times).
+        """Execute ``code``; return its reply and IOPub messages.
 
-        ``during(elapsed)`` is called between messages while the cell runs; it returns
-        True once it has done its job. ``on_stdin`` answers input requests.
+        ``during(cell)`` is called with the messages so far while the cell runs; it
+        returns True once it has done its job (e.g. interrupted the kernel when the
+        cell's first output arrived). ``on_stdin`` answers input requests.
         """
         kc = self.kc
-        started = time.monotonic()
         msg_id = kc.execute(code, allow_stdin=allow_stdin, stop_on_error=stop_on_error)
         cell = Cell(reply={})
-        idle = False
-        done_during = during is None
-        deadline = started + timeout
-        while not idle:
-            now = time.monotonic()
-            if now > deadline:
-                raise TimeoutError(f"the cell did not finish within {timeout} s; got "
-                                   f"{[m[1] for m in cell.messages]}\n{self.kernel_log()}")
-            if not done_during and during is not None:
-                done_during = during(now - started)
+        acted = during is None
+
+        def idle() -> bool:  # reads at most one IOPub message, waiting 0.05 s for it
+            nonlocal acted
+            if not acted and during is not None:
+                acted = during(cell)
             if on_stdin is not None and kc.stdin_channel.msg_ready():
                 on_stdin(kc.get_stdin_msg(timeout=1))
             try:
                 msg = kc.get_iopub_msg(timeout=0.05)
-            except Exception:  # queue.Empty
-                continue
+            except queue.Empty:
+                return False
             if msg["parent_header"].get("msg_id") != msg_id:
-                continue
+                return False
             kind = msg["msg_type"]
             if kind == "status" and msg["content"]["execution_state"] == "idle":
-                idle = True
-            elif kind not in ("status", "execute_input"):
-                cell.messages.append((time.monotonic() - started, kind, msg["content"]))
-        while True:
-            reply = kc.get_shell_msg(timeout=max(1.0, deadline - time.monotonic()))
-            if reply["parent_header"].get("msg_id") == msg_id:
-                break
-        cell.reply = reply["content"]
-        cell.elapsed = time.monotonic() - started
+                return True
+            if kind not in ("status", "execute_input"):
+                cell.messages.append((kind, msg["content"]))
+            return False
+
+        if not wait_until(idle, timeout, step=0.0):
+            raise TimeoutError(f"the cell did not finish within {timeout} s; got "
+                               f"{[kind for kind, _ in cell.messages]}\n{self.kernel_log()}")
+        cell.reply = self.shell_reply(msg_id, timeout)
         return cell
+
+    def shell_reply(self, msg_id: str, timeout: float = WAIT) -> dict[str, Any]:
+        """The content of the shell reply to ``msg_id`` (replies to others are skipped)."""
+
+        def reply_to_it() -> dict[str, Any] | None:
+            try:
+                reply = self.kc.get_shell_msg(timeout=0.2)
+            except queue.Empty:
+                return None
+            if reply["parent_header"].get("msg_id") != msg_id:
+                return None
+            return dict(reply["content"])
+
+        content = wait_until(reply_to_it, timeout, step=0.0, what=f"the reply to {msg_id}")
+        assert content is not None
+        return content
 
     def request(self, method: str, *args: Any, timeout: float = WAIT) -> dict[str, Any]:
         """A shell request (``complete``, ``inspect``, ``kernel_info``...) and its reply."""
-        msg_id = getattr(self.kc, method)(*args)
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = self.kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
-            if reply["parent_header"].get("msg_id") == msg_id:
-                return dict(reply["content"])
+        return self.shell_reply(getattr(self.kc, method)(*args), timeout)
 
     def shutdown(self) -> None:
         if self.kc is not None:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kernelkit import NotebookServer, start_kernel
+from kernelkit import WAIT, Cell, NotebookServer, start_kernel
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -20,33 +20,33 @@ def test_interrupt_cancels_a_remote_sleep_and_the_kernel_answers_again(
     try:
         assert rig.km.kernel_spec.interrupt_mode == mode
         assert rig.run("n = 0").status == "ok"
-        sent: list[float] = []
+        sent: list[bool] = []
 
-        def interrupt(elapsed: float) -> bool:
-            if elapsed < 1.0:
+        def interrupt(cell: Cell) -> bool:  # once the cell's first output shows it runs
+            if not cell.of("stream"):
                 return False
-            sent.append(time.monotonic())
+            sent.append(True)
             rig.km.interrupt_kernel()
             return True
 
-        cell = rig.run("import time\nprint('sleeping', flush=True)\ntime.sleep(30)",
-                       during=interrupt, timeout=30)
+        # ended within WAIT, far below the sleep: the interrupt cut it short
+        cell = rig.run("import time\nprint('sleeping', flush=True)\ntime.sleep(300)",
+                       during=interrupt, timeout=WAIT)
         assert sent, "the interrupt was never sent"
         assert cell.status == "error"
         assert cell.reply["ename"] == "KeyboardInterrupt"
-        assert cell.elapsed < 8, f"the interrupt took {cell.elapsed:.1f} s"
         assert "sleeping\n" in cell.stream()
         assert "cancelling the cell on remote" in cell.stream("stderr")
         assert "cancelled on 127.0.0.1" in cell.text
 
-        started = time.monotonic()
-        cell = rig.run("1 + 1", timeout=10)
+        cell = rig.run("1 + 1", timeout=10)  # not held up by the remote sleep
         assert cell.result == {"text/plain": "2"}
-        assert time.monotonic() - started < 3
 
         # a busy loop is stopped on the server, not just abandoned by the kernel
         sent.clear()
-        cell = rig.run("while True:\n    n += 1", during=interrupt, timeout=30)
+        cell = rig.run("print('looping', flush=True)\nwhile True:\n    n += 1",
+                       during=interrupt, timeout=WAIT)
+        assert sent, "the interrupt was never sent"
         assert cell.reply["ename"] == "KeyboardInterrupt"
         first = rig.run("n").result
         time.sleep(0.3)

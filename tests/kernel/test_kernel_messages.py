@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kernelkit import KernelRig, NotebookServer, plain, start_kernel
+from kernelkit import Cell, KernelRig, NotebookServer, plain, start_kernel
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -20,22 +20,35 @@ def test_kernel_info_names_the_remote_kernel(kernel: KernelRig, server: Notebook
     assert "%%local" in info["banner"]
 
 
-def test_output_streams_while_the_remote_cell_runs(kernel: KernelRig,
-                                                   server: NotebookServer) -> None:
+def test_output_streams_while_the_remote_cell_runs(kernel: KernelRig, server: NotebookServer,
+                                                   tmp_path: Path) -> None:
+    # the cell waits for a file that the test writes only once it has seen "tick 0":
+    # output held back until the end would leave the cell waiting until the run times out
+    go = tmp_path / "seen tick 0"
+    seen: list[bool] = []
+
+    def release(cell: Cell) -> bool:
+        if "tick 0" not in cell.stream():
+            return False
+        go.touch()
+        seen.append(True)
+        return True
+
     cell = kernel.run("import os, time\n"
                       "print('pid', os.getpid(), flush=True)\n"
-                      "for i in range(4):\n"
+                      "print('tick 0', flush=True)\n"
+                      "for _ in range(1200):  # up to 60 s\n"
+                      f"    if os.path.exists({str(go)!r}):\n"
+                      "        break\n"
+                      "    time.sleep(0.05)\n"
+                      f"print('released' if os.path.exists({str(go)!r}) else 'never released')\n"
+                      "for i in range(1, 4):\n"
                       "    print('tick', i, flush=True)\n"
-                      "    time.sleep(0.3)\n"
-                      "6 * 7")
+                      "6 * 7", during=release)
     assert cell.status == "ok", cell.text
+    assert seen, "tick 0 never arrived while the cell ran"
     assert f"pid {server.pid}\n" in cell.stream()  # it ran in the server process
-    assert "tick 0\ntick 1\ntick 2\ntick 3\n" in cell.stream()
-    streams = [(t, c["text"]) for t, kind, c in cell.messages if kind == "stream"]
-    first_tick = next(t for t, text in streams if "tick 0" in text)
-    last_tick = next(t for t, text in streams if "tick 3" in text)
-    assert last_tick - first_tick > 0.6, streams  # live, not all at the end
-    assert first_tick < cell.elapsed - 0.6
+    assert "tick 0\nreleased\ntick 1\ntick 2\ntick 3\n" in cell.stream()
     assert cell.result == {"text/plain": "42"}
     result = cell.of("execute_result")[0]
     assert result["execution_count"] == cell.reply["execution_count"]
@@ -142,12 +155,9 @@ def test_inspection_comes_from_the_remote_namespace(kernel: KernelRig) -> None:
 
 def test_silent_cells_publish_nothing(kernel: KernelRig) -> None:
     msg_id = kernel.kc.execute("print('quiet')\n1 + 1", silent=True)
-    reply = kernel.kc.get_shell_msg(timeout=30)
-    while reply["parent_header"]["msg_id"] != msg_id:
-        reply = kernel.kc.get_shell_msg(timeout=30)
-    assert reply["content"]["status"] == "ok"
+    assert kernel.shell_reply(msg_id)["status"] == "ok"
     cell = kernel.run("'next'")  # the silent cell's output never showed up here either
-    assert all("quiet" not in str(content) for _, _, content in cell.messages)
+    assert all("quiet" not in str(content) for _, content in cell.messages)
 
 
 def test_empty_cells_do_not_reach_the_server(kernel: KernelRig) -> None:
@@ -176,10 +186,7 @@ def test_user_expressions_are_evaluated_remotely(kernel: KernelRig,
                                                  server: NotebookServer) -> None:
     msg_id = kernel.kc.execute("import os", user_expressions={
         "pid": "os.getpid()", "bad": "1 / 0", "text": "'x' * 3"})
-    reply = kernel.kc.get_shell_msg(timeout=30)
-    while reply["parent_header"]["msg_id"] != msg_id:
-        reply = kernel.kc.get_shell_msg(timeout=30)
-    expressions = reply["content"]["user_expressions"]
+    expressions = kernel.shell_reply(msg_id)["user_expressions"]
     assert expressions["pid"] == {"status": "ok", "data": {"text/plain": str(server.pid)},
                                   "metadata": {}}
     assert expressions["text"]["data"] == {"text/plain": "'xxx'"}

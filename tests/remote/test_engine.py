@@ -11,6 +11,8 @@ import pytest
 from rpyc_ipy.remote import Engine
 from rpyc_ipy.remote.values import unpack
 
+WAIT = 10.0  # upper bound for any single wait
+
 
 def _stdout(outcome: tuple[Any, ...]) -> str:
     return "".join(e[2] for e in outcome[3] if e[0] == "stream" and e[1] == "stdout")
@@ -46,15 +48,23 @@ def test_errors_and_tracebacks(engine: Engine) -> None:
 
 
 def test_output_is_streamed_in_batches(engine: Engine) -> None:
-    batches: list[tuple[float, tuple[Any, ...]]] = []
-    started = time.monotonic()
+    # the cell waits for ``go``, which is set only once "0" has been emitted: output held
+    # back until the end would leave the cell waiting in vain
+    go = engine.namespace["go"] = threading.Event()
+    batches: list[tuple[Any, ...]] = []
+
+    def emit(events: tuple[Any, ...]) -> None:
+        batches.append(events)
+        if any(e[2] == "0\n" for e in events):
+            go.set()
+
     outcome = engine.execute(
-        "import time\nfor i in range(4):\n    print(i)\n    time.sleep(0.1)",
-        emit=lambda events: batches.append((time.monotonic() - started, events)),
-        options=(("stream_interval", 0.02),))
-    streamed = "".join(e[2] for _, events in batches for e in events) + _stdout(outcome)
-    assert streamed == "0\n1\n2\n3\n"
-    assert len(batches) >= 3 and batches[0][0] < 0.2
+        "import time\nprint(0)\nprint('released' if go.wait(10) else 'never released')\n"
+        "for i in range(1, 4):\n    print(i)\n    time.sleep(0.1)",
+        emit=emit, options=(("stream_interval", 0.02),))
+    streamed = "".join(e[2] for events in batches for e in events) + _stdout(outcome)
+    assert streamed == "0\nreleased\n1\n2\n3\n"
+    assert len(batches) >= 3
 
 
 def test_threads_started_by_a_cell_are_routed_to_it(engine: Engine) -> None:
@@ -81,18 +91,27 @@ def _cancel_later(engine: Engine, delay: float = 0.2, force: bool = False) -> No
     threading.Thread(target=go, daemon=True).start()
 
 
+def _execute_within(engine: Engine, code: str, options: Any = ()) -> tuple[Any, ...]:
+    """``engine.execute`` on a thread, waited for at most WAIT seconds (or the test fails)."""
+    outcome: list[tuple[Any, ...]] = []
+    runner = threading.Thread(target=lambda: outcome.append(engine.execute(code, options=options)),
+                              daemon=True)
+    runner.start()
+    runner.join(WAIT)
+    assert not runner.is_alive(), f"still running after {WAIT} s: {code!r}"
+    return outcome[0]
+
+
 @pytest.mark.parametrize("code, level", [
     ("while True:\n    print('x', end='')", "cooperatively"),
     ("while True:\n    pass", "asynchronous KeyboardInterrupt"),
-    ("import time\ntime.sleep(30)", "abandoned"),
+    ("import time\ntime.sleep(300)", "abandoned"),  # far beyond the wait: cut short
 ])
 def test_cancel_escalates(engine: Engine, code: str, level: str) -> None:
     _cancel_later(engine)
-    started = time.monotonic()
-    outcome = engine.execute(code, options=(("grace", 0.2),))
-    assert time.monotonic() - started < 2.0
+    outcome = _execute_within(engine, code, options=(("grace", 0.2),))
     assert outcome[0] == "cancelled" and level in outcome[5]
-    assert engine.execute("1")[0] == "ok"  # the engine answers at once
+    assert _execute_within(engine, "1")[0] == "ok"  # the engine answers at once
     assert engine.running() == ()
 
 

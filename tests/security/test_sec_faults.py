@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -64,11 +63,9 @@ def test_every_pending_call_fails_at_once_when_the_server_dies() -> None:
         pending_async = [rpyc_ipy.async_(root.sleep)(30) for _ in range(2)]
         assert wait_until(lambda: len(conn._pending) == 6)
         os.kill(server.pid, signal.SIGKILL)
-        killed = time.monotonic()
-        for thread in threads:
-            thread.join(WAIT)
-        assert not any(thread.is_alive() for thread in threads), "a call still hangs"
-        assert time.monotonic() - killed < WAIT  # liveness: not the 30 s of the calls
+        # liveness: all end within WAIT, far below the 30 s of the calls
+        wait_until(lambda: not any(thread.is_alive() for thread in threads), WAIT,
+                   what="every pending call to fail")
         for outcome in outcomes:
             assert isinstance(outcome, ConnectionLost) and isinstance(outcome, EOFError), outcome
         for result in pending_async:

@@ -54,24 +54,28 @@ def header(length: int, compressed: int = 0) -> bytes:
 
 def answered(client: RawClient, seq: int) -> Any:
     """The boxed reply to ``seq`` (fails on an exception reply)."""
-    while True:
+
+    def reply_to_seq() -> Any:
         event = client.event()
         if getattr(event, "seq", None) == seq and hasattr(event, "value"):
-            return event.value
+            return event
         assert not hasattr(event, "payload") or event.seq != seq, event
+        return None
+
+    return wait_until(reply_to_seq, WAIT, step=0.0, what=f"the reply to {seq}").value
 
 
 def _drip(client: RawClient, byte: bytes, seconds: float, every: float = 0.2) -> bool:
     """Send ``byte`` every ``every`` s for ``seconds``; True if the server closed meanwhile."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+
+    def closed() -> bool:
         try:
             client.send_raw(byte)
         except OSError:
             return True
-        if client.closed_within(every):
-            return True
-    return False
+        return client.closed_within(every)
+
+    return wait_until(closed, seconds, step=0.0)
 
 
 # -- frame size and compression -----------------------------------------------------------
@@ -400,7 +404,7 @@ def _start_blocked(client: RawClient, root: Any, count: int) -> list[int]:
 
 def _all_answered(client: RawClient, seqs: list[int]) -> None:
     got = set()
-    while len(got) < len(seqs):
+    for _ in seqs:  # one reply each
         event = client.event()
         assert hasattr(event, "value"), event
         got.add(event.seq)
