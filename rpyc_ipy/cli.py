@@ -45,6 +45,7 @@ from types import FrameType, ModuleType
 from typing import Any, NoReturn, TextIO
 
 from rpyc_ipy.errors import RPyCError
+from rpyc_ipy.target import format_address
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_TLS_PORT", "build_parser", "command", "main"]
 
@@ -424,10 +425,6 @@ def _username() -> str:
         return "?"
 
 
-def _format_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _serve_socket(args: argparse.Namespace, service: Any, name: str, authenticator: Any,
                   auth_kind: str) -> int:
     from rpyc_ipy.servers import ThreadedServer
@@ -445,12 +442,12 @@ def _serve_socket(args: argparse.Namespace, service: Any, name: str, authenticat
                                 max_connections=args.max_connections,
                                 allow_insecure_remote=args.insecure_no_auth)
     except OSError as exc:
-        raise CLIError(f"cannot listen on {_format_address(host, port)}: {exc.strerror or exc}"
+        raise CLIError(f"cannot listen on {format_address(host, port)}: {exc.strerror or exc}"
                        + (" (choose another with --port, or --port 0 for any free port)"
                           if port else "")) from None
     with _stop_signals() as stops:
         try:
-            print(f"{PROG}: serving {name} on {_format_address(server.host, server.port)} "
+            print(f"{PROG}: serving {name} on {format_address(server.host, server.port)} "
                   f"(auth: {auth_kind})", flush=True)
             server.serve_forever()  # closes the server when it returns or raises
         except (KeyboardInterrupt, _Stop) as exc:

@@ -5,6 +5,7 @@ Two families, so a caller can tell who is at fault::
     RPyCError
     ├── UsageError                 you misused the API (bad argument, wrong state)
     │   └── ConfigError            an invalid config key or value
+    │       └── TargetError        connection settings that cannot work (rpyc_ipy.target)
     ├── SecurityError              the local policy refused an operation
     │   └── PickleDisabledError    pickling needs allow_pickle on this side
     ├── ProtocolError              the peer sent something we cannot accept
@@ -42,6 +43,7 @@ __all__ = [
     "RemoteError",
     "RemoteExceptionMixin",
     "SecurityError",
+    "TargetError",
     "UnexpectedMessage",
     "UsageError",
 ]
@@ -57,6 +59,10 @@ class UsageError(RPyCError, ValueError):
 
 class ConfigError(UsageError):
     """An unknown configuration key or a value of the wrong type."""
+
+
+class TargetError(ConfigError):
+    """Connection settings that cannot work (together); the message says what to change."""
 
 
 class SecurityError(RPyCError, AttributeError):

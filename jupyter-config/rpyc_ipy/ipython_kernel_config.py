@@ -42,11 +42,13 @@ c.RPyCPolicy.trusted_mimetypes = [
 # trust. Also sets allow_pickle on the connections' policy.
 c.RPyCPolicy.allow_pickle = False
 
-# Honour %rpyc_connect --insecure (plaintext to a non-loopback host). Set False to
-# forbid plaintext beyond this machine whatever the command says.
+# Honour %rpyc_connect --insecure and RemoteKernel.insecure (plaintext to a
+# non-loopback host). Set False to forbid plaintext beyond this machine whatever the
+# command says.
 c.RPyCPolicy.allow_insecure = True
 
-# Honour %rpyc_connect --classic (a server that runs anything; never a default).
+# Honour %rpyc_connect --classic and RemoteKernel.classic (a server that runs anything;
+# never a default).
 c.RPyCPolicy.allow_classic = True
 
 # Extra RPyC config keys for new connections: what this notebook grants servers (e.g.

@@ -1,8 +1,9 @@
 """The notebook side: the IPython extension, its magics and settings, and sessions.
 
 ``%load_ext rpyc_ipy`` installs it (:mod:`.extension`). Code that wants sessions
-without magics (the kernel, scripts) uses :func:`open_session` and
-:class:`RemoteSession` directly; they do not need IPython.
+without magics (the kernel, scripts) uses :func:`open_session` on a
+:class:`~rpyc_ipy.target.ConnectionTarget`, and :class:`RemoteSession`, directly;
+they do not need IPython.
 """
 
 from __future__ import annotations

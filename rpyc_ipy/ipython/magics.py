@@ -37,7 +37,7 @@ from rpyc_ipy.ipython.execution import (
 from rpyc_ipy.ipython.session import RemoteSession, SessionError, SessionRegistry, open_session
 from rpyc_ipy.ipython.settings import MagicsSettings, RPyCPolicy
 from rpyc_ipy.ipython.syntax import split_options
-from rpyc_ipy.transports.sockets import is_loopback
+from rpyc_ipy.target import ConnectionTarget
 
 __all__ = ["RPyCMagics"]
 
@@ -129,56 +129,32 @@ class RPyCMagics(MagicsSettings):
         round trip, the service and what it grants, and what we grant it.
         """
         args = parse_argstring(self.rpyc_connect, line)
-        found = _TARGET.match(args.target.strip())
-        if found is None:
-            raise UsageError(f"expected [NAME=]HOST:PORT, got {args.target!r}")
-        host = found.group("host").strip("[]")
-        port = int(found.group("port"))
-        name = found.group("name") or self._free_name()
-        tls = bool(args.cert or args.key or args.ca or args.fingerprint or args.tls)
-        if args.srp_user and tls:
-            raise UsageError("choose --srp-user or certificates (--cert/--key/--ca), not both")
-        if args.password_env and not args.srp_user:
-            raise UsageError("--password-env goes with --srp-user")
-        if args.classic and not self.policy.allow_classic:
-            raise UsageError("--classic is disabled by RPyCPolicy.allow_classic")
-        plaintext = not (args.srp_user or tls)
-        if plaintext and not is_loopback(host):
-            if not args.insecure:
-                raise UsageError(f"{host} is not this machine: authenticate with --srp-user "
-                                 "or --ca/--cert, or pass --insecure to send everything "
-                                 "in plaintext")
-            if not self.policy.allow_insecure:
-                raise UsageError("--insecure is disabled by RPyCPolicy.allow_insecure")
-            self._notify(f"plaintext connection to {host}: anyone on the path can read "
+        target = self._target_of(args)
+        self.policy.check_target(target)
+        if target.plaintext_beyond_loopback:
+            self._notify(f"plaintext connection to {target.host}: anyone on the path can read "
                          "and change it")
-        if args.classic:
+        if target.classic:
             self._notify("classic mode: the server runs any code sent to it; use only "
                          "servers you own")
-        password = None
-        if args.srp_user:
-            password = self._password(args.srp_user, host, args.password_env)
-        timeout = args.timeout if args.timeout else self.connect_timeout
+        password = self._password(target) if target.srp_user is not None else None
         try:
-            session = open_session(
-                name, host, port, srp_user=args.srp_user, password=password,
-                certfile=args.cert, keyfile=args.key, ca=args.ca, fingerprint=args.fingerprint,
-                tls=args.tls, classic=args.classic, insecure=args.insecure, timeout=timeout,
-                config=self.policy.client_config(self.request_timeout),
-                capture_fd=self.capture_fd)
+            session = open_session(target, password=password,
+                                   config=self.policy.client_config(self.request_timeout),
+                                   capture_fd=self.capture_fd)
         except CoreUsageError as exc:
             raise UsageError(str(exc)) from None
         except (AuthenticationError, SessionError) as exc:
-            raise SessionError(f"{host}:{port}: {exc}") from None
+            raise SessionError(f"{target.address}: {exc}") from None
         except (OSError, RPyCError) as exc:
-            raise SessionError(f"cannot connect to {host}:{port}: {exc}") from None
+            raise SessionError(f"cannot connect to {target.address}: {exc}") from None
         finally:
             password = None
         session.request_timeout = self.request_timeout
         self.registry.add(session)
         if not self.default_session or self.default_session not in self.registry:
             self.default_session = session.name
-        self.shell.user_ns[name] = session
+        self.shell.user_ns[session.name] = session
         if self.show_card:
             from IPython.display import display
 
@@ -192,13 +168,28 @@ class RPyCMagics(MagicsSettings):
             n += 1
         return f"remote{n}"
 
-    def _password(self, user: str, host: str, env: str | None) -> str:
-        if env:
-            value = os.environ.get(env)
+    def _target_of(self, args: Any) -> ConnectionTarget:
+        """The target of ``%rpyc_connect``'s parsed arguments (``TargetError`` if it
+        cannot work)."""
+        found = _TARGET.match(args.target.strip())
+        if found is None:
+            raise UsageError(f"expected [NAME=]HOST:PORT, got {args.target!r}")
+        return ConnectionTarget(
+            found.group("host").strip("[]"), int(found.group("port")),
+            srp_user=args.srp_user, password_env=args.password_env, cert=args.cert,
+            key=args.key, ca=args.ca, fingerprint=args.fingerprint, tls=args.tls,
+            classic=args.classic, insecure=args.insecure,
+            session_name=found.group("name") or self._free_name(),
+            timeout=args.timeout if args.timeout else self.connect_timeout)
+
+    def _password(self, target: ConnectionTarget) -> str:
+        if target.password_env:
+            value = os.environ.get(target.password_env)
             if not value:
-                raise UsageError(f"environment variable {env} is not set (or empty)")
+                raise UsageError(f"environment variable {target.password_env} is not set "
+                                 "(or empty)")
             return value
-        return getpass.getpass(f"SRP password for {user}@{host}: ")
+        return getpass.getpass(f"SRP password for {target.label}: ")
 
     @line_magic
     @_user_errors

@@ -3,7 +3,8 @@
 The magics build sessions with :func:`open_session`; the kernel (and your own
 code) can too::
 
-    sess = open_session("gpu", "10.0.0.5", 18861, srp_user="alice", password=pw)
+    target = ConnectionTarget("10.0.0.5", 18861, srp_user="alice", session_name="gpu")
+    sess = open_session(target, password=pw)
     outcome = sess.execute("import torch; torch.cuda.device_count()",
                            on_stream=lambda name, text: print(text, end=""))
     outcome.data["text/plain"]           # '2'
@@ -43,6 +44,7 @@ from rpyc_ipy.errors import RPyCError, UsageError
 from rpyc_ipy.ipython.execution import ExecutionOutcome, RemoteExecution, wait_all
 from rpyc_ipy.remote.bootstrap import install_engine
 from rpyc_ipy.remote.values import NotByValue, TooLarge, pack, unpack
+from rpyc_ipy.target import ConnectionTarget
 from rpyc_ipy.transports.sockets import is_loopback
 
 __all__ = ["RemoteSession", "SessionError", "SessionRegistry", "open_session"]
@@ -59,44 +61,40 @@ class SessionError(RPyCError):
         return [f"\x1b[31m{type(self).__name__}: {self}\x1b[0m"]
 
 
-def open_session(name: str, host: str, port: int, *, srp_user: str | None = None,
-                 password: str | None = None, certfile: str | None = None,
-                 keyfile: str | None = None, ca: str | None = None,
-                 fingerprint: str | None = None, tls: bool = False, classic: bool = False,
-                 insecure: bool = False, timeout: float = 10.0,
+def open_session(target: ConnectionTarget, *, password: str | None = None,
                  config: dict[str, Any] | None = None, capture_fd: bool = True
                  ) -> RemoteSession:
-    """Connect, authenticate and identify the server; returns a :class:`RemoteSession`.
+    """Connect to ``target``, authenticate and identify the server; returns a
+    :class:`RemoteSession` named ``target.session_name``.
 
-    TLS-SRP when ``srp_user`` is given (``password`` is required and is not
-    kept), TLS with certificates when any of ``certfile``/``keyfile``/``ca``/
-    ``fingerprint``/``tls`` is, plaintext TCP otherwise (loopback only unless
-    ``insecure``).
+    An SRP target needs ``password`` (used for the handshake, not kept); other
+    targets take none.
     """
-    if not name.isidentifier():
-        raise UsageError(f"{name!r} is not a valid session name (it becomes a variable)")
-    if srp_user is not None and (certfile or keyfile or ca or fingerprint or tls):
-        raise UsageError("choose SRP (--srp-user) or certificates (--cert/--key/--ca), not both")
-    service = ClassicClient if classic else VoidService
+    if target.srp_user is None and password is not None:
+        raise UsageError(f"a password goes with SRP (srp_user); the target {target.address} "
+                         f"is {'TLS with certificates' if target.auth == 'tls' else 'plaintext'}")
+    service = ClassicClient if target.classic else VoidService
     started = time.monotonic()
-    if srp_user is not None:
+    if target.srp_user is not None:
         if not password:
-            raise UsageError("SRP needs a password")
-        conn = factory.srp_connect(host, port, srp_user, password, service=service,
-                                   config=config, timeout=timeout)
+            raise UsageError(f"SRP needs a password for {target.label}")
+        conn = factory.srp_connect(target.host, target.port, target.srp_user, password,
+                                   service=service, config=config, timeout=target.timeout)
         transport = "TLS-SRP"
-    elif certfile or keyfile or ca or fingerprint or tls:
-        conn = factory.ssl_connect(host, port, keyfile=keyfile, certfile=certfile, ca_certs=ca,
-                                   service=service, config=config, fingerprint=fingerprint,
-                                   timeout=timeout)
+    elif target.auth == "tls":
+        conn = factory.ssl_connect(target.host, target.port, keyfile=target.key,
+                                   certfile=target.cert, ca_certs=target.ca, service=service,
+                                   config=config, fingerprint=target.fingerprint,
+                                   timeout=target.timeout)
         transport = "TLS"
     else:
-        conn = factory.connect(host, port, service=service, config=config, insecure=insecure,
-                               timeout=timeout)
+        conn = factory.connect(target.host, target.port, service=service, config=config,
+                               insecure=target.insecure, timeout=target.timeout)
         transport = "TCP"
     try:
-        session = RemoteSession(name, conn, host=host, port=port, transport=transport,
-                                classic=classic, capture_fd=capture_fd)
+        session = RemoteSession(target.session_name, conn, host=target.host, port=target.port,
+                                transport=transport, classic=target.classic,
+                                capture_fd=capture_fd)
         session.connect_time = time.monotonic() - started
         return session
     except BaseException:

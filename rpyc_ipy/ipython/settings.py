@@ -25,6 +25,8 @@ from traitlets import Bool, Dict, Enum, Float, Int, List, TraitError, Unicode, o
 from traitlets.config import Configurable
 
 from rpyc_ipy.core.policy import DEFAULT_CONFIG
+from rpyc_ipy.errors import UsageError
+from rpyc_ipy.target import ConnectionTarget
 
 __all__ = ["MagicsSettings", "RPyCPolicy"]
 
@@ -73,12 +75,14 @@ class RPyCPolicy(Configurable):
     ).tag(config=True)
     allow_insecure = Bool(
         True,
-        help="""Honour %rpyc_connect --insecure (plaintext to a non-loopback host). Set False
-        to forbid plaintext beyond this machine whatever the command says.""",
+        help="""Honour %rpyc_connect --insecure and RemoteKernel.insecure (plaintext to a
+        non-loopback host). Set False to forbid plaintext beyond this machine whatever the
+        command says.""",
     ).tag(config=True)
     allow_classic = Bool(
         True,
-        help="Honour %rpyc_connect --classic (a server that runs anything; never a default).",
+        help="""Honour %rpyc_connect --classic and RemoteKernel.classic (a server that runs
+        anything; never a default).""",
     ).tag(config=True)
     connection_config = Dict(
         {},
@@ -132,6 +136,17 @@ class RPyCPolicy(Configurable):
         if self.trust_remote_display:
             allowed.update(self.trusted_mimetypes)
         return frozenset(allowed)
+
+    def check_target(self, target: ConnectionTarget) -> None:
+        """Refuse (``UsageError``) a target this policy forbids: classic mode without
+        ``allow_classic``, plaintext beyond this machine without ``allow_insecure``."""
+        if target.classic and not self.allow_classic:
+            raise UsageError("classic mode (--classic) is disabled by "
+                             "RPyCPolicy.allow_classic")
+        if target.plaintext_beyond_loopback and not self.allow_insecure:
+            raise UsageError(f"plaintext to {target.host} (--insecure) is disabled by "
+                             "RPyCPolicy.allow_insecure: authenticate with --srp-user or "
+                             "certificates")
 
     def client_config(self, request_timeout: float) -> dict[str, Any]:
         """The config dict for a new connection."""

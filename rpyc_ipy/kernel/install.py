@@ -40,6 +40,7 @@ from typing import Any
 
 from rpyc_ipy.errors import UsageError
 from rpyc_ipy.kernel.credentials import CredentialsError, check_owner_only
+from rpyc_ipy.target import DEFAULT_PORT, DEFAULT_SESSION_NAME, DEFAULT_TIMEOUT, ConnectionTarget
 
 __all__ = [
     "ACTIONS",
@@ -61,9 +62,7 @@ KERNEL_MODULE = "rpyc_ipy.kernel"
 #: the extension loaded)
 STATIC_SPEC_NAME = "rpyc_ipy"
 EXTENSION_ARG = "--ext=rpyc_ipy"
-DEFAULT_PORT = 18821
 _KERNEL_NAME = re.compile(r"^[a-z0-9._-]+$", re.IGNORECASE)  # what jupyter_client accepts
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TRAIT_ARG = re.compile(r"^--(?P<cls>[A-Za-z_]\w*)\.(?P<trait>[A-Za-z_]\w*)=(?P<value>.*)$",
                         re.DOTALL)
 
@@ -75,28 +74,12 @@ def _say(message: str) -> None:
 # -- the spec --------------------------------------------------------------------------------
 
 
-def kernel_argv(*, host: str, port: int, srp_user: str | None = None,
-                password_env: str | None = None, credentials_file: str | None = None,
-                cert: str | None = None, key: str | None = None, ca: str | None = None,
-                fingerprint: str | None = None, tls: bool = False, classic: bool = False,
-                insecure: bool = False, timeout: float | None = None,
-                session_name: str | None = None, extra: Sequence[str] = (),
+def kernel_argv(target: ConnectionTarget, *, extra: Sequence[str] = (),
                 python: str | None = None) -> list[str]:
-    """The kernelspec ``argv`` that starts :class:`RemoteKernel` with these settings."""
+    """The kernelspec ``argv`` that starts :class:`RemoteKernel` on ``target``: its
+    :meth:`~rpyc_ipy.target.ConnectionTarget.settings` as ``--RemoteKernel.NAME=VALUE``."""
     argv = [python or sys.executable, "-m", KERNEL_MODULE, "-f", "{connection_file}"]
-    settings: list[tuple[str, Any]] = [("host", host), ("port", int(port))]
-    for name, value in (("srp_user", srp_user), ("password_env", password_env),
-                        ("credentials_file", credentials_file), ("cert", cert), ("key", key),
-                        ("ca", ca), ("fingerprint", fingerprint),
-                        ("session_name", session_name)):
-        if value:
-            settings.append((name, value))
-    for name, flag in (("tls", tls), ("classic", classic), ("insecure", insecure)):
-        if flag:
-            settings.append((name, True))
-    if timeout is not None:
-        settings.append(("timeout", float(timeout)))
-    argv.extend(f"--RemoteKernel.{name}={value}" for name, value in settings)
+    argv.extend(f"--RemoteKernel.{name}={value}" for name, value in target.settings().items())
     argv.extend(extra)
     return argv
 
@@ -116,17 +99,23 @@ def kernel_spec(argv: list[str], *, display_name: str, interrupt_mode: str = "si
     }
 
 
-def _is_loopback(host: str) -> bool:
-    from rpyc_ipy.transports.sockets import is_loopback
+def _check_extra(extra: Sequence[str]) -> None:
+    for arg in extra:
+        if "password" in arg.lower() and not arg.startswith("--RemoteKernel.password_env="):
+            raise UsageError(f"{arg!r}: passwords are never written into kernel.json")
+        if not _TRAIT_ARG.match(arg):
+            raise UsageError(f"{arg!r}: extra kernel arguments look like --Class.trait=value")
 
-    return is_loopback(host)
 
-
-def _existing_file(path: str, what: str) -> str:
-    full = os.path.abspath(os.path.expanduser(path))
-    if not os.path.isfile(full):
-        raise UsageError(f"{what} {path} does not exist")
-    return full
+def _check_credentials_file(path: str) -> None:
+    if not os.path.exists(path):
+        _say(f"warning: {path} does not exist yet; create it owner-only (chmod 600) with the "
+             "password on its first line")
+        return
+    try:
+        check_owner_only(path)
+    except CredentialsError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def install_kernel_spec(name: str, *, host: str, port: int = DEFAULT_PORT,
@@ -142,78 +131,40 @@ def install_kernel_spec(name: str, *, host: str, port: int = DEFAULT_PORT,
                         python: str | None = None, kernel_spec_manager: Any = None) -> str:
     """Install a remote-kernel kernelspec; returns the directory it went to.
 
-    Where: ``prefix`` (``PREFIX/share/jupyter/kernels/NAME``), ``sys_prefix``
-    (this environment), ``user`` (the user's Jupyter data directory), or else
-    the system-wide directory. Raises :class:`~rpyc_ipy.errors.UsageError` for
-    settings that cannot work (and never takes a password).
+    The connection settings make a :class:`~rpyc_ipy.target.ConnectionTarget`
+    (``timeout``/``session_name`` ``None``: the kernel's defaults), with its
+    files made absolute. Where: ``prefix`` (``PREFIX/share/jupyter/kernels/NAME``),
+    ``sys_prefix`` (this environment), ``user`` (the user's Jupyter data
+    directory), or else the system-wide directory. Raises
+    :class:`~rpyc_ipy.errors.UsageError` for settings that cannot work (and never
+    takes a password).
     """
     if not _KERNEL_NAME.match(name or ""):
         raise UsageError(f"kernel name {name!r}: use letters, digits, '.', '_' and '-'")
     if name == STATIC_SPEC_NAME:
         raise UsageError(f"the name {STATIC_SPEC_NAME!r} belongs to the kernelspec installed "
                          "with rpyc_ipy; choose another")
-    if not host or any(c.isspace() for c in host):
-        raise UsageError(f"bad host {host!r}")
-    if not 0 < int(port) < 65536:
-        raise UsageError(f"port must be 1-65535, not {port}")
-    if interrupt_mode not in ("signal", "message"):
-        raise UsageError(f"interrupt mode is 'signal' or 'message', not {interrupt_mode!r}")
     if sum(bool(x) for x in (user, sys_prefix, prefix)) > 1:
         raise UsageError("choose one of --user, --sys-prefix, --prefix")
-    certificates = bool(cert or key or ca or fingerprint or tls)
-    if srp_user and certificates:
-        raise UsageError("choose --srp-user (password) or certificates (--cert/--key/--ca), "
-                         "not both")
-    if (password_env or credentials_file) and not srp_user:
-        raise UsageError("--password-env and --credentials-file go with --srp-user")
-    if password_env and credentials_file:
-        raise UsageError("choose --password-env or --credentials-file, not both")
-    if password_env and not _ENV_NAME.match(password_env):
-        raise UsageError(f"--password-env takes the NAME of an environment variable, not "
-                         f"{password_env!r}")
-    if key and not cert:
-        raise UsageError("--key needs --cert")
-    if not (srp_user or certificates) and not _is_loopback(host) and not insecure:
-        raise UsageError(f"{host} is not this machine: authenticate with --srp-user or "
-                         "--cert/--key/--ca, or pass --insecure to send everything in plaintext")
-    if timeout is not None and timeout <= 0:
-        raise UsageError("--timeout must be > 0")
-    if session_name is not None and not session_name.isidentifier():
-        raise UsageError(f"--session-name {session_name!r} is not a Python name")
-    for arg in extra:
-        if "password" in arg.lower() and not arg.startswith("--RemoteKernel.password_env="):
-            raise UsageError(f"{arg!r}: passwords are never written into kernel.json")
-        if not _TRAIT_ARG.match(arg):
-            raise UsageError(f"{arg!r}: extra kernel arguments look like --Class.trait=value")
-    cert = _existing_file(cert, "--cert") if cert else None
-    key = _existing_file(key, "--key") if key else None
-    ca = _existing_file(ca, "--ca") if ca else None
-    if credentials_file:
-        credentials_file = os.path.abspath(os.path.expanduser(credentials_file))
-        if os.path.exists(credentials_file):
-            try:
-                check_owner_only(credentials_file)
-            except CredentialsError as exc:
-                raise UsageError(str(exc)) from None
-        else:
-            _say(f"warning: {credentials_file} does not exist yet; create it owner-only "
-                 "(chmod 600) with the password on its first line")
-    if srp_user and not (password_env or credentials_file):
+    _check_extra(extra)
+    target = ConnectionTarget(
+        host, port, srp_user=srp_user, password_env=password_env,
+        credentials_file=credentials_file, cert=cert, key=key, ca=ca, fingerprint=fingerprint,
+        tls=tls, classic=classic, insecure=insecure,
+        session_name=DEFAULT_SESSION_NAME if session_name is None else session_name,
+        timeout=DEFAULT_TIMEOUT if timeout is None else timeout).with_absolute_paths()
+    argv = kernel_argv(target, extra=extra, python=python)
+    spec = kernel_spec(argv, display_name=display_name or f"Remote Python ({target.label})",
+                       interrupt_mode=interrupt_mode,
+                       metadata={"host": target.host, "port": target.port, "auth": target.auth,
+                                 "user": target.srp_user, "classic": target.classic})
+    if target.credentials_file:
+        _check_credentials_file(target.credentials_file)
+    if target.password_source == "prompt":
         _say("the kernel will ask for the password when the first cell runs")
-    if classic:
+    if target.classic:
         _say("warning: classic mode: the server runs any code sent to it; use only servers "
              "you own")
-    argv = kernel_argv(host=host, port=port, srp_user=srp_user, password_env=password_env,
-                       credentials_file=credentials_file, cert=cert, key=key, ca=ca,
-                       fingerprint=fingerprint, tls=tls, classic=classic, insecure=insecure,
-                       timeout=timeout, session_name=session_name, extra=extra, python=python)
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    auth = "srp" if srp_user else "tls" if certificates else "none"
-    if not display_name:
-        display_name = f"Remote Python ({f'{srp_user}@' if srp_user else ''}{where})"
-    spec = kernel_spec(argv, display_name=display_name, interrupt_mode=interrupt_mode,
-                       metadata={"host": host, "port": int(port), "auth": auth,
-                                 "user": srp_user or None, "classic": classic})
     from jupyter_client.kernelspec import KernelSpecManager
 
     ksm = kernel_spec_manager or KernelSpecManager()

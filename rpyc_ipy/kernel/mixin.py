@@ -40,11 +40,18 @@ import queue
 import sys
 from typing import TYPE_CHECKING, Any
 
-from traitlets import Bool, Float, Int, TraitError, Unicode, validate
+from traitlets import Bool, Float, Int, Unicode
 from traitlets.config import Configurable
 
 from rpyc_ipy.errors import AuthenticationError
 from rpyc_ipy.kernel.credentials import CredentialsError, read_credentials_file, read_password_env
+from rpyc_ipy.target import (
+    DEFAULT_PORT,
+    DEFAULT_SESSION_NAME,
+    DEFAULT_TIMEOUT,
+    ConnectionTarget,
+    format_address,
+)
 
 if TYPE_CHECKING:
     from rpyc_ipy.ipython.extension import Extension
@@ -91,7 +98,7 @@ class RemoteKernelMixin(Configurable):
     host = Unicode(
         "127.0.0.1", help="The server to run cells on (an rpyc_ipy execution service)."
     ).tag(config=True)
-    port = Int(18821, help="Its TCP port.").tag(config=True)
+    port = Int(DEFAULT_PORT, help="Its TCP port.").tag(config=True)
     srp_user = Unicode(
         "", help="""Log in with TLS-SRP as this user (the password comes from password_env,
         credentials_file or a prompt; never from the configuration)."""
@@ -122,31 +129,13 @@ class RemoteKernelMixin(Configurable):
         path can read and change the traffic)."""
     ).tag(config=True)
     timeout = Float(
-        10.0, help="Seconds to connect and authenticate, and for the liveness check before "
-        "each cell."
+        DEFAULT_TIMEOUT, help="Seconds to connect and authenticate, and for the liveness "
+        "check before each cell."
     ).tag(config=True)
     session_name = Unicode(
-        "remote", help="The name the session is bound to in %%local cells (and in the "
-        "%rpyc_* magics)."
+        DEFAULT_SESSION_NAME, help="The name the session is bound to in %%local cells (and "
+        "in the %rpyc_* magics)."
     ).tag(config=True)
-
-    @validate("port")
-    def _check_port(self, proposal: Any) -> Any:
-        if not 0 < proposal["value"] < 65536:
-            raise TraitError(f"port must be 1-65535, not {proposal['value']!r}")
-        return proposal["value"]
-
-    @validate("timeout")
-    def _check_timeout(self, proposal: Any) -> Any:
-        if proposal["value"] <= 0:
-            raise TraitError("timeout must be > 0")
-        return proposal["value"]
-
-    @validate("session_name")
-    def _check_session_name(self, proposal: Any) -> Any:
-        if not proposal["value"].isidentifier():
-            raise TraitError(f"{proposal['value']!r} is not a valid session name")
-        return proposal["value"]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -161,7 +150,15 @@ class RemoteKernelMixin(Configurable):
     @property
     def where(self) -> str:
         """``host:port`` of the server."""
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return format_address(self.host, self.port)
+
+    def connection_target(self) -> ConnectionTarget:
+        """The target these traits describe (``TargetError`` if they cannot work)."""
+        return ConnectionTarget(
+            self.host, self.port, srp_user=self.srp_user, password_env=self.password_env,
+            credentials_file=self.credentials_file, cert=self.cert, key=self.key, ca=self.ca,
+            fingerprint=self.fingerprint, tls=self.tls, classic=self.classic,
+            insecure=self.insecure, session_name=self.session_name, timeout=self.timeout)
 
     @property
     def remote_session(self) -> RemoteSession | None:
@@ -182,11 +179,11 @@ class RemoteKernelMixin(Configurable):
 
     # -- the connection ------------------------------------------------------------------------
 
-    def _password_for(self, interactive: bool) -> str:
-        if self.password_env:
-            return read_password_env(self.password_env)
-        if self.credentials_file:
-            return read_credentials_file(self.credentials_file)
+    def _password_for(self, target: ConnectionTarget, interactive: bool) -> str:
+        if target.password_env:
+            return read_password_env(target.password_env)
+        if target.credentials_file:
+            return read_credentials_file(target.credentials_file)
         if self._password:
             return self._password
         if not interactive:
@@ -194,11 +191,11 @@ class RemoteKernelMixin(Configurable):
                                    "RemoteKernel.credentials_file, or run a cell in a "
                                    "frontend that can ask for it")
         try:
-            password = self.getpass(f"SRP password for {self.srp_user}@{self.where}: ")
+            password = self.getpass(f"SRP password for {target.label}: ")
         except Exception as exc:  # StdinNotImplementedError: the frontend cannot ask
             raise CredentialsError(
-                f"no password for {self.srp_user}@{self.where}: this frontend cannot ask for "
-                "one; set RemoteKernel.password_env (the name of an environment variable) or "
+                f"no password for {target.label}: this frontend cannot ask for one; set "
+                "RemoteKernel.password_env (the name of an environment variable) or "
                 f"RemoteKernel.credentials_file (an owner-only file) ({exc})") from None
         if not password:
             raise CredentialsError("no password given")
@@ -207,29 +204,16 @@ class RemoteKernelMixin(Configurable):
 
     def _open(self, interactive: bool) -> RemoteSession:
         from rpyc_ipy.ipython.session import open_session
-        from rpyc_ipy.transports.sockets import is_loopback
 
         ext = self._extension()
         magics, policy = ext.magics, ext.policy
-        tls = bool(self.cert or self.key or self.ca or self.fingerprint or self.tls)
-        if self.srp_user and tls:
-            raise CredentialsError("configure SRP (srp_user) or certificates "
-                                   "(cert/key/ca/fingerprint), not both")
-        if not (self.srp_user or tls) and not is_loopback(self.host) and not self.insecure:
-            raise CredentialsError(f"{self.host} is not this machine: configure srp_user or "
-                                   "certificates, or insecure=True to send everything in "
-                                   "plaintext")
-        if self.classic and not policy.allow_classic:
-            raise CredentialsError("classic mode is disabled by RPyCPolicy.allow_classic")
-        password = self._password_for(interactive) if self.srp_user else None
+        target = self.connection_target()
+        policy.check_target(target)
+        password = self._password_for(target, interactive) if target.srp_user else None
         try:
-            session = open_session(
-                self.session_name, self.host, self.port, srp_user=self.srp_user or None,
-                password=password, certfile=self.cert or None, keyfile=self.key or None,
-                ca=self.ca or None, fingerprint=self.fingerprint or None, tls=self.tls,
-                classic=self.classic, insecure=self.insecure, timeout=self.timeout,
-                config=policy.client_config(magics.request_timeout),
-                capture_fd=magics.capture_fd)
+            session = open_session(target, password=password,
+                                   config=policy.client_config(magics.request_timeout),
+                                   capture_fd=magics.capture_fd)
         except AuthenticationError:
             self._password = None  # ask again next time
             raise

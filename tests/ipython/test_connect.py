@@ -11,7 +11,9 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
+from rpyc_ipy.errors import TargetError
 from rpyc_ipy.ipython.session import SessionError
+from rpyc_ipy.target import ConnectionTarget
 
 
 def test_srp_with_password_from_the_environment(ip: InteractiveShell, srp_server: ServerProcess,
@@ -124,3 +126,22 @@ def test_the_card_escapes_what_a_hostile_server_says(ip: InteractiveShell,
     html = session._repr_html_()
     assert SCRIPT not in html and "&lt;script&gt;" in html
     assert "\x1b]" not in repr(session)
+
+
+@pytest.mark.parametrize(("line", "settings"), [
+    ("x=127.0.0.1:1 --key me.key", {"port": 1, "key": "me.key"}),
+    ("x=127.0.0.1:0", {"port": 0}),
+    ("x=127.0.0.1:1 --password-env PW", {"port": 1, "password_env": "PW"}),
+    ("x=127.0.0.1:1 --srp-user a --tls", {"port": 1, "srp_user": "a", "tls": True}),
+    ("x=192.0.2.1:1 --classic", {"host": "192.0.2.1", "port": 1, "classic": True}),
+])
+def test_the_magic_refuses_what_a_target_refuses_in_the_same_words(
+        ip: InteractiveShell, line: str, settings: dict[str, object]) -> None:
+    values: dict[str, object] = {"host": "127.0.0.1"}
+    values.update(settings)
+    with pytest.raises(TargetError) as expected:
+        ConnectionTarget(**values)  # type: ignore[arg-type]
+    with pytest.raises(UsageError) as info:
+        ip.run_line_magic("rpyc_connect", line)
+    assert str(info.value) == str(expected.value)
+    assert "x" not in ip.user_ns

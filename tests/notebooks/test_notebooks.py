@@ -256,9 +256,10 @@ def test_demo_serve_prints_how_to_connect_and_stops_cleanly(tmp_path: Path) -> N
         password = re.search(r"export RPYC_IPY_DEMO_PASSWORD=(\S+)", text).group(1)
 
         from rpyc_ipy.ipython.session import open_session
+        from rpyc_ipy.target import ConnectionTarget
 
-        session = open_session("check", "127.0.0.1", port, srp_user="demo",
-                               password=password, timeout=10)
+        target = ConnectionTarget("127.0.0.1", port, srp_user="demo", session_name="check")
+        session = open_session(target, password=password)
         try:
             assert session.execute("6 * 7").data["text/plain"] == "42"
         finally:
@@ -275,14 +276,16 @@ def test_a_notebook_opened_on_its_own_starts_and_stops_a_private_server(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from rpyc_ipy.demo import demo_server
     from rpyc_ipy.ipython.session import open_session
+    from rpyc_ipy.target import ConnectionTarget
 
     for key in (ENV_HOST, ENV_PORT, ENV_USER, ENV_PASSWORD):
         monkeypatch.delenv(key, raising=False)
     server = demo_server()
     try:
         assert server.started_here and server.host == "127.0.0.1"
-        session = open_session("own", server.host, server.port, srp_user=server.user,
-                               password=os.environ[ENV_PASSWORD], timeout=10)
+        target = ConnectionTarget(server.host, server.port, srp_user=server.user,
+                                  session_name="own")
+        session = open_session(target, password=os.environ[ENV_PASSWORD])
         try:
             assert session.execute("1 + 1").data["text/plain"] == "2"
         finally:
