@@ -81,7 +81,7 @@ class EmbeddedServer:
     def __init__(self, host: str = HOST, port: int = 0, user: str = DEMO_USER,
                  password: str | None = None, capture_fd: bool = True) -> None:
         from rpyc_ipy.auth import SRPAuthenticator, UserDB
-        from rpyc_ipy.remote import ExecutionService
+        from rpyc_ipy.remote import ExecutionService, RuntimeSettings, SessionRegistry
         from rpyc_ipy.servers import ThreadedServer
 
         self.user = user
@@ -90,7 +90,8 @@ class EmbeddedServer:
         try:
             db = UserDB.create(os.path.join(self._dir, "users.json"))
             db.add(user, self.password)
-            service = ExecutionService.configured(capture_fd=capture_fd)
+            self.sessions = SessionRegistry(RuntimeSettings(capture_fd=capture_fd))
+            service = ExecutionService.configured(registry=self.sessions)
             self.server = ThreadedServer(service, hostname=host, port=port,
                                          authenticator=SRPAuthenticator(db))
         except BaseException:
@@ -112,9 +113,10 @@ class EmbeddedServer:
                 ENV_PASSWORD: self.password}
 
     def close(self) -> None:
-        """Stop serving, close the connections, remove the temporary user database."""
+        """Stop serving, end the sessions' workers, remove the temporary user database."""
         with contextlib.suppress(Exception):
             self.server.close()
+        self.sessions.close()
         self._thread.join(timeout=5)
         shutil.rmtree(self._dir, ignore_errors=True)
 

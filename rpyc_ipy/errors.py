@@ -15,6 +15,9 @@ Two families, so a caller can tell who is at fault::
     ├── ConnectionClosed           the connection is gone (EOF, close, reset)
     │   └── ConnectionLost         ...while requests were still pending
     ├── AuthenticationError        an authenticator refused the peer
+    ├── SessionError               a notebook session on the server cannot do that now
+    │   ├── WorkerError            its worker process could not start, or died
+    │   └── SessionLimitError      a cap on sessions (per user or in total) is reached
     ├── PingError                  a ping came back wrong
     └── RemoteError                base of exceptions rebuilt from the peer's vinegar payload
                                    (builtin ones also keep their builtin class)
@@ -43,9 +46,12 @@ __all__ = [
     "RemoteError",
     "RemoteExceptionMixin",
     "SecurityError",
+    "SessionError",
+    "SessionLimitError",
     "TargetError",
     "UnexpectedMessage",
     "UsageError",
+    "WorkerError",
 ]
 
 
@@ -103,6 +109,21 @@ class ConnectionLost(ConnectionClosed):
 
 class AuthenticationError(RPyCError):
     """An authenticator refused the peer (or the peer refused our credentials)."""
+
+
+class SessionError(RPyCError, RuntimeError):
+    """A notebook session on the server cannot do what was asked (see the message).
+
+    It travels to the client as ``RuntimeError`` (its builtin base, as our errors do),
+    with the one-line message that says what happened and what to do."""
+
+
+class WorkerError(SessionError):
+    """A session's worker process could not start, or it died; the message says why."""
+
+
+class SessionLimitError(SessionError):
+    """A cap on sessions is reached: per user or on the whole server."""
 
 
 class PingError(RPyCError):

@@ -18,6 +18,11 @@ Levels:
    the thread stops by itself once it returns to Python, and its late output is
    dropped.
 
+A cell that runs on a process's main thread (the session worker,
+:mod:`rpyc_ipy.remote.worker`) is interrupted with a real ``SIGINT`` instead,
+which also ends a ``time.sleep`` or a blocking read, and is never abandoned: the
+main thread cannot be given up, so the supervisor outside the process escalates.
+
 An asynchronous exception is only ever sent while the worker is inside user
 code (:class:`UserCodeGate`), and a pending one is cleared when the user code
 ends, so it cannot hit the engine's own bookkeeping.
@@ -30,6 +35,7 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
+from collections.abc import Callable
 
 __all__ = ["Cancellation", "UserCodeGate", "cancelled", "raise_in_thread"]
 
@@ -60,10 +66,12 @@ class UserCodeGate:
     """Marks the stretch of a worker thread that runs user code.
 
     ``with gate:`` around the user code; :meth:`interrupt` sends the asynchronous
-    exception only inside that stretch.
+    exception only inside that stretch, or calls ``signal_thread(ident)`` instead
+    when given one (a ``SIGINT`` to the main thread, see the module docstring).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, signal_thread: Callable[[int], bool] | None = None) -> None:
+        self._signal_thread = signal_thread
         self._lock = threading.Lock()
         self._ident: int | None = None
         self._sent = False
@@ -75,6 +83,11 @@ class UserCodeGate:
 
     def __exit__(self, *exc: object) -> None:
         self.leave()
+
+    @property
+    def thread(self) -> int | None:
+        """The thread inside the user code now, if any."""
+        return self._ident
 
     def leave(self) -> None:
         """End the stretch; clears an asynchronous exception that did not land yet.
@@ -92,6 +105,10 @@ class UserCodeGate:
         with self._lock:
             if self._ident is None or self._sent:
                 return False
+            if self._signal_thread is not None:
+                # not marked as sent: a signal leaves nothing pending to clear, and a
+                # cell that caught the first KeyboardInterrupt may get another one
+                return self._signal_thread(self._ident)
             self._sent = raise_in_thread(self._ident, KeyboardInterrupt)
             return self._sent
 
@@ -99,8 +116,9 @@ class UserCodeGate:
 class Cancellation:
     """The cancel state of one execution; escalates by :meth:`step`."""
 
-    def __init__(self, grace: float = 0.25) -> None:
+    def __init__(self, grace: float = 0.25, can_abandon: bool = True) -> None:
         self.grace = grace
+        self.can_abandon = can_abandon
         self.level = NONE
         self.requested_at: float | None = None
         self.force = False
@@ -137,13 +155,14 @@ class Cancellation:
         if self.level < INTERRUPT and elapsed >= grace:
             self.level = INTERRUPT
             gate.interrupt()
-        if self.level < ABANDON and elapsed >= 2 * grace:
+        if self.can_abandon and self.level < ABANDON and elapsed >= 2 * grace:
             self.level = ABANDON
         return self.level
 
     def next_deadline(self) -> float | None:
         """Seconds until the next escalation, or ``None`` when nothing is pending."""
-        if self.requested_at is None or self.level >= ABANDON:
+        if self.requested_at is None or self.level >= ABANDON or \
+                (self.level >= INTERRUPT and not self.can_abandon):
             return None
         grace = 0.05 if self.force else self.grace
         step = grace if self.level < INTERRUPT else 2 * grace

@@ -42,24 +42,43 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from . import bundle as _bundle
 from . import capture as _capture
 from . import introspect as _introspect
 from . import values as _values
 from .cancel import ABANDON, INTERRUPT, LEVEL_NAMES, Cancellation, UserCodeGate
+from .joblog import DEFAULT_MAX_CHARS, OutputLog
 
-__all__ = ["ENGINE_VERSION", "FEATURES", "Engine", "NamespaceView"]
+__all__ = ["ENGINE_API", "ENGINE_VERSION", "FEATURES", "Engine", "NamespaceView"]
 
 ENGINE_VERSION = "1"
 FEATURES = ("execute", "start", "cancel", "complete", "inspect", "describe", "push", "pull",
-            "mimebundle", "stream", "display")
+            "mimebundle", "stream", "display", "resume", "jobs")
+#: the engine methods the worker serves, by the name the client uses
+ENGINE_API: dict[str, str] = {
+    name: name for name in (
+        "hello", "execute", "start", "resume", "jobs", "cancel", "running", "complete",
+        "inspect", "inspect_object", "describe", "repr_text", "mimebundle", "push", "pull")
+} | {"namespace": "namespace_view"}
+#: finished executions kept for ``resume``/``jobs`` (their output within the budget)
+KEEP_FINISHED = 32
 MAX_TRACEBACK = 64_000
 MAX_CELLS_IN_LINECACHE = 200
 _TOP_LEVEL_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
 
 Emit = Callable[[tuple[Any, ...]], Any]
+
+
+class CellRunner(Protocol):
+    """Where cells run when not on a thread of their own (the worker's main thread)."""
+
+    def submit(self, run: Callable[[], None]) -> None:
+        """Run ``run`` soon, after the cells submitted before it."""
+
+    def signal_thread(self, ident: int) -> bool:
+        """Interrupt the running cell in thread ``ident`` (a SIGINT); True if sent."""
 
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "silent": (bool,),
@@ -72,11 +91,13 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "capture_fd": (bool,),
     "grace": (int, float),
     "exec_id": (str, type(None)),
+    "background": (bool,),
 }
 _DEFAULTS: dict[str, Any] = {
     "silent": False, "store_history": True, "want_value": False, "include": None,
     "max_bundle_bytes": _bundle.DEFAULT_MAX_BYTES, "max_value_bytes": _values.DEFAULT_MAX_BYTES,
     "stream_interval": 0.05, "capture_fd": True, "grace": 0.25, "exec_id": None,
+    "background": False,
 }
 
 
@@ -173,18 +194,41 @@ def options_dict(options: Any) -> dict[str, Any]:
 class _Execution:
     """One cell's run: its thread, sink, cancel state and outcome."""
 
-    def __init__(self, exec_id: str, count: int, options: dict[str, Any]) -> None:
+    def __init__(self, exec_id: str, count: int, options: dict[str, Any], code: str,
+                 runner: CellRunner | None, max_output: int) -> None:
         self.exec_id = exec_id
         self.count = count
         self.options = options
+        self.head = code.strip().split("\n", 1)[0][:80]
+        self.runner = runner  # None: a thread of its own
         self.sink = _capture.OutputSink()
-        self.cancel = Cancellation(options["grace"])
-        self.gate = UserCodeGate()
+        self.cancel = Cancellation(options["grace"], can_abandon=runner is None)
+        self.gate = UserCodeGate(runner.signal_thread if runner is not None else None)
+        self.log = OutputLog(max_output)
+        self.follower: _Follower | None = None
         self.done = threading.Event()
         self.outcome: tuple[Any, ...] | None = None
-        self.thread: threading.Thread | None = None
         self.fd_capture: _capture.FdCapture | None = None
+        self.begun = False
         self.started = time.monotonic()
+        self.started_at = time.time()
+        self.ended = 0.0
+
+    @property
+    def status(self) -> str:
+        if self.outcome is not None:
+            return str(self.outcome[0])
+        return "running" if self.begun else "queued"
+
+
+class _Follower:
+    """Whoever receives an execution's output as it comes: an ``emit`` callback and
+    the number of the last batch it was sent."""
+
+    def __init__(self, emit: Emit | None, sent: int) -> None:
+        self.emit = emit
+        self.sent = sent
+        self.lock = threading.Lock()
 
 
 class Engine:
@@ -196,14 +240,19 @@ class Engine:
     """
 
     def __init__(self, namespace: dict[str, Any] | None = None, *, capture_fd: bool = True,
-                 allow_pickle: bool = False, info: Mapping[str, Any] | None = None) -> None:
+                 allow_pickle: bool = False, info: Mapping[str, Any] | None = None,
+                 cell_runner: CellRunner | None = None,
+                 max_buffered_output: int = DEFAULT_MAX_CHARS) -> None:
         self.namespace: dict[str, Any] = {} if namespace is None else namespace
         self.capture_fd = capture_fd
         self.allow_pickle = allow_pickle
         self.info = dict(info or {})
         self.execution_count = 0
+        self.max_buffered_output = max_buffered_output
+        self._cell_runner = cell_runner
         self._lock = threading.Lock()
         self._running: dict[str, _Execution] = {}
+        self._finished: dict[str, _Execution] = {}  # oldest first, at most KEEP_FINISHED
         self._cell_files: list[str] = []
         self._ids = itertools.count(1)
         self._closed = False
@@ -262,40 +311,91 @@ class Engine:
 
         ``emit(events)`` is called from this thread with batches of output
         events while the code runs (none for a cell that finishes within one
-        ``stream_interval``: its output rides in the outcome).
+        ``stream_interval``: its output rides in the outcome). Each batch ends
+        with ``("mark", n)``: after a dropped connection, :meth:`resume` with
+        ``after=n`` sends what came later. If ``emit`` fails (the client went
+        away) the cell runs on and its output is kept for :meth:`resume`.
         """
         if type(code) is not str:
             raise TypeError("code must be a str")
         execution = self._begin(code, options)
-        return self._supervise(execution, emit)
+        return self._supervise(execution, _Follower(emit, 0))
 
-    def start(self, code: str, emit: Emit, options: Any = ()) -> str:
+    def start(self, code: str, emit: Emit | None, options: Any = ()) -> str:
         """Run ``code`` without blocking the request: returns the execution id at once.
 
         Output goes through ``emit``, and the outcome last, as ``(("done", outcome),)``.
-        Used where the server serves one request at a time (classic RPyC servers).
+        Used where the server serves one request at a time (classic RPyC servers),
+        and for background jobs (option ``background``; ``emit`` may be ``None``:
+        follow the job later with :meth:`resume`).
         """
         if type(code) is not str:
             raise TypeError("code must be a str")
         execution = self._begin(code, options)
+        follower = _Follower(emit, 0)
 
         def supervise() -> None:
-            outcome = self._supervise(execution, emit)
-            try:
-                emit((("done", outcome),))
-            except Exception:
-                pass
+            outcome = self._supervise(execution, follower)
+            if follower.emit is not None:
+                try:
+                    follower.emit((("done", outcome),))
+                except Exception:
+                    pass
 
         threading.Thread(target=supervise, name=f"rpyc_ipy-engine-{execution.exec_id}",
                          daemon=True).start()
         return execution.exec_id
+
+    def resume(self, exec_id: str, emit: Emit | None = None, after: int = 0,
+               wait: bool = True) -> tuple[Any, ...]:
+        """Follow an execution again (after a dropped connection, or a background job):
+        its output after batch ``after`` goes to ``emit`` and then everything it
+        prints; returns its outcome once it is done. With ``wait=False`` it returns
+        at once: for a running execution the status is ``"running"`` and the
+        events are the output so far. The previous follower gets nothing more.
+        """
+        if type(exec_id) is not str or type(after) is not int:
+            raise TypeError("resume(exec_id: str, emit, after: int)")
+        with self._lock:
+            execution = self._running.get(exec_id) or self._finished.get(exec_id)
+        if execution is None:
+            raise LookupError(f"no execution {exec_id!r} here (finished ones are kept: "
+                              f"the last {KEEP_FINISHED})")
+        if execution.done.is_set() or not wait:
+            events, last = execution.log.since(after)
+            if execution.done.is_set():
+                assert execution.outcome is not None
+                return (*execution.outcome[:3], (*events, ("mark", last)),
+                        *execution.outcome[4:])
+            return ("running", execution.count, None, (*events, ("mark", last)), None, "", None)
+        follower = _Follower(emit, after)
+        execution.follower = follower
+        self._deliver(execution)
+        execution.done.wait()
+        return self._outcome_for(execution, follower)
+
+    def jobs(self) -> tuple[tuple[tuple[str, Any], ...], ...]:
+        """Every execution still running or kept, oldest first, as field pairs:
+        id, status, count, background, started (epoch seconds), elapsed, first line."""
+        with self._lock:
+            executions = [*self._finished.values(), *self._running.values()]
+        now = time.monotonic()
+        out = []
+        for e in sorted(executions, key=lambda e: e.started):
+            elapsed = (e.ended or now) - e.started
+            out.append((("id", e.exec_id), ("status", e.status), ("count", e.count),
+                        ("background", bool(e.options["background"])),
+                        ("started", e.started_at), ("elapsed", round(elapsed, 3)),
+                        ("code", e.head)))
+        return tuple(out)
 
     def cancel(self, exec_id: str | None = None, force: bool = False) -> str:
         """Stop one execution (or every running one): ``"cancelling"`` or ``"not running"``."""
         with self._lock:
             targets = [e for e in self._running.values() if exec_id in (None, e.exec_id)]
         for execution in targets:
-            execution.cancel.request(bool(force))
+            # a cell on the main thread gets its SIGINT at once: it also ends a sleep
+            execution.cancel.request(bool(force) or execution.runner is not None)
             execution.sink.cancel()
         return "cancelling" if targets else "not running"
 
@@ -303,6 +403,13 @@ class Engine:
         """Ids of the executions still running."""
         with self._lock:
             return tuple(self._running)
+
+    def in_user_code_on(self, ident: int | None) -> bool:
+        """True while thread ``ident`` runs a cell's own code (not the engine's).
+
+        Called from a signal handler, which may interrupt a holder of the engine's
+        lock: it takes no lock (copying the values is one step under the GIL)."""
+        return any(e.gate.thread == ident for e in tuple(self._running.values()))
 
     def shutdown(self) -> None:
         """Cancel everything (the client went away)."""
@@ -313,23 +420,27 @@ class Engine:
         if self._closed:
             raise RuntimeError("the engine is shut down")
         opts = options_dict(options)
+        runner = None if opts["background"] else self._cell_runner
         with self._lock:
             if not opts["silent"] and opts["store_history"]:
                 self.execution_count += 1
             exec_id = opts["exec_id"] or f"x{next(self._ids)}"
-            if exec_id in self._running:
+            if exec_id in self._running or exec_id in self._finished:
                 raise ValueError(f"execution {exec_id!r} is already running")
-            execution = _Execution(exec_id, self.execution_count, opts)
+            execution = _Execution(exec_id, self.execution_count, opts, code, runner,
+                                   self.max_buffered_output)
             self._running[exec_id] = execution
-        thread = threading.Thread(target=self._worker, args=(execution, code),
-                                  name=f"rpyc_ipy-cell-{exec_id}", daemon=True)
-        execution.thread = thread
-        thread.start()
+        if runner is None:
+            threading.Thread(target=self._worker, args=(execution, code),
+                             name=f"rpyc_ipy-cell-{exec_id}", daemon=True).start()
+        else:
+            runner.submit(lambda: self._worker(execution, code))
         return execution
 
-    def _supervise(self, execution: _Execution, emit: Emit | None) -> tuple[Any, ...]:
+    def _supervise(self, execution: _Execution, follower: _Follower) -> tuple[Any, ...]:
         interval = execution.options["stream_interval"]
         sink = execution.sink
+        execution.follower = follower
         try:
             while not execution.done.is_set():
                 timeout = interval
@@ -341,41 +452,84 @@ class Engine:
                     break
                 level = execution.cancel.step(execution.gate)
                 if level >= ABANDON and execution.done.wait(0.02) is False:
-                    return self._abandon(execution)
-                if emit is not None:
-                    events = sink.take()
-                    if events:
-                        try:
-                            emit(events)
-                        except Exception:
-                            emit = None  # the client is gone or refuses: keep it in the outcome
-                            execution.cancel.request(force=True)
-            assert execution.outcome is not None
-            return execution.outcome
+                    return self._abandon(execution, follower)
+                events = sink.take()
+                if events:
+                    execution.log.append(events)
+                    if execution.follower is not None and execution.follower.emit is not None:
+                        self._deliver(execution)
+            return self._outcome_for(execution, follower)
         finally:
-            with self._lock:
-                self._running.pop(execution.exec_id, None)
+            self._retire(execution)
 
-    def _abandon(self, execution: _Execution) -> tuple[Any, ...]:
+    def _deliver(self, execution: _Execution) -> None:
+        """Send the current follower what it has not been sent yet; a follower whose
+        ``emit`` fails is dropped (the output stays in the log)."""
+        follower = execution.follower
+        if follower is None or follower.emit is None:
+            return
+        with follower.lock:
+            events, last = execution.log.since(follower.sent)
+            if not events:
+                return
+            try:
+                follower.emit((*events, ("mark", last)))
+            except Exception:
+                if execution.follower is follower:
+                    execution.follower = None
+                return
+            follower.sent = last
+
+    def _outcome_for(self, execution: _Execution, follower: _Follower) -> tuple[Any, ...]:
+        """The outcome, carrying the output ``follower`` was not sent."""
+        assert execution.outcome is not None
+        with follower.lock:
+            events, last = execution.log.since(follower.sent)
+            follower.sent = last
+        return (*execution.outcome[:3], (*events, ("mark", last)), *execution.outcome[4:])
+
+    def _retire(self, execution: _Execution) -> None:
+        """Move a done execution to the kept ones, within the count and output budget."""
+        with self._lock:
+            if self._running.pop(execution.exec_id, None) is None:
+                return
+            self._finished[execution.exec_id] = execution
+            kept = list(self._finished.values())
+            chars = sum(e.log.chars for e in kept)
+            for old in kept:
+                if len(self._finished) <= KEEP_FINISHED and chars <= self.max_buffered_output:
+                    break
+                del self._finished[old.exec_id]
+                chars -= old.log.chars
+
+    def _abandon(self, execution: _Execution, follower: _Follower) -> tuple[Any, ...]:
         sink = execution.sink
         if execution.fd_capture is not None:
             execution.fd_capture.stop()  # fds 1/2 go back to the process at once
         events = sink.take()
         sink.close()
+        if events:
+            execution.log.append(events)
         elapsed = time.monotonic() - (execution.cancel.requested_at or execution.started)
         note = (f"abandoned the cell's thread after {elapsed:.2f} s: it is blocked outside "
                 "Python (a sleep, a lock, I/O) and stops when it returns to Python; its "
                 "later output is dropped")
         error = ("KeyboardInterrupt", "the execution was cancelled", "")
-        return ("cancelled", execution.count, None, events, error, note, None)
+        execution.outcome = ("cancelled", execution.count, None, (), error, note, None)
+        execution.ended = time.monotonic()
+        return self._outcome_for(execution, follower)
 
     def _worker(self, execution: _Execution, code: str) -> None:
         me = threading.get_ident()
+        execution.begun = True
         execution.sink.owner = me
         execution.cancel.bind(me)
         outcome: tuple[Any, ...] | None = None
         try:
-            outcome = self._run_cell(execution, code)
+            if execution.cancel.requested:  # cancelled while it waited for its turn
+                outcome = self._cancelled_outcome(execution, "")
+            else:
+                outcome = self._run_cell(execution, code)
         except BaseException:  # an asynchronous exception that landed outside the user code
             outcome = outcome or self._cancelled_outcome(execution, "")
         finally:
@@ -388,9 +542,13 @@ class Engine:
             execution.cancel.unbind(me)
             events = execution.sink.take()
             execution.sink.close()
+            if events and execution.outcome is None:  # not abandoned meanwhile
+                execution.log.append(events)
             if outcome is None:
                 outcome = self._cancelled_outcome(execution, "")
-            execution.outcome = (*outcome[:3], events, *outcome[4:])
+            if execution.outcome is None:
+                execution.outcome = (*outcome[:3], (), *outcome[4:])
+                execution.ended = time.monotonic()
             execution.done.set()
             execution.sink.wake()
 

@@ -1,30 +1,33 @@
-"""The execution service: notebook cells run on this side, for an authenticated peer.
+"""The execution service: notebook cells run on this server, for an authenticated peer.
 
 It is remote code execution by design, so a server grants it explicitly::
 
     from rpyc_ipy import ThreadedServer
     from rpyc_ipy.auth import SRPAuthenticator
-    from rpyc_ipy.remote import ExecutionService
+    from rpyc_ipy.remote import ExecutionService, RuntimeSettings, SessionRegistry
 
-    ThreadedServer(ExecutionService, hostname="0.0.0.0", port=18861,
-                   authenticator=SRPAuthenticator("users.json")).start()
+    registry = SessionRegistry(RuntimeSettings(idle_timeout=3600))
+    ThreadedServer(ExecutionService.configured(registry=registry), hostname="0.0.0.0",
+                   port=18861, authenticator=SRPAuthenticator("users.json")).start()
 
-(``rpyc-ipy serve`` offers it with a flag.) Connections without credentials are
+(``rpyc-ipy serve --notebook`` does this.) Connections without credentials are
 refused: every request fails with a :class:`~rpyc_ipy.SecurityError` that says
 why, and the connection is closed. For a local demo without authentication,
 opt in by name; it still only accepts peers on the loopback interface (or
 in-process and unix-socket peers)::
 
-    ThreadedServer(ExecutionService.configured(allow_loopback_plaintext=True), port=0)
+    ExecutionService.configured(allow_loopback_plaintext=True)
 
-Each connection gets its own namespace (set ``shared_namespace`` to serve one
-dict to everyone). What the service grants its peer on this connection, in
-RPyC policy terms: public attributes, setattr and delattr of the objects it
-reaches (it may run any code anyway), pickle only with ``allow_pickle``. The
-client sees this in ``%rpyc_policy``.
-
-The exposed methods are thin wrappers over :class:`~rpyc_ipy.remote.engine.Engine`;
-see there for the request and reply shapes.
+A client works in a *session*: ``root.attach(name)`` picks (user, name), starting
+its worker process the first time (:mod:`rpyc_ipy.remote.sessions`); a client that
+calls an engine method first gets a fresh session of its own. The engine methods
+(``execute``, ``resume``, ``jobs``, ``complete``, ``push``, ...; see
+:class:`~rpyc_ipy.remote.engine.Engine`) go to the session's worker; ``interrupt``,
+``restart``, ``sessions`` and ``close_session`` are the server's own. What the
+service grants its peer on this connection, in RPyC policy terms: public
+attributes, setattr and delattr of the objects it reaches (it may run any code
+anyway), pickle only with the runtime's ``allow_pickle``. The client sees this in
+``%rpyc_policy``.
 """
 
 from __future__ import annotations
@@ -32,16 +35,18 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rpyc_ipy.core.service import Service
 from rpyc_ipy.errors import SecurityError, UsageError
-from rpyc_ipy.remote.engine import FEATURES, Engine, NamespaceView
+from rpyc_ipy.remote.engine import ENGINE_API, ENGINE_VERSION, FEATURES
+from rpyc_ipy.remote.sessions import Session, SessionRegistry, user_name
 
 if TYPE_CHECKING:
     from rpyc_ipy.core.connection import Connection
 
-__all__ = ["ExecutionService", "NamespaceView"]
+__all__ = ["ExecutionService"]
 
 log = logging.getLogger("rpyc_ipy.remote")
 
@@ -51,31 +56,45 @@ GRANTS: dict[str, Any] = {
     "allow_setattr": True,
     "allow_delattr": True,
 }
-_OPTIONS = ("allow_loopback_plaintext", "allow_pickle", "capture_fd", "shared_namespace")
+#: what this service adds to the engine's features
+SESSION_FEATURES = ("sessions", "interrupt", "restart")
+_OPTIONS = ("allow_loopback_plaintext", "registry")
+_SERVICE_NAMES = ("hello", "attach", "sessions", "interrupt", "restart", "close_session")
+
+_default_registry: SessionRegistry | None = None
+_default_lock = threading.Lock()
+
+
+def default_registry() -> SessionRegistry:
+    """The registry of services configured without one (created on first use)."""
+    global _default_registry
+    with _default_lock:
+        if _default_registry is None:
+            _default_registry = SessionRegistry()
+        return _default_registry
+
+
 class ExecutionService(Service):
-    """Runs cells in a per-connection namespace; see the module docstring.
+    """Runs cells in per-session worker processes; see the module docstring.
 
     Options are class attributes; :meth:`configured` makes a subclass with
     some of them changed:
 
     * ``allow_loopback_plaintext`` (False): accept peers without credentials
       when they are on the loopback interface (local demos only);
-    * ``allow_pickle`` (False): let push/pull fall back to pickle when the
-      client asks for it too;
-    * ``capture_fd`` (True): capture file descriptors 1/2 (C-level output)
-      while a cell runs, when the client asks for it;
-    * ``shared_namespace`` (None): one dict served to every connection.
+    * ``registry`` (a process-wide default): the :class:`SessionRegistry`, with
+      the runtime settings (idle timeout, caps, limits, pickle, fd capture).
     """
 
     ALIASES = ("EXECUTION",)
     allow_loopback_plaintext: ClassVar[bool] = False
-    allow_pickle: ClassVar[bool] = False
-    capture_fd: ClassVar[bool] = True
-    shared_namespace: ClassVar[dict[str, Any] | None] = None
+    registry: ClassVar[SessionRegistry | None] = None
 
     def __init__(self) -> None:
-        self._engine: Engine | None = None
         self._refusal: str | None = "not connected yet"
+        self._user = ""
+        self._session: Session | None = None
+        self._lock = threading.Lock()
 
     @classmethod
     def configured(cls, **options: Any) -> type[ExecutionService]:
@@ -83,10 +102,16 @@ class ExecutionService(Service):
         unknown = set(options) - set(_OPTIONS)
         if unknown:
             raise UsageError(f"unknown ExecutionService options: {', '.join(sorted(unknown))}")
-        for key in ("allow_loopback_plaintext", "allow_pickle", "capture_fd"):
-            if key in options and type(options[key]) is not bool:
-                raise UsageError(f"{key} must be True or False")
+        if "allow_loopback_plaintext" in options and \
+                type(options["allow_loopback_plaintext"]) is not bool:
+            raise UsageError("allow_loopback_plaintext must be True or False")
+        if "registry" in options and not isinstance(options["registry"], SessionRegistry):
+            raise UsageError("registry must be a rpyc_ipy.remote.SessionRegistry")
         return type(cls.__name__, (cls,), {"__module__": cls.__module__, **options})
+
+    @property
+    def sessions(self) -> SessionRegistry:
+        return self.registry if self.registry is not None else default_registry()
 
     # -- connection lifecycle ----------------------------------------------------------
 
@@ -111,107 +136,118 @@ class ExecutionService(Service):
             timer.daemon = True
             timer.start()
             return
-        conn.update_policy(**GRANTS, allow_pickle=self.allow_pickle)
-        namespace = self.shared_namespace if self.shared_namespace is not None else {}
-        user = credentials if isinstance(credentials, str) else _cert_subject(credentials)
-        grants = (*sorted(GRANTS.items()), ("allow_pickle", self.allow_pickle))
-        self._engine = Engine(namespace, capture_fd=self.capture_fd,
-                              allow_pickle=self.allow_pickle,
-                              info={"service": "rpyc_ipy.remote.ExecutionService",
-                                    "user": user, "grants": grants})
+        self._user = user_name(credentials)
+        conn.update_policy(**GRANTS, allow_pickle=self.sessions.settings.allow_pickle)
 
     def on_disconnect(self, conn: Connection) -> None:
-        if self._engine is not None:
-            self._engine.shutdown()
+        with self._lock:
+            session, self._session = self._session, None
+        if session is not None:
+            self.sessions.detach(session)
 
     def _rpyc_getattr(self, name: str) -> Any:
         if self._refusal is not None:
             raise SecurityError(self._refusal)
-        exposed = name if name.startswith("exposed_") else "exposed_" + name
-        if exposed in _EXPOSED:
-            return getattr(self, exposed)
+        name = name.removeprefix("exposed_")
+        if name in _SERVICE_NAMES:
+            return getattr(self, f"exposed_{name}")
+        if name in ENGINE_API:
+            return self._forward(name)
+        if name in ("get_service_name", "get_service_aliases"):
+            return getattr(self, f"exposed_{name}")
         raise AttributeError(f"the execution service has no {name!r}")
 
     def __dir__(self) -> list[str]:
-        return [] if self._refusal is not None else sorted(_EXPOSED)
+        if self._refusal is not None:
+            return []
+        return sorted(f"exposed_{name}" for name in {*_SERVICE_NAMES, *ENGINE_API})
 
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            raise SecurityError(self._refusal or "not connected")
-        return self._engine
+    # -- sessions ---------------------------------------------------------------------------
 
-    # -- the exposed surface --------------------------------------------------------------
+    def _current(self) -> Session:
+        """The attached session; a client that did not attach gets a fresh one."""
+        with self._lock:
+            session = self._session
+        if session is None:
+            self.exposed_attach()
+            with self._lock:
+                session = self._session
+        assert session is not None
+        return session
+
+    def _forward(self, name: str) -> Callable[..., Any]:
+        def forward(*args: Any) -> Any:
+            return self._current().call(name, *args)
+
+        forward.__name__ = name
+        return forward
 
     def exposed_hello(self, client: Any = None) -> tuple[tuple[str, Any], ...]:
         """Server facts: engine version, features, host, user, grants."""
-        return self.engine.hello()
+        import os
+        import socket
+        import sys
 
-    def exposed_execute(self, code: str, emit: Any = None, options: Any = ()) -> tuple[Any, ...]:
-        """Run a cell; output batches go to ``emit(events)`` while it runs."""
-        return self.engine.execute(code, emit, options)
+        settings = self.sessions.settings
+        grants = (*sorted(GRANTS.items()), ("allow_pickle", settings.allow_pickle))
+        with self._lock:
+            session = self._session
+        return (("engine", ENGINE_VERSION), ("features", (*FEATURES, *SESSION_FEATURES)),
+                ("python", sys.version.split()[0]), ("implementation", sys.implementation.name),
+                ("host", socket.gethostname()), ("pid", os.getpid()),
+                ("allow_pickle", settings.allow_pickle), ("capture_fd", settings.capture_fd),
+                ("service", "rpyc_ipy.remote.ExecutionService"), ("user", self._user or None),
+                ("grants", grants), ("isolation", "process"),
+                ("session", session.name if session else None))
 
-    def exposed_start(self, code: str, emit: Any, options: Any = ()) -> str:
-        """Run a cell without blocking this request; the outcome comes through ``emit``."""
-        return self.engine.start(code, emit, options)
+    def exposed_attach(self, name: str | None = None, new: bool = False
+                       ) -> tuple[tuple[str, Any], ...]:
+        """Work in session ``name`` (a fresh, uniquely named one if ``None``), starting
+        its worker if needed; ``new`` replaces an existing session's worker. Returns
+        the session's facts, with ``reattached`` and the ids of its running cells."""
+        if name is not None and (type(name) is not str or not name.isidentifier()):
+            raise UsageError(f"session name {name!r} must be a Python name, like lab or gpu1")
+        if type(new) is not bool:
+            raise UsageError("new must be True or False")
+        session, reattached = self.sessions.attach(self._user, name, new)
+        with self._lock:
+            previous, self._session = self._session, session
+        if previous is not None:
+            self.sessions.detach(previous)
+        running: tuple[str, ...] = ()
+        if reattached:
+            running = tuple(session.call("running"))
+        return (*session.info(), ("reattached", reattached), ("running", running))
 
-    def exposed_cancel(self, exec_id: str | None = None, force: bool = False) -> str:
-        """Stop a running cell (cooperatively, then with KeyboardInterrupt, then abandon)."""
-        return self.engine.cancel(exec_id, force)
+    def exposed_sessions(self) -> tuple[tuple[tuple[str, Any], ...], ...]:
+        """This user's sessions on the server (nobody else's)."""
+        return tuple(s.info() for s in self.sessions.sessions_of(self._user))
 
-    def exposed_complete(self, code: str, cursor_pos: int | None = None, limit: int = 1000
-                         ) -> tuple[Any, ...]:
-        """Completions against the session namespace, in one request."""
-        return self.engine.complete(code, cursor_pos, limit)
+    def exposed_interrupt(self) -> str:
+        """``SIGINT`` to the session's worker: what the stop button does."""
+        return self._current().interrupt()
 
-    def exposed_inspect(self, code: str, cursor_pos: int | None = None, detail_level: int = 0
-                        ) -> tuple[Any, ...]:
-        """``?`` info for the name at the cursor."""
-        return self.engine.inspect(code, cursor_pos, detail_level)
+    def exposed_restart(self) -> tuple[tuple[str, Any], ...]:
+        """Replace the session's worker with a fresh one (its namespace is lost)."""
+        session = self._current()
+        session.restart()
+        return (*session.info(), ("reattached", False), ("running", ()))
 
-    def exposed_inspect_object(self, obj: Any, oname: str = "", detail_level: int = 0
-                               ) -> tuple[Any, ...]:
-        """``?`` info for an object the client holds a netref to."""
-        return self.engine.inspect_object(obj, oname, detail_level)
-
-    def exposed_describe(self, paths: tuple[str, ...], max_items: int = 50,
-                         private: bool = False, root: Any = None) -> tuple[Any, ...]:
-        """Bounded summaries for browsing, one per path, in one request."""
-        return self.engine.describe(paths, max_items, private, root)
-
-    def exposed_repr_text(self, obj: Any, max_chars: int = 10_000) -> str:
-        """An object's ``repr``, cut on this side."""
-        return self.engine.repr_text(obj, max_chars)
-
-    def exposed_mimebundle(self, obj: Any, include: tuple[str, ...] | None = None,
-                           max_bytes: int = 8 << 20) -> tuple[Any, ...]:
-        """The display bundle of an object, by value."""
-        return self.engine.mimebundle(obj, include, max_bytes)
-
-    def exposed_push(self, items: tuple[tuple[str, Any], ...], allow_pickle: bool = False
-                     ) -> tuple[str, ...]:
-        """Bind packed values in the namespace."""
-        return self.engine.push(items, allow_pickle)
-
-    def exposed_pull(self, names: tuple[str, ...], allow_pickle: bool = False,
-                     max_bytes: int = 64 << 20) -> tuple[Any, ...]:
-        """Packed values of namespace entries."""
-        return self.engine.pull(names, allow_pickle, max_bytes)
-
-    def exposed_namespace(self) -> NamespaceView:
-        """The namespace as an object (a netref on the client: ``sess.ns``)."""
-        return self.engine.namespace_view()
-
-    def exposed_running(self) -> tuple[str, ...]:
-        """Ids of the cells still running."""
-        return self.engine.running()
-
-
-_EXPOSED = frozenset(name for name in vars(ExecutionService) if name.startswith("exposed_")) | {
-    "exposed_get_service_name", "exposed_get_service_aliases"}
-assert {f"exposed_{f}" for f in ("execute", "start", "cancel", "complete", "inspect",
-                                 "describe", "push", "pull", "mimebundle")} <= _EXPOSED
-assert set(FEATURES) >= {"execute", "cancel"}
+    def exposed_close_session(self, name: str | None = None) -> bool:
+        """End a session of this user (the attached one if ``name`` is None) and its worker."""
+        if name is None:
+            with self._lock:
+                session, self._session = self._session, None
+            if session is None:
+                return False
+            self.sessions.detach(session)
+        else:
+            matches = [s for s in self.sessions.sessions_of(self._user) if s.name == name]
+            if not matches:
+                return False
+            session = matches[0]
+        self.sessions.close_session(session)
+        return True
 
 
 def _is_local_peer(endpoints: Any) -> bool:
@@ -228,14 +264,3 @@ def _is_local_peer(endpoints: Any) -> bool:
         return ipaddress.ip_address(str(remote[0]).split("%", 1)[0]).is_loopback
     except (ValueError, TypeError, IndexError):
         return False
-
-
-def _cert_subject(credentials: Any) -> str | None:
-    """The common name of a TLS peer certificate dict, if there is one."""
-    if not isinstance(credentials, dict):
-        return None
-    for rdn in credentials.get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return str(value)
-    return "certificate"

@@ -33,7 +33,7 @@ def test_cell_semantics(engine: Engine) -> None:
     assert engine.execute("__name__ == '__main__'")[2][0][0][1] == "True"
     outcome = engine.execute("display('shown', {'k': 1})\nclear_output(wait=True)")
     kinds = [e[0] for e in outcome[3]]
-    assert kinds == ["display", "display", "clear"]
+    assert kinds == ["display", "display", "clear", "mark"]  # mark: where a resume starts
     assert dict(outcome[3][0][1])["text/plain"] == "'shown'"
 
 
@@ -55,14 +55,15 @@ def test_output_is_streamed_in_batches(engine: Engine) -> None:
 
     def emit(events: tuple[Any, ...]) -> None:
         batches.append(events)
-        if any(e[2] == "0\n" for e in events):
+        if any(e[0] == "stream" and e[2] == "0\n" for e in events):
             go.set()
 
     outcome = engine.execute(
         "import time\nprint(0)\nprint('released' if go.wait(10) else 'never released')\n"
         "for i in range(1, 4):\n    print(i)\n    time.sleep(0.1)",
         emit=emit, options=(("stream_interval", 0.02),))
-    streamed = "".join(e[2] for events in batches for e in events) + _stdout(outcome)
+    streamed = "".join(e[2] for events in batches for e in events if e[0] == "stream") + \
+        _stdout(outcome)
     assert streamed == "0\nreleased\n1\n2\n3\n"
     assert len(batches) >= 3
 
@@ -77,7 +78,7 @@ def test_fd_capture(engine: Engine) -> None:
     fd_engine = Engine(capture_fd=True)
     outcome = fd_engine.execute("import os, ctypes\nos.write(1, b'fd one\\n')\n"
                                 "os.write(2, b'fd two\\n')\nctypes.CDLL(None).printf(b'c\\n')")
-    streams = {(e[1], e[2]) for e in outcome[3]}
+    streams = {(e[1], e[2]) for e in outcome[3] if e[0] == "stream"}
     text = "".join(t for _, t in streams)
     assert "fd one" in text and "fd two" in text and "c\n" in text
     assert ("stderr", "fd two\n") in streams

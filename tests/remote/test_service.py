@@ -62,9 +62,9 @@ def test_namespace_view(service_conn: Any) -> None:
     assert len(ns) == len(ns.keys()) and "value" in ns
 
 
-def test_each_connection_has_its_own_namespace(service_conn: Any) -> None:
-    other = rpyc_ipy.connect_thread(remote_service=ExecutionService.configured(
-        allow_loopback_plaintext=True, capture_fd=False))
+def test_each_connection_has_its_own_namespace(service_conn: Any,
+                                               service: type[ExecutionService]) -> None:
+    other = rpyc_ipy.connect_thread(remote_service=service)
     try:
         service_conn.root.execute("mine = 1", None, ())
         assert other.root.execute("'mine' in dir()", None, ())[2][0][0][1] == "False"

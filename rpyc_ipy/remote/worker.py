@@ -1,0 +1,186 @@
+"""The session worker: the process that runs one notebook session's cells.
+
+The server's supervisor (:mod:`rpyc_ipy.remote.supervisor`) starts one per session::
+
+    python -m rpyc_ipy.remote.worker --fd 3 --parent 1234 --settings '{"allow_pickle": false}'
+
+and speaks the RPyC protocol to it over the inherited socket ``--fd`` (one end of a
+socketpair: there is no address anybody else could connect to). The worker serves
+:class:`WorkerService`, the :class:`~rpyc_ipy.remote.engine.Engine` API, to the
+supervisor only; notebook clients reach it through the server.
+
+Cells run on the main thread, one at a time, so an interrupt is a real ``SIGINT``:
+``time.sleep``, blocking reads and signal-aware C code stop with
+``KeyboardInterrupt``. The other threads (the connection's) block ``SIGINT``, so a
+signal the supervisor sends to the process lands on the main thread too. A ``SIGINT``
+between cells is ignored. Background jobs run on threads of their own.
+
+The worker ends when the supervisor's end of the socket closes, and dies with the
+server process (``PR_SET_PDEATHSIG`` where Linux offers it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import queue
+import resource
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from rpyc_ipy.core.connection import Connection
+from rpyc_ipy.core.service import Service
+from rpyc_ipy.remote.engine import ENGINE_API, Engine
+from rpyc_ipy.transports.sockets import SocketTransport
+
+__all__ = ["MainThreadRunner", "WorkerService", "main"]
+
+#: what the supervisor may set (``--settings``), with the type each takes
+SETTINGS: dict[str, type] = {
+    "allow_pickle": bool,
+    "capture_fd": bool,
+    "max_buffered_output": int,
+    "user": str,
+    "session": str,
+    "limits": dict,
+}
+
+_PR_SET_PDEATHSIG = 1
+
+
+class MainThreadRunner:
+    """Runs submitted cells on the main thread, in order (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self.main_ident = threading.main_thread().ident
+
+    def submit(self, run: Callable[[], None]) -> None:
+        self._queue.put(run)
+
+    def signal_thread(self, ident: int) -> bool:
+        signal.pthread_kill(ident, signal.SIGINT)
+        return True
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def run_until_stopped(self) -> None:
+        """The main thread's loop; returns after :meth:`stop`."""
+        while True:
+            try:
+                run = self._queue.get()
+                if run is None:
+                    return
+                run()
+            except KeyboardInterrupt:
+                continue  # landed between cells (the engine handles those inside one)
+
+
+class WorkerService(Service):
+    """The engine, for the supervisor: every name in :data:`ENGINE_API`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _rpyc_getattr(self, name: str) -> Any:
+        method = ENGINE_API.get(name.removeprefix("exposed_"))
+        if method is None:
+            raise AttributeError(f"the session worker has no {name!r}")
+        return getattr(self.engine, method)
+
+    def __dir__(self) -> list[str]:
+        return sorted(ENGINE_API)
+
+
+def parse_settings(text: str) -> dict[str, Any]:
+    """The ``--settings`` JSON, checked against :data:`SETTINGS`."""
+    settings = json.loads(text)
+    if not isinstance(settings, dict):
+        raise ValueError("--settings must be a JSON object")
+    for key, value in settings.items():
+        kind = SETTINGS.get(key)
+        if kind is None:
+            raise ValueError(f"unknown worker setting {key!r}")
+        if type(value) is not kind:
+            raise ValueError(f"worker setting {key!r} must be a {kind.__name__}")
+    return settings
+
+
+def apply_limits(limits: dict[str, Any]) -> None:
+    """Lower this process's resource limits: ``{"RLIMIT_NOFILE": n, ...}`` (soft and hard)."""
+    for name, value in limits.items():
+        which = getattr(resource, name, None) if name.startswith("RLIMIT_") else None
+        if not isinstance(which, int) or type(value) is not int or value < 0:
+            raise ValueError(f"unknown or invalid resource limit {name}={value!r}")
+        resource.setrlimit(which, (value, value))
+
+
+def die_with_parent(parent: int) -> None:
+    """Be killed when the server process ends; exit now if it already has."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the line above ran
+        os._exit(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rpyc_ipy.remote.worker",
+                                     description="A notebook session's worker (started by "
+                                                 "rpyc-ipy serve --notebook, not by hand).")
+    parser.add_argument("--fd", type=int, required=True, help="the supervisor's socket")
+    parser.add_argument("--parent", type=int, required=True, help="the server's pid")
+    parser.add_argument("--settings", default="{}", help="JSON, see SETTINGS")
+    args = parser.parse_args(argv)
+    settings = parse_settings(args.settings)
+    apply_limits(settings.get("limits", {}))
+    die_with_parent(args.parent)
+
+    # every thread made from here on inherits the blocked SIGINT, except the main
+    # thread's own cells (see the module docstring)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    runner = MainThreadRunner()
+    engine = Engine(capture_fd=settings.get("capture_fd", True),
+                    allow_pickle=settings.get("allow_pickle", False),
+                    info={"service": "rpyc_ipy.remote.ExecutionService",
+                          "user": settings.get("user"), "session": settings.get("session")},
+                    cell_runner=runner,
+                    max_buffered_output=settings.get("max_buffered_output", 4 << 20))
+    sock = socket.socket(fileno=args.fd)
+    conn = Connection(WorkerService(engine), SocketTransport(sock),
+                      {"allow_public_attrs": True, "allow_setattr": True,
+                       "allow_delattr": True,
+                       "allow_pickle": settings.get("allow_pickle", False)})
+
+    def serve() -> None:
+        try:
+            conn.serve_all()
+        finally:
+            runner.stop()
+
+    threading.Thread(target=serve, name="rpyc_ipy-worker-serve", daemon=True).start()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if engine.in_user_code_on(runner.main_ident):
+            raise KeyboardInterrupt
+        # a late interrupt, between cells: nothing to stop
+
+    signal.signal(signal.SIGINT, on_sigint)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    runner.run_until_stopped()
+    engine.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # daemon threads may sit in user code: do not wait for them
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
