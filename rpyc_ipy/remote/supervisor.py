@@ -51,6 +51,8 @@ ENV_ALLOWED = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "LANGUAGE", "TZ", "T
                "OPENBLAS_", "HF_", "XDG_")
 #: how much of a worker's own stdout/stderr (outside cells) is kept for its death report
 STDERR_TAIL = 8 << 10
+#: the socketpair's buffers each way (the kernel caps them at net.core.[wr]mem_max)
+SOCKET_BUFFER = 4 << 20
 #: how long a new worker may take to answer its first request
 START_TIMEOUT = 60.0
 
@@ -195,6 +197,9 @@ class WorkerProcess:
               spawner: Spawner | None = None) -> WorkerProcess:
         """Start a worker and wait (bounded) until it answers."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        for end in (ours, theirs):  # large values cross in fewer, larger writes
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
         try:
             process = (spawner or default_spawner()).call(lambda: cls._popen(spec, theirs))
         except OSError as exc:
