@@ -9,6 +9,8 @@ Every server runs in a subprocess on 127.0.0.1 (port 0); this process is the cli
   threads there): what ``rpyc-ipy serve --notebook`` did before sessions had workers.
 * ``worker``: ``ExecutionService``: the server forwards each engine call to the
   session's worker process over a socketpair.
+* ``channel``: the same session through a data channel: the server relays the
+  client's bytes to the worker undecoded (what the notebook client uses).
 * ``rpyc classic``: rpyc 6.0.2's SlaveService, ``conn.execute("1")`` (no output capture).
 * ``raw TCP``: a 64-byte echo between two processes, the floor of any round trip.
 
@@ -62,7 +64,8 @@ from rpyc_ipy.remote import ExecutionService, RuntimeSettings, SessionRegistry
 registry = SessionRegistry(RuntimeSettings(capture_fd=False, max_sessions_per_user=1000,
                                            max_sessions=1000))
 service = ExecutionService.configured(allow_loopback_plaintext=True, registry=registry)
-server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0)
+server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0,
+                                 channel_handler=service.channel_handler())
 print(server.port, flush=True)
 server.serve_forever()
 """
@@ -124,6 +127,8 @@ def round_trips(args: argparse.Namespace) -> None:
         inproc = rpyc_ipy.connect("127.0.0.1", in_port)
         worker = rpyc_ipy.connect("127.0.0.1", w_port)
         worker.root.attach("bench")
+        channel = rpyc_ipy.connect("127.0.0.1", w_port,
+                                   channel_ticket=worker.root.channel_ticket())
         classic = rpyc.classic.connect("127.0.0.1", r_port)
         echo = socket.create_connection(("127.0.0.1", e_port))
         echo.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -133,10 +138,11 @@ def round_trips(args: argparse.Namespace) -> None:
             echo.sendall(message)
             echo.recv(65536)
 
-        in_exec, w_exec = inproc.root.execute, worker.root.execute
+        in_exec, w_exec, c_exec = inproc.root.execute, worker.root.execute, channel.root.execute
         cases: dict[str, Callable[[], object]] = {
             "in-process": lambda: in_exec("1", None, ()),
             "worker": lambda: w_exec("1", None, ()),
+            "channel": lambda: c_exec("1", None, ()),
             "rpyc classic": lambda: classic.execute("1"),
             "raw TCP": raw,
         }
@@ -148,28 +154,33 @@ def round_trips(args: argparse.Namespace) -> None:
               f"of {args.number}")
         for name, seconds in result.items():
             print(f"   {name:<13} {format_seconds(seconds):>10}")
-        added = result["worker"] - result["in-process"]
-        print(f"   the worker adds {added * 1e6:.0f} us per round trip "
-              f"({result['worker'] / result['in-process']:.2f}x the in-process path; "
-              f"budget: 100 us)")
+        for path in ("worker", "channel"):
+            added = result[path] - result["in-process"]
+            print(f"   {path}: {added * 1e6:+.0f} us per round trip over the in-process path "
+                  f"({result[path] / result['in-process']:.2f}x; budget: +100 us)")
 
         blob = pack(bytes(16 * MiB))
         in_push, w_push = inproc.root.push, worker.root.push
         in_pull, w_pull = inproc.root.pull, worker.root.pull
+        c_push, c_pull = channel.root.push, channel.root.pull
         big = 64 * MiB
         bulk = medians({
             "in-process push": lambda: in_push((("blob", blob),)),
             "worker push": lambda: w_push((("blob", blob),)),
+            "channel push": lambda: c_push((("blob", blob),)),
             "in-process pull": lambda: in_pull(("blob",), False, big),
             "worker pull": lambda: w_pull(("blob",), False, big),
+            "channel pull": lambda: c_pull(("blob",), False, big),
         }, args.repeat, 1)
         print("\n2. 16 MiB push and pull (a bytes value), medians")
         for name, seconds in bulk.items():
             print(f"   {name:<16} {16 / seconds:8.0f} MiB/s")
-        for verb in ("push", "pull"):
-            share = bulk[f"in-process {verb}"] / bulk[f"worker {verb}"]
-            print(f"   worker {verb}: {share:.0%} of the in-process throughput (budget: >= 80%)")
-        for conn in (inproc, worker, classic):
+        for path in ("worker", "channel"):
+            for verb in ("push", "pull"):
+                share = bulk[f"in-process {verb}"] / bulk[f"{path} {verb}"]
+                print(f"   {path} {verb}: {share:.0%} of the in-process throughput "
+                      "(budget: >= 80%)")
+        for conn in (inproc, channel, worker, classic):
             conn.close()
         echo.close()
 

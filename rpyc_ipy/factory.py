@@ -17,6 +17,7 @@ from typing import Any
 from rpyc_ipy.core.connection import Connection
 from rpyc_ipy.core.service import VoidService
 from rpyc_ipy.errors import UsageError
+from rpyc_ipy.servers.channels import CHANNEL_PREFIX, ticket_line
 from rpyc_ipy.transports.memory import PipeTransport, memory_pair
 from rpyc_ipy.transports.sockets import SocketTransport, is_loopback, tcp_connect
 from rpyc_ipy.transports.sockets import unix_connect as _unix_socket
@@ -46,15 +47,20 @@ def connect_socket(sock: Any, service: Any = VoidService, config: Config = None)
 
 def connect(host: str, port: int, service: Any = VoidService, config: Config = None,
             ipv6: bool = False, keepalive: bool = False, *, insecure: bool = False,
-            timeout: float = 10.0) -> Connection:
-    """Plain TCP to ``host:port``; a non-loopback host needs ``insecure=True``."""
+            timeout: float = 10.0, channel_ticket: str | None = None) -> Connection:
+    """Plain TCP to ``host:port``; a non-loopback host needs ``insecure=True``.
+
+    ``channel_ticket`` (here and in :func:`ssl_connect`, :func:`srp_connect`) opens a
+    data channel instead (:mod:`rpyc_ipy.servers.channels`): the connection then
+    reaches what the ticket was issued for, e.g. a notebook session's worker."""
     if not insecure and not is_loopback(host):
         raise UsageError(
             f"refusing plaintext to non-loopback host {host!r}: use ssl_connect/srp_connect, "
             "or pass insecure=True to send everything unencrypted"
         )
-    sock = tcp_connect(host, port, timeout=timeout, ipv6=ipv6, keepalive=keepalive)
-    return connect_socket(sock, service, config)
+    sock = _channel_start(tcp_connect(host, port, timeout=timeout, ipv6=ipv6,
+                                      keepalive=keepalive), channel_ticket)
+    return connect_socket(_channel_ticket(sock, channel_ticket), service, config)
 
 
 def unix_connect(path: str, service: Any = VoidService, config: Config = None) -> Connection:
@@ -66,7 +72,8 @@ def ssl_connect(host: str, port: int, keyfile: str | None = None, certfile: str 
                 ca_certs: str | None = None, cert_reqs: Any = None, ssl_version: Any = None,
                 ciphers: str | None = None, service: Any = VoidService, config: Config = None,
                 ipv6: bool = False, keepalive: bool = False, *, fingerprint: str | None = None,
-                verify: bool = True, timeout: float = 10.0) -> Connection:
+                verify: bool = True, timeout: float = 10.0,
+                channel_ticket: str | None = None) -> Connection:
     """TLS with certificates. The server is verified against ``ca_certs`` (or the
     system store) or a pinned SHA-256 ``fingerprint``; ``verify=False`` turns that
     off, loudly. ``keyfile``/``certfile`` present a client certificate."""
@@ -80,27 +87,52 @@ def ssl_connect(host: str, port: int, keyfile: str | None = None, certfile: str 
                                     fingerprint=fingerprint, verify=verify)
     if ciphers:
         context.set_ciphers(ciphers)
-    sock = tcp_connect(host, port, timeout=timeout, ipv6=ipv6, keepalive=keepalive)
+    sock = _channel_start(tcp_connect(host, port, timeout=timeout, ipv6=ipv6,
+                                      keepalive=keepalive), channel_ticket)
     try:
         tls = wrap_client_socket(sock, host, context)
     except Exception:
         sock.close()
         raise
-    return connect_socket(tls, service, config)
+    return connect_socket(_channel_ticket(tls, channel_ticket), service, config)
 
 
 def srp_connect(host: str, port: int, username: str, password: str, service: Any = VoidService,
-                config: Config = None, *, ipv6: bool = False, timeout: float = 10.0) -> Connection:
+                config: Config = None, *, ipv6: bool = False, timeout: float = 10.0,
+                channel_ticket: str | None = None) -> Connection:
     """TLS-SRP: username and password, no certificates. The password comes from you."""
     from rpyc_ipy.auth.srp_client import srp_client_socket
 
-    sock = tcp_connect(host, port, timeout=timeout, ipv6=ipv6)
+    sock = _channel_start(tcp_connect(host, port, timeout=timeout, ipv6=ipv6), channel_ticket)
     try:
         tls = srp_client_socket(sock, username, password, timeout)
     except Exception:
         sock.close()
         raise
-    return connect_socket(tls, service, config)
+    return connect_socket(_channel_ticket(tls, channel_ticket), service, config)
+
+
+def _channel_start(sock: Any, ticket: str | None) -> Any:
+    """Open a data channel on a fresh TCP socket: the prefix goes first, in clear."""
+    if ticket is not None:
+        ticket_line(ticket)  # a malformed ticket fails here, before any byte is sent
+        try:
+            sock.sendall(CHANNEL_PREFIX)
+        except OSError:
+            sock.close()
+            raise
+    return sock
+
+
+def _channel_ticket(sock: Any, ticket: str | None) -> Any:
+    """After authenticating, a data channel names what it is for."""
+    if ticket is not None:
+        try:
+            sock.sendall(ticket_line(ticket))
+        except OSError:
+            sock.close()
+            raise
+    return sock
 
 
 def connect_thread(service: Any = VoidService, config: Config = None,

@@ -39,9 +39,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rpyc_ipy.core.service import Service
-from rpyc_ipy.errors import SecurityError, UsageError
+from rpyc_ipy.core.transport import Transport
+from rpyc_ipy.errors import AuthenticationError, SecurityError, UsageError
 from rpyc_ipy.remote.engine import ENGINE_API, ENGINE_VERSION, FEATURES
+from rpyc_ipy.remote.relay import Relay
 from rpyc_ipy.remote.sessions import Session, SessionRegistry, user_name
+from rpyc_ipy.servers.channels import read_ticket
+from rpyc_ipy.transports.sockets import SocketTransport
 
 if TYPE_CHECKING:
     from rpyc_ipy.core.connection import Connection
@@ -57,9 +61,10 @@ GRANTS: dict[str, Any] = {
     "allow_delattr": True,
 }
 #: what this service adds to the engine's features
-SESSION_FEATURES = ("sessions", "interrupt", "restart")
+SESSION_FEATURES = ("sessions", "interrupt", "restart", "channels")
 _OPTIONS = ("allow_loopback_plaintext", "registry")
-_SERVICE_NAMES = ("hello", "attach", "sessions", "interrupt", "restart", "close_session")
+_SERVICE_NAMES = ("hello", "attach", "sessions", "interrupt", "restart", "close_session",
+                  "channel_ticket")
 
 _default_registry: SessionRegistry | None = None
 _default_lock = threading.Lock()
@@ -232,6 +237,29 @@ class ExecutionService(Service):
         session = self._current()
         session.restart()
         return (*session.info(), ("reattached", False), ("running", ()))
+
+    def exposed_channel_ticket(self) -> str:
+        """A one-time ticket for a data channel to the attached session's worker: open it
+        with :func:`rpyc_ipy.factory.connect_channel` (the notebook client does)."""
+        return self.sessions.issue_ticket(self._current())
+
+    @classmethod
+    def channel_handler(cls) -> Callable[[Transport, Any], None]:
+        """What a server passes as ``channel_handler``: relays each data channel to the
+        worker of the session its ticket names (:mod:`rpyc_ipy.remote.relay`)."""
+        registry = cls.registry if cls.registry is not None else default_registry()
+        allow_plaintext = cls.allow_loopback_plaintext
+
+        def handle(transport: Transport, credentials: Any) -> None:
+            if credentials is None and not allow_plaintext:
+                transport.close()
+                raise AuthenticationError("data channels need an authenticated connection")
+            ticket = read_ticket(transport)
+            session = registry.redeem(ticket, user_name(credentials))
+            worker = session.start()
+            Relay(transport, SocketTransport(worker.open_channel())).start()
+
+        return handle
 
     def exposed_close_session(self, name: str | None = None) -> bool:
         """End a session of this user (the attached one if ``name`` is None) and its worker."""

@@ -19,6 +19,7 @@ calls this module.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Mapping
@@ -26,7 +27,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from rpyc_ipy.errors import ConfigError, ConnectionClosed, SessionLimitError, WorkerError
+from rpyc_ipy.errors import (
+    AuthenticationError,
+    ConfigError,
+    ConnectionClosed,
+    SessionLimitError,
+    WorkerError,
+)
 from rpyc_ipy.remote.supervisor import RunAs, Spawner, WorkerProcess, WorkerSpec
 
 __all__ = ["RuntimeSettings", "Session", "SessionRegistry", "user_name"]
@@ -35,6 +42,8 @@ log = logging.getLogger("rpyc_ipy.remote")
 
 #: how long a busy check of a detached worker may take before the reaper moves on
 _BUSY_CHECK_TIMEOUT = 5.0
+#: seconds a data channel ticket stays valid
+_TICKET_LIFETIME = 60.0
 
 
 @dataclass(frozen=True)
@@ -232,6 +241,7 @@ class SessionRegistry:
         self._closed = False
         self._reaper: threading.Thread | None = None
         self._counter = 0
+        self._tickets: dict[str, tuple[Session, float]] = {}
 
     def attach(self, user: str, name: str | None = None, new: bool = False
                ) -> tuple[Session, bool]:
@@ -275,6 +285,28 @@ class SessionRegistry:
             if session.attached == 0:
                 session.detached_since = time.monotonic()
                 self._cond.notify_all()
+
+    def issue_ticket(self, session: Session) -> str:
+        """A one-time token that lets a data channel of the same user reach ``session``'s
+        worker (:mod:`rpyc_ipy.servers.channels`); it expires after a minute."""
+        ticket = secrets.token_hex(16)
+        now = time.monotonic()
+        with self._cond:
+            for old, (_, issued) in list(self._tickets.items()):
+                if now - issued > _TICKET_LIFETIME:
+                    del self._tickets[old]
+            self._tickets[ticket] = (session, now)
+        return ticket
+
+    def redeem(self, ticket: str, user: str) -> Session:
+        """The session a ticket was issued for; ``AuthenticationError`` if it is unknown,
+        used, expired, or another user's."""
+        with self._cond:
+            entry = self._tickets.pop(ticket, None)
+        if entry is None or time.monotonic() - entry[1] > _TICKET_LIFETIME or \
+                entry[0].user != user:
+            raise AuthenticationError("unknown or expired channel ticket")
+        return entry[0]
 
     def sessions_of(self, user: str) -> list[Session]:
         with self._cond:

@@ -119,6 +119,14 @@ class WorkerSpec:
         return env
 
 
+def _socketpair() -> tuple[socket.socket, socket.socket]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    for end in (ours, theirs):  # large values cross in fewer, larger writes
+        end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+        end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+    return ours, theirs
+
+
 def describe_exit(returncode: int) -> str:
     """One line for how a worker ended, from its exit status."""
     if returncode < 0:
@@ -173,11 +181,14 @@ class WorkerProcess:
     """A running worker; see the module docstring. Make one with :meth:`spawn`."""
 
     def __init__(self, spec: WorkerSpec, process: subprocess.Popen[bytes], conn: Connection,
-                 on_exit: Callable[[WorkerProcess], Any] | None) -> None:
+                 channels: socket.socket, on_exit: Callable[[WorkerProcess], Any] | None
+                 ) -> None:
         self.spec = spec
         self.process = process
         self.pid = process.pid
         self.conn = conn
+        self._channels = channels
+        self._channels_lock = threading.Lock()
         self.exited = threading.Event()
         #: the worker's engine service, as a netref
         self.root: Any = None
@@ -196,21 +207,23 @@ class WorkerProcess:
     def spawn(cls, spec: WorkerSpec, *, on_exit: Callable[[WorkerProcess], Any] | None = None,
               spawner: Spawner | None = None) -> WorkerProcess:
         """Start a worker and wait (bounded) until it answers."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        for end in (ours, theirs):  # large values cross in fewer, larger writes
-            end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
-            end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+        ours, theirs = _socketpair()
+        # the channel socket carries the sockets of relayed clients (open_channel)
+        channels, their_channels = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            process = (spawner or default_spawner()).call(lambda: cls._popen(spec, theirs))
+            process = (spawner or default_spawner()).call(
+                lambda: cls._popen(spec, theirs, their_channels))
         except OSError as exc:
             ours.close()
+            channels.close()
             raise WorkerError(f"cannot start a session worker: {exc}") from None
         finally:
             theirs.close()
+            their_channels.close()
         # no timeout on requests: a cell may run for days; the first answer is bounded
         conn = Connection(VoidService, SocketTransport(ours),
                           {"sync_request_timeout": None, "allow_pickle": spec.allow_pickle})
-        worker = cls(spec, process, conn, on_exit)
+        worker = cls(spec, process, conn, channels, on_exit)
         try:
             first = conn.async_request(consts.HANDLE_GETROOT)
             first.wait(START_TIMEOUT)
@@ -224,15 +237,17 @@ class WorkerProcess:
         return worker
 
     @staticmethod
-    def _popen(spec: WorkerSpec, sock: socket.socket) -> subprocess.Popen[bytes]:
-        fd = sock.fileno()
+    def _popen(spec: WorkerSpec, sock: socket.socket, channels: socket.socket
+               ) -> subprocess.Popen[bytes]:
+        fd, channel_fd = sock.fileno(), channels.fileno()
         argv = [spec.python, "-m", "rpyc_ipy.remote.worker", "--fd", str(fd),
-                "--parent", str(os.getpid()), "--settings", spec.settings()]
+                "--channels", str(channel_fd), "--parent", str(os.getpid()),
+                "--settings", spec.settings()]
         extra: dict[str, Any] = {}
         if spec.run_as is not None:
             extra = {"user": spec.run_as.uid, "group": spec.run_as.gid,
                      "extra_groups": list(spec.run_as.groups), "cwd": spec.run_as.home}
-        return subprocess.Popen(argv, pass_fds=(fd,), stdin=subprocess.DEVNULL,
+        return subprocess.Popen(argv, pass_fds=(fd, channel_fd), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 env=spec.environment(), start_new_session=True, umask=0o077,
                                 **extra)
@@ -246,6 +261,20 @@ class WorkerProcess:
     def call_async(self, method: str, *args: Any) -> AsyncResult:
         """:meth:`call` without waiting for the reply."""
         return self.conn.async_request(consts.HANDLE_CALLATTR, self.root, method, args, ())
+
+    def open_channel(self) -> socket.socket:
+        """A new socket to the worker, served there as a connection of its own: the
+        server relays a client's bytes over it (:mod:`rpyc_ipy.remote.relay`)."""
+        ours, theirs = _socketpair()
+        try:
+            with self._channels_lock:
+                socket.send_fds(self._channels, [b"c"], [theirs.fileno()])
+        except OSError as exc:
+            ours.close()
+            raise WorkerError(f"the session worker does not take connections: {exc}") from None
+        finally:
+            theirs.close()
+        return ours
 
     @property
     def alive(self) -> bool:
@@ -298,6 +327,8 @@ class WorkerProcess:
         self.exit_cause = describe_exit(returncode)
         with contextlib.suppress(ConnectionClosed, OSError):
             self.conn.close()
+        with contextlib.suppress(OSError):
+            self._channels.close()
         self.exited.set()
         if self._on_exit is not None:
             self._on_exit(self)

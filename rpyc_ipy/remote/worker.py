@@ -2,12 +2,14 @@
 
 The server's supervisor (:mod:`rpyc_ipy.remote.supervisor`) starts one per session::
 
-    python -m rpyc_ipy.remote.worker --fd 3 --parent 1234 --settings '{"allow_pickle": false}'
+    python -m rpyc_ipy.remote.worker --fd 3 --channels 4 --parent 1234 --settings '{}'
 
 and speaks the RPyC protocol to it over the inherited socket ``--fd`` (one end of a
 socketpair: there is no address anybody else could connect to). The worker serves
-:class:`WorkerService`, the :class:`~rpyc_ipy.remote.engine.Engine` API, to the
-supervisor only; notebook clients reach it through the server.
+:class:`WorkerService`, the :class:`~rpyc_ipy.remote.engine.Engine` API, there. On
+``--channels`` the supervisor passes more sockets, one per client whose bytes the
+server relays (:mod:`rpyc_ipy.remote.relay`): each is served the same way, on the
+same engine.
 
 Cells run on the main thread, one at a time, so an interrupt is a real ``SIGINT``:
 ``time.sleep``, blocking reads and signal-aware C code stop with
@@ -131,11 +133,30 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def take_channels(channels: socket.socket, engine: Engine, config: dict[str, Any]) -> None:
+    """Serve every socket the supervisor passes (a relayed client) as a connection of its
+    own, on the same engine; returns when the supervisor closes the channel socket."""
+    while True:
+        try:
+            _, fds, _, _ = socket.recv_fds(channels, 16, 4)
+        except OSError:
+            return
+        if not fds:
+            return  # the supervisor closed its end
+        for fd in fds:
+            conn = Connection(WorkerService(engine), SocketTransport(socket.socket(fileno=fd)),
+                              config)
+            threading.Thread(target=conn.serve_all, name="rpyc_ipy-worker-client",
+                             daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rpyc_ipy.remote.worker",
                                      description="A notebook session's worker (started by "
                                                  "rpyc-ipy serve --notebook, not by hand).")
     parser.add_argument("--fd", type=int, required=True, help="the supervisor's socket")
+    parser.add_argument("--channels", type=int, required=True,
+                        help="a socket on which the supervisor passes relayed clients' sockets")
     parser.add_argument("--parent", type=int, required=True, help="the server's pid")
     parser.add_argument("--settings", default="{}", help="JSON, see SETTINGS")
     args = parser.parse_args(argv)
@@ -154,10 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                     cell_runner=runner,
                     max_buffered_output=settings.get("max_buffered_output", 4 << 20))
     sock = socket.socket(fileno=args.fd)
-    conn = Connection(WorkerService(engine), SocketTransport(sock),
-                      {"allow_public_attrs": True, "allow_setattr": True,
-                       "allow_delattr": True,
-                       "allow_pickle": settings.get("allow_pickle", False)})
+    config = {"allow_public_attrs": True, "allow_setattr": True, "allow_delattr": True,
+              "allow_pickle": settings.get("allow_pickle", False)}
+    conn = Connection(WorkerService(engine), SocketTransport(sock), config)
 
     def serve() -> None:
         try:
@@ -166,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
             runner.stop()
 
     threading.Thread(target=serve, name="rpyc_ipy-worker-serve", daemon=True).start()
+    channels = socket.socket(fileno=args.channels)
+    threading.Thread(target=take_channels, args=(channels, engine, config),
+                     name="rpyc_ipy-worker-channels", daemon=True).start()
 
     def on_sigint(signum: int, frame: Any) -> None:
         if engine.in_user_code_on(runner.main_ident):

@@ -22,7 +22,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from rpyc_ipy.core.connection import Connection, _user_of
+from rpyc_ipy.core.transport import Transport
 from rpyc_ipy.errors import AuthenticationError, UsageError
+from rpyc_ipy.servers.channels import opens_channel
 from rpyc_ipy.servers.loop import ServerLoop, loop_available
 from rpyc_ipy.transports.sockets import SocketTransport, is_loopback
 
@@ -42,7 +44,9 @@ class Server:
     ``protocol_config`` is the connection config (RPyC keys and ours) for every
     client. ``max_connections`` caps concurrent clients (extra ones are closed
     at once); ``auth_timeout`` bounds the authenticator; ``first_frame_timeout``
-    drops a client that sends nothing after authenticating.
+    drops a client that sends nothing after authenticating. ``channel_handler``
+    takes the clients that open a data channel (:mod:`rpyc_ipy.servers.channels`),
+    once authenticated, instead of serving them.
     """
 
     multiplex_clients = False
@@ -67,11 +71,13 @@ class Server:
         auth_timeout: float = 10.0,
         first_frame_timeout: float | None = 30.0,
         allow_insecure_remote: bool = False,
+        channel_handler: Callable[[Transport, Any], None] | None = None,
     ) -> None:
         if registrar is not None or auto_register:
             raise UsageError("the UDP registry is not supported")
         self.service = service
         self.authenticator = authenticator
+        self.channel_handler = channel_handler
         self.protocol_config = dict(protocol_config or {})
         if first_frame_timeout is not None:
             self.protocol_config.setdefault("first_frame_timeout", first_frame_timeout)
@@ -233,6 +239,8 @@ class Server:
         try:
             try:
                 sock.setblocking(True)
+                channel = self.channel_handler is not None and \
+                    opens_channel(sock, self.auth_timeout)
                 credentials: Any = None
                 if self.authenticator is not None:
                     sock, credentials = self._authenticate(sock)
@@ -245,6 +253,9 @@ class Server:
                 _close_quietly(sock)
                 return
             transport = SocketTransport(sock)
+            if channel:
+                self._hand_over_channel(transport, credentials, address)
+                return
             config = dict(self.protocol_config)
             config["credentials"] = credentials
             config["endpoints"] = transport.endpoints()
@@ -281,6 +292,17 @@ class Server:
             if counted_as_handshake:
                 with self._clients_lock:
                     self._handshakes -= 1
+
+    def _hand_over_channel(self, transport: SocketTransport, credentials: Any,
+                           address: Any) -> None:
+        assert self.channel_handler is not None
+        try:
+            self.channel_handler(transport, credentials)
+        except Exception as exc:
+            self.logger.info("data channel from %s refused: %s", address, exc)
+            transport.close()
+            return
+        self.logger.info("data channel from %s user=%s", address, _user_of(credentials))
 
     def _client_closed(self, conn: Connection) -> None:
         with self._clients_lock:

@@ -31,12 +31,14 @@ class Rig:
                  settings: RuntimeSettings) -> None:
         self.registry = SessionRegistry(settings)
         service = ExecutionService.configured(registry=self.registry)
-        self.server = start_server(service, authenticator=SRPAuthenticator(userdb))
+        self.server = start_server(service, authenticator=SRPAuthenticator(userdb),
+                                   channel_handler=service.channel_handler())
         self.conns: list[Any] = []
 
-    def connect(self, user: str = "alice") -> Any:
+    def connect(self, user: str = "alice", channel_ticket: str | None = None) -> Any:
         """A client that serves the server's callbacks (output) while the test waits."""
-        conn = rpyc_ipy.srp_connect("127.0.0.1", self.server.port, user, PASSWORDS[user])
+        conn = rpyc_ipy.srp_connect("127.0.0.1", self.server.port, user, PASSWORDS[user],
+                                    channel_ticket=channel_ticket)
         conn.start_serving()
         self.conns.append(conn)
         return conn
@@ -345,3 +347,35 @@ def test_sessions_that_come_and_go_leave_no_process_or_thread_behind(rig: Rig) -
     assert all(w is not None and w.exited.wait(WAIT) for w in workers)
     assert len(rig.registry) == 0
     assert wait_until(lambda: threading.active_count() <= baseline + 1, WAIT)
+
+
+# -- data channels: the client's bytes relayed to the worker ------------------------------------
+
+def test_a_data_channel_speaks_to_the_sessions_worker_directly(rig: Rig) -> None:
+    control = rig.connect()
+    info = dict(control.root.attach("lab"))
+    data = rig.connect(channel_ticket=control.root.channel_ticket())
+    assert dict(data.root.hello())["pid"] == info["pid"]
+    data.root.execute("through_the_relay = 7", None, ())
+    assert _value(control.root.execute("through_the_relay", None, ())) == "7"
+    seen = Collector()
+    outcome = data.root.execute("print('streamed')\n6 * 7", seen, ())
+    assert _value(outcome) == "42" and "streamed" in seen.stdout + _stdout(outcome[3])
+    # the stop button still goes through the control connection
+    running = async_(data.root.execute)("import time\ntime.sleep(600)", None, ())
+    wait_until(lambda: control.root.running(), WAIT, what="the cell to start")
+    control.root.interrupt()
+    running.wait(WAIT)
+    assert running.value[4][0] == "KeyboardInterrupt"
+
+
+def test_channel_tickets_are_one_time_and_per_user(rig: Rig) -> None:
+    alice = rig.connect("alice")
+    alice.root.attach("lab")
+    ticket = alice.root.channel_ticket()
+    with pytest.raises(EOFError):  # bob cannot use alice's ticket
+        rig.connect("bob", channel_ticket=ticket).root.hello()
+    with pytest.raises(EOFError):  # nor alice twice: bob's attempt used it up
+        rig.connect("alice", channel_ticket=ticket).root.hello()
+    fresh = alice.root.channel_ticket()
+    assert dict(rig.connect("alice", channel_ticket=fresh).root.hello())["user"] == "alice"
