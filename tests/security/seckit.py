@@ -460,8 +460,9 @@ class ServerProcess:
 
 def readline_within(proc: subprocess.Popen[str], timeout: float) -> str:
     result: list[str] = []
-    reader = threading.Thread(target=lambda: result.append(proc.stdout.readline()),  # type: ignore[union-attr]
-                              daemon=True)
+    stdout = proc.stdout
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
     reader.start()
     reader.join(timeout)
     if not result or not result[0].strip():
