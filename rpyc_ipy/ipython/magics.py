@@ -27,7 +27,7 @@ from rpyc_ipy.errors import AuthenticationError, RPyCError
 from rpyc_ipy.errors import UsageError as CoreUsageError
 from rpyc_ipy.ipython.browse import Browser, render_html, widget
 from rpyc_ipy.ipython.cards import PolicyReport, SessionTable
-from rpyc_ipy.ipython.display import RED, RESET, CellOutput, RemoteResult, filter_bundle
+from rpyc_ipy.ipython.display import CellOutput, RemoteResult, filter_bundle
 from rpyc_ipy.ipython.execution import (
     ExecutionOutcome,
     RemoteExecution,
@@ -37,6 +37,7 @@ from rpyc_ipy.ipython.execution import (
 from rpyc_ipy.ipython.session import RemoteSession, SessionError, SessionRegistry, open_session
 from rpyc_ipy.ipython.settings import MagicsSettings, RPyCPolicy
 from rpyc_ipy.ipython.syntax import split_options
+from rpyc_ipy.ipython.text import RED, RESET
 from rpyc_ipy.target import ConnectionTarget
 
 __all__ = ["RPyCMagics"]

@@ -9,7 +9,8 @@ from ipy_rig import RequestCounter, completions, connect, html_of, run
 from ipy_servers import ServerProcess
 from IPython.core.interactiveshell import InteractiveShell
 
-from rpyc_ipy.ipython.display import filter_bundle, sanitize_text
+from rpyc_ipy.ipython.display import filter_bundle
+from rpyc_ipy.ipython.text import sanitize_text
 from rpyc_ipy.protocol import consts
 
 
