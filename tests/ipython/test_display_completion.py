@@ -10,9 +10,10 @@ from ipy_rig import RequestCounter, completions, connect, html_of, run
 from ipy_servers import ServerProcess
 from IPython.core.interactiveshell import InteractiveShell
 
-from rpyc_ipy.ipython.display import filter_bundle, sanitize_text
+from rpyc_ipy.ipython.display import filter_bundle
 from rpyc_ipy.ipython.extension import extension_of
 from rpyc_ipy.ipython.session import RemoteSession
+from rpyc_ipy.ipython.text import sanitize_text
 from rpyc_ipy.protocol import consts
 
 
