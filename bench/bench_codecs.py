@@ -63,16 +63,23 @@ def _brine_rows(repeat: int) -> list[Row]:
     for name, value in BRINE_CASES:
         assert brine.dump(value) == rpyc_brine.dump(value)
         assert brine.load(brine.dump(value)) == value
-        rows.append(compare(f"brine dump+load: {name}",
-                            lambda v=value: brine.load(brine.dump(v)),
-                            lambda v=value: rpyc_brine.load(rpyc_brine.dump(v)), repeat))
+        rows.append(_round_trip_row(name, value, repeat))
     for name, value in BRINE_CASES[:2]:
-        data = brine.dump(value)
-        rows.append(compare(f"  dump only: {name}", lambda v=value: brine.dump(v),
-                            lambda v=value: rpyc_brine.dump(v), repeat))
-        rows.append(compare(f"  load only: {name}", lambda d=data: brine.load(d),
-                            lambda d=data: rpyc_brine.load(d), repeat))
+        rows.extend(_one_way_rows(name, value, repeat))
     return rows
+
+
+def _round_trip_row(name: str, value: Any, repeat: int) -> Row:
+    return compare(f"brine dump+load: {name}", lambda: brine.load(brine.dump(value)),
+                   lambda: rpyc_brine.load(rpyc_brine.dump(value)), repeat)
+
+
+def _one_way_rows(name: str, value: Any, repeat: int) -> list[Row]:
+    data = brine.dump(value)
+    return [compare(f"  dump only: {name}", lambda: brine.dump(value),
+                    lambda: rpyc_brine.dump(value), repeat),
+            compare(f"  load only: {name}", lambda: brine.load(data),
+                    lambda: rpyc_brine.load(data), repeat)]
 
 
 def _framing_rows(repeat: int) -> list[Row]:
@@ -99,7 +106,7 @@ def _framing_rows(repeat: int) -> list[Row]:
                    stream: _MemoryStream = stream) -> bytes:
             channel.send(payload)
             stream.rewind()
-            return channel.recv()  # type: ignore[no-any-return]
+            return channel.recv()
 
         assert ours() == payload and theirs() == payload
         rows.append(compare(f"framing send+receive: {name}", ours, theirs, repeat, target=0.2))

@@ -5,7 +5,8 @@ Two families, so a caller can tell who is at fault::
     RPyCError
     ├── UsageError                 you misused the API (bad argument, wrong state)
     │   └── ConfigError            an invalid config key or value
-    │       └── TargetError        connection settings that cannot work (rpyc_ipy.target)
+    │       ├── TargetError        connection settings that cannot work (rpyc_ipy.target)
+    │       └── CredentialsError   the password source gives no password (rpyc_ipy.credentials)
     ├── SecurityError              the local policy refused an operation
     │   └── PickleDisabledError    pickling needs allow_pickle on this side
     ├── ProtocolError              the peer sent something we cannot accept
@@ -38,6 +39,7 @@ __all__ = [
     "ConfigError",
     "ConnectionClosed",
     "ConnectionLost",
+    "CredentialsError",
     "LimitExceeded",
     "PickleDisabledError",
     "PingError",
@@ -69,6 +71,11 @@ class ConfigError(UsageError):
 
 class TargetError(ConfigError):
     """Connection settings that cannot work (together); the message says what to change."""
+
+
+class CredentialsError(ConfigError):
+    """The SRP password source (an environment variable, a credentials file, a prompt)
+    gives no usable password; the message says why and what to do."""
 
 
 class SecurityError(RPyCError, AttributeError):

@@ -15,7 +15,7 @@ target again.
 
 A target never holds a password, only where it comes from: the environment
 variable named by ``password_env``, the owner-only ``credentials_file``, or a
-prompt when neither is set.
+prompt when neither is set; :func:`rpyc_ipy.credentials.read_password` reads it.
 """
 
 from __future__ import annotations

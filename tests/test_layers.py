@@ -4,7 +4,8 @@ modules shipped to a classic server import only the standard library.
 Layers, bottom to top (a module may import from its own layer and the ones below)::
 
     errors, _lazy, _version < protocol < core < transports, auth, servers
-      < factory, classic, target < remote < ipython, kernel < cli, demo, the package root
+      < factory, classic, target, credentials < remote < ipython, kernel
+      < cli, demo, the package root
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"protocol"}),
     frozenset({"core"}),
     frozenset({"transports", "auth", "servers"}),
-    frozenset({"factory", "classic", "target"}),
+    frozenset({"factory", "classic", "target", "credentials"}),
     frozenset({"remote"}),
     frozenset({"ipython", "kernel"}),
     frozenset({"cli", "demo", "__init__", "__main__"}),

@@ -134,6 +134,7 @@ ROUND_TRIPS = [
 def test_settings_round_trip_through_the_kernel_traits(target: ConnectionTarget) -> None:
     settings = target.settings()
     assert list(settings)[:2] == ["host", "port"]
+    # settings() types every value as the union of all field types
     assert ConnectionTarget(**settings) == target  # type: ignore[arg-type]
     assert kernel_target(kernel_argv(target)) == target
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rpyc_ipy.core.netref import BaseNetref
-from rpyc_ipy.ipython.display import escape, netref_text, remote_type_name, sanitize_text
+from rpyc_ipy.ipython.text import escape, netref_text, remote_type_name, sanitize_text
 from rpyc_ipy.protocol import consts
 
 if TYPE_CHECKING:

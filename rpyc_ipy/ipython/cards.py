@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rpyc_ipy.ipython.display import AMBER, GREEN, RED, RESET, escape, sanitize_text
+from rpyc_ipy.core.policy import SecurityPolicy
+from rpyc_ipy.ipython.text import AMBER, GREEN, RED, RESET, escape, sanitize_text
 
 if TYPE_CHECKING:
     from rpyc_ipy.ipython.session import RemoteSession
@@ -36,8 +37,6 @@ def _grants(session: RemoteSession) -> list[tuple[str, str]]:
 
 def _local_policy(session: RemoteSession) -> list[tuple[str, str]]:
     """What this side grants the server: the keys that differ from the defaults."""
-    from rpyc_ipy.core.policy import SecurityPolicy
-
     mine = session.conn.policy.describe()
     default = SecurityPolicy().describe()
     return [(k, str(v)) for k, v in mine.items() if default.get(k) != v]
@@ -163,8 +162,6 @@ class PolicyReport:
         self.settings = settings
 
     def sections(self) -> list[tuple[str, list[tuple[str, str, str]]]]:
-        from rpyc_ipy.core.policy import SecurityPolicy
-
         session = self.session
         facts = session_facts(session)
         connection = [row for row in facts if row[0] in (

@@ -1,6 +1,7 @@
-"""Showing remote things safely: netrefs at the prompt, cell output, session cards.
+"""Showing remote things safely: netrefs at the prompt, cell output, MIME bundles.
 
-Session cards and reports are in :mod:`.cards`. The rule (design §1): a
+Session cards and reports are in :mod:`.cards`, sanitizing and escaping in
+:mod:`.text`. The rule (design §1): a
 server must not be able to run code in the notebook. So:
 
 * a netref shown at the prompt (or by ``display()``) costs one request, a
@@ -18,9 +19,7 @@ server must not be able to run code in the notebook. So:
 from __future__ import annotations
 
 import base64
-import html
 import json
-import re
 import sys
 import threading
 import time
@@ -28,104 +27,21 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rpyc_ipy.core.netref import BaseNetref, RemoteMethod
-from rpyc_ipy.protocol import consts
+from rpyc_ipy.ipython.events import dispatch_event
+from rpyc_ipy.ipython.text import (
+    escape,
+    netref_connection,
+    netref_text,
+    remote_type_name,
+    sanitize_text,
+)
 
 if TYPE_CHECKING:
     from rpyc_ipy.ipython.execution import RemoteExecution
-    from rpyc_ipy.ipython.session import RemoteSession, SessionRegistry
+    from rpyc_ipy.ipython.session import SessionRegistry
     from rpyc_ipy.ipython.settings import RPyCPolicy
 
-__all__ = [
-    "CellOutput",
-    "NetrefDisplay",
-    "RemoteResult",
-    "filter_bundle",
-    "netref_text",
-    "sanitize_text",
-]
-
-RED, AMBER, GREEN, DIM, RESET = "\x1b[31m", "\x1b[33m", "\x1b[32m", "\x1b[2m", "\x1b[0m"
-_get = object.__getattribute__
-
-# ESC sequences: keep SGR (colours), drop every other CSI, OSC (titles, clipboard,
-# hyperlinks), and two-byte escapes; drop C0/C1 controls but \n \r \t
-_ESCAPES = re.compile(
-    r"\x1b\[[0-9;]*m"                        # 1: SGR, kept
-    r"|(\x1b\[[0-?]*[ -/]*[@-~])"            # 2: other CSI
-    r"|(\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?)"  # 3: OSC
-    r"|(\x1b[@-_]?)"                         # 4: other escapes
-    r"|([\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f\x80-\x9f])"  # 5: controls
-)
-
-
-def sanitize_text(text: str) -> str:
-    """Remote text made safe for a terminal or a notebook: colours kept, other
-    escape sequences and control characters removed."""
-    if type(text) is not str:
-        return ""
-    return _ESCAPES.sub(lambda m: m.group(0) if m.lastindex is None else "", text)
-
-
-def escape(text: Any) -> str:
-    """HTML-escaped ``str(text)`` (for values we produced or validated as str)."""
-    return html.escape(text if type(text) is str else str(text), quote=True)
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit:,} more)"
-
-
-# -- netrefs at the prompt -----------------------------------------------------------------
-
-
-def remote_type_name(obj: Any) -> str:
-    """The remote class name of a netref, known locally (no request)."""
-    target = obj._owner if type(obj) is RemoteMethod else obj
-    try:
-        name_pack = _get(target, "____id_pack__")[0]
-    except Exception:
-        return type(obj).__name__
-    return name_pack[len("builtins."):] if name_pack.startswith("builtins.") else name_pack
-
-
-def _connection(obj: Any) -> Any:
-    target = obj._owner if type(obj) is RemoteMethod else obj
-    return _get(target, "____conn__")
-
-
-def netref_text(obj: Any, max_chars: int = 10_000, timeout: float = 5.0,
-                session: RemoteSession | None = None) -> str:
-    """A netref's ``repr``: one request, bounded in time and length, sanitized.
-
-    With a ``session`` that runs our engine, the server cuts the text, so a huge
-    repr never crosses the wire; otherwise it is a plain REPR request, cut here.
-    """
-    if type(obj) is RemoteMethod:
-        try:
-            obj = obj._resolve()
-        except Exception as exc:
-            return f"<remote method: {type(exc).__name__}>"
-    conn = _connection(obj)
-    kind = remote_type_name(obj)
-    try:
-        if session is not None and session.has_engine and not session.closed:
-            text = session.repr_text(obj, max_chars, timeout=timeout)
-        else:
-            result = conn.async_request(consts.HANDLE_REPR, obj)
-            result.wait(timeout)
-            text = result.value
-    except TimeoutError:
-        return f"<remote {kind}: repr took longer than {timeout:g} s>"
-    except Exception as exc:
-        return f"<remote {kind}: repr failed: {sanitize_text(_first_line(exc))}>"
-    if type(text) is not str:  # a hostile peer answered with something else
-        return f"<remote {kind}>"
-    return _cut(sanitize_text(text), max_chars)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = exc.args[0] if exc.args and isinstance(exc.args[0], str) else type(exc).__name__
-    return text.split("\n", 1)[0][:200]
+__all__ = ["CellOutput", "NetrefDisplay", "RemoteResult", "filter_bundle"]
 
 
 def filter_bundle(data: dict[str, Any], metadata: dict[str, Any], allowed: frozenset[str],
@@ -240,7 +156,7 @@ class NetrefDisplay:
     def bundle(self, obj: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """What a netref looks like in the notebook; see the module docstring."""
         policy = self.policy
-        session = self.registry.for_conn(_connection(obj))
+        session = self.registry.for_conn(netref_connection(obj))
         if policy.trust_remote_display and session is not None and session.has_engine \
                 and type(obj) is not RemoteMethod:
             try:
@@ -267,7 +183,7 @@ class NetrefDisplay:
         budget.count -= 1
         remaining = max(0.1, budget.deadline - time.monotonic()) if budget.deadline else \
             self.policy.display_timeout
-        session = self.registry.for_conn(_connection(obj))
+        session = self.registry.for_conn(netref_connection(obj))
         printer.text(netref_text(obj, self.policy.max_repr_chars, remaining, session))
 
     def _guard(self, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -312,8 +228,6 @@ class CellOutput:
         self._dispatch(execution, event)
 
     def _dispatch(self, execution: RemoteExecution, event: tuple[Any, ...]) -> None:
-        from rpyc_ipy.ipython.session import dispatch_event
-
         name = execution.session.name
         dispatch_event(event, lambda stream, text: self.write(name, stream, text),
                        lambda data, md, did, update: self.display(name, data, md, did, update),

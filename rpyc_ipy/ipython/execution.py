@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from rpyc_ipy.core.helpers import async_
 from rpyc_ipy.errors import ConnectionLost, RPyCError
+from rpyc_ipy.ipython.events import EVENT_KINDS, parse_bundle
+from rpyc_ipy.ipython.text import RED, RESET, sanitize_text
 from rpyc_ipy.remote.values import NotByValue, unpack
 
 if TYPE_CHECKING:
@@ -40,8 +42,6 @@ __all__ = [
     "wait_all",
 ]
 
-#: events a server may send; anything else is dropped
-_EVENT_KINDS = frozenset({"stream", "display", "clear", "done"})
 NO_VALUE = object()
 
 
@@ -79,8 +79,6 @@ class RemoteExecutionError(RPyCError):
         return (self.outcomes[0].error or ("Error", "", ""))[0]
 
     def _render_traceback_(self) -> list[str]:
-        from rpyc_ipy.ipython.display import RED, RESET, sanitize_text
-
         lines: list[str] = []
         for outcome in self.outcomes:
             ename, evalue, tb = outcome.error or ("Error", "", "")
@@ -148,7 +146,7 @@ class RemoteExecution:
         if type(batch) is not tuple:
             return
         for event in batch:
-            if type(event) is not tuple or not event or event[0] not in _EVENT_KINDS:
+            if type(event) is not tuple or not event or event[0] not in EVENT_KINDS:
                 continue
             if event[0] == "done":
                 if len(event) == 2:
@@ -180,7 +178,7 @@ class RemoteExecution:
                 self.session.name, "error",
                 error=("ProtocolError", f"malformed outcome: {exc}", "")), ()
         for event in trailing:
-            if type(event) is tuple and event and event[0] in _EVENT_KINDS and \
+            if type(event) is tuple and event and event[0] in EVENT_KINDS and \
                     event[0] != "done":
                 self.events.put((self, event))
         self._finish(outcome)
@@ -241,24 +239,6 @@ class RemoteExecution:
             result.add_callback(lambda _: None)
         except Exception:
             pass  # the connection is gone: nothing left to stop
-
-
-def parse_bundle(bundle: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(data_pairs, packed_metadata)`` from a server, validated, as two dicts."""
-    if type(bundle) is not tuple or len(bundle) != 2 or type(bundle[0]) is not tuple:
-        raise ValueError("malformed display bundle")
-    data: dict[str, Any] = {}
-    for pair in bundle[0]:
-        if type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str \
-                and type(pair[1]) in (str, bytes):
-            data[pair[0]] = pair[1]
-    try:
-        metadata = unpack(bundle[1]) if bundle[1] != () else {}
-    except (ValueError, TypeError, NotByValue):
-        metadata = {}
-    if not isinstance(metadata, dict):
-        metadata = {}
-    return data, metadata
 
 
 Handler = Callable[[RemoteExecution, tuple[Any, ...]], None]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rpyc_ipy.core.netref import BaseNetref, RemoteMethod
-from rpyc_ipy.ipython.display import _connection, netref_text, remote_type_name, sanitize_text
+from rpyc_ipy.ipython.text import netref_connection, netref_text, remote_type_name, sanitize_text
 from rpyc_ipy.protocol import consts
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class NetrefInspector:
             k: v for k, v in fields.items() if k not in ("name", "found")}})
 
     def _remote_fields(self, obj: Any, oname: str, detail_level: int) -> dict[str, Any]:
-        session = self.registry.for_conn(_connection(obj))
+        session = self.registry.for_conn(netref_connection(obj))
         timeout = self.policy.display_timeout
         if session is not None and session.has_engine and type(obj) is not RemoteMethod:
             try:
@@ -92,7 +92,8 @@ class NetrefInspector:
     def _doc(self, obj: Any, timeout: float) -> str:
         target = obj._resolve() if type(obj) is RemoteMethod else obj
         try:
-            result = _connection(target).async_request(consts.HANDLE_GETATTR, target, "__doc__")
+            result = netref_connection(target).async_request(consts.HANDLE_GETATTR, target,
+                                                             "__doc__")
             result.wait(timeout)
             doc = result.value
         except Exception:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import getpass
-import os
 import queue
 import re
 import sys
@@ -23,11 +22,12 @@ from IPython.core.magic import line_cell_magic, line_magic, magics_class, no_var
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import observe
 
+from rpyc_ipy.credentials import read_password
 from rpyc_ipy.errors import AuthenticationError, RPyCError
 from rpyc_ipy.errors import UsageError as CoreUsageError
 from rpyc_ipy.ipython.browse import Browser, render_html, widget
 from rpyc_ipy.ipython.cards import PolicyReport, SessionTable
-from rpyc_ipy.ipython.display import RED, RESET, CellOutput, RemoteResult, filter_bundle
+from rpyc_ipy.ipython.display import CellOutput, RemoteResult, filter_bundle
 from rpyc_ipy.ipython.execution import (
     ExecutionOutcome,
     RemoteExecution,
@@ -37,6 +37,7 @@ from rpyc_ipy.ipython.execution import (
 from rpyc_ipy.ipython.session import RemoteSession, SessionError, SessionRegistry, open_session
 from rpyc_ipy.ipython.settings import MagicsSettings, RPyCPolicy
 from rpyc_ipy.ipython.syntax import split_options
+from rpyc_ipy.ipython.text import RED, RESET
 from rpyc_ipy.target import ConnectionTarget
 
 __all__ = ["RPyCMagics"]
@@ -137,7 +138,7 @@ class RPyCMagics(MagicsSettings):
         if target.classic:
             self._notify("classic mode: the server runs any code sent to it; use only "
                          "servers you own")
-        password = self._password(target) if target.srp_user is not None else None
+        password = read_password(target, getpass.getpass) if target.srp_user else None
         try:
             session = open_session(target, password=password,
                                    config=self.policy.client_config(self.request_timeout),
@@ -181,15 +182,6 @@ class RPyCMagics(MagicsSettings):
             classic=args.classic, insecure=args.insecure,
             session_name=found.group("name") or self._free_name(),
             timeout=args.timeout if args.timeout else self.connect_timeout)
-
-    def _password(self, target: ConnectionTarget) -> str:
-        if target.password_env:
-            value = os.environ.get(target.password_env)
-            if not value:
-                raise UsageError(f"environment variable {target.password_env} is not set "
-                                 "(or empty)")
-            return value
-        return getpass.getpass(f"SRP password for {target.label}: ")
 
     @line_magic
     @_user_errors

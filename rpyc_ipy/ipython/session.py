@@ -41,17 +41,16 @@ from rpyc_ipy.core.helpers import async_
 from rpyc_ipy.core.netref import BaseNetref
 from rpyc_ipy.core.service import ClassicClient, VoidService
 from rpyc_ipy.errors import RPyCError, UsageError
+from rpyc_ipy.ipython.cards import session_html, session_text
+from rpyc_ipy.ipython.events import DisplayCallback, StreamCallback, dispatch_event, parse_bundle
 from rpyc_ipy.ipython.execution import ExecutionOutcome, RemoteExecution, wait_all
+from rpyc_ipy.ipython.text import netref_text
 from rpyc_ipy.remote.bootstrap import install_engine
 from rpyc_ipy.remote.values import NotByValue, TooLarge, pack, unpack
 from rpyc_ipy.target import ConnectionTarget
 from rpyc_ipy.transports.sockets import is_loopback
 
 __all__ = ["RemoteSession", "SessionError", "SessionRegistry", "open_session"]
-
-StreamCallback = Callable[[str, str], None]
-DisplayCallback = Callable[[dict[str, Any], dict[str, Any], "str | None", bool], None]
-
 
 class SessionError(RPyCError):
     """A session cannot do what was asked (cannot connect, refused, closed, wrong kind
@@ -167,13 +166,9 @@ class RemoteSession:
     # -- facts ----------------------------------------------------------------------------
 
     def __repr__(self) -> str:
-        from rpyc_ipy.ipython.cards import session_text
-
         return session_text(self)
 
     def _repr_html_(self) -> str:
-        from rpyc_ipy.ipython.cards import session_html
-
         return session_html(self)
 
     @property
@@ -308,8 +303,6 @@ class RemoteSession:
     def mimebundle(self, obj: Any, include: tuple[str, ...] | None, max_bytes: int, *,
                    timeout: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """A netref's own display bundle, by value, in one request."""
-        from rpyc_ipy.ipython.execution import parse_bundle
-
         self._require_engine("remote display")
         return parse_bundle(self._call("mimebundle", obj, include, max_bytes, timeout=timeout))
 
@@ -424,29 +417,6 @@ class RemoteSession:
         self.conn.close()
 
 
-def dispatch_event(event: tuple[Any, ...], on_stream: StreamCallback | None,
-                   on_display: DisplayCallback | None,
-                   on_clear: Callable[[bool], None] | None) -> None:
-    """Call the right callback for one validated-by-shape server event."""
-    kind = event[0]
-    if kind == "stream" and len(event) == 3 and type(event[2]) is str and event[1] in (
-            "stdout", "stderr"):
-        if on_stream is not None:
-            on_stream(event[1], event[2])
-    elif kind == "display" and len(event) == 5:
-        from rpyc_ipy.ipython.execution import parse_bundle
-
-        try:
-            data, metadata = parse_bundle((event[1], event[2]))
-        except ValueError:
-            return
-        display_id = event[3] if type(event[3]) is str else None
-        if on_display is not None:
-            on_display(data, metadata, display_id, event[4] is True)
-    elif kind == "clear" and len(event) == 2 and on_clear is not None:
-        on_clear(event[1] is True)
-
-
 def _message(exc: BaseException) -> str:
     """An exception's own message, without a remote traceback appended."""
     if exc.args and isinstance(exc.args[0], str):
@@ -511,8 +481,6 @@ class _PlainClassic:
             return
         outcome = ExecutionOutcome(execution.session.name, "ok")
         if value is not None:
-            from rpyc_ipy.ipython.display import netref_text
-
             text = netref_text(value, 10_000) if isinstance(value, BaseNetref) else repr(value)
             outcome.data = {"text/plain": text}
             if execution.options.get("want_value"):

@@ -38,8 +38,8 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from rpyc_ipy.credentials import check_owner_only
 from rpyc_ipy.errors import UsageError
-from rpyc_ipy.kernel.credentials import CredentialsError, check_owner_only
 from rpyc_ipy.target import DEFAULT_PORT, DEFAULT_SESSION_NAME, DEFAULT_TIMEOUT, ConnectionTarget
 
 __all__ = [
@@ -112,10 +112,7 @@ def _check_credentials_file(path: str) -> None:
         _say(f"warning: {path} does not exist yet; create it owner-only (chmod 600) with the "
              "password on its first line")
         return
-    try:
-        check_owner_only(path)
-    except CredentialsError as exc:
-        raise UsageError(str(exc)) from None
+    check_owner_only(path)  # a CredentialsError, which is a UsageError
 
 
 def install_kernel_spec(name: str, *, host: str, port: int = DEFAULT_PORT,

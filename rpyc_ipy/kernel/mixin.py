@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Any
 from traitlets import Bool, Float, Int, Unicode
 from traitlets.config import Configurable
 
-from rpyc_ipy.errors import AuthenticationError
-from rpyc_ipy.kernel.credentials import CredentialsError, read_credentials_file, read_password_env
+from rpyc_ipy.credentials import read_password
+from rpyc_ipy.errors import AuthenticationError, CredentialsError
 from rpyc_ipy.target import (
     DEFAULT_PORT,
     DEFAULT_SESSION_NAME,
@@ -180,10 +180,11 @@ class RemoteKernelMixin(Configurable):
     # -- the connection ------------------------------------------------------------------------
 
     def _password_for(self, target: ConnectionTarget, interactive: bool) -> str:
-        if target.password_env:
-            return read_password_env(target.password_env)
-        if target.credentials_file:
-            return read_credentials_file(target.credentials_file)
+        return read_password(target,
+                             lambda prompt: self._ask_password(target, prompt, interactive))
+
+    def _ask_password(self, target: ConnectionTarget, prompt: str, interactive: bool) -> str:
+        """The password typed in the frontend, kept for reconnects."""
         if self._password:
             return self._password
         if not interactive:
@@ -191,15 +192,13 @@ class RemoteKernelMixin(Configurable):
                                    "RemoteKernel.credentials_file, or run a cell in a "
                                    "frontend that can ask for it")
         try:
-            password = self.getpass(f"SRP password for {target.label}: ")
+            password = self.getpass(prompt)
         except Exception as exc:  # StdinNotImplementedError: the frontend cannot ask
             raise CredentialsError(
                 f"no password for {target.label}: this frontend cannot ask for one; set "
                 "RemoteKernel.password_env (the name of an environment variable) or "
                 f"RemoteKernel.credentials_file (an owner-only file) ({exc})") from None
-        if not password:
-            raise CredentialsError("no password given")
-        self._password = password
+        self._password = password or None
         return password
 
     def _open(self, interactive: bool) -> RemoteSession:

@@ -9,12 +9,14 @@ import os
 import stat
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tlslite.mathtls import makeX
 
-from rpyc_ipy.auth.userdb import FORMAT, UserDB, username_bytes
+from rpyc_ipy.auth.userdb import FORMAT, UserDB, VerifierEntry, username_bytes
 from rpyc_ipy.errors import ConfigError, UsageError
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
@@ -161,13 +163,17 @@ def test_groups(tmp_path: Path) -> None:
             UserDB.create(tmp_path / f"weak{weak}.json", group_bits=weak)
 
 
-def _corrupt(path: Path, mutate: object) -> None:
+#: the new file content, or an edit of the parsed document
+Mutation = bytes | Callable[[dict[str, Any]], object]
+
+
+def _corrupt(path: Path, mutate: Mutation) -> None:
     doc = json.loads(path.read_text())
     if callable(mutate):
         mutate(doc)
         path.write_text(json.dumps(doc))
     else:
-        path.write_bytes(mutate)  # type: ignore[arg-type]
+        path.write_bytes(mutate)
 
 
 @pytest.mark.parametrize(
@@ -194,7 +200,7 @@ def _corrupt(path: Path, mutate: object) -> None:
         (lambda d: d["users"].update({"bad\nname": d["users"]["alice"]}), "control characters"),
     ],
 )
-def test_corrupt_files_raise_config_error(userdb: UserDB, mutate: object, message: str) -> None:
+def test_corrupt_files_raise_config_error(userdb: UserDB, mutate: Mutation, message: str) -> None:
     path = Path(userdb.path)
     _corrupt(path, mutate)
     with pytest.raises(ConfigError, match=message) as info:
@@ -254,7 +260,7 @@ def test_fake_entry_is_computed_for_known_users_too(
     calls: list[bytes] = []
     original = UserDB._fake_entry
 
-    def counting(key: bytes, group: str, secret: bytes):  # type: ignore[no-untyped-def]
+    def counting(key: bytes, group: str, secret: bytes) -> VerifierEntry:
         calls.append(key)
         return original(key, group, secret)
 

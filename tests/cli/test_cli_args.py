@@ -12,6 +12,7 @@ from clikit import HERE
 
 import rpyc_ipy.servers
 from rpyc_ipy import cli
+from rpyc_ipy.cli import common, serve
 
 
 class FakeServer:
@@ -38,7 +39,7 @@ def fake_server(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     FakeServer.created = []
     monkeypatch.setattr(rpyc_ipy.servers, "ThreadedServer", FakeServer)
     # serve configures the process's logging; not pytest's
-    monkeypatch.setattr(cli, "_configure_logging", lambda level: None)
+    monkeypatch.setattr(serve, "_configure_logging", lambda level: None)
     return FakeServer.created
 
 
@@ -128,13 +129,13 @@ def test_classic_warning_is_framed_and_red_on_a_terminal(monkeypatch: pytest.Mon
 
     monkeypatch.delenv("NO_COLOR", raising=False)
     tty = Terminal()
-    cli._classic_warning(tty)
+    serve._classic_warning(tty)
     text = tty.getvalue()
     assert text.startswith("\x1b[1;31m!!!") and text.rstrip("\n").endswith("!!!\x1b[0m")
     assert "FULL CONTROL" in text
     monkeypatch.setenv("NO_COLOR", "1")
     plain = Terminal()
-    cli._classic_warning(plain)
+    serve._classic_warning(plain)
     assert "\x1b[" not in plain.getvalue() and "FULL CONTROL" in plain.getvalue()
     lines = plain.getvalue().splitlines()
     assert len({len(line) for line in lines}) == 1, "the frame is rectangular"
@@ -142,7 +143,7 @@ def test_classic_warning_is_framed_and_red_on_a_terminal(monkeypatch: pytest.Mon
 
 def test_adding_a_subcommand_is_one_function(monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(cli, "_COMMANDS", dict(cli._COMMANDS))
+    monkeypatch.setattr(common, "COMMANDS", dict(common.COMMANDS))
 
     @cli.command("hello", help="say hello")
     def _hello(parser: argparse.ArgumentParser) -> None:
@@ -161,11 +162,11 @@ def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
 def test_notebook_service_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
                                                    fake_server: list[dict[str, Any]],
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(cli, "NOTEBOOK_SERVICE", "rpyc_ipy.no_such_module:ExecutionService")
+    monkeypatch.setattr(serve, "NOTEBOOK_SERVICE", "rpyc_ipy.no_such_module:ExecutionService")
     status, _, err = run(capsys, "serve", "--notebook")
     assert status == 1
     assert "--notebook needs rpyc_ipy.no_such_module:ExecutionService" in err
-    monkeypatch.setattr(cli, "NOTEBOOK_SERVICE", "rpyc_ipy.core.service:NoSuchService")
+    monkeypatch.setattr(serve, "NOTEBOOK_SERVICE", "rpyc_ipy.core.service:NoSuchService")
     status, _, err = run(capsys, "serve", "--notebook")
     assert status == 1 and "has no NoSuchService" in err
     assert not fake_server

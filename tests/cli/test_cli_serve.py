@@ -125,7 +125,7 @@ def test_non_loopback_without_auth_is_refused() -> None:
 
 def test_stdio_with_classic_connect_subproc() -> None:
     conn = rpyc_ipy.classic.connect_subproc()
-    proc = conn.proc  # type: ignore[attr-defined]
+    proc = conn.proc  # type: ignore[attr-defined]  # connect_subproc attaches its process
     try:
         pid = conn.modules.os.getpid()
         assert pid == proc.pid

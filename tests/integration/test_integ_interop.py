@@ -15,6 +15,8 @@ import rpyc_ipy
 from rpyc_ipy.auth import SSLAuthenticator
 
 rpyc = pytest.importorskip("rpyc")
+from rpyc import Service as RpycBaseService  # noqa: E402
+
 pytestmark = pytest.mark.interop
 
 
@@ -63,7 +65,7 @@ def test_rpyc_classic_ssl_client_against_our_slave_service(pki: Any, serve: Any)
 # -- our clients, rpyc's server -------------------------------------------------------
 
 
-class RpycSideService(rpyc.Service):  # type: ignore[name-defined]
+class RpycSideService(RpycBaseService):
     def on_connect(self, conn: Any) -> None:
         self._conn = conn
 

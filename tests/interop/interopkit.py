@@ -22,6 +22,7 @@ from waitkit import wait_until
 import rpyc_ipy
 
 rpyc = pytest.importorskip("rpyc")
+from rpyc import Service as RpycBaseService  # noqa: E402
 from rpyc.utils.server import ThreadedServer as RpycThreadedServer  # noqa: E402
 
 WAIT = 10.0  #: upper bound of any single wait
@@ -113,7 +114,7 @@ class OurService(_Body, rpyc_ipy.Service):
         return len(self._conn._exports)
 
 
-class RpycService(_Body, rpyc.Service):  # type: ignore[misc,name-defined]
+class RpycService(_Body, RpycBaseService):
     def on_connect(self, conn: Any) -> None:
         self._conn = conn
         self._setup()
@@ -156,11 +157,15 @@ def rpyc_server() -> Iterator[Callable[..., Any]]:
         yield start
     finally:
         for server, thread in started:
-            # let rpyc finish with the clients the test closed: closing their sockets
-            # under its serving threads makes them die with an exception
-            wait_until(lambda server=server: not server.clients, timeout=5)
-            server.close()
-            thread.join(WAIT)
+            _stop_rpyc_server(server, thread)
+
+
+def _stop_rpyc_server(server: Any, thread: threading.Thread) -> None:
+    # let rpyc finish with the clients the test closed: closing their sockets
+    # under its serving threads makes them die with an exception
+    wait_until(lambda: not server.clients, timeout=5)
+    server.close()
+    thread.join(WAIT)
 
 
 @dataclass

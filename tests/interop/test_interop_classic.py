@@ -92,9 +92,9 @@ def test_builtin_and_custom_exceptions_with_the_remote_traceback(classic: Classi
 
     conn.execute("class AppError(Exception):\n    pass\n"
                  "def fail(message):\n    raise AppError(message)\n")
-    with pytest.raises(Exception) as info:
+    with pytest.raises(Exception) as custom:
         conn.eval("fail('custom classic failure')")
-    text = str(info.value)
+    text = str(custom.value)
     assert "custom classic failure" in text
     assert "AppError" in text
     assert "========= Remote Traceback (1) =========" in text

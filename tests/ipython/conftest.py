@@ -11,6 +11,8 @@ from ipy_rig import PASSWORD_ENV
 from ipy_servers import SRP_PASSWORD, ServerProcess, make_pki, spawn
 from IPython.core.interactiveshell import InteractiveShell
 
+from rpyc_ipy.ipython.extension import extension_of
+
 
 @pytest.fixture(scope="session")
 def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -71,7 +73,8 @@ def shell() -> Iterator[InteractiveShell]:
 def ip(shell: InteractiveShell) -> Iterator[InteractiveShell]:
     """The module's shell, with sessions closed and settings reset after each test."""
     yield shell
-    extension = shell._rpyc_ipy_extension  # type: ignore[attr-defined]
+    extension = extension_of(shell)
+    assert extension is not None
     extension.registry.close_all()
     for configurable in (extension.policy, extension.magics):
         for name in configurable.trait_names(config=True):

@@ -9,11 +9,14 @@ from typing import Any
 from ipy_servers import ServerProcess
 from IPython.core.interactiveshell import InteractiveShell
 
+from rpyc_ipy.ipython.session import RemoteSession
+
 PASSWORD_ENV = "RPYC_IPY_TEST_PASSWORD"
 WAIT = 20.0  # upper bound for any cell; remote sleeps that must be cut short are far longer
 
 
-def connect(ip: InteractiveShell, name: str, server: ServerProcess, options: str = "") -> Any:
+def connect(ip: InteractiveShell, name: str, server: ServerProcess, options: str = ""
+            ) -> RemoteSession:
     """``%rpyc_connect name=127.0.0.1:port options``; returns the session."""
     from IPython.utils.capture import capture_output
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
 import pytest
 from ipy_rig import PASSWORD_ENV, completions, connect
@@ -12,6 +14,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from rpyc_ipy.errors import TargetError
+from rpyc_ipy.ipython.extension import extension_of
 from rpyc_ipy.ipython.session import SessionError
 from rpyc_ipy.target import ConnectionTarget
 
@@ -84,8 +87,8 @@ def test_insecure_plaintext_is_shown_in_red(ip: InteractiveShell, exec_server: S
 
 
 def test_execution_service_refuses_unauthenticated_clients(ip: InteractiveShell,
-                                                           server_dir: object) -> None:
-    strict = spawn("strict", server_dir)  # type: ignore[arg-type]
+                                                           server_dir: Path) -> None:
+    strict = spawn("strict", server_dir)
     try:
         with pytest.raises(SessionError, match="requires an authenticated connection"):
             connect(ip, "s", strict)
@@ -96,7 +99,8 @@ def test_execution_service_refuses_unauthenticated_clients(ip: InteractiveShell,
 def test_sessions_use_and_disconnect(ip: InteractiveShell, exec_server: ServerProcess) -> None:
     a = connect(ip, "a", exec_server)
     b = connect(ip, "b", exec_server)
-    extension = ip._rpyc_ipy_extension  # type: ignore[attr-defined]
+    extension = extension_of(ip)
+    assert extension is not None
     assert extension.magics.default_session == "a"
     with capture_output() as captured:
         ip.run_line_magic("rpyc_sessions", "")
@@ -136,11 +140,11 @@ def test_the_card_escapes_what_a_hostile_server_says(ip: InteractiveShell,
     ("x=192.0.2.1:1 --classic", {"host": "192.0.2.1", "port": 1, "classic": True}),
 ])
 def test_the_magic_refuses_what_a_target_refuses_in_the_same_words(
-        ip: InteractiveShell, line: str, settings: dict[str, object]) -> None:
-    values: dict[str, object] = {"host": "127.0.0.1"}
+        ip: InteractiveShell, line: str, settings: dict[str, Any]) -> None:
+    values: dict[str, Any] = {"host": "127.0.0.1"}
     values.update(settings)
     with pytest.raises(TargetError) as expected:
-        ConnectionTarget(**values)  # type: ignore[arg-type]
+        ConnectionTarget(**values)
     with pytest.raises(UsageError) as info:
         ip.run_line_magic("rpyc_connect", line)
     assert str(info.value) == str(expected.value)

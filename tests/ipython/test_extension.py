@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from typing import Any, TypedDict
 
 import pytest
 from ipy_rig import connect
@@ -29,7 +30,23 @@ def bare() -> Iterator[InteractiveShell]:
     InteractiveShell.clear_instance()
 
 
-def _snapshot(shell: InteractiveShell) -> dict[str, object]:
+class _Snapshot(TypedDict):
+    """Everything the extension may register in a shell."""
+
+    line: set[str]
+    cell: set[str]
+    registry: set[str]
+    configurables: list[Any]
+    matchers: list[Any]
+    overrides: dict[str, Any]
+    format: object
+    info: object
+    type_printers: dict[Any, Any]
+    deferred_printers: dict[Any, Any]
+    hooks: set[str]
+
+
+def _snapshot(shell: InteractiveShell) -> _Snapshot:
     load_lazy = getattr(shell.magics_manager, "load_all_lazy_magics", None)
     if load_lazy is not None:  # IPython registers its own magic classes on first use
         load_lazy()
@@ -56,16 +73,16 @@ def test_load_registers_everything_and_unload_removes_it(bare: InteractiveShell,
     before = _snapshot(bare)
     bare.run_line_magic("load_ext", "rpyc_ipy")
     loaded = _snapshot(bare)
-    assert OUR_LINE_MAGICS <= loaded["line"]  # type: ignore[operator]
-    assert "remote" in loaded["cell"]  # type: ignore[operator]
-    assert "RPyCMagics" in loaded["registry"]  # type: ignore[operator]
-    names = {type(c).__name__ for c in loaded["configurables"]}  # type: ignore[attr-defined]
+    assert OUR_LINE_MAGICS <= loaded["line"]
+    assert "remote" in loaded["cell"]
+    assert "RPyCMagics" in loaded["registry"]
+    names = {type(c).__name__ for c in loaded["configurables"]}
     assert {"RPyCMagics", "RPyCPolicy"} <= names
     assert any(getattr(m, "matcher_identifier", None) == MATCHER_ID
-               for m in loaded["matchers"])  # type: ignore[attr-defined]
+               for m in loaded["matchers"])
     assert loaded["format"] is not None and loaded["info"] is not None
-    assert "allowed_getattr" in loaded["overrides"]  # type: ignore[operator]
-    assert "%rpyc_use" in loaded["hooks"]  # type: ignore[operator]
+    assert "allowed_getattr" in loaded["overrides"]
+    assert "%rpyc_use" in loaded["hooks"]
 
     session = connect(bare, "s", exec_server)
     assert isinstance(session, RemoteSession) and not session.closed

@@ -8,6 +8,8 @@ from ipy_rig import RequestCounter, completions, connect, html_of, run
 from ipy_servers import SCRIPT, ServerProcess
 from IPython.core.interactiveshell import InteractiveShell
 
+from rpyc_ipy.ipython.session import RemoteSession
+
 HOOKS = ("_repr_html_", "_repr_mimebundle_", "_ipython_display_", "_repr_pretty_",
          "_ipython_key_completions_", "__len__", "__iter__")
 
@@ -19,18 +21,18 @@ def _clean(text: str, html: str = "") -> None:
     assert "\x1b]" not in text + html, "an OSC escape (clipboard/title) reached the output"
 
 
-def _remote_calls(session: object) -> tuple[str, ...]:
-    return tuple(session.conn.root.calls())  # type: ignore[attr-defined]
+def _remote_calls(session: RemoteSession) -> tuple[str, ...]:
+    return tuple(session.conn.root.calls())
 
 
 @pytest.fixture
-def hostile(ip: InteractiveShell, hostile_server: ServerProcess) -> object:
+def hostile(ip: InteractiveShell, hostile_server: ServerProcess) -> RemoteSession:
     return connect(ip, "h", hostile_server)
 
 
 def test_displaying_hostile_netrefs_runs_none_of_their_hooks(ip: InteractiveShell,
-                                                             hostile: object) -> None:
-    ip.user_ns["evil"] = hostile.conn.root.evil()  # type: ignore[attr-defined]
+                                                             hostile: RemoteSession) -> None:
+    ip.user_ns["evil"] = hostile.conn.root.evil()
     for cell in ("evil", "[evil, evil]", "{'k': evil}", "h.conn.root.evils()",
                  "print(repr(evil)[:10])"):
         result, captured = run(ip, cell)  # ends within ipy_rig.WAIT, or fails
@@ -38,15 +40,15 @@ def test_displaying_hostile_netrefs_runs_none_of_their_hooks(ip: InteractiveShel
         _clean(captured.stdout + captured.stderr, html_of(captured))
     assert not [c for c in _remote_calls(hostile) if c in HOOKS]
     # the canary IPython probes with is answered locally: no request at all
-    counter = RequestCounter(hostile.conn)  # type: ignore[attr-defined]
+    counter = RequestCounter(hostile.conn)
     assert not hasattr(ip.user_ns["evil"], "_ipython_canary_method_should_not_exist_")
     assert not hasattr(ip.user_ns["evil"], "_repr_html_")
     assert counter.count == 0
     counter.remove()
 
 
-def test_hostile_repr_is_cut_and_sanitized(ip: InteractiveShell, hostile: object) -> None:
-    ip.user_ns["evil"] = hostile.conn.root.evil()  # type: ignore[attr-defined]
+def test_hostile_repr_is_cut_and_sanitized(ip: InteractiveShell, hostile: RemoteSession) -> None:
+    ip.user_ns["evil"] = hostile.conn.root.evil()
     ip.run_line_magic("config", "RPyCPolicy.max_repr_chars = 300")
     _, captured = run(ip, "evil")
     assert len(captured.stdout) < 600
@@ -54,7 +56,7 @@ def test_hostile_repr_is_cut_and_sanitized(ip: InteractiveShell, hostile: object
 
 
 def test_hostile_execution_events_and_bundles_are_filtered(ip: InteractiveShell,
-                                                           hostile: object) -> None:
+                                                           hostile: RemoteSession) -> None:
     result, captured = run(ip, "%%remote\nanything")
     assert result.error_in_exec is None
     _clean(captured.stdout + repr(result.result), html_of(captured))
@@ -69,8 +71,8 @@ def test_hostile_execution_events_and_bundles_are_filtered(ip: InteractiveShell,
 
 
 def test_hostile_completion_inspection_and_browse_stay_bounded(ip: InteractiveShell,
-                                                               hostile: object) -> None:
-    ip.user_ns["evil"] = hostile.conn.root.evil()  # type: ignore[attr-defined]
+                                                               hostile: RemoteSession) -> None:
+    ip.user_ns["evil"] = hostile.conn.root.evil()
     found = completions(ip, "evil.na")
     assert 0 < len(found) <= 5000  # 50,000 names offered, RPyCPolicy.max_dir_names kept
     found = completions(ip, "%remote na")  # the server offers 100,000 junk matches
@@ -85,7 +87,7 @@ def test_hostile_completion_inspection_and_browse_stay_bounded(ip: InteractiveSh
 
 
 def test_poisoned_remote_exceptions_are_shown_safely(ip: InteractiveShell,
-                                                     hostile: object) -> None:
+                                                     hostile: RemoteSession) -> None:
     result, _ = run(ip, "h.conn.root.boom()")  # ends within ipy_rig.WAIT, or fails
     error = result.error_in_exec
     assert error is not None

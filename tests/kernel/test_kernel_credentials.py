@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 from kernelkit import PASSWORD, USER, KernelRig, NotebookServer, plain
 
-from rpyc_ipy.kernel.credentials import (
-    CredentialsError,
+from rpyc_ipy.credentials import (
     check_owner_only,
     read_credentials_file,
+    read_password,
     read_password_env,
 )
+from rpyc_ipy.errors import CredentialsError
+from rpyc_ipy.target import ConnectionTarget
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -66,6 +68,30 @@ def test_the_environment_variable_must_be_set(monkeypatch: pytest.MonkeyPatch) -
         read_password_env("RPYC_IPY_NOT_SET")
     monkeypatch.setenv("RPYC_IPY_NOT_SET", "pw")
     assert read_password_env("RPYC_IPY_NOT_SET") == "pw"
+
+
+def test_read_password_follows_the_targets_password_source(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+
+    def ask(prompt: str) -> str:
+        asked.append(prompt)
+        return "typed"
+
+    monkeypatch.setenv("RPYC_IPY_PW", "from env")
+    path = tmp_path / "pw"
+    path.write_text("from file\n")
+    path.chmod(0o600)
+    target = ConnectionTarget("127.0.0.1", 1, srp_user="alice")
+    assert read_password(ConnectionTarget("127.0.0.1", 1, srp_user="alice",
+                                          password_env="RPYC_IPY_PW"), ask) == "from env"
+    assert read_password(ConnectionTarget("127.0.0.1", 1, srp_user="alice",
+                                          credentials_file=str(path)), ask) == "from file"
+    assert asked == []
+    assert read_password(target, ask) == "typed"
+    assert asked == ["SRP password for alice@127.0.0.1:1: "]
+    with pytest.raises(CredentialsError, match=r"no password given for alice@127\.0\.0\.1:1"):
+        read_password(target, lambda prompt: "")
 
 
 # -- kernels ---------------------------------------------------------------------------------

@@ -182,7 +182,9 @@ def test_remote_kernel(server: NotebookServer, tmp_path: Path) -> None:
     assert f"running on the server, pid {server.pid}\n" in first
     assert "tick 0\ntick 1\ntick 2\n42\n" in first
     local = run.stream('run("""%%local')
-    local_pid = int(re.search(r"runs in the kernel itself, pid (\d+)", local).group(1))
+    local_match = re.search(r"runs in the kernel itself, pid (\d+)", local)
+    assert local_match, local
+    local_pid = int(local_match.group(1))
     assert local_pid != server.pid
 
     assert "completions: ['remote_answer']\nfound: True\n" in run.stream("kc.complete(")
@@ -249,11 +251,15 @@ def test_demo_serve_prints_how_to_connect_and_stops_cleanly(tmp_path: Path) -> N
                    or proc.poll() is not None, timeout=30, step=0.05)
         text = log.read_text()
         assert proc.poll() is None and "export RPYC_IPY_DEMO_PASSWORD=" in text, text
-        port = int(re.search(r"demo server on 127\.0\.0\.1:(\d+) \(TLS-SRP", text).group(1))
+        port_match = re.search(r"demo server on 127\.0\.0\.1:(\d+) \(TLS-SRP", text)
+        assert port_match, text
+        port = int(port_match.group(1))
         assert f"export RPYC_IPY_DEMO_PORT={port}" in text
         assert f"%rpyc_connect demo=127.0.0.1:{port} --srp-user demo --password-env " \
                "RPYC_IPY_DEMO_PASSWORD" in text
-        password = re.search(r"export RPYC_IPY_DEMO_PASSWORD=(\S+)", text).group(1)
+        password_match = re.search(r"export RPYC_IPY_DEMO_PASSWORD=(\S+)", text)
+        assert password_match, text
+        password = password_match.group(1)
 
         from rpyc_ipy.ipython.session import open_session
         from rpyc_ipy.target import ConnectionTarget

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from waitkit import wait_until
@@ -196,7 +196,7 @@ class Thing:
     def __enter__(self) -> Thing:
         return self
 
-    def __exit__(self, *exc: Any) -> bool:
+    def __exit__(self, *exc: Any) -> Literal[False]:
         return False
 
     def __getitem__(self, key: Any) -> Any:
@@ -258,12 +258,12 @@ class TargetService(rpyc_ipy.Service):
 
     def exposed_try_copies(self, obj: Any) -> tuple[str, ...]:
         """What copying a netref of the client's object does here (class names)."""
-        return tuple(_outcome(lambda op=op: op(obj)) for op in _COPIES)
+        return tuple(_outcome(copier, obj) for copier in _COPIES)
 
 
-def _outcome(fn: Callable[[], Any]) -> str:
+def _outcome(copier: Callable[[Any], Any], obj: Any) -> str:
     try:
-        fn()
+        copier(obj)
     except Exception as exc:
         return type(exc).__name__
     return "copied"
@@ -460,8 +460,9 @@ class ServerProcess:
 
 def readline_within(proc: subprocess.Popen[str], timeout: float) -> str:
     result: list[str] = []
-    reader = threading.Thread(target=lambda: result.append(proc.stdout.readline()),  # type: ignore[union-attr]
-                              daemon=True)
+    stdout = proc.stdout
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
     reader.start()
     reader.join(timeout)
     if not result or not result[0].strip():

@@ -30,7 +30,7 @@ from seckit import (
 )
 
 import rpyc_ipy
-from rpyc_ipy.errors import PickleDisabledError, RemoteError
+from rpyc_ipy.errors import PickleDisabledError, RemoteError, RemoteExceptionMixin
 from rpyc_ipy.protocol import consts, vinegar
 
 pytestmark = pytest.mark.timeout(60)
@@ -206,6 +206,7 @@ def test_hostile_exception_payloads_are_cut(conn: Any) -> None:
     finally:
         server.close()
     exc = info.value
+    assert isinstance(exc, RemoteExceptionMixin)
     assert len(exc.remote_traceback) <= vinegar.MAX_TRACEBACK + 200
     assert len(exc.remote_attrs) <= vinegar.MAX_ATTRS
     assert all(len(str(value)) <= vinegar.MAX_ATTR_SIZE for value in exc.remote_attrs.values())
@@ -241,6 +242,7 @@ def test_a_flood_of_uniquely_named_exceptions_leaves_no_trace(instantiate: bool)
                 for _ in range(n):
                     with pytest.raises(Exception) as info:
                         client.sync_request(consts.HANDLE_PING, "x")
+                    assert isinstance(info.value, RemoteExceptionMixin)
                     assert info.value.remote_type.rpartition(".")[2].startswith("Error")
 
             flood(300)  # warm up: caches of our own classes, the frame buffers

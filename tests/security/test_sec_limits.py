@@ -395,10 +395,10 @@ def _start_blocked(client: RawClient, root: Any, count: int) -> list[int]:
     """Send ``count`` block() requests, one at a time, each once the previous one runs
     (or could not start within 1 s)."""
     seqs = []
-    for i in range(count):
+    for _ in range(count):
         seqs.append(client.send(consts.HANDLE_CALLATTR,
                                 tup(ref(root), val("block"), val(()), val(()))))
-        wait_until(lambda i=i: Blocking.running >= i + 1, timeout=1.0)
+        wait_until(lambda: Blocking.running >= len(seqs), timeout=1.0)
     return seqs
 
 

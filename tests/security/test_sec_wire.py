@@ -33,6 +33,7 @@ from seckit import (
 import rpyc_ipy
 from rpyc_ipy.core.policy import SAFE_ATTRS
 from rpyc_ipy.protocol import brine, consts
+from rpyc_ipy.protocol.engine import Reply
 from rpyc_ipy.protocol.framing import frame_bytes
 
 pytestmark = pytest.mark.timeout(90)
@@ -45,14 +46,19 @@ def target() -> Iterator[ServerProcess]:
     server = ServerProcess()
     try:
         assert_serves(server.port)
-        server.baseline_kib = server.rss_kib()  # type: ignore[attr-defined]
         yield server
     finally:
         server.close()
 
 
+@pytest.fixture(scope="module")
+def baseline_kib(target: ServerProcess) -> int:
+    """The server's resident memory before the first test of the module."""
+    return target.rss_kib()
+
+
 @pytest.fixture(autouse=True)
-def survives(target: ServerProcess) -> Iterator[None]:
+def survives(target: ServerProcess, baseline_kib: int) -> Iterator[None]:
     """After every test: the server is alive, serves a fresh client, memory is bounded.
 
     Garbage that the cyclic collector frees is collected first: this checks for
@@ -63,7 +69,7 @@ def survives(target: ServerProcess) -> Iterator[None]:
     assert_serves(target.port)
     with rpyc_ipy.connect("127.0.0.1", target.port, config=CLIENT_CONFIG) as conn:
         conn.root.collect()
-    grown = (target.rss_kib() - target.baseline_kib) / 1024  # type: ignore[attr-defined]
+    grown = (target.rss_kib() - baseline_kib) / 1024
     assert grown < RSS_BOUND_MIB, f"server RSS grew by {grown:.0f} MiB"
 
 
@@ -350,11 +356,12 @@ def test_200_concurrent_connections(target: ServerProcess) -> None:
             client.send(consts.HANDLE_GETROOT, val(()))
         for client in clients:
             event = client.event()
-            assert event.value[0] == consts.LABEL_REMOTE_REF  # type: ignore[union-attr]
+            assert isinstance(event, Reply) and event.value[0] == consts.LABEL_REMOTE_REF
         for i, client in enumerate(clients):
             client.send(consts.HANDLE_PING, val((i,)))
         for i, client in enumerate(clients):
-            assert client.event().value == (consts.LABEL_VALUE, i)  # type: ignore[union-attr]
+            event = client.event()
+            assert isinstance(event, Reply) and event.value == (consts.LABEL_VALUE, i)
         assert_serves(target.port)
     finally:
         for client in clients:

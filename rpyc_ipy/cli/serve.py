@@ -1,15 +1,4 @@
-"""``rpyc-ipy``: the command line (also ``python -m rpyc_ipy``).
-
-Subcommands::
-
-    rpyc-ipy serve mymodule:MyService --srp-db users.json   # a service, with passwords
-    rpyc-ipy serve mymodule:MyService --cert s.pem --key s.key [--ca ca.pem]   # TLS
-    rpyc-ipy serve --notebook --srp-db users.json           # the notebook execution service
-    rpyc-ipy serve --classic                                # full remote control, loopback only
-    rpyc-ipy serve --classic --stdio                        # one client over stdin/stdout
-    rpyc-ipy users add users.json alice                     # asks for the password twice
-    rpyc-ipy users list users.json
-    rpyc-ipy kernel install --name gpu --host gpu-box --port 18821 --srp-user alice
+"""``rpyc-ipy serve``: serve a service over TCP, TLS, TLS-SRP or stdin/stdout.
 
 ``serve`` binds 127.0.0.1 unless ``--host`` says otherwise, and refuses any other
 address without ``--srp-db`` or ``--cert`` unless ``--insecure-no-auth`` is given.
@@ -19,14 +8,8 @@ Once listening it prints one line on standard output::
 
 then logs one line per connection (peer, user, service) and per refused login on
 standard error, and stops cleanly (exit status 0) on Ctrl-C or SIGTERM.
-
-Passwords are never taken from the command line: ``users`` asks for them on the
-terminal, or reads one line from standard input with ``--password-stdin``.
-
-Adding a subcommand is one function: decorate ``setup(parser)`` with
-:func:`command`; it adds its arguments and calls ``parser.set_defaults(run=fn)``
-where ``fn(args) -> int`` does the work (see :func:`_users_command` for nested
-subcommands).
+:func:`run_serve` is the whole command; :func:`import_service` finds ``module:Class``.
+Importing this module registers the subcommand (see :mod:`rpyc_ipy.cli`).
 """
 
 from __future__ import annotations
@@ -39,102 +22,24 @@ import os
 import re
 import signal
 import sys
-import warnings
-from collections.abc import Callable, Sequence
 from types import FrameType, ModuleType
 from typing import Any, NoReturn, TextIO
 
-from rpyc_ipy.errors import RPyCError
+from rpyc_ipy.cli.common import PROG, CLIError, command, note
 from rpyc_ipy.target import format_address
 
-__all__ = ["DEFAULT_PORT", "DEFAULT_TLS_PORT", "build_parser", "command", "main"]
+__all__ = ["DEFAULT_PORT", "DEFAULT_TLS_PORT", "import_service", "run_serve"]
 
 log = logging.getLogger("rpyc_ipy.cli")
 
-PROG = "rpyc-ipy"
 #: RPyC's classic ports: plain TCP, and TLS (certificates or SRP)
 DEFAULT_PORT = 18812
 DEFAULT_TLS_PORT = 18821
-#: the longest password line ``--password-stdin`` reads
-MAX_PASSWORD_BYTES = 4096
 NOTEBOOK_SERVICE = "rpyc_ipy.remote:ExecutionService"
-
-Runner = Callable[[argparse.Namespace], int]
-Setup = Callable[[argparse.ArgumentParser], None]
-
-_COMMANDS: dict[str, tuple[str, str, Setup]] = {}
-
-
-class CLIError(Exception):
-    """A failure to report in one line (``rpyc-ipy: error: ...``) with an exit status."""
-
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class _Stop(BaseException):
     """Raised in the main thread by the SIGTERM handler (like KeyboardInterrupt)."""
-
-
-def command(name: str, help: str, description: str | None = None) -> Callable[[Setup], Setup]:
-    """Register ``setup`` as the subcommand ``name``; see the module docstring."""
-
-    def register(setup: Setup) -> Setup:
-        _COMMANDS[name] = (help, description or help, setup)
-        return setup
-
-    return register
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The whole ``rpyc-ipy`` argument parser, one subparser per registered command."""
-    from rpyc_ipy import __version__
-
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Serve and manage rpyc_ipy endpoints (RPyC 6.0.2 compatible).",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for name, (help_text, description, setup) in _COMMANDS.items():
-        setup(sub.add_parser(name, help=help_text, description=description))
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    run: Runner | None = getattr(args, "run", None)
-    if run is None:
-        parser.print_help(sys.stderr)
-        return 2
-    try:
-        return run(args)
-    except CLIError as exc:
-        _error(str(exc))
-        return exc.status
-    except RPyCError as exc:  # UsageError, ConfigError, AuthenticationError ...
-        _error(str(exc))
-        return 1
-    except OSError as exc:  # a file or the network said no: the message says why
-        _error(str(exc))
-        return 1
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
-        return 130
-
-
-def _error(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
-
-
-def _note(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
-
-
-# -- serve ------------------------------------------------------------------------------
 
 
 @command(
@@ -454,7 +359,7 @@ def _serve_socket(args: argparse.Namespace, service: Any, name: str, authenticat
             stops.shutting_down()
             server.close()
             how = "SIGTERM" if isinstance(exc, _Stop) else "interrupt"
-            _note(f"stopped ({how}); server closed")
+            note(f"stopped ({how}); server closed")
     return 0
 
 
@@ -516,157 +421,9 @@ class _stop_signals:
 
     @staticmethod
     def _again(signum: int, frame: FrameType | None) -> None:
-        _note("stopping at once")
+        note("stopping at once")
         os._exit(1)
 
     def __exit__(self, *exc_info: Any) -> None:
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)
-
-
-# -- users ------------------------------------------------------------------------------
-
-
-@command(
-    "users",
-    help="manage a TLS-SRP user database (for serve --srp-db)",
-    description=(
-        "Add, remove and list the users of a TLS-SRP user database file. Only salted "
-        "verifiers are stored, never passwords; the file is kept owner-only. Passwords "
-        "are asked on the terminal (twice), or read as one line from standard input "
-        "with --password-stdin; never from the command line."
-    ),
-)
-def _users_command(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(title="actions", metavar="ACTION")
-    parser.set_defaults(run=lambda args: _usage_of(parser))
-
-    add = sub.add_parser("add", help="add a user (creates FILE if missing)")
-    add.add_argument("file", metavar="FILE")
-    add.add_argument("user", metavar="USER")
-    add.add_argument("--password-stdin", action="store_true",
-                     help="read the password as one line from standard input")
-    add.set_defaults(run=_users_add)
-
-    passwd = sub.add_parser("passwd", help="change a user's password")
-    passwd.add_argument("file", metavar="FILE")
-    passwd.add_argument("user", metavar="USER")
-    passwd.add_argument("--password-stdin", action="store_true",
-                        help="read the password as one line from standard input")
-    passwd.set_defaults(run=_users_passwd)
-
-    delete = sub.add_parser("del", aliases=["delete"], help="remove a user")
-    delete.add_argument("file", metavar="FILE")
-    delete.add_argument("user", metavar="USER")
-    delete.set_defaults(run=_users_del)
-
-    listing = sub.add_parser("list", help="print the usernames, one a line")
-    listing.add_argument("file", metavar="FILE")
-    listing.set_defaults(run=_users_list)
-
-
-def _usage_of(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
-
-
-def _open_db(path: str) -> Any:
-    from rpyc_ipy.auth.userdb import UserDB
-
-    return UserDB(path)
-
-
-def _users_add(args: argparse.Namespace) -> int:
-    from rpyc_ipy.auth.userdb import UserDB, username_bytes
-
-    # everything that can fail does so before the password prompt
-    username_bytes(args.user)
-    existing = UserDB(args.file) if os.path.lexists(args.file) else None
-    if existing is not None and existing.contains(args.user):
-        raise CLIError(f"user {args.user!r} already exists in {existing.path}; change the "
-                       f"password with `{PROG} users passwd {args.file} {args.user}`")
-    password = _read_password(args.user, args.password_stdin)
-    db = existing if existing is not None else UserDB.create(args.file, exist_ok=True)
-    if existing is None:
-        _note(f"created user database {db.path} (readable by its owner only)")
-    db.add(args.user, password)
-    print(f"{PROG}: added user {args.user!r} to {db.path} ({_users(len(db))})", flush=True)
-    return 0
-
-
-def _users_passwd(args: argparse.Namespace) -> int:
-    db = _open_db(args.file)
-    if not db.contains(args.user):
-        raise CLIError(f"no user {args.user!r} in {db.path}")
-    password = _read_password(args.user, args.password_stdin)
-    db.set_password(args.user, password)
-    print(f"{PROG}: changed the password of {args.user!r} in {db.path}", flush=True)
-    return 0
-
-
-def _users_del(args: argparse.Namespace) -> int:
-    db = _open_db(args.file)
-    if not db.contains(args.user):
-        raise CLIError(f"no user {args.user!r} in {db.path}")
-    db.delete(args.user)
-    print(f"{PROG}: removed user {args.user!r} from {db.path} ({_users(len(db))})", flush=True)
-    return 0
-
-
-def _users(count: int) -> str:
-    return f"{count} user" if count == 1 else f"{count} users"
-
-
-def _users_list(args: argparse.Namespace) -> int:
-    db = _open_db(args.file)
-    for name in db.list():
-        print(name)
-    sys.stdout.flush()
-    return 0
-
-
-def _read_password(user: str, from_stdin: bool) -> str:
-    """One password: a line of stdin, or asked twice on the terminal."""
-    if from_stdin:
-        raw = sys.stdin.buffer.readline(MAX_PASSWORD_BYTES + 1)
-        if len(raw) > MAX_PASSWORD_BYTES:
-            raise CLIError(f"the password line is longer than {MAX_PASSWORD_BYTES} bytes")
-        line = raw.rstrip(b"\n").rstrip(b"\r")
-        try:
-            password = line.decode("utf-8")
-        except UnicodeDecodeError:
-            raise CLIError("the password is not valid UTF-8") from None
-        if not password:
-            raise CLIError("no password on standard input (expected one line)")
-        return password
-    with warnings.catch_warnings():
-        # getpass falls back to echoing stdin when there is no terminal: refuse that
-        warnings.simplefilter("error", getpass.GetPassWarning)
-        try:
-            first = getpass.getpass(f"Password for {user}: ")
-            if not first:
-                raise CLIError("the password must not be empty")
-            second = getpass.getpass("Repeat the password: ")
-        except getpass.GetPassWarning:
-            raise CLIError("no terminal to ask the password on; pipe it in with "
-                           "--password-stdin") from None
-        except EOFError:
-            raise CLIError("no password given") from None
-    if first != second:
-        raise CLIError("the passwords do not match")
-    return first
-
-
-if __name__ == "__main__":  # python -m rpyc_ipy.cli (what classic.connect_subproc runs)
-    sys.exit(main())
-
-
-@command("kernel", help="install, list and remove kernelspecs of the remote kernel",
-         description="Manage Jupyter kernelspecs whose cells run on an rpyc_ipy server "
-                     "(the same as python -m rpyc_ipy.kernel).")
-def _kernel_command(parser: argparse.ArgumentParser) -> None:
-    from rpyc_ipy.kernel.install import add_arguments, run
-
-    add_arguments(parser)
-    parser.set_defaults(run=run)
-

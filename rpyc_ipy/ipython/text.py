@@ -1,0 +1,120 @@
+"""Remote text made safe to show: sanitized, escaped, bounded.
+
+The bottom of the notebook layer: it imports no other module of
+:mod:`rpyc_ipy.ipython`, so every one of them can use it::
+
+    sanitize_text(remote_str)        # colours kept, other escapes and controls removed
+    escape(value)                    # for our HTML
+    netref_text(obj, 10_000)         # a netref's repr: one request, bounded, sanitized
+
+The colours (``RED`` ... ``RESET``) are the ones our own text output uses.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import TYPE_CHECKING, Any
+
+from rpyc_ipy.core.netref import RemoteMethod
+from rpyc_ipy.protocol import consts
+
+if TYPE_CHECKING:
+    from rpyc_ipy.ipython.session import RemoteSession
+
+__all__ = [
+    "AMBER",
+    "DIM",
+    "GREEN",
+    "RED",
+    "RESET",
+    "escape",
+    "netref_connection",
+    "netref_text",
+    "remote_type_name",
+    "sanitize_text",
+]
+
+RED, AMBER, GREEN, DIM, RESET = "\x1b[31m", "\x1b[33m", "\x1b[32m", "\x1b[2m", "\x1b[0m"
+_get = object.__getattribute__
+
+# ESC sequences: keep SGR (colours), drop every other CSI, OSC (titles, clipboard,
+# hyperlinks), and two-byte escapes; drop C0/C1 controls but \n \r \t
+_ESCAPES = re.compile(
+    r"\x1b\[[0-9;]*m"                        # 1: SGR, kept
+    r"|(\x1b\[[0-?]*[ -/]*[@-~])"            # 2: other CSI
+    r"|(\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?)"  # 3: OSC
+    r"|(\x1b[@-_]?)"                         # 4: other escapes
+    r"|([\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f\x80-\x9f])"  # 5: controls
+)
+
+
+def sanitize_text(text: str) -> str:
+    """Remote text made safe for a terminal or a notebook: colours kept, other
+    escape sequences and control characters removed."""
+    if type(text) is not str:
+        return ""
+    return _ESCAPES.sub(lambda m: m.group(0) if m.lastindex is None else "", text)
+
+
+def escape(text: Any) -> str:
+    """HTML-escaped ``str(text)`` (for values we produced or validated as str)."""
+    return html.escape(text if type(text) is str else str(text), quote=True)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit:,} more)"
+
+
+# -- netrefs -----------------------------------------------------------------------------------
+
+
+def remote_type_name(obj: Any) -> str:
+    """The remote class name of a netref, known locally (no request)."""
+    target = obj._owner if type(obj) is RemoteMethod else obj
+    try:
+        name_pack = _get(target, "____id_pack__")[0]
+    except Exception:
+        return type(obj).__name__
+    return name_pack[len("builtins."):] if name_pack.startswith("builtins.") else name_pack
+
+
+def netref_connection(obj: Any) -> Any:
+    """The connection a netref (or a remote method) belongs to, without a request."""
+    target = obj._owner if type(obj) is RemoteMethod else obj
+    return _get(target, "____conn__")
+
+
+def netref_text(obj: Any, max_chars: int = 10_000, timeout: float = 5.0,
+                session: RemoteSession | None = None) -> str:
+    """A netref's ``repr``: one request, bounded in time and length, sanitized.
+
+    With a ``session`` that runs our engine, the server cuts the text, so a huge
+    repr never crosses the wire; otherwise it is a plain REPR request, cut here.
+    """
+    if type(obj) is RemoteMethod:
+        try:
+            obj = obj._resolve()
+        except Exception as exc:
+            return f"<remote method: {type(exc).__name__}>"
+    conn = netref_connection(obj)
+    kind = remote_type_name(obj)
+    try:
+        if session is not None and session.has_engine and not session.closed:
+            text = session.repr_text(obj, max_chars, timeout=timeout)
+        else:
+            result = conn.async_request(consts.HANDLE_REPR, obj)
+            result.wait(timeout)
+            text = result.value
+    except TimeoutError:
+        return f"<remote {kind}: repr took longer than {timeout:g} s>"
+    except Exception as exc:
+        return f"<remote {kind}: repr failed: {sanitize_text(_first_line(exc))}>"
+    if type(text) is not str:  # a hostile peer answered with something else
+        return f"<remote {kind}>"
+    return _cut(sanitize_text(text), max_chars)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = exc.args[0] if exc.args and isinstance(exc.args[0], str) else type(exc).__name__
+    return text.split("\n", 1)[0][:200]
