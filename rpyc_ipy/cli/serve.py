@@ -92,6 +92,27 @@ def _serve_command(parser: argparse.ArgumentParser) -> None:
                       help="allow a non-loopback --host with no authentication and no "
                            "encryption: anyone who can reach the port can connect")
 
+    runtime = parser.add_argument_group(
+        "notebook sessions (--notebook): each session runs in a worker process of its own")
+    runtime.add_argument("--idle-timeout", type=_positive_float, default=4 * 3600.0,
+                         metavar="SECONDS",
+                         help="end a session nobody is attached to and nothing runs in after "
+                              "this long (default 14400: 4 hours)")
+    runtime.add_argument("--max-sessions", type=_positive_int, default=64, metavar="N",
+                         help="sessions on this server at once (default 64)")
+    runtime.add_argument("--max-sessions-per-user", type=_positive_int, default=8, metavar="N",
+                         help="sessions one user may have at once (default 8)")
+    runtime.add_argument("--worker-limit", action="append", default=[], type=_limit,
+                         metavar="RLIMIT_X=N",
+                         help="a resource limit of every worker, e.g. RLIMIT_AS=8G, "
+                              "RLIMIT_NOFILE=1024, RLIMIT_CPU=3600 (repeat for more)")
+    runtime.add_argument("--run-as", action="append", default=[], type=_mapping,
+                         metavar="USER=ACCOUNT",
+                         help="run USER's workers as the OS account ACCOUNT, with its groups "
+                              "and home directory (the server must run as root; repeat)")
+    runtime.add_argument("--require-run-as", action="store_true",
+                         help="refuse sessions to users without a --run-as account")
+
     misc = parser.add_argument_group("server")
     misc.add_argument("--max-connections", type=_positive_int, default=1024, metavar="N",
                       help="clients served at once; more are refused (default 1024)")
@@ -109,6 +130,36 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port out of range 0-65535: {value}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _limit(text: str) -> tuple[str, int]:
+    name, sep, value = text.partition("=")
+    number, unit = value.rstrip("KMGTkmgt"), value[len(value.rstrip("KMGTkmgt")):].upper()
+    if not sep or not name.startswith("RLIMIT_") or not number.isdigit() or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(
+            f"give a resource limit as RLIMIT_NAME=NUMBER[K|M|G], e.g. RLIMIT_AS=8G, "
+            f"not {text!r}")
+    return name, int(number) * _UNITS[unit]
+
+
+def _mapping(text: str) -> tuple[str, str]:
+    user, sep, account = text.partition("=")
+    if not sep or not user or not account:
+        raise argparse.ArgumentTypeError(f"give USER=ACCOUNT, not {text!r}")
+    return user, account
 
 
 def _positive_int(text: str) -> int:
@@ -189,13 +240,39 @@ def _load_service(args: argparse.Namespace) -> Any:
         return SlaveService
     if args.notebook:
         service = _notebook_service()
+        options: dict[str, Any] = {"registry": _session_registry(args)}
         if args.allow_loopback_plaintext:
             logging.getLogger("rpyc_ipy.cli").warning(
                 "--allow-loopback-plaintext: any local user of this machine can run code "
                 "through this server without a password")
-            service = service.configured(allow_loopback_plaintext=True)
-        return service
+            options["allow_loopback_plaintext"] = True
+        return service.configured(**options)
     return import_service(args.service, args.app_dir)
+
+
+def _session_registry(args: argparse.Namespace) -> Any:
+    """The notebook sessions of this server, from the --idle-timeout ... --run-as options."""
+    from rpyc_ipy.errors import ConfigError
+    from rpyc_ipy.remote import RuntimeSettings, SessionRegistry
+
+    try:
+        settings = RuntimeSettings(
+            idle_timeout=args.idle_timeout, max_sessions=args.max_sessions,
+            max_sessions_per_user=args.max_sessions_per_user,
+            limits=dict(args.worker_limit), run_as=dict(args.run_as),
+            require_run_as=args.require_run_as)
+    except ConfigError as exc:
+        raise CLIError(f"--notebook: {exc}", 2) from None
+    if not settings.run_as and args.srp_db:
+        from rpyc_ipy.auth import UserDB
+
+        users = UserDB(args.srp_db).list()
+        if len(users) > 1:
+            log.warning("%d users in %s share this server's OS account (%s): their sessions "
+                        "are separate processes, but each can read the others' files; map "
+                        "users to accounts with --run-as USER=ACCOUNT (as root)",
+                        len(users), args.srp_db, _username())
+    return SessionRegistry(settings)
 
 
 def _notebook_service() -> Any:
@@ -342,10 +419,13 @@ def _serve_socket(args: argparse.Namespace, service: Any, name: str, authenticat
         log.warning("serving %s on %s WITHOUT authentication or encryption "
                     "(--insecure-no-auth): anyone who can reach the port can connect%s",
                     name, host, " and run anything" if args.classic else "")
+    sessions = service.registry if args.notebook else None
     try:
         server = ThreadedServer(service, hostname=host, port=port, authenticator=authenticator,
                                 max_connections=args.max_connections,
-                                allow_insecure_remote=args.insecure_no_auth)
+                                allow_insecure_remote=args.insecure_no_auth,
+                                channel_handler=None if sessions is None
+                                else service.channel_handler())
     except OSError as exc:
         raise CLIError(f"cannot listen on {format_address(host, port)}: {exc.strerror or exc}"
                        + (" (choose another with --port, or --port 0 for any free port)"
@@ -360,6 +440,9 @@ def _serve_socket(args: argparse.Namespace, service: Any, name: str, authenticat
             server.close()
             how = "SIGTERM" if isinstance(exc, _Stop) else "interrupt"
             note(f"stopped ({how}); server closed")
+        finally:
+            if sessions is not None:
+                sessions.close()  # every session's worker ends with the server
     return 0
 
 
