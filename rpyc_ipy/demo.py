@@ -93,7 +93,8 @@ class EmbeddedServer:
             self.sessions = SessionRegistry(RuntimeSettings(capture_fd=capture_fd))
             service = ExecutionService.configured(registry=self.sessions)
             self.server = ThreadedServer(service, hostname=host, port=port,
-                                         authenticator=SRPAuthenticator(db))
+                                         authenticator=SRPAuthenticator(db),
+                                         channel_handler=service.channel_handler())
         except BaseException:
             shutil.rmtree(self._dir, ignore_errors=True)
             raise

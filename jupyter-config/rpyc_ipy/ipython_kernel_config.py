@@ -90,10 +90,11 @@ c.RPyCMagics.request_timeout = 30.0
 # Seconds to connect and authenticate.
 c.RPyCMagics.connect_timeout = 10.0
 
-# Seconds to wait, after the stop button, for the server to confirm the cancel (it
-# escalates by itself: cooperative, KeyboardInterrupt, abandon) before giving up on it.
-# A second stop gives up at once.
-c.RPyCMagics.interrupt_grace = 2.0
+# Seconds a cell may take to stop after the stop button (a SIGINT in the session's
+# worker) before the worker is restarted, which loses the session's namespace; a second
+# stop restarts at once. On servers without workers (classic ones): how long to wait for
+# the server to confirm the cancel.
+c.RPyCMagics.interrupt_grace = 5.0
 
 # Seconds the server waits between cancel escalation steps.
 c.RPyCMagics.cancel_grace = 0.25

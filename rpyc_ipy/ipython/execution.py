@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rpyc_ipy.core.helpers import async_
-from rpyc_ipy.errors import ConnectionLost, RPyCError
+from rpyc_ipy.errors import ConnectionClosed, ConnectionLost, RPyCError, WorkerError
 from rpyc_ipy.ipython.events import EVENT_KINDS, parse_bundle
 from rpyc_ipy.ipython.text import RED, RESET, sanitize_text
 from rpyc_ipy.remote.values import NotByValue, unpack
@@ -116,6 +116,10 @@ class RemoteExecution:
         self._finished = threading.Event()
         self._finish_lock = threading.Lock()
         self._cancels = 0
+        #: the number of the last output batch received: a re-attach resumes after it
+        self.last_mark = 0
+        #: set when the session's worker is being restarted (no re-attach then)
+        self.restarting = False
 
     def __repr__(self) -> str:
         state = self.outcome.status if self.outcome else "running"
@@ -146,6 +150,10 @@ class RemoteExecution:
         if type(batch) is not tuple:
             return
         for event in batch:
+            if type(event) is tuple and len(event) == 2 and event[0] == "mark" and \
+                    type(event[1]) is int:
+                self.last_mark = max(self.last_mark, event[1])
+                continue
             if type(event) is not tuple or not event or event[0] not in EVENT_KINDS:
                 continue
             if event[0] == "done":
@@ -155,10 +163,51 @@ class RemoteExecution:
                 self.events.put((self, event))
 
     def _on_reply(self, result: Any) -> None:
-        if result.error:
-            self._finish_failure(result._value)
-        else:
+        if not result.error:
             self._finish_raw(result._value)
+        elif self.restarting:
+            self._finish(ExecutionOutcome(
+                self.session.name, "cancelled",
+                error=("KeyboardInterrupt", "the cell did not stop: its worker was restarted",
+                       ""),
+                note="the cell did not stop after the interrupt: the session's worker was "
+                     "restarted and its namespace is gone"))
+        elif isinstance(result._value, ConnectionClosed) and self.session.has_worker and \
+                not self.done:
+            # the network dropped, not the cell: it runs on in its worker
+            threading.Thread(target=self._reattach, name=f"rpyc_ipy-reattach-{self.exec_id}",
+                             daemon=True).start()
+        else:
+            self._finish_failure(result._value)
+
+    def _reattach(self) -> None:
+        name = self.session.name
+        self._say(f"the connection to session {name!r} was lost; re-attaching…")
+        try:
+            facts = self.session.reattach()
+        except Exception as exc:
+            self._finish_failure(ConnectionLost(
+                f"lost the connection to session {name!r} and could not re-attach "
+                f"({type(exc).__name__}: {exc}); the cell may still run there: "
+                f"%rpyc_connect {name}=HOST:PORT re-attaches to it"))
+            return
+        if facts.get("died"):
+            self._finish_failure(WorkerError(
+                f"the worker of session {name!r} {facts['died']}; %rpyc_restart {name} "
+                "starts a fresh one"))
+            return
+        self._say(f"re-attached to session {name!r} (worker {facts.get('pid')}); the cell's "
+                  "output resumes")
+        try:
+            result = async_(self.session.backend.resume)(self.exec_id, self._on_events,
+                                                         self.last_mark)
+        except Exception as exc:
+            self._finish_failure(exc)
+            return
+        result.add_callback(self._on_reply)
+
+    def _say(self, text: str) -> None:
+        self.events.put((self, ("stream", "stderr", f"[rpyc_ipy] {text}\n")))
 
     def _on_start_reply(self, result: Any) -> None:
         if result.error:
@@ -295,13 +344,33 @@ def wait_all(executions: Iterable[RemoteExecution], events: Any, handler: Handle
 
 def _stop(pending: set[RemoteExecution], events: Any, handler: Handler, grace: float,
           say: Callable[[str], None], why: str) -> None:
+    """Interrupt; a cell that does not stop within ``grace`` (or at a second stop) has its
+    worker restarted where sessions have workers, each step told through ``say``."""
     names = ", ".join(sorted(run.session.name for run in pending))
-    say(f"{why}: cancelling the cell on {names}…")
+    say(f"{why}: interrupting the cell on {names}…")
     for run in pending:
         run.cancel()
+    forced = False
     try:
         _drain(pending, events, handler, time.monotonic() + grace)
-    except KeyboardInterrupt:  # pressed again: force, and wait only briefly
+    except KeyboardInterrupt:  # pressed again: escalate now
+        forced = True
+    stubborn = [run for run in pending if run.session.has_worker]
+    for run in stubborn:
+        name = run.session.name
+        when = "at the second stop" if forced else f"within {grace:g} s"
+        say(f"the cell on {name} did not stop {when}: restarting its worker (the session's "
+            "namespace is lost)…")
+        run.restarting = True
+        try:
+            facts = run.session.restart()
+        except Exception as exc:
+            say(f"cannot restart the worker of {name}: {type(exc).__name__}: {exc}")
+            continue
+        say(f"session {name} restarted: a fresh worker (pid {facts.get('pid')}) runs it")
+    if stubborn:
+        _drain(pending, events, handler, time.monotonic() + 10.0)  # the restart ends them
+    elif forced:
         for run in pending:
             run.cancel(force=True)
         _drain(pending, events, handler, time.monotonic() + min(grace, 0.5))

@@ -14,7 +14,12 @@ code) can too::
 
 A session talks to one of three kinds of server:
 
-* ``"execution"``: an :class:`~rpyc_ipy.remote.ExecutionService` (the full feature set);
+* ``"execution"``: an :class:`~rpyc_ipy.remote.ExecutionService` (the full feature set).
+  The session there is named like this one; it runs in a worker process that outlives
+  the connection: :meth:`RemoteSession.reconnect` re-attaches to it (a running cell's
+  output resumes where it stopped), :meth:`~RemoteSession.restart` replaces the worker,
+  :meth:`~RemoteSession.interrupt` sends it SIGINT. Cells and requests go through a
+  data channel that the server relays to the worker undecoded;
 * ``"classic"``: a classic RPyC server (``--classic``): the engine is shipped there by
   source (:mod:`rpyc_ipy.remote.bootstrap`), or, if that fails, cells fall back to
   plain ``execute``/``eval``;
@@ -61,39 +66,46 @@ class SessionError(RPyCError):
 
 
 def open_session(target: ConnectionTarget, *, password: str | None = None,
-                 config: dict[str, Any] | None = None, capture_fd: bool = True
-                 ) -> RemoteSession:
+                 config: dict[str, Any] | None = None, capture_fd: bool = True,
+                 new: bool = False) -> RemoteSession:
     """Connect to ``target``, authenticate and identify the server; returns a
     :class:`RemoteSession` named ``target.session_name``.
 
-    An SRP target needs ``password`` (used for the handshake, not kept); other
-    targets take none.
+    An SRP target needs ``password`` (kept by the session, in memory only, to
+    re-attach after a dropped connection); other targets take none. On an execution
+    server the session of that name is re-attached if it exists; ``new`` starts it
+    afresh instead.
     """
     if target.srp_user is None and password is not None:
         raise UsageError(f"a password goes with SRP (srp_user); the target {target.address} "
                          f"is {'TLS with certificates' if target.auth == 'tls' else 'plaintext'}")
+    if target.srp_user is not None and not password:
+        raise UsageError(f"SRP needs a password for {target.label}")
     service = ClassicClient if target.classic else VoidService
+    transport = {"srp": "TLS-SRP", "tls": "TLS"}.get(target.auth, "TCP")
+
+    def connector(channel_ticket: str | None = None) -> Connection:
+        if target.srp_user is not None:
+            assert password is not None
+            return factory.srp_connect(target.host, target.port, target.srp_user, password,
+                                       service=service, config=config, timeout=target.timeout,
+                                       channel_ticket=channel_ticket)
+        if target.auth == "tls":
+            return factory.ssl_connect(target.host, target.port, keyfile=target.key,
+                                       certfile=target.cert, ca_certs=target.ca,
+                                       service=service, config=config,
+                                       fingerprint=target.fingerprint, timeout=target.timeout,
+                                       channel_ticket=channel_ticket)
+        return factory.connect(target.host, target.port, service=service, config=config,
+                               insecure=target.insecure, timeout=target.timeout,
+                               channel_ticket=channel_ticket)
+
     started = time.monotonic()
-    if target.srp_user is not None:
-        if not password:
-            raise UsageError(f"SRP needs a password for {target.label}")
-        conn = factory.srp_connect(target.host, target.port, target.srp_user, password,
-                                   service=service, config=config, timeout=target.timeout)
-        transport = "TLS-SRP"
-    elif target.auth == "tls":
-        conn = factory.ssl_connect(target.host, target.port, keyfile=target.key,
-                                   certfile=target.cert, ca_certs=target.ca, service=service,
-                                   config=config, fingerprint=target.fingerprint,
-                                   timeout=target.timeout)
-        transport = "TLS"
-    else:
-        conn = factory.connect(target.host, target.port, service=service, config=config,
-                               insecure=target.insecure, timeout=target.timeout)
-        transport = "TCP"
+    conn = connector()
     try:
         session = RemoteSession(target.session_name, conn, host=target.host, port=target.port,
                                 transport=transport, classic=target.classic,
-                                capture_fd=capture_fd)
+                                capture_fd=capture_fd, connector=connector, new=new)
         session.connect_time = time.monotonic() - started
         return session
     except BaseException:
@@ -111,9 +123,16 @@ class RemoteSession:
 
     def __init__(self, name: str, conn: Connection, *, host: str = "", port: int = 0,
                  transport: str = "", classic: bool = False, capture_fd: bool = True,
-                 request_timeout: float = 30.0) -> None:
+                 request_timeout: float = 30.0,
+                 connector: Callable[..., Connection] | None = None, new: bool = False) -> None:
         self.name = name
+        #: the connection cells and requests use: the worker's data channel, if there is one
         self.conn = conn
+        #: the connection to the server itself (attach, interrupt, restart), if it has sessions
+        self.control: Connection | None = None
+        #: the server-side session: its worker pid, whether this connect re-attached, ...
+        self.remote: dict[str, Any] = {}
+        self._connector = connector
         self.host = host
         self.port = port
         self.transport = transport
@@ -133,10 +152,10 @@ class RemoteSession:
             self.kind = "classic"
             self._attach_classic()
         else:
-            self._attach_service()
+            self._attach_service(new)
         self.ping()
 
-    def _attach_service(self) -> None:
+    def _attach_service(self, new: bool = False) -> None:
         root = self.conn.root
         try:
             service = root.get_service_name()
@@ -151,6 +170,109 @@ class RemoteSession:
         self.kind = "execution"
         self.backend = root
         self.info = _pairs_dict(hello)
+        features = self.info.get("features", ())
+        if type(features) is tuple and "sessions" in features:
+            self.control = self.conn
+            self._attach_worker(new, channels="channels" in features)
+
+    def _attach_worker(self, new: bool, channels: bool) -> None:
+        """Attach to the server-side session of this name; open its data channel."""
+        assert self.control is not None
+        try:
+            self.remote = _pairs_dict(self.control.root.attach(self.name, new))
+        except Exception as exc:
+            raise SessionError(f"the server cannot start session {self.name!r}: "
+                               f"{_message(exc)}") from None
+        if channels and self._connector is not None:
+            ticket = self.control.root.channel_ticket()
+            self.conn = self._connector(channel_ticket=ticket)
+        self.backend = self.conn.root
+        self._ns = None
+
+    # -- the server-side session (execution servers) ----------------------------------------
+
+    @property
+    def has_worker(self) -> bool:
+        """The server runs this session in a worker process that outlives connections."""
+        return self.control is not None
+
+    def reconnect(self) -> dict[str, Any]:
+        """Connect again and re-attach to the server-side session (after a dropped
+        connection); returns its facts (``running``: ids of cells still running)."""
+        if self._connector is None or not self.has_worker:
+            raise SessionError(f"session {self.name!r} cannot re-attach: it has no worker "
+                               "on the server")
+        for conn in (self.conn, self.control):
+            with contextlib.suppress(Exception):
+                if conn is not None:
+                    conn.close()
+        conn = self._connector()
+        try:
+            self.conn = conn
+            self.control = conn
+            self._attach_worker(False, channels="channels" in self.info.get("features", ()))
+        except BaseException:
+            conn.close()
+            raise
+        with self._serving_lock:
+            if self._serving:  # cells in flight: the worker calls back on the new channel
+                self.conn.start_serving()
+        self.ping()
+        return self.remote
+
+    def reattach(self, attempts: int = 5, delay: float = 1.0) -> dict[str, Any]:
+        """:meth:`reconnect`, tried ``attempts`` times ``delay`` seconds apart (doubling):
+        what a cell does when its connection drops."""
+        failure: BaseException | None = None
+        for attempt in range(attempts):
+            try:
+                return self.reconnect()
+            except (OSError, RPyCError) as exc:
+                failure = exc
+                time.sleep(delay * 2 ** attempt)
+        assert failure is not None
+        raise failure
+
+    def interrupt(self) -> str:
+        """SIGINT to the session's worker process (what the stop button escalates to)."""
+        if self.control is None:
+            raise SessionError(f"session {self.name!r} has no worker to interrupt")
+        return str(self.control.root.interrupt())
+
+    def restart(self) -> dict[str, Any]:
+        """Replace the session's worker with a fresh one: its namespace is lost."""
+        if self.control is None:
+            raise SessionError(f"session {self.name!r} has no worker to restart (only "
+                               "rpyc_ipy execution servers run sessions in workers)")
+        data = self.conn if self.conn is not self.control else None
+        self.remote = _pairs_dict(self.control.root.restart())
+        if data is not None:
+            with contextlib.suppress(Exception):
+                data.close()
+            self.conn = self.control
+            self._attach_worker(False, channels=True)
+            with self._serving_lock:
+                if self._serving:
+                    self.conn.start_serving()
+        self._ns = None
+        return self.remote
+
+    def status(self) -> dict[str, Any]:
+        """The server-side session's facts now (``died``: why its worker ended, if it did)."""
+        if self.control is None:
+            return {}
+        for info in self.control.root.sessions():
+            facts = _pairs_dict(info)
+            if facts.get("session") == self.name:
+                return facts
+        return {}
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """The session's running and kept executions, oldest first (``id``, ``status``,
+        ``background``, ``started``, ``elapsed``, ``code``)."""
+        self._require_engine("jobs")
+        raw = self._call("jobs")
+        return [_pairs_dict(job) for job in raw] if type(raw) is tuple else []
 
     def _attach_classic(self) -> None:
         try:
@@ -173,7 +295,7 @@ class RemoteSession:
 
     @property
     def closed(self) -> bool:
-        return self.conn.closed
+        return self.conn.closed and (self.control is None or self.control.closed)
 
     @property
     def user(self) -> str | None:
@@ -413,8 +535,18 @@ class RemoteSession:
                     self.conn.stop_serving()
 
     def close(self) -> None:
-        """Close the connection (netrefs of this session stop working)."""
+        """Close the connection (netrefs of this session stop working). The session on
+        the server keeps running until it is idle for its timeout: see :meth:`end`."""
         self.conn.close()
+        if self.control is not None:
+            self.control.close()
+
+    def end(self) -> None:
+        """End the server-side session and its worker, then close."""
+        if self.control is not None and not self.control.closed:
+            with contextlib.suppress(Exception):
+                self.control.root.close_session(self.name)
+        self.close()
 
 
 def _message(exc: BaseException) -> str:

@@ -170,9 +170,10 @@ class MagicsSettings(Magics):
     ).tag(config=True)
     connect_timeout = Float(10.0, help="Seconds to connect and authenticate.").tag(config=True)
     interrupt_grace = Float(
-        2.0, help="""Seconds to wait, after the stop button, for the server to confirm the
-        cancel (it escalates by itself: cooperative, KeyboardInterrupt, abandon) before
-        giving up on it. A second stop gives up at once.""",
+        5.0, help="""Seconds a cell may take to stop after the stop button (a SIGINT in the
+        session's worker) before the worker is restarted, which loses the session's
+        namespace; a second stop restarts at once. On servers without workers (classic
+        ones): how long to wait for the server to confirm the cancel.""",
     ).tag(config=True)
     cancel_grace = Float(
         0.25, help="Seconds the server waits between cancel escalation steps.",

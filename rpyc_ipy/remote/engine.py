@@ -554,7 +554,12 @@ class Engine:
 
     def _cancelled_outcome(self, execution: _Execution, tb: str) -> tuple[Any, ...]:
         level = execution.cancel.level
-        how = "by the asynchronous KeyboardInterrupt" if level >= INTERRUPT else "cooperatively"
+        if level < INTERRUPT:
+            how = "cooperatively"
+        elif execution.runner is not None:
+            how = "by SIGINT"  # a cell on the worker's main thread: a real signal
+        else:
+            how = "by the asynchronous KeyboardInterrupt"
         elapsed = time.monotonic() - (execution.cancel.requested_at or execution.started)
         note = f"stopped {how} after {elapsed:.2f} s ({LEVEL_NAMES.get(level, '?')})"
         return ("cancelled", execution.count, None, (), ("KeyboardInterrupt", "", tb), note, None)

@@ -61,7 +61,7 @@ GRANTS: dict[str, Any] = {
     "allow_delattr": True,
 }
 #: what this service adds to the engine's features
-SESSION_FEATURES = ("sessions", "interrupt", "restart", "channels")
+SESSION_FEATURES = ("sessions", "interrupt", "restart")
 _OPTIONS = ("allow_loopback_plaintext", "registry")
 _SERVICE_NAMES = ("hello", "attach", "sessions", "interrupt", "restart", "close_session",
                   "channel_ticket")
@@ -94,6 +94,8 @@ class ExecutionService(Service):
     ALIASES = ("EXECUTION",)
     allow_loopback_plaintext: ClassVar[bool] = False
     registry: ClassVar[SessionRegistry | None] = None
+    #: set by :meth:`channel_handler`: a server relays data channels for this class
+    channels: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._refusal: str | None = "not connected yet"
@@ -154,11 +156,8 @@ class ExecutionService(Service):
         if self._refusal is not None:
             raise SecurityError(self._refusal)
         name = name.removeprefix("exposed_")
-        if name in _SERVICE_NAMES:
-            return getattr(self, f"exposed_{name}")
-        if name in ENGINE_API:
-            return self._forward(name)
-        if name in ("get_service_name", "get_service_aliases"):
+        if name in _SERVICE_NAMES or name in ENGINE_API or \
+                name in ("get_service_name", "get_service_aliases"):
             return getattr(self, f"exposed_{name}")
         raise AttributeError(f"the execution service has no {name!r}")
 
@@ -180,13 +179,6 @@ class ExecutionService(Service):
         assert session is not None
         return session
 
-    def _forward(self, name: str) -> Callable[..., Any]:
-        def forward(*args: Any) -> Any:
-            return self._current().call(name, *args)
-
-        forward.__name__ = name
-        return forward
-
     def exposed_hello(self, client: Any = None) -> tuple[tuple[str, Any], ...]:
         """Server facts: engine version, features, host, user, grants."""
         import os
@@ -197,7 +189,8 @@ class ExecutionService(Service):
         grants = (*sorted(GRANTS.items()), ("allow_pickle", settings.allow_pickle))
         with self._lock:
             session = self._session
-        return (("engine", ENGINE_VERSION), ("features", (*FEATURES, *SESSION_FEATURES)),
+        features = (*FEATURES, *SESSION_FEATURES, *(("channels",) if self.channels else ()))
+        return (("engine", ENGINE_VERSION), ("features", features),
                 ("python", sys.version.split()[0]), ("implementation", sys.implementation.name),
                 ("host", socket.gethostname()), ("pid", os.getpid()),
                 ("allow_pickle", settings.allow_pickle), ("capture_fd", settings.capture_fd),
@@ -220,7 +213,7 @@ class ExecutionService(Service):
         if previous is not None:
             self.sessions.detach(previous)
         running: tuple[str, ...] = ()
-        if reattached:
+        if reattached and session.death is None:
             running = tuple(session.call("running"))
         return (*session.info(), ("reattached", reattached), ("running", running))
 
@@ -249,6 +242,7 @@ class ExecutionService(Service):
         worker of the session its ticket names (:mod:`rpyc_ipy.remote.relay`)."""
         registry = cls.registry if cls.registry is not None else default_registry()
         allow_plaintext = cls.allow_loopback_plaintext
+        cls.channels = True  # clients may now ask for channels (hello says so)
 
         def handle(transport: Transport, credentials: Any) -> None:
             if credentials is None and not allow_plaintext:
@@ -276,6 +270,22 @@ class ExecutionService(Service):
             session = matches[0]
         self.sessions.close_session(session)
         return True
+
+
+def _forward(name: str) -> Callable[..., Any]:
+    def forward(self: ExecutionService, *args: Any) -> Any:
+        return self._current().call(name, *args)
+
+    forward.__name__ = forward.__qualname__ = f"exposed_{name}"
+    forward.__doc__ = f"The session worker's ``{name}`` (see the engine)."
+    return forward
+
+
+# the engine's methods, forwarded to the attached session's worker (clients that use a
+# data channel call the worker directly instead)
+for _name in ENGINE_API:
+    if f"exposed_{_name}" not in vars(ExecutionService):  # hello is the server's own
+        setattr(ExecutionService, f"exposed_{_name}", _forward(_name))
 
 
 def _is_local_peer(endpoints: Any) -> bool:

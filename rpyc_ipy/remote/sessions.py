@@ -134,10 +134,13 @@ class Session:
     # -- the worker ---------------------------------------------------------------------
 
     def start(self) -> WorkerProcess:
-        """The live worker, started now if there is none (after a death too)."""
+        """The live worker, started now if the session has none yet. A worker that died
+        is not replaced here: its death is reported until :meth:`restart`."""
         with self._lock:
             if self.closed:
                 raise WorkerError(f"session {self.name!r} was closed")
+            if self.death is not None:
+                raise WorkerError(self.death_report())
             if self.worker is None or not self.worker.alive:
                 spec = self.registry.settings.spec_for(self.user, self.name)
                 self.worker = WorkerProcess.spawn(spec, on_exit=self._on_exit,
@@ -268,7 +271,7 @@ class SessionRegistry:
         try:
             if new and existed:
                 session.restart()
-            else:
+            elif session.death is None:
                 session.start()
         except BaseException:
             self.detach(session)

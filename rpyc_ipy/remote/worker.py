@@ -86,19 +86,25 @@ class MainThreadRunner:
 
 
 class WorkerService(Service):
-    """The engine, for the supervisor: every name in :data:`ENGINE_API`."""
+    """The engine, for the supervisor and the relayed clients: an ``exposed_`` method
+    for every name in :data:`~rpyc_ipy.remote.engine.ENGINE_API`, so a client's netref
+    calls each in one request."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def _rpyc_getattr(self, name: str) -> Any:
-        method = ENGINE_API.get(name.removeprefix("exposed_"))
-        if method is None:
-            raise AttributeError(f"the session worker has no {name!r}")
-        return getattr(self.engine, method)
 
-    def __dir__(self) -> list[str]:
-        return sorted(ENGINE_API)
+def _delegate(name: str, method: str) -> Callable[..., Any]:
+    def call(self: WorkerService, *args: Any) -> Any:
+        return getattr(self.engine, method)(*args)
+
+    call.__name__ = call.__qualname__ = f"exposed_{name}"
+    call.__doc__ = getattr(Engine, method).__doc__
+    return call
+
+
+for _name, _method in ENGINE_API.items():
+    setattr(WorkerService, f"exposed_{_name}", _delegate(_name, _method))
 
 
 def parse_settings(text: str) -> dict[str, Any]:

@@ -283,8 +283,11 @@ def main(kind: str, directory: str) -> None:
         service = rpyc_ipy.SlaveService
     elif kind != "exec":
         raise SystemExit(f"unknown server kind {kind!r}")
+    # execution servers relay data channels to their sessions' workers, as `serve --notebook`
+    channels = service.channel_handler() if isinstance(service, type) and \
+        issubclass(service, ExecutionService) else None
     server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0,
-                                     authenticator=authenticator)
+                                     authenticator=authenticator, channel_handler=channels)
     print(server.port, flush=True)
     server.serve_forever()
 

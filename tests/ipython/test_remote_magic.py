@@ -124,13 +124,18 @@ def test_fan_out_runs_concurrently_with_labelled_output(ip: InteractiveShell,
                                                         exec_server: ServerProcess) -> None:
     connect(ip, "a", exec_server)
     connect(ip, "b", exec_server)
-    # both cells meet at a barrier in the server process: one after the other, the first
-    # would wait there alone until the barrier's timeout broke it
+    # each session runs in a worker process of its own: the two cells meet in a folder,
+    # each leaving a file and waiting for the other's; one after the other, the first
+    # would wait there alone until it gave up
     key = f"fan_out_{uuid.uuid4().hex}"
     result, captured = run(
-        ip, f"%%remote -s a,b -o got\nimport sys, threading, types\n"
-            f"shared = sys.modules.setdefault({key!r}, types.ModuleType({key!r}))\n"
-            f"shared.__dict__.setdefault('barrier', threading.Barrier(2)).wait({WAIT / 2})\n"
+        ip, f"%%remote -s a,b -o got\nimport os, pathlib, tempfile, time\n"
+            f"meet = pathlib.Path(tempfile.gettempdir(), {key!r})\n"
+            "meet.mkdir(exist_ok=True)\n(meet / str(os.getpid())).touch()\n"
+            f"for _ in range({int(WAIT * 50)}):\n"
+            "    if len(list(meet.iterdir())) >= 2: break\n"
+            "    time.sleep(0.01)\n"
+            "else:\n    raise RuntimeError('the other session never came')\n"
             "print('line one')\nprint('line two')\n'done'")
     assert result.error_in_exec is None, "the sessions ran one after the other"
     lines = captured.stdout.splitlines()

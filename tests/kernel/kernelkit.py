@@ -307,3 +307,14 @@ def start_kernel(prefix: Path, server: NotebookServer, name: str = "rpyc-test",
 
 def python_argv(*args: str) -> Sequence[str]:
     return [sys.executable, *args]
+
+
+def parent_of(pid: int) -> int:
+    """The parent of a process on this machine: for a session's worker, its server."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
+def worker_of(result: dict[str, str] | None, server_pid: int) -> bool:
+    """True if a cell's ``os.getpid()`` result is a worker process of that server."""
+    return result is not None and parent_of(int(result["text/plain"])) == server_pid

@@ -36,7 +36,7 @@ def test_interrupt_cancels_a_remote_sleep_and_the_kernel_answers_again(
         assert cell.status == "error"
         assert cell.reply["ename"] == "KeyboardInterrupt"
         assert "sleeping\n" in cell.stream()
-        assert "cancelling the cell on remote" in cell.stream("stderr")
+        assert "interrupting the cell on remote" in cell.stream("stderr")
         assert "cancelled on 127.0.0.1" in cell.text
 
         cell = rig.run("1 + 1", timeout=10)  # not held up by the remote sleep

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kernelkit import WAIT, Cell, KernelRig, NotebookServer, plain, start_kernel
+from kernelkit import WAIT, Cell, KernelRig, NotebookServer, plain, start_kernel, worker_of
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,7 +30,7 @@ def test_a_restarted_server_is_reconnected_by_the_next_cell(own_server: Notebook
                                                             rig: KernelRig) -> None:
     first = rig.run("import os\nbefore = 1\nos.getpid()")
     assert first.status == "ok", first.text
-    assert first.result == {"text/plain": str(own_server.pid)}
+    assert worker_of(first.result, own_server.pid)
     old_pid = own_server.pid
     own_server.restart()
     assert own_server.pid != old_pid
@@ -43,7 +43,7 @@ def test_a_restarted_server_is_reconnected_by_the_next_cell(own_server: Notebook
     assert f"reconnected to 127.0.0.1:{own_server.port}" in notes
     assert "new remote namespace" in notes
     assert cell.stream() == "after the restart\n"
-    assert cell.result == {"text/plain": str(own_server.pid)}
+    assert worker_of(cell.result, own_server.pid)
     card = cell.of("display_data")
     assert card and "RemoteSession 'remote'" in card[0]["data"]["text/plain"]
 
