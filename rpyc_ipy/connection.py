@@ -39,7 +39,7 @@ from typing import Any
 
 from . import netref as _netref
 from .async_result import AsyncResult
-from .background import ReleaseFlusher, Watchdog
+from .background import WATCHDOG, ReleaseFlusher
 from .errors import (
     AsyncResultTimeout,
     CodecError,
@@ -453,9 +453,22 @@ class Connection(RequestHandlers):
         """True if a whole frame is buffered, so :meth:`pump` has work without a read."""
         return self._reader.has_frame()
 
+    def next_deadline(self) -> float | None:
+        """When :meth:`check_deadlines` may next find one passed (``time.monotonic``),
+        or None if no deadline is pending: what a server loop sleeps until."""
+        if self._closed:
+            return None
+        pending = [self._reader.stall_deadline()]
+        first, idle = self._config["first_frame_timeout"], self._config["idle_timeout"]
+        if first is not None and self._reader.frames_read == 0:
+            pending.append(self._created + first)
+        if idle is not None:
+            pending.append(self._last_frame + idle)
+        return min((when for when in pending if when is not None), default=None)
+
     def check_deadlines(self) -> None:
         """Enforce the first-frame, frame and idle deadlines while nobody reads
-        (a loop calls this now and then; a reading thread checks them itself)."""
+        (a loop calls this at :meth:`next_deadline`; a reading thread checks them itself)."""
         if self._closed or self._reading:
             return
         try:
@@ -554,8 +567,8 @@ class Connection(RequestHandlers):
             loop = self._loop
             if loop is None:
                 if for_request:
-                    self._unread_since = time.monotonic()
-                    Watchdog.watch(self)
+                    self._unread_since = since = time.monotonic()
+                    WATCHDOG.watch(self, since)
                     return
                 if not self._needs_reader(1 if departing else 0):
                     return
@@ -581,25 +594,21 @@ class Connection(RequestHandlers):
         threading.Thread(target=self._worker_main, name=f"rpyc_ipy-{self._config['connid']}",
                          daemon=True).start()
 
-    def _hand_on_if_stalled(self, now: float, grace: float, watched: set[Connection]) -> None:
-        """Watchdog tick: give the role to a worker if a request has run without a
-        reader for ``grace`` seconds; stop being watched otherwise.
-
-        Leaving ``watched`` happens under our lock, so a worker that re-registers
-        for its own long request (also under our lock) is never dropped by mistake.
-        """
+    def hand_on_if_stalled(self, now: float, grace: float) -> float | None:
+        """Watchdog check: give the role to a worker if a request has run without a
+        reader for ``grace`` seconds. Returns when to look again, if still within it."""
         with self._lock:
             since = self._unread_since
+            spawn = False
             if since is not None and not self._reading and not self._closed and \
-                    self._needs_reader() and now - since < grace:
-                return  # still within grace: keep watching
-            stalled = since is not None and not self._reading and not self._closed and \
-                self._needs_reader()
+                    self._needs_reader():
+                if now - since < grace:
+                    return since + grace
+                spawn = self._wake_reader_locked()
             self._unread_since = None
-            watched.discard(self)
-            spawn = self._wake_reader_locked() if stalled else False
         if spawn:
             self._spawn_worker()
+        return None
 
     def _worker_main(self) -> None:
         try:
