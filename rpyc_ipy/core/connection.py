@@ -39,12 +39,12 @@ from typing import Any
 
 from rpyc_ipy.core import netref as _netref
 from rpyc_ipy.core.async_result import AsyncResult
-from rpyc_ipy.core.background import ReleaseFlusher, Watchdog
+from rpyc_ipy.core.background import WATCHDOG, ReleaseFlusher
 from rpyc_ipy.core.frame_reader import FrameReader
 from rpyc_ipy.core.handlers import CloseRequested, RequestHandlers, check_id_pack
 from rpyc_ipy.core.netref import BaseNetref, RemoteMethod, builtin_proxy_class, make_proxy_class
 from rpyc_ipy.core.policy import CLASSIC_OVERRIDES, DEFAULT_CONFIG, SecurityPolicy
-from rpyc_ipy.core.transport import Transport
+from rpyc_ipy.core.transport import DEFAULT_BUSY_POLL_WINDOW, Transport
 from rpyc_ipy.errors import (
     AsyncResultTimeout,
     CodecError,
@@ -62,7 +62,6 @@ from rpyc_ipy.protocol import brine, consts, vinegar
 from rpyc_ipy.protocol.engine import Engine, Failure, Reply, Request
 from rpyc_ipy.protocol.limits import DEFAULT_LIMITS, Limits
 from rpyc_ipy.protocol.objects import ExportTable, IdPack, id_pack_of
-from rpyc_ipy.transports.spin import DEFAULT_MAX_SPIN
 
 __all__ = ["CONNECTION_OPTIONS", "Connection"]
 
@@ -94,7 +93,7 @@ CONNECTION_OPTIONS: dict[str, Any] = {
     "max_buffiter_chunk": 10_000,  # items one BUFFITER request may return
     # seconds a socket reader may poll for data before sleeping; adaptive, 0 = never
     # (saves two thread wake-ups per round trip on a quiet machine: transports/spin.py)
-    "busy_poll_window": DEFAULT_MAX_SPIN,
+    "busy_poll_window": DEFAULT_BUSY_POLL_WINDOW,
 }
 
 _SIMPLE_TYPES = frozenset(
@@ -450,9 +449,22 @@ class Connection(RequestHandlers):
         """True if a whole frame is buffered, so :meth:`pump` has work without a read."""
         return self._reader.has_frame()
 
+    def next_deadline(self) -> float | None:
+        """When :meth:`check_deadlines` may next find one passed (``time.monotonic``),
+        or None if no deadline is pending: what a server loop sleeps until."""
+        if self._closed:
+            return None
+        pending = [self._reader.stall_deadline()]
+        first, idle = self._config["first_frame_timeout"], self._config["idle_timeout"]
+        if first is not None and self._reader.frames_read == 0:
+            pending.append(self._created + first)
+        if idle is not None:
+            pending.append(self._last_frame + idle)
+        return min((when for when in pending if when is not None), default=None)
+
     def check_deadlines(self) -> None:
         """Enforce the first-frame, frame and idle deadlines while nobody reads
-        (a loop calls this now and then; a reading thread checks them itself)."""
+        (a loop calls this at :meth:`next_deadline`; a reading thread checks them itself)."""
         if self._closed or self._reading:
             return
         try:
@@ -551,8 +563,8 @@ class Connection(RequestHandlers):
             loop = self._loop
             if loop is None:
                 if for_request:
-                    self._unread_since = time.monotonic()
-                    Watchdog.watch(self)
+                    self._unread_since = since = time.monotonic()
+                    WATCHDOG.watch(self, since)
                     return
                 if not self._needs_reader(1 if departing else 0):
                     return
@@ -578,25 +590,21 @@ class Connection(RequestHandlers):
         threading.Thread(target=self._worker_main, name=f"rpyc_ipy-{self._config['connid']}",
                          daemon=True).start()
 
-    def _hand_on_if_stalled(self, now: float, grace: float, watched: set[Connection]) -> None:
-        """Watchdog tick: give the role to a worker if a request has run without a
-        reader for ``grace`` seconds; stop being watched otherwise.
-
-        Leaving ``watched`` happens under our lock, so a worker that re-registers
-        for its own long request (also under our lock) is never dropped by mistake.
-        """
+    def hand_on_if_stalled(self, now: float, grace: float) -> float | None:
+        """Watchdog check: give the role to a worker if a request has run without a
+        reader for ``grace`` seconds. Returns when to look again, if still within it."""
         with self._lock:
             since = self._unread_since
+            spawn = False
             if since is not None and not self._reading and not self._closed and \
-                    self._needs_reader() and now - since < grace:
-                return  # still within grace: keep watching
-            stalled = since is not None and not self._reading and not self._closed and \
-                self._needs_reader()
+                    self._needs_reader():
+                if now - since < grace:
+                    return since + grace
+                spawn = self._wake_reader_locked()
             self._unread_since = None
-            watched.discard(self)
-            spawn = self._wake_reader_locked() if stalled else False
         if spawn:
             self._spawn_worker()
+        return None
 
     def _worker_main(self) -> None:
         try:

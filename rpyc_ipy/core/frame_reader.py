@@ -91,6 +91,12 @@ class FrameReader:
         finally:
             self._recv = self._transport.recv_into
 
+    def stall_deadline(self) -> float | None:
+        """When the frame now arriving must be complete (``time.monotonic``), or None."""
+        if self._frame_started is None or self._frame_deadline is None:
+            return None
+        return self._frame_started + self._frame_deadline
+
     def check_stall(self) -> None:
         """Raise ``LimitExceeded`` if a frame, or the first frame, is overdue."""
         if self._frame_started is None:

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Transport"]
+__all__ = ["DEFAULT_BUSY_POLL_WINDOW", "Transport"]
+
+#: the longest a socket reader polls for data before sleeping (seconds; the
+#: ``busy_poll_window`` config key, see transports/spin.py); 0 turns polling off
+DEFAULT_BUSY_POLL_WINDOW = 200e-6
 
 
 @runtime_checkable

@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from rpyc_ipy.errors import ConnectionClosed, UsageError
-from rpyc_ipy.transports.spin import DEFAULT_MAX_SPIN, SpinPolicy, spin_clock
+from rpyc_ipy.transports.spin import DEFAULT_COORDINATOR, DEFAULT_MAX_SPIN, SpinCoordinator
 
 __all__ = [
     "POLL_INTERVAL",
@@ -51,11 +51,14 @@ class SocketTransport:
     """A connection's byte pipe over a socket or a socket-like object.
 
     The socket-like object needs ``recv_into``, ``sendall``, ``settimeout`` and
-    ``close``; plain sockets also use ``sendmsg`` for gathered writes.
+    ``close``; plain sockets also use ``sendmsg`` for gathered writes. A plain
+    socket's reader polls briefly before sleeping, for up to ``max_spin`` seconds,
+    as ``spin`` allows (see transports/spin.py).
     """
 
     def __init__(self, sock: Any, poll_interval: float = POLL_INTERVAL,
-                 max_spin: float = DEFAULT_MAX_SPIN) -> None:
+                 max_spin: float = DEFAULT_MAX_SPIN,
+                 spin: SpinCoordinator = DEFAULT_COORDINATOR) -> None:
         self.sock = sock
         self._closed = False
         self._close_lock = threading.Lock()
@@ -74,9 +77,9 @@ class SocketTransport:
             self._readable.register(sock.fileno(), select.POLLIN)
             self._writable = select.poll()
             self._writable.register(sock.fileno(), select.POLLOUT)
-            self._spin = SpinPolicy(max_spin)
+            self._spin = spin.policy(max_spin)
         else:
-            self._spin = SpinPolicy(0.0)
+            self._spin = spin.policy(0.0)
             sock.settimeout(poll_interval)
         try:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -91,6 +94,11 @@ class SocketTransport:
     def set_busy_poll(self, window: float) -> None:
         """The longest this transport polls for data before sleeping (0: never)."""
         self._spin.set_maximum(window if self._polled else 0.0)
+
+    @property
+    def busy_poll_window(self) -> float:
+        """The longest this transport now polls for data before sleeping (0: never)."""
+        return self._spin.maximum
 
     def recv_into(self, buffer: memoryview) -> int:
         if self._polled:
@@ -140,7 +148,7 @@ class SocketTransport:
     def _recv_ready(self, buffer: memoryview) -> int:
         try:
             received = self.sock.recv_into(buffer)
-            self._spin.received(spin_clock())
+            self._spin.received()
             return int(received)
         except BlockingIOError:  # a spurious wake-up: the reader just calls again
             raise TimeoutError("no data yet") from None
