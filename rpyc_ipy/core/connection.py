@@ -25,11 +25,8 @@ next write, or by a background flusher shortly after.
 from __future__ import annotations
 
 import collections
-import hashlib
 import itertools
 import logging
-import socket
-import ssl
 import sys
 import threading
 import time
@@ -44,7 +41,7 @@ from rpyc_ipy.core.frame_reader import FrameReader
 from rpyc_ipy.core.handlers import CloseRequested, RequestHandlers, check_id_pack
 from rpyc_ipy.core.netref import BaseNetref, RemoteMethod, builtin_proxy_class, make_proxy_class
 from rpyc_ipy.core.policy import CLASSIC_OVERRIDES, DEFAULT_CONFIG, SecurityPolicy
-from rpyc_ipy.core.transport import Transport
+from rpyc_ipy.core.transport import Transport, TransportInfo
 from rpyc_ipy.errors import (
     AsyncResultTimeout,
     CodecError,
@@ -64,14 +61,15 @@ from rpyc_ipy.protocol.limits import DEFAULT_LIMITS, Limits
 from rpyc_ipy.protocol.objects import ExportTable, IdPack, id_pack_of
 from rpyc_ipy.transports.spin import DEFAULT_MAX_SPIN
 
-__all__ = ["CONNECTION_OPTIONS", "Connection"]
+__all__ = ["CONNECTION_OPTIONS", "Connection", "user_of"]
 
 log = logging.getLogger("rpyc_ipy.core.connection")
 audit = logging.getLogger("rpyc_ipy.audit")
 
 
-def _user_of(credentials: Any) -> str | None:
-    """A printable user name from an authenticator's credentials."""
+def user_of(credentials: Any) -> str | None:
+    """A printable user name from an authenticator's credentials (an SRP user name,
+    or a client certificate's common name), for log and audit lines."""
     if isinstance(credentials, str):
         return credentials
     if isinstance(credentials, dict):
@@ -148,9 +146,8 @@ class Connection(RequestHandlers):
         limits: Limits = self._config["limits"]
         self._engine = Engine(limits, self._config["compress_threshold"])
         self._reader = FrameReader(transport, limits, self._config["frame_deadline"])
-        set_busy_poll = getattr(transport, "set_busy_poll", None)
-        if set_busy_poll is not None:
-            set_busy_poll(self._config["busy_poll_window"])
+        if transport.supports_busy_poll:
+            transport.set_busy_poll(self._config["busy_poll_window"])
         self._exports = ExportTable(self._config["max_exported_objects"])
         self._proxies: weakref.WeakValueDictionary[IdPack, BaseNetref] = \
             weakref.WeakValueDictionary()
@@ -259,41 +256,18 @@ class Connection(RequestHandlers):
         """Grant the peer full access to this side (classic mode). Never a default."""
         self.update_policy(**CLASSIC_OVERRIDES)
 
-    def transport_info(self) -> dict[str, Any]:
-        """What carries this connection: kind, TLS version and cipher, SRP user, peer
-        certificate fingerprint, endpoints. For status displays."""
-        sock = getattr(self._transport, "sock", None)
-        endpoints = self._config.get("endpoints")
-        if endpoints is None and hasattr(self._transport, "endpoints"):
-            endpoints = self._transport.endpoints()
-        info: dict[str, Any] = {"kind": type(self._transport).__name__, "endpoints": endpoints,
-                                "tls_version": None, "cipher": None, "srp_user": None,
-                                "peer_cert_sha256": None}
-        if sock is None:
-            return info
-        try:
-            if isinstance(sock, ssl.SSLSocket):
-                info["kind"] = "tls"
-                info["tls_version"] = sock.version()
-                cipher = sock.cipher()
-                info["cipher"] = cipher[0] if cipher else None
-                der = sock.getpeercert(binary_form=True)
-                if der:
-                    info["peer_cert_sha256"] = hashlib.sha256(der).hexdigest()
-            elif hasattr(sock, "username") and hasattr(sock, "cipher"):
-                info["kind"] = "tls-srp"
-                info["tls_version"] = sock.version()
-                info["cipher"] = sock.cipher()
-                info["srp_user"] = sock.username
-            else:
-                unix = getattr(socket, "AF_UNIX", None)
-                info["kind"] = "unix" if getattr(sock, "family", None) == unix else "tcp"
-        except Exception:  # a display helper must not fail the caller
-            pass
-        return info
+    @property
+    def transport_info(self) -> TransportInfo:
+        """What carries this connection: kind, addresses, TLS version and cipher, peer
+        certificate, SRP user (for status displays)."""
+        return self._transport.info
 
     def fileno(self) -> int:
-        return int(self._transport.sock.fileno())  # type: ignore[attr-defined]
+        """The transport's descriptor, for ``select``; ``UsageError`` if it has none."""
+        fd = self._transport.fileno()
+        if fd is None:
+            raise UsageError(f"{self._transport.info.kind} transports have no file descriptor")
+        return fd
 
     def ping(self, data: Any = None, timeout: float = 3) -> None:
         """Check the peer echoes ``data``; raises :class:`PingError` if not."""
@@ -781,7 +755,7 @@ class Connection(RequestHandlers):
         if isinstance(exc, SecurityError):
             endpoints = self._config.get("endpoints") or (None, None)
             audit.warning("denied %s peer=%s user=%s op=%s: %s", self._config["connid"],
-                          endpoints[1], _user_of(self._config.get("credentials")),
+                          endpoints[1], user_of(self._config.get("credentials")),
                           self._engine.handler_name(handler), exc)
         logger = self._config["logger"] or log
         logger.debug("%s: request %d raised %r", self._config["connid"], seq, exc)
@@ -935,7 +909,7 @@ class Connection(RequestHandlers):
         """
         frames = self._release_frames() if self._releases else []
         frames.append(parts)
-        if len(frames) == 1 or getattr(self._transport, "one_frame_per_write", False):
+        if len(frames) == 1 or self._transport.one_frame_per_write:
             for frame in frames:
                 self._transport.send_parts(frame)
         else:
@@ -949,7 +923,7 @@ class Connection(RequestHandlers):
                 return
             frames = self._release_frames()
             try:
-                if getattr(self._transport, "one_frame_per_write", False):
+                if self._transport.one_frame_per_write:
                     for frame in frames:
                         self._transport.send_parts(frame)
                 else:
