@@ -62,8 +62,9 @@ class Transport(Protocol):
     * ``supports_nowait``: ``recv_nowait`` reads what has arrived without ever
       waiting (``TimeoutError`` at once if nothing has); a transport without it
       raises ``UsageError`` from ``recv_nowait``. A server loop needs it.
-    * ``fileno()``: the descriptor a server loop waits on for readability, or
-      ``None`` when there is none worth waiting on.
+    * ``fileno()``: the descriptor to wait on for readability (``select``; a
+      server loop, with ``supports_nowait``), or ``None`` where there is none
+      (the memory pair).
     * ``one_frame_per_write``: each frame must be its own ``send_parts`` call
       (TLS: a peer reading one frame per readiness event would never see a second
       frame already decrypted inside its TLS object).
