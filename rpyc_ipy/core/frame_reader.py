@@ -43,7 +43,7 @@ class FrameReader:
         #: monotonic time by which the first frame must have arrived (servers set it)
         self.first_frame_by: float | None = None
         self._recv = transport.recv_into
-        self._recv_nowait = getattr(transport, "recv_nowait", None)
+        self._recv_nowait = transport.recv_nowait if transport.supports_nowait else None
 
     @property
     def in_frame(self) -> bool:
