@@ -283,8 +283,8 @@ def test_busy_poll_window_config() -> None:
     finally:
         b.close()
     for bad in (-1, 1.0, "fast", True):
-        with pytest.raises(ConfigError):
-            rpyc_ipy.connect_stream(None, config={"busy_poll_window": bad})
+        with pytest.raises(ConfigError):  # refused before the transport is touched
+            rpyc_ipy.connect_stream(None, config={"busy_poll_window": bad})  # type: ignore[arg-type]
 
 
 def test_default_window_is_small() -> None:
