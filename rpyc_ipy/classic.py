@@ -28,6 +28,7 @@ from rpyc_ipy.core.connection import Connection
 from rpyc_ipy.core.netref import BaseNetref
 from rpyc_ipy.core.service import ClassicClient, ClassicService, SlaveService
 from rpyc_ipy.core.teleport import teleport_function
+from rpyc_ipy.core.transport import Transport
 from rpyc_ipy.errors import PickleDisabledError
 from rpyc_ipy.protocol import consts
 
@@ -85,7 +86,7 @@ def unix_connect(path: str, *, expose_local: bool = False, config: Config = None
     return factory.unix_connect(path, _client_service(expose_local), config)
 
 
-def connect_stream(transport: Any, *, expose_local: bool = False, config: Config = None
+def connect_stream(transport: Transport, *, expose_local: bool = False, config: Config = None
                    ) -> Connection:
     """Classic connection over an open transport."""
     return factory.connect_stream(transport, _client_service(expose_local), config)

@@ -8,6 +8,7 @@ use :func:`ssl_connect` or :func:`srp_connect` across a network.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -16,10 +17,16 @@ from typing import Any
 
 from rpyc_ipy.core.connection import Connection
 from rpyc_ipy.core.service import VoidService
+from rpyc_ipy.core.transport import Transport
 from rpyc_ipy.errors import UsageError
 from rpyc_ipy.servers.channels import CHANNEL_PREFIX, ticket_line
 from rpyc_ipy.transports.memory import PipeTransport, memory_pair
-from rpyc_ipy.transports.sockets import SocketTransport, is_loopback, tcp_connect
+from rpyc_ipy.transports.sockets import (
+    DescribedSocket,
+    SocketTransport,
+    is_loopback,
+    tcp_connect,
+)
 from rpyc_ipy.transports.sockets import unix_connect as _unix_socket
 
 __all__ = [
@@ -35,12 +42,14 @@ __all__ = [
 Config = Mapping[str, Any] | None
 
 
-def connect_stream(transport: Any, service: Any = VoidService, config: Config = None) -> Connection:
+def connect_stream(transport: Transport, service: Any = VoidService, config: Config = None
+                   ) -> Connection:
     """A connection over an already open transport (see :mod:`rpyc_ipy.transports`)."""
     return Connection(service, transport, config)
 
 
-def connect_socket(sock: Any, service: Any = VoidService, config: Config = None) -> Connection:
+def connect_socket(sock: socket.socket | DescribedSocket, service: Any = VoidService,
+                   config: Config = None) -> Connection:
     """A connection over an already connected socket (or socket-like TLS object)."""
     return Connection(service, SocketTransport(sock), config)
 

@@ -1,5 +1,5 @@
-"""Waiting in tests: the one bounded poll loop for every suite (on ``sys.path`` as the
-directory of the root conftest).
+"""Waiting in tests: the one bounded poll loop for every suite, and a wake-up counter
+for helper threads (on ``sys.path`` as the directory of the root conftest).
 
 Tests wait on events, never on elapsed time: instead of timing a call and asserting
 ``elapsed < N``, wait for the outcome (a thread finished, an Event was set, a counter
@@ -20,6 +20,7 @@ tests/test_test_hygiene.py keeps clocks out of assertions and loop conditions el
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -42,3 +43,39 @@ def wait_until(condition: Callable[[], T], timeout: float = 10.0, step: float = 
                 raise AssertionError(f"waited {timeout:g} s for {what}; last value {value!r}")
             return value
         time.sleep(step)
+
+
+class WakeCounter:
+    """A :class:`rpyc_ipy.core.background.WakeObserver` for tests: counts a helper
+    thread's wake-ups and lets a test wait until it sleeps or wakes."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.wakeups = 0
+        self.asleep = False
+        self.until: float | None = None  # what the current or last sleep waits for
+
+    def sleeping(self, until: float | None) -> None:
+        with self._cond:
+            self.asleep, self.until = True, until
+            self._cond.notify_all()
+
+    def woke(self) -> None:
+        with self._cond:
+            self.asleep = False
+            self.wakeups += 1
+            self._cond.notify_all()
+
+    def wait_parked(self, timeout: float = 10.0) -> bool:
+        """Wait until the thread sleeps with no deadline (only new work wakes it)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.asleep and self.until is None, timeout)
+
+    def wait_sleeping_until_a_deadline(self, timeout: float = 10.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.asleep and self.until is not None, timeout)
+
+    def wait_woken(self, past: int, timeout: float) -> bool:
+        """Wait until the thread has woken more than ``past`` times in all."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.wakeups > past, timeout)

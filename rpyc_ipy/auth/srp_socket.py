@@ -50,6 +50,7 @@ from rpyc_ipy.auth.base import (
     wait_readable,
     wait_writable,
 )
+from rpyc_ipy.core.transport import TransportInfo
 from rpyc_ipy.errors import AuthenticationError
 
 __all__ = [
@@ -481,6 +482,16 @@ class TLSLiteSocket:
         name = CipherSuite.ietfNames.get(suite, hex(suite))
         bits = 256 if suite in CipherSuite.aes256Suites else 128
         return name, "TLSv1.2", bits
+
+    def describe(self) -> TransportInfo:
+        """The transport facts of this socket (it is a ``DescribedSocket``, see
+        :mod:`rpyc_ipy.transports.sockets`)."""
+        try:
+            local, peer = self._raw.getsockname(), self._raw.getpeername()
+        except OSError:
+            local, peer = None, None
+        return TransportInfo("tls-srp", local, peer, tls_version=self.version(),
+                             cipher=self.cipher()[0], srp_user=self.username)
 
     def cipher_implementation(self) -> str:
         """tlslite's AES implementation in use: "openssl" means the fast one."""

@@ -217,7 +217,7 @@ def wrap_client_socket(
         raise AuthenticationError(describe_tls_error(exc)) from exc
     try:
         drive_ssl_handshake(tls, Deadline(timeout))
-        pin = getattr(context, "pinned_sha256", None)
+        pin = context.pinned_sha256 if isinstance(context, ClientContext) else None
         if pin is not None:
             der = tls.getpeercert(binary_form=True) or b""
             got = hashlib.sha256(der).digest()

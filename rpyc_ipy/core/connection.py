@@ -6,45 +6,43 @@ when done, or use it as a context manager.
 
 How threads share the connection (the "leader/followers" rule):
 
-* exactly one thread reads the transport at a time: the *reader*;
-* a thread that waits for a reply tries to become the reader, so in the common
-  case it reads its own reply with no thread hand-off at all; otherwise it
-  sleeps until the reader hands it its reply or the reader role;
+* exactly one thread reads the transport at a time: the *reader*; who that is,
+  and how the role passes on, is :class:`~rpyc_ipy.core.reader_role.ReaderRole`'s job;
 * when the reader reads a request, it unboxes it (so arguments are unboxed in
-  arrival order), hands the reader role to another thread (a waiting caller, an
-  idle worker, or a new worker of a bounded pool) and runs the request itself;
-  so a long request never stops the connection from reading a cancel, a
-  callback or another request;
+  arrival order), hands the reader role on and runs the request itself; so a
+  long request never stops the connection from reading a cancel, a callback or
+  another request;
 * nested callbacks work to any depth: a thread waiting for a reply runs the
   peer's callback requests that reach it, as RPyC does.
 
-``__del__`` of a netref never does I/O: releases are queued and flushed with the
-next write, or by a background flusher shortly after.
+Values are boxed and unboxed by :class:`~rpyc_ipy.core.boxing.Boxing`. ``__del__``
+of a netref never does I/O: releases are queued and flushed with the next write,
+or by a background flusher shortly after.
 """
 
 from __future__ import annotations
 
-import collections
-import hashlib
+import functools
 import itertools
 import logging
-import socket
-import ssl
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from rpyc_ipy.core import netref as _netref
 from rpyc_ipy.core.async_result import AsyncResult
-from rpyc_ipy.core.background import ReleaseFlusher, Watchdog
+from rpyc_ipy.core.background import ReleaseFlusher
+from rpyc_ipy.core.boxing import Boxing
 from rpyc_ipy.core.frame_reader import FrameReader
-from rpyc_ipy.core.handlers import CloseRequested, RequestHandlers, check_id_pack
-from rpyc_ipy.core.netref import BaseNetref, RemoteMethod, builtin_proxy_class, make_proxy_class
+from rpyc_ipy.core.handlers import CloseRequested, RequestHandlers
+from rpyc_ipy.core.netref import BaseNetref
+from rpyc_ipy.core.options import validated_config
 from rpyc_ipy.core.policy import CLASSIC_OVERRIDES, DEFAULT_CONFIG, SecurityPolicy
-from rpyc_ipy.core.transport import Transport
+from rpyc_ipy.core.reader_role import ReaderRole
+from rpyc_ipy.core.transport import Transport, TransportInfo
+from rpyc_ipy.core.writer import FrameWriter
 from rpyc_ipy.errors import (
     AsyncResultTimeout,
     CodecError,
@@ -58,20 +56,20 @@ from rpyc_ipy.errors import (
     SecurityError,
     UsageError,
 )
-from rpyc_ipy.protocol import brine, consts, vinegar
+from rpyc_ipy.protocol import consts, vinegar
 from rpyc_ipy.protocol.engine import Engine, Failure, Reply, Request
-from rpyc_ipy.protocol.limits import DEFAULT_LIMITS, Limits
-from rpyc_ipy.protocol.objects import ExportTable, IdPack, id_pack_of
-from rpyc_ipy.transports.spin import DEFAULT_MAX_SPIN
+from rpyc_ipy.protocol.limits import Limits
+from rpyc_ipy.protocol.objects import ExportTable, IdPack
 
-__all__ = ["CONNECTION_OPTIONS", "Connection"]
+__all__ = ["Connection", "user_of"]
 
 log = logging.getLogger("rpyc_ipy.core.connection")
 audit = logging.getLogger("rpyc_ipy.audit")
 
 
-def _user_of(credentials: Any) -> str | None:
-    """A printable user name from an authenticator's credentials."""
+def user_of(credentials: Any) -> str | None:
+    """A printable user name from an authenticator's credentials (an SRP user name,
+    or a client certificate's common name), for log and audit lines."""
     if isinstance(credentials, str):
         return credentials
     if isinstance(credentials, dict):
@@ -81,52 +79,9 @@ def _user_of(credentials: Any) -> str | None:
                     return str(value)
     return None
 
-#: options of ours, accepted in a config dict beside RPyC's keys
-CONNECTION_OPTIONS: dict[str, Any] = {
-    "limits": DEFAULT_LIMITS,  # decoder and frame limits
-    "compress_threshold": None,  # compress payloads above this many bytes; None = never
-    "max_dispatch_threads": 64,  # threads that may run the peer's requests at once
-    "max_exported_objects": 1_000_000,  # objects the peer may hold references to
-    "max_proxy_classes": 4096,  # INSPECT results cached per connection
-    "frame_deadline": 60.0,  # seconds a started frame may take to arrive
-    "first_frame_timeout": None,  # servers set this: drop a client silent this long
-    "idle_timeout": None,  # close after this many seconds without a frame
-    "max_buffiter_chunk": 10_000,  # items one BUFFITER request may return
-    # seconds a socket reader may poll for data before sleeping; adaptive, 0 = never
-    # (saves two thread wake-ups per round trip on a quiet machine: transports/spin.py)
-    "busy_poll_window": DEFAULT_MAX_SPIN,
-}
 
-_SIMPLE_TYPES = frozenset(
-    {type(None), bool, int, float, complex, bytes, str, type(NotImplemented), type(Ellipsis)}
-)
 _conn_ids = itertools.count(1)
 _get = object.__getattribute__
-
-
-def _never() -> bool:
-    return False
-
-
-def _validated_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
-    merged = dict(DEFAULT_CONFIG)
-    merged.update(CONNECTION_OPTIONS)
-    if config:
-        unknown = set(config) - set(merged)
-        if unknown:
-            raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
-        merged.update(config)
-    if not isinstance(merged["limits"], Limits):
-        raise ConfigError("config['limits'] must be a rpyc_ipy.protocol.limits.Limits")
-    if merged["bind_threads"]:
-        raise ConfigError("bind_threads (RPYC_BIND_THREADS) framing is not supported")
-    timeout = merged["sync_request_timeout"]
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise ConfigError("sync_request_timeout must be a positive number or None")
-    window = merged["busy_poll_window"]
-    if not isinstance(window, (int, float)) or isinstance(window, bool) or not 0 <= window <= 0.1:
-        raise ConfigError("busy_poll_window must be a number of seconds from 0 to 0.1")
-    return merged
 
 
 class Connection(RequestHandlers):
@@ -135,12 +90,12 @@ class Connection(RequestHandlers):
     ``service`` is the root object this side exposes (a :class:`~rpyc_ipy.Service`
     class, instantiated for this connection, or an instance). ``config`` takes
     RPyC's keys (see :data:`rpyc_ipy.DEFAULT_CONFIG`) and ours
-    (:data:`CONNECTION_OPTIONS`).
+    (:data:`rpyc_ipy.core.options.CONNECTION_OPTIONS`).
     """
 
     def __init__(self, service: Any, transport: Transport, config: Mapping[str, Any] | None = None
                  ) -> None:
-        self._config = _validated_config(config)
+        self._config = validated_config(config)
         if self._config["connid"] is None:
             self._config["connid"] = f"conn{next(_conn_ids)}"
         self._policy = SecurityPolicy.from_config(self._config)
@@ -148,27 +103,21 @@ class Connection(RequestHandlers):
         limits: Limits = self._config["limits"]
         self._engine = Engine(limits, self._config["compress_threshold"])
         self._reader = FrameReader(transport, limits, self._config["frame_deadline"])
-        set_busy_poll = getattr(transport, "set_busy_poll", None)
-        if set_busy_poll is not None:
-            set_busy_poll(self._config["busy_poll_window"])
+        if transport.supports_busy_poll:
+            transport.set_busy_poll(self._config["busy_poll_window"])
         self._exports = ExportTable(self._config["max_exported_objects"])
-        self._proxies: weakref.WeakValueDictionary[IdPack, BaseNetref] = \
-            weakref.WeakValueDictionary()
-        self._proxy_classes: dict[tuple[int, bool], type[BaseNetref]] = {}
         self._pending: dict[int, AsyncResult] = {}
-        self._lock = threading.Lock()  # pending, tables, reader role, counters
+        self._lock = threading.Lock()  # pending, tables, reader role
         self._send_lock = threading.Lock()
-        self._releases: collections.deque[tuple[IdPack, int]] = collections.deque()
-        # reader role and the threads around it
-        self._reading = False
-        self._reader_ident: int | None = None
-        self._callers: dict[int, AsyncResult] = {}  # waiting for a reply (or the role)
-        self._idle_workers: list[threading.Lock] = []
-        self._workers = 0
-        self._serving = 0
-        self._executing = 0
-        self._waiting = 0
-        self._unread_since: float | None = None  # a request runs and nobody reads
+        self._writer = FrameWriter(transport, self._engine)
+        self._write = self._writer.write  # send lock held
+        self._boxing = Boxing(self, self._exports, self._lock, self._inspect,
+                              self._config["max_proxy_classes"])
+        # bound once: boxing runs for every argument and result
+        self._box = self._boxing.box
+        self._unbox = self._boxing.unbox
+        self._role = ReaderRole(self._lock, self._read_until, self._config["max_dispatch_threads"],
+                                f"rpyc_ipy-{self._config['connid']}")
         self._loop: Any = None  # the server loop that reads us, if any (servers/loop.py)
         self._closed = False
         self._close_reason: BaseException | None = None
@@ -259,41 +208,18 @@ class Connection(RequestHandlers):
         """Grant the peer full access to this side (classic mode). Never a default."""
         self.update_policy(**CLASSIC_OVERRIDES)
 
-    def transport_info(self) -> dict[str, Any]:
-        """What carries this connection: kind, TLS version and cipher, SRP user, peer
-        certificate fingerprint, endpoints. For status displays."""
-        sock = getattr(self._transport, "sock", None)
-        endpoints = self._config.get("endpoints")
-        if endpoints is None and hasattr(self._transport, "endpoints"):
-            endpoints = self._transport.endpoints()
-        info: dict[str, Any] = {"kind": type(self._transport).__name__, "endpoints": endpoints,
-                                "tls_version": None, "cipher": None, "srp_user": None,
-                                "peer_cert_sha256": None}
-        if sock is None:
-            return info
-        try:
-            if isinstance(sock, ssl.SSLSocket):
-                info["kind"] = "tls"
-                info["tls_version"] = sock.version()
-                cipher = sock.cipher()
-                info["cipher"] = cipher[0] if cipher else None
-                der = sock.getpeercert(binary_form=True)
-                if der:
-                    info["peer_cert_sha256"] = hashlib.sha256(der).hexdigest()
-            elif hasattr(sock, "username") and hasattr(sock, "cipher"):
-                info["kind"] = "tls-srp"
-                info["tls_version"] = sock.version()
-                info["cipher"] = sock.cipher()
-                info["srp_user"] = sock.username
-            else:
-                unix = getattr(socket, "AF_UNIX", None)
-                info["kind"] = "unix" if getattr(sock, "family", None) == unix else "tcp"
-        except Exception:  # a display helper must not fail the caller
-            pass
-        return info
+    @property
+    def transport_info(self) -> TransportInfo:
+        """What carries this connection: kind, addresses, TLS version and cipher, peer
+        certificate, SRP user (for status displays)."""
+        return self._transport.info
 
     def fileno(self) -> int:
-        return int(self._transport.sock.fileno())  # type: ignore[attr-defined]
+        """The transport's descriptor, for ``select``; ``UsageError`` if it has none."""
+        fd = self._transport.fileno()
+        if fd is None:
+            raise UsageError(f"{self._transport.info.kind} transports have no file descriptor")
+        return fd
 
     def ping(self, data: Any = None, timeout: float = 3) -> None:
         """Check the peer echoes ``data``; raises :class:`PingError` if not."""
@@ -365,53 +291,27 @@ class Connection(RequestHandlers):
         def one_frame() -> bool:
             return served[0] or time.monotonic() > deadline
 
-        with self._lock:
-            if self._reading:
-                raise UsageError("another thread is reading this connection")
-            self._reading = True
-            self._reader_ident = threading.get_ident()
-        try:
-            self._read_until(one_frame, deadline, nested=False, on_frame=served)
-        finally:
-            self._release_role()
+        self._role.serve_once(one_frame, deadline, served)
         if self._closed and not served[0]:
             raise ConnectionClosed(self._closed_message())
         return served[0]
 
     def serve_all(self) -> None:
         """Serve the peer until the connection closes (what servers run per client)."""
-        with self._lock:
-            self._serving += 1
-            self._workers += 1  # this thread runs requests too: it counts against the cap
         try:
-            self._worker_loop(stop_when_idle=False)
+            self._role.serve_forever()
         finally:
-            with self._lock:
-                self._serving -= 1
-                self._workers -= 1
             self.close()
 
     def start_serving(self) -> None:
         """Keep a reader on this connection from now on, even while no call waits
         (what :class:`~rpyc_ipy.BgServingThread` uses). Undo with :meth:`stop_serving`."""
-        with self._lock:
-            if self._closed:
-                raise ConnectionClosed(self._closed_message())
-            self._serving += 1
-            spawn = not self._reading and not self._idle_workers and \
-                self._workers < self._config["max_dispatch_threads"]
-            if spawn:
-                self._workers += 1
-            elif not self._reading and self._idle_workers:
-                self._idle_workers.pop().release()
-        if spawn:
-            self._spawn_worker()
+        if not self._role.start_serving():
+            raise ConnectionClosed(self._closed_message())
 
     def stop_serving(self) -> None:
         """Undo one :meth:`start_serving`; the background reader leaves when idle."""
-        with self._lock:
-            if self._serving > 0:
-                self._serving -= 1
+        self._role.stop_serving()
 
     def serve_threaded(self, thread_count: int = 10) -> None:
         """Same as :meth:`serve_all`; requests already run on a bounded pool."""
@@ -425,35 +325,34 @@ class Connection(RequestHandlers):
         if not self._reader.can_read_available:
             raise UsageError("this transport cannot be read without waiting")
         self._loop = loop
+        self._role.attach_loop(functools.partial(loop.rearm, self))
 
     def pump(self) -> None:
         """Handle every frame that has arrived, without waiting for more; requests run
         on this thread. The server loop calls this when the socket is readable."""
-        me = threading.get_ident()
-        while True:
-            with self._lock:
-                if self._closed or self._reading:
-                    return  # whoever reads now re-arms the loop when done
-                if self._executing >= self._config["max_dispatch_threads"]:
-                    return  # at the cap: the threads running requests read on when done
-                self._reading = True
-                self._reader_ident = me
-                self._unread_since = None
-            try:
-                ran_request = self._read_until(_never, None, nested=False, nowait=True)
-            finally:
-                self._release_role()
-            if not ran_request:
-                return
+        self._role.pump()
 
     def has_frame(self) -> bool:
         """True if a whole frame is buffered, so :meth:`pump` has work without a read."""
         return self._reader.has_frame()
 
+    def next_deadline(self) -> float | None:
+        """When :meth:`check_deadlines` may next find one passed (``time.monotonic``),
+        or None if no deadline is pending: what a server loop sleeps until."""
+        if self._closed:
+            return None
+        pending = [self._reader.stall_deadline()]
+        first, idle = self._config["first_frame_timeout"], self._config["idle_timeout"]
+        if first is not None and self._reader.frames_read == 0:
+            pending.append(self._created + first)
+        if idle is not None:
+            pending.append(self._last_frame + idle)
+        return min((when for when in pending if when is not None), default=None)
+
     def check_deadlines(self) -> None:
         """Enforce the first-frame, frame and idle deadlines while nobody reads
-        (a loop calls this now and then; a reading thread checks them itself)."""
-        if self._closed or self._reading:
+        (a loop calls this at :meth:`next_deadline`; a reading thread checks them itself)."""
+        if self._closed or self._role.reading:
             return
         try:
             self._reader.check_stall()
@@ -470,173 +369,13 @@ class Connection(RequestHandlers):
 
     def _wait_for(self, result: AsyncResult, deadline: float | None) -> None:
         """Block until ``result`` is ready, reading the transport when it is our turn."""
-        me = threading.get_ident()
-        with self._lock:
-            self._waiting += 1
-        try:
-            while True:
-                with self._lock:
-                    if result._ready:
-                        return
-                    if self._closed:
-                        raise ConnectionLost(self._closed_message())
-                    if not self._reading:
-                        self._reading = True
-                        self._reader_ident = me
-                        self._unread_since = None
-                        role = "reader"
-                    elif self._reader_ident == me:
-                        role = "nested"
-                    else:
-                        role = "follower"
-                        if result.wake is None:
-                            result.wake = threading.Lock()
-                            result.wake.acquire()
-                        self._callers[id(result)] = result
-                if role == "reader":
-                    try:
-                        self._read_until(lambda: result._ready, deadline, nested=False)
-                    finally:
-                        # we leave with the result (or at the deadline): don't count us as
-                        # a waiter that needs a reader; no-op if the role was handed off
-                        self._release_role(departing=True)
-                elif role == "nested":
-                    self._read_until(lambda: result._ready, deadline, nested=True)
-                else:
-                    wake = result.wake
-                    assert wake is not None
-                    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    woken = wake.acquire(timeout=-1 if remaining is None else remaining)
-                    if not woken:
-                        with self._lock:
-                            if self._callers.pop(id(result), None) is None:
-                                wake.acquire()  # a wake raced the timeout: re-arm the lock
-                if not result._ready and deadline is not None and time.monotonic() >= deadline:
-                    with self._lock:
-                        self._pending.pop(result.seq, None)
-                        self._callers.pop(id(result), None)
-                    raise AsyncResultTimeout(
-                        f"no reply to request {result.seq} within the timeout"
-                    )
-        finally:
+        outcome = self._role.wait(result, deadline)
+        if outcome == "closed":
+            raise ConnectionLost(self._closed_message())
+        if outcome == "timeout":
             with self._lock:
-                self._waiting -= 1
-
-    def _needs_reader(self, departing: int = 0) -> bool:
-        return self._serving > 0 or self._executing > 0 or self._waiting - departing > 0
-
-    def _release_role(self, for_request: bool = False, departing: bool = False) -> None:
-        """Give up the reader role and pass it on to whoever needs it.
-
-        ``for_request``: we are about to run a request. A waiting caller takes the
-        role at once; otherwise nobody is woken now, and the background Watchdog
-        hands the role on only if the request runs longer than a few
-        milliseconds. Quick requests thus cost no thread wake-up, and a long one
-        still cannot stop the connection from reading a cancel or a callback.
-        A connection read by a server loop goes back to the loop instead.
-        ``departing``: the caller stops waiting, don't count it as needing a reader.
-        """
-        with self._lock:
-            if self._reader_ident != threading.get_ident():
-                return  # not ours (already handed off)
-            self._reading = False
-            self._reader_ident = None
-            if self._callers:
-                waiter = self._callers.pop(next(iter(self._callers)))
-                assert waiter.wake is not None
-                waiter.wake.release()
-                return
-            if self._closed:
-                return
-            loop = self._loop
-            if loop is None:
-                if for_request:
-                    self._unread_since = time.monotonic()
-                    Watchdog.watch(self)
-                    return
-                if not self._needs_reader(1 if departing else 0):
-                    return
-                spawn = self._wake_reader_locked()
-        if loop is not None:
-            # a server loop reads from here on: it waits for the socket or, if a whole
-            # frame is already buffered, takes this connection up again at once
-            loop.rearm(self)
-        elif spawn:
-            self._spawn_worker()
-
-    def _wake_reader_locked(self) -> bool:
-        """Wake an idle worker to read; returns True if a new one must be spawned."""
-        if self._idle_workers:
-            self._idle_workers.pop().release()
-            return False
-        if self._workers < self._config["max_dispatch_threads"]:
-            self._workers += 1
-            return True
-        return False
-
-    def _spawn_worker(self) -> None:
-        threading.Thread(target=self._worker_main, name=f"rpyc_ipy-{self._config['connid']}",
-                         daemon=True).start()
-
-    def _hand_on_if_stalled(self, now: float, grace: float, watched: set[Connection]) -> None:
-        """Watchdog tick: give the role to a worker if a request has run without a
-        reader for ``grace`` seconds; stop being watched otherwise.
-
-        Leaving ``watched`` happens under our lock, so a worker that re-registers
-        for its own long request (also under our lock) is never dropped by mistake.
-        """
-        with self._lock:
-            since = self._unread_since
-            if since is not None and not self._reading and not self._closed and \
-                    self._needs_reader() and now - since < grace:
-                return  # still within grace: keep watching
-            stalled = since is not None and not self._reading and not self._closed and \
-                self._needs_reader()
-            self._unread_since = None
-            watched.discard(self)
-            spawn = self._wake_reader_locked() if stalled else False
-        if spawn:
-            self._spawn_worker()
-
-    def _worker_main(self) -> None:
-        try:
-            self._worker_loop(stop_when_idle=True)
-        finally:
-            with self._lock:
-                self._workers -= 1
-
-    def _worker_loop(self, stop_when_idle: bool) -> None:
-        """Take the reader role whenever it is free and needed; run what arrives."""
-        me = threading.get_ident()
-        parked = threading.Lock()
-        parked.acquire()
-        while True:
-            with self._lock:
-                if self._closed:
-                    return
-                if stop_when_idle and not self._needs_reader():
-                    return
-                if not self._reading:
-                    self._reading = True
-                    self._reader_ident = me
-                    self._unread_since = None
-                    reader = True
-                else:
-                    self._idle_workers.append(parked)
-                    reader = False
-            if not reader:
-                if not parked.acquire(timeout=5.0):
-                    with self._lock:
-                        if parked in self._idle_workers:
-                            self._idle_workers.remove(parked)
-                        else:
-                            parked.acquire()
-                continue
-            try:
-                self._read_until(
-                    lambda: stop_when_idle and not self._needs_reader(), None, nested=False)
-            finally:
-                self._release_role()  # no-op if the role was handed off already
+                self._pending.pop(result.seq, None)
+            raise AsyncResultTimeout(f"no reply to request {result.seq} within the timeout")
 
     def _read_until(self, done: Callable[[], bool], deadline: float | None, nested: bool,
                     on_frame: list[bool] | None = None, nowait: bool = False) -> bool:
@@ -690,7 +429,7 @@ class Connection(RequestHandlers):
             self._teardown(ConnectionClosed(f"no frame within {first} s of connecting"))
             return
         idle = config["idle_timeout"]
-        if idle is not None and not self._executing and now - self._last_frame > idle:
+        if idle is not None and not self._role.executing and now - self._last_frame > idle:
             self._teardown(ConnectionClosed(f"idle for more than {idle} s"))
 
     def _complete(self, event: Reply | Failure) -> None:
@@ -706,10 +445,7 @@ class Connection(RequestHandlers):
         else:
             is_error, value = True, self._load_exception(event.payload)
         result._resolve(is_error, value)
-        with self._lock:
-            waiter = self._callers.pop(id(result), None)
-        if waiter is not None and waiter.wake is not None:
-            waiter.wake.release()
+        self._role.wake_waiter(result)
 
     def _load_exception(self, payload: Any) -> BaseException:
         policy = self._policy
@@ -739,10 +475,7 @@ class Connection(RequestHandlers):
                  release_role: bool = False) -> None:
         """Run one request and send its reply; ``release_role``: give up the reader
         role first (counted as executing already, so a loop respects the thread cap)."""
-        with self._lock:
-            self._executing += 1
-        if release_role:
-            self._release_role(for_request=True)
+        self._role.begin_request(release_role)
         try:
             try:
                 if error is not None:
@@ -772,8 +505,7 @@ class Connection(RequestHandlers):
             except ConnectionClosed:
                 pass
         finally:
-            with self._lock:
-                self._executing -= 1
+            self._role.end_request()
 
     def _exception_parts(self, seq: int, handler: int) -> list[bytes]:
         exc = sys.exc_info()[1]
@@ -781,7 +513,7 @@ class Connection(RequestHandlers):
         if isinstance(exc, SecurityError):
             endpoints = self._config.get("endpoints") or (None, None)
             audit.warning("denied %s peer=%s user=%s op=%s: %s", self._config["connid"],
-                          endpoints[1], _user_of(self._config.get("credentials")),
+                          endpoints[1], user_of(self._config.get("credentials")),
                           self._engine.handler_name(handler), exc)
         logger = self._config["logger"] or log
         logger.debug("%s: request %d raised %r", self._config["connid"], seq, exc)
@@ -789,98 +521,8 @@ class Connection(RequestHandlers):
                                include_version=self._policy.include_local_version)
         return self._engine.exception(seq, payload)
 
-    # -- boxing -------------------------------------------------------------------
-
-    def _box(self, obj: Any) -> Any:
-        t = type(obj)
-        if t in _SIMPLE_TYPES:
-            return (consts.LABEL_VALUE, obj)
-        if t is tuple:
-            if brine.dumpable(obj):
-                return (consts.LABEL_VALUE, obj)
-            return (consts.LABEL_TUPLE, tuple([self._box(item) for item in obj]))
-        if (t is frozenset or t is slice) and brine.dumpable(obj):
-            return (consts.LABEL_VALUE, obj)
-        if t is RemoteMethod:
-            obj = obj._resolve()
-        if isinstance(obj, BaseNetref):
-            if _get(obj, "____conn__") is self:
-                boxed = _get(obj, "____boxed__")
-                if boxed is None:  # encode once: every call on a netref sends it
-                    boxed = brine.Encoded(
-                        brine.dump((consts.LABEL_LOCAL_REF, _get(obj, "____id_pack__"))))
-                    object.__setattr__(obj, "____boxed__", boxed)
-                return boxed
-            id_pack = _get(obj, "____id_pack__")
-        else:
-            id_pack = id_pack_of(obj)
-        with self._lock:
-            self._exports.export(obj, id_pack)
-        return (consts.LABEL_REMOTE_REF, id_pack)
-
-    def _unbox(self, package: Any) -> Any:
-        if type(package) is not tuple or len(package) != 2:
-            raise CodecError("a boxed value must be a (label, payload) tuple")
-        label, value = package
-        if label == consts.LABEL_VALUE:
-            return value
-        if label == consts.LABEL_TUPLE:
-            if type(value) is not tuple:
-                raise CodecError("a boxed tuple must hold a tuple")
-            items = []
-            for item in value:  # values inline: most request arguments are plain values
-                if type(item) is tuple and len(item) == 2 and item[0] == consts.LABEL_VALUE:
-                    items.append(item[1])
-                else:
-                    items.append(self._unbox(item))
-            return tuple(items)
-        if label == consts.LABEL_LOCAL_REF:
-            with self._lock:
-                return self._exports.lookup(value)
-        if label == consts.LABEL_REMOTE_REF:
-            return self._proxy_for(check_id_pack(value))
-        raise CodecError(f"unknown boxing label {label!r}")
-
-    def _proxy_for(self, id_pack: IdPack) -> BaseNetref:
-        with self._lock:
-            proxy = self._proxies.get(id_pack)
-            if proxy is not None:
-                object.__setattr__(proxy, "____refcount__", _get(proxy, "____refcount__") + 1)
-                return proxy
-        cls = self._proxy_class(id_pack)
-        with self._lock:
-            proxy = self._proxies.get(id_pack)
-            if proxy is not None:  # another thread built it meanwhile
-                object.__setattr__(proxy, "____refcount__", _get(proxy, "____refcount__") + 1)
-                return proxy
-            proxy = cls(self, id_pack)
-            self._proxies[id_pack] = proxy
-            return proxy
-
-    def _proxy_class(self, id_pack: IdPack) -> type[BaseNetref]:
-        name_pack, class_id, instance_id = id_pack
-        is_class = instance_id == 0
-        if not is_class:
-            builtin = builtin_proxy_class(name_pack)
-            if builtin is not None:
-                return builtin
-        # one class per remote class: class_id is the id of the remote type, so all
-        # instances (and all modules, whose type is the same) share one INSPECT
-        key = (class_id, is_class)
-        cls = self._proxy_classes.get(key)
-        if cls is not None:
-            return cls
-        reply = self.sync_request(consts.HANDLE_INSPECT, id_pack)
-        if type(reply) is not tuple:
-            raise CodecError("INSPECT reply must be a tuple")
-        names = [item[0] for item in reply
-                 if type(item) is tuple and len(item) == 2 and type(item[0]) is str]
-        cls = make_proxy_class(name_pack, names, is_class)
-        with self._lock:
-            if len(self._proxy_classes) >= self._config["max_proxy_classes"]:
-                self._proxy_classes.pop(next(iter(self._proxy_classes)))
-            self._proxy_classes[key] = cls
-        return cls
+    def _inspect(self, id_pack: IdPack) -> Any:
+        return self.sync_request(consts.HANDLE_INSPECT, id_pack)
 
     # -- netref support -------------------------------------------------------------
 
@@ -903,57 +545,17 @@ class Connection(RequestHandlers):
         """Called from netref finalizers: no lock, no I/O, reentrant."""
         if self._closed or sys.is_finalizing():
             return
-        was_empty = not self._releases
-        self._releases.append((id_pack, count))
-        if was_empty:
+        if self._writer.queue_release(id_pack, count):
             ReleaseFlusher.schedule(self)
 
-    def _release_frames(self) -> list[list[bytes]]:
-        """DEL frames for queued releases; call with the send lock held."""
-        frames: list[list[bytes]] = []
-        releases = self._releases
-        while releases:
-            try:
-                id_pack, count = releases.popleft()
-            except IndexError:
-                break
-            # DEL is async: its reply (None) is dropped as an unknown seq
-            _, frame = self._engine.request(
-                consts.HANDLE_DEL,
-                (consts.LABEL_TUPLE,
-                 ((consts.LABEL_LOCAL_REF, id_pack), (consts.LABEL_VALUE, count))),
-            )
-            frames.append(frame)
-        return frames
-
-    def _write(self, parts: list[bytes]) -> None:
-        """Write one frame, preceded by any queued releases; send lock held.
-
-        Over TLS each frame is its own write: RPyC reads one frame per readiness
-        event on the raw socket, and a second frame already decrypted inside its
-        TLS object would never wake it.
-        """
-        frames = self._release_frames() if self._releases else []
-        frames.append(parts)
-        if len(frames) == 1 or getattr(self._transport, "one_frame_per_write", False):
-            for frame in frames:
-                self._transport.send_parts(frame)
-        else:
-            self._transport.send_parts([part for frame in frames for part in frame])
-
     def _flush_releases(self) -> None:
-        if not self._releases or self._closed:
+        if not self._writer.has_releases or self._closed:
             return
         with self._send_lock:
-            if self._closed or not self._releases:
+            if self._closed:
                 return
-            frames = self._release_frames()
             try:
-                if getattr(self._transport, "one_frame_per_write", False):
-                    for frame in frames:
-                        self._transport.send_parts(frame)
-                else:
-                    self._transport.send_parts([part for frame in frames for part in frame])
+                self._writer.flush()
             except ConnectionClosed as exc:
                 self._teardown(exc)
 
@@ -981,10 +583,7 @@ class Connection(RequestHandlers):
             self._close_reason = None if reason is None else ConnectionClosed(str(reason))
             pending = list(self._pending.values())
             self._pending.clear()
-            callers = list(self._callers.values())
-            self._callers.clear()
-            idle = list(self._idle_workers)
-            self._idle_workers.clear()
+            wakes = self._role.shut_locked()
         if loop is not None:
             loop.forget(self)  # before the close: the socket's number may be reused after
         self._transport.close()
@@ -992,12 +591,9 @@ class Connection(RequestHandlers):
                               + (f": {reason}" if reason else ""))
         for result in pending:
             result._resolve(True, lost)
-        for waiter in callers:
-            if waiter.wake is not None:
-                waiter.wake.release()
-        for parked in idle:
-            parked.release()
-        self._releases.clear()
+        for wake in wakes:
+            wake.release()
+        self._writer.forget_releases()
         try:
             on_disconnect = getattr(self._local_root, "on_disconnect", None)
             if on_disconnect is not None:
@@ -1007,4 +603,4 @@ class Connection(RequestHandlers):
         finally:
             with self._lock:
                 self._exports.clear()
-                self._proxy_classes.clear()
+                self._boxing.forget_classes()

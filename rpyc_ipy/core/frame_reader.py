@@ -43,7 +43,7 @@ class FrameReader:
         #: monotonic time by which the first frame must have arrived (servers set it)
         self.first_frame_by: float | None = None
         self._recv = transport.recv_into
-        self._recv_nowait = getattr(transport, "recv_nowait", None)
+        self._recv_nowait = transport.recv_nowait if transport.supports_nowait else None
 
     @property
     def in_frame(self) -> bool:
@@ -90,6 +90,12 @@ class FrameReader:
             return self.read_payload()
         finally:
             self._recv = self._transport.recv_into
+
+    def stall_deadline(self) -> float | None:
+        """When the frame now arriving must be complete (``time.monotonic``), or None."""
+        if self._frame_started is None or self._frame_deadline is None:
+            return None
+        return self._frame_started + self._frame_deadline
 
     def check_stall(self) -> None:
         """Raise ``LimitExceeded`` if a frame, or the first frame, is overdue."""

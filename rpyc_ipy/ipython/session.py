@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import hashlib
 import queue
 import threading
 import time
@@ -302,9 +301,7 @@ class RemoteSession:
         credentials = self.conn.credentials
         if isinstance(credentials, str):
             return credentials
-        sock = getattr(self.conn._transport, "sock", None)
-        username = getattr(sock, "username", None)
-        return username if isinstance(username, str) else None
+        return self.conn.transport_info.srp_user
 
     @property
     def pickle_allowed(self) -> bool:
@@ -323,29 +320,15 @@ class RemoteSession:
 
     def transport_facts(self) -> dict[str, Any]:
         """Transport, protocol version, cipher and peer certificate fingerprint, if any."""
-        sock = getattr(self.conn._transport, "sock", None)
+        info = self.conn.transport_info
         facts: dict[str, Any] = {"transport": self.transport, "peer": f"{self.host}:{self.port}",
                                  "encrypted": self.transport != "TCP",
-                                 "loopback": is_loopback(self.host)}
-        for key, getter in (("version", "version"), ("cipher", "cipher")):
-            method = getattr(sock, getter, None)
-            if callable(method):
-                try:
-                    value = method()
-                except Exception:
-                    value = None
-                if key == "cipher" and isinstance(value, tuple) and value:
-                    value = value[0]
-                facts[key] = value
-        getpeercert = getattr(sock, "getpeercert", None)
-        if callable(getpeercert):
-            try:
-                der = getpeercert(binary_form=True)
-            except Exception:
-                der = None
-            if der:
-                digest = hashlib.sha256(der).hexdigest().upper()
-                facts["fingerprint"] = ":".join(digest[i:i + 2] for i in range(0, 64, 2))
+                                 "loopback": is_loopback(self.host),
+                                 "version": info.tls_version, "cipher": info.cipher}
+        digest = info.peer_cert_sha256
+        if digest is not None:
+            digest = digest.upper()
+            facts["fingerprint"] = ":".join(digest[i:i + 2] for i in range(0, 64, 2))
         return facts
 
     # -- the namespace ----------------------------------------------------------------------

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from rpyc_ipy.core.connection import Connection, _user_of
+from rpyc_ipy.core.connection import Connection, user_of
 from rpyc_ipy.core.transport import Transport
 from rpyc_ipy.errors import AuthenticationError, UsageError
 from rpyc_ipy.servers.channels import opens_channel
@@ -258,7 +258,7 @@ class Server:
                 return
             config = dict(self.protocol_config)
             config["credentials"] = credentials
-            config["endpoints"] = transport.endpoints()
+            config["endpoints"] = (transport.info.local_address, transport.info.peer_address)
             config.setdefault("logger", self.logger)
             try:
                 conn = Connection(self.service, transport, config)
@@ -268,15 +268,15 @@ class Server:
                 return
             peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else address
             self.logger.info("connection %s from %s user=%s service=%s", conn.config["connid"],
-                             peer, _user_of(credentials), _service_name(self.service))
+                             peer, user_of(credentials), _service_name(self.service))
             with self._clients_lock:
                 self._handshakes -= 1
                 counted_as_handshake = False
                 self.clients.add(conn)
-            if self._loop is not None and getattr(transport, "pollable", False):
+            if self._loop is not None and transport.supports_nowait:
                 self._loop.set_busy_poll(conn.config["busy_poll_window"])
                 try:
-                    self._loop.add(conn, sock.fileno())
+                    self._loop.add(conn, transport.fileno())
                     return  # the loop serves it from now on, and calls _client_closed
                 except Exception:
                     if not self._closed:
@@ -302,7 +302,7 @@ class Server:
             self.logger.info("data channel from %s refused: %s", address, exc)
             transport.close()
             return
-        self.logger.info("data channel from %s user=%s", address, _user_of(credentials))
+        self.logger.info("data channel from %s user=%s", address, user_of(credentials))
 
     def _client_closed(self, conn: Connection) -> None:
         with self._clients_lock:

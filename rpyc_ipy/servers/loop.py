@@ -8,15 +8,20 @@ arrived and runs the requests itself. Under load epoll has an answer every time
 it is asked, so the server goes from client to client without sleeping, and
 with one thread running Python there is nobody to contend with for the GIL.
 
-A request that runs long must not stop the others: the
-:class:`~rpyc_ipy.core.background.Watchdog` ticks while the loop has clients, and
-when the leader has been busy for longer than its grace it makes another thread
-the leader (a parked one, or a new one up to ``max_threads``). The busy thread
-parks when its request ends. Each client's socket is registered one-shot, so
-exactly one thread handles a client at a time and the order of its requests is
-kept; a connection that is read elsewhere for a while (a request waiting for a
-callback's reply reads its own connection) re-arms itself when it gives the
-reader role back (:meth:`Connection._release_role`).
+A request that runs long must not stop the others: when the leader starts
+serving a client it asks the :class:`~rpyc_ipy.core.background.Watchdog` to look
+again after its grace, and if the leader is still busy then, the watchdog makes
+another thread the leader (a parked one, or a new one up to ``max_threads``).
+The busy thread parks when its request ends. Each client's socket is
+registered one-shot, so exactly one thread handles a client at a time and the
+order of its requests is kept; a connection that is read elsewhere for a while
+(a request waiting for a callback's reply reads its own connection) re-arms
+itself when it gives the reader role back (:meth:`Connection._release_role`).
+
+The clients' deadlines (first frame, a frame that stalls, idleness) are kept
+in a :class:`~rpyc_ipy.core.background.Timetable`, and the leader sleeps in epoll
+until the earliest of them: while no client has a deadline coming, nothing
+here wakes up until a client sends something.
 
 Only :class:`~rpyc_ipy.ThreadedServer` uses this, and only for plain sockets
 on systems with epoll; TLS clients keep a thread each (their decrypted data
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
 import select
 import threading
@@ -34,8 +40,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rpyc_ipy.core.background import Watchdog
-from rpyc_ipy.transports.spin import DEFAULT_MAX_SPIN, SOLO, SpinPolicy, spin_clock
+from rpyc_ipy.core.background import WATCHDOG, Timetable, WakeObserver, Watchdog
+from rpyc_ipy.transports.spin import DEFAULT_COORDINATOR, DEFAULT_MAX_SPIN, SOLO, SpinCoordinator
 
 if TYPE_CHECKING:
     from rpyc_ipy.core.connection import Connection
@@ -45,8 +51,11 @@ __all__ = ["ServerLoop", "loop_available"]
 log = logging.getLogger("rpyc_ipy.server")
 
 _ONESHOT_IN = getattr(select, "EPOLLIN", 1) | getattr(select, "EPOLLONESHOT", 1 << 30)
-#: seconds between sweeps of the clients' deadlines (first frame, stalled frame, idle)
-SWEEP_INTERVAL = 0.5
+#: a deadline that passed while it could not be enforced (a request ran, or another
+#: thread read the client) is looked at again this many seconds later
+RECHECK = 0.5
+# sleep this much past a deadline, so that the check finds it passed
+_LATE = 0.001
 #: a parked thread that has not been needed for this long leaves
 PARKED_LINGER = 30.0
 
@@ -58,10 +67,16 @@ def loop_available() -> bool:
 class ServerLoop:
     """Reads many connections from one epoll; call :meth:`add` for each client and
     :meth:`close` at the end. ``on_closed(conn)`` runs once for each client that closes.
+
+    ``watchdog`` hands leadership on from a long request, ``spin`` rules the
+    leader's polling (transports/spin.py), and ``observer`` hears each time the
+    leader sleeps in epoll and wakes up.
     """
 
     def __init__(self, on_closed: Callable[[Connection], None], max_threads: int = 1024,
-                 name: str = "rpyc_ipy-loop") -> None:
+                 name: str = "rpyc_ipy-loop", *, watchdog: Watchdog = WATCHDOG,
+                 spin: SpinCoordinator = DEFAULT_COORDINATOR,
+                 observer: WakeObserver | None = None) -> None:
         self._on_closed = on_closed
         self._max_threads = max(1, max_threads)
         self._name = name
@@ -79,11 +94,17 @@ class ServerLoop:
         self._parked: list[threading.Lock] = []
         self._threads = 0
         self._closed = False
-        self._next_sweep = time.monotonic() + SWEEP_INTERVAL
+        self._watchdog = watchdog
+        self._observer = observer
+        self._deadlines: Timetable[Connection] = Timetable()
+        # while the leader sleeps in epoll: until when (inf: no deadline); a client
+        # whose deadline comes sooner wakes it
+        self._sleeping_until = -math.inf
         # like a socket reader, the leader polls briefly before sleeping (transports/spin.py),
         # but only while a single client talks: with several, an idle moment means the
         # clients are waiting for a CPU, and polling would take it from them
-        self._spin = SpinPolicy(DEFAULT_MAX_SPIN)
+        self._spin = spin.policy(DEFAULT_MAX_SPIN)
+        self._clock = spin.clock
         self._last_fd = -1
         self._solo_since = 0.0
 
@@ -108,17 +129,19 @@ class ServerLoop:
             spawn = self._threads == 0
             if spawn:
                 self._threads += 1
-        Watchdog.watch(self)
+        self._schedule(conn)
         self._epoll.register(fd, _ONESHOT_IN)
         if spawn:
             self._spawn()
 
     def rearm(self, conn: Connection) -> None:
-        """``conn`` has no reader any more: watch its socket again, or, if a whole frame
-        is already buffered, queue it for the leader (epoll would not report it)."""
+        """``conn`` has no reader any more: watch its socket and its deadlines again,
+        or, if a whole frame is already buffered, queue it for the leader (epoll
+        would not report it)."""
         fd = self._fds.get(conn)
         if fd is None:
             return
+        self._schedule(conn)
         if conn.has_frame():
             self._ready.append(conn)
             self._wake()
@@ -132,6 +155,7 @@ class ServerLoop:
         """Stop serving ``conn`` (it is closing; its socket is still open)."""
         with self._lock:
             fd = self._fds.pop(conn, None)
+            self._deadlines.set(conn, None)
             if fd is not None and self._clients.get(fd) is conn:
                 del self._clients[fd]
             else:
@@ -162,18 +186,17 @@ class ServerLoop:
         if last:
             self._close_fds()
 
-    # -- the watchdog's tick ----------------------------------------------------------
+    # -- the watchdog's check ---------------------------------------------------------
 
-    def _hand_on_if_stalled(self, now: float, grace: float, watched: set[object]) -> None:
+    def hand_on_if_stalled(self, now: float, grace: float) -> float | None:
         """If the leader has run one client's requests for ``grace`` seconds, make
-        another thread the leader; stop being watched once there are no clients."""
+        another thread the leader. Returns when to look again (see background.py)."""
         with self._lock:
-            if self._closed or not self._clients:
-                watched.discard(self)
-                return
             since = self._busy_since
-            if since is None or now - since < grace:
-                return
+            if self._closed or since is None:
+                return None
+            if now - since < grace:
+                return since + grace
             self._leader = None
             self._busy_since = None
             spawn = False
@@ -184,6 +207,34 @@ class ServerLoop:
                 spawn = True
         if spawn:
             self._spawn()
+        return None
+
+    # -- deadlines ----------------------------------------------------------------------
+
+    def _schedule(self, conn: Connection, checked_at: float | None = None) -> None:
+        """Note when ``conn`` next has a deadline. ``checked_at``: its deadlines were
+        just checked then, so one already past could not be enforced yet."""
+        with self._lock:  # asked under the lock: the latest answer is the one kept
+            if conn not in self._fds:
+                return
+            when = conn.next_deadline()
+            if when is not None and checked_at is not None and when <= checked_at:
+                when = checked_at + RECHECK
+            self._deadlines.set(conn, when)
+            wake = when is not None and when < self._sleeping_until
+        if wake:
+            self._wake()
+
+    def _enforce_deadlines(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            due = self._deadlines.pop_due(now)
+        for conn in due:
+            try:
+                conn.check_deadlines()
+            except Exception:
+                log.exception("checking a client's deadlines failed")
+            self._schedule(conn, checked_at=now)
 
     # -- the threads ------------------------------------------------------------------
 
@@ -235,9 +286,12 @@ class ServerLoop:
         conn = self._next_client()
         if conn is None:
             return
+        since = None
         with self._lock:
             if self._leader == me:
-                self._busy_since = time.monotonic()
+                since = self._busy_since = time.monotonic()
+        if since is not None:
+            self._watchdog.watch(self, since)
         try:
             conn.pump()
         except Exception as exc:  # pump handles the peer's faults; this is a bug of ours
@@ -260,10 +314,7 @@ class ServerLoop:
             events = self._epoll.poll(0, 1) or self._wait()
         except (OSError, ValueError):  # closed under us
             return None
-        now = time.monotonic()
-        if now >= self._next_sweep:
-            self._next_sweep = now + SWEEP_INTERVAL
-            self._sweep()
+        self._enforce_deadlines()
         if not events:
             return None
         fd = events[0][0]
@@ -273,27 +324,35 @@ class ServerLoop:
             except OSError:
                 pass
             return None
-        now = spin_clock()
-        self._spin.received(now)
+        now = self._spin.received()
         if fd != self._last_fd:
             self._last_fd = fd
             self._solo_since = now
         return self._clients.get(fd)
 
     def _wait(self) -> list[tuple[int, int]]:
-        """Poll epoll for a short adaptive window, then sleep in it."""
-        alone = spin_clock() - self._solo_since >= SOLO
-        return self._spin.wait(self._poll_one, SWEEP_INTERVAL, SWEEP_INTERVAL, may_spin=alone)
+        """Poll epoll for a short adaptive window, then sleep in it until something
+        arrives or the earliest deadline."""
+        with self._lock:
+            until = self._deadlines.earliest()
+            self._sleeping_until = math.inf if until is None else until
+        if until is None:
+            sleep, timeout = -1.0, math.inf
+        else:
+            sleep = timeout = max(0.0, until - time.monotonic()) + _LATE
+        observer = self._observer
+        if observer is not None:
+            observer.sleeping(until)
+        alone = self._clock() - self._solo_since >= SOLO
+        try:
+            return self._spin.wait(self._poll_one, sleep, timeout, may_spin=alone)
+        finally:
+            self._sleeping_until = -math.inf
+            if observer is not None:
+                observer.woke()
 
     def _poll_one(self, timeout: float) -> list[tuple[int, int]]:
         return self._epoll.poll(timeout, 1)
-
-    def _sweep(self) -> None:
-        for conn in list(self._clients.values()):
-            try:
-                conn.check_deadlines()
-            except Exception:
-                log.exception("checking a client's deadlines failed")
 
     def _close_fds(self) -> None:
         for close in (self._epoll.close, lambda: os.close(self._wake_read),

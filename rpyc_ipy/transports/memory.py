@@ -12,7 +12,8 @@ import select
 import threading
 from collections import deque
 
-from rpyc_ipy.errors import ConnectionClosed
+from rpyc_ipy.core.transport import TransportInfo
+from rpyc_ipy.errors import ConnectionClosed, UsageError
 
 __all__ = ["MemoryTransport", "PipeTransport", "memory_pair"]
 
@@ -28,8 +29,25 @@ class _Pipe:
         self.cond = threading.Condition()
 
 
-class MemoryTransport:
+class _WaitingReads:
+    """The capabilities these transports lack, declared: every read may wait, there
+    is no busy polling, and a write may hold several frames."""
+
+    supports_nowait = False
+    supports_busy_poll = False
+    one_frame_per_write = False
+
+    def recv_nowait(self, buffer: memoryview) -> int:
+        raise UsageError(f"{type(self).__name__} cannot read without waiting")
+
+    def set_busy_poll(self, window: float) -> None:
+        raise UsageError(f"{type(self).__name__} does not busy-poll")
+
+
+class MemoryTransport(_WaitingReads):
     """One end of :func:`memory_pair`; behaves like a socket transport."""
+
+    info = TransportInfo("memory")
 
     def __init__(self, incoming: _Pipe, outgoing: _Pipe, poll_interval: float) -> None:
         self._in = incoming
@@ -40,6 +58,10 @@ class MemoryTransport:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def fileno(self) -> None:
+        """None: there is no descriptor under an in-process pipe."""
+        return None
 
     def recv_into(self, buffer: memoryview) -> int:
         pipe = self._in
@@ -95,8 +117,10 @@ def memory_pair(capacity: int = 64 << 20, poll_interval: float = 0.5
             MemoryTransport(a_to_b, b_to_a, poll_interval))
 
 
-class PipeTransport:
+class PipeTransport(_WaitingReads):
     """A transport over two file descriptors (read end, write end), e.g. a subprocess's pipes."""
+
+    info = TransportInfo("pipe")
 
     def __init__(self, read_fd: int, write_fd: int, poll_interval: float = 0.5) -> None:
         self._read_fd = read_fd
@@ -108,6 +132,10 @@ class PipeTransport:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def fileno(self) -> int:
+        """The read end (what ``select`` waits on)."""
+        return self._read_fd
 
     def recv_into(self, buffer: memoryview) -> int:
         if self._closed:

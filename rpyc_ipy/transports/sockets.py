@@ -2,7 +2,10 @@
 
 Connect with :func:`tcp_connect` or :func:`unix_connect`, or wrap a socket you
 already have in :class:`SocketTransport`. TCP sockets get ``TCP_NODELAY``: a
-request is one write and must not wait for Nagle's timer.
+request is one write and must not wait for Nagle's timer. TLS sockets
+(``ssl.SSLSocket``, from :mod:`rpyc_ipy.auth.tls_client` and
+:mod:`rpyc_ipy.auth.tls_server`) are described here; socket-likes of our own
+(the TLS-SRP socket) describe themselves (:class:`DescribedSocket`).
 """
 
 from __future__ import annotations
@@ -10,16 +13,20 @@ from __future__ import annotations
 import ipaddress
 import select
 import socket
+import ssl
 import sys
 import threading
-from typing import Any
+from typing import Any, Protocol
 
+from rpyc_ipy.core.transport import TransportInfo
 from rpyc_ipy.errors import ConnectionClosed, UsageError
-from rpyc_ipy.transports.spin import DEFAULT_MAX_SPIN, SpinPolicy, spin_clock
+from rpyc_ipy.transports.spin import DEFAULT_COORDINATOR, DEFAULT_MAX_SPIN, SpinCoordinator
 
 __all__ = [
     "POLL_INTERVAL",
+    "DescribedSocket",
     "SocketTransport",
+    "describe_socket",
     "is_loopback",
     "tcp_connect",
     "unix_connect",
@@ -47,16 +54,65 @@ def is_loopback(host: str) -> bool:
     return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
-class SocketTransport:
-    """A connection's byte pipe over a socket or a socket-like object.
+class DescribedSocket(Protocol):
+    """A socket-like object that is not a ``socket.socket`` (the TLS-SRP socket):
+    the socket calls :class:`SocketTransport` makes, and :meth:`describe`. A custom
+    authenticator returns either a ``socket.socket`` (``ssl.SSLSocket`` included)
+    or one of these."""
 
-    The socket-like object needs ``recv_into``, ``sendall``, ``settimeout`` and
-    ``close``; plain sockets also use ``sendmsg`` for gathered writes.
+    @property
+    def family(self) -> int: ...
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int: ...
+
+    def send(self, data: Any) -> int: ...
+
+    def settimeout(self, value: float | None) -> None: ...
+
+    def setsockopt(self, *args: Any) -> None: ...
+
+    def shutdown(self, how: int) -> None: ...
+
+    def close(self) -> None: ...
+
+    def fileno(self) -> int: ...
+
+    def describe(self) -> TransportInfo:
+        """What this socket is: kind, addresses, TLS facts."""
+        ...
+
+
+def describe_socket(sock: socket.socket | DescribedSocket) -> TransportInfo:
+    """The :class:`TransportInfo` of a connected socket (plain, TLS or socket-like)."""
+    if not isinstance(sock, socket.socket):
+        return sock.describe()
+    try:
+        local, peer = sock.getsockname(), sock.getpeername()
+    except OSError:
+        local, peer = None, None
+    if isinstance(sock, ssl.SSLSocket):
+        cipher = sock.cipher()
+        return TransportInfo("tls", local, peer, tls_version=sock.version(),
+                             cipher=cipher[0] if cipher else None,
+                             peer_cert_der=sock.getpeercert(binary_form=True))
+    return TransportInfo("unix" if sock.family.name == "AF_UNIX" else "tcp", local, peer)
+
+
+class SocketTransport:
+    """A connection's byte pipe over a socket (plain or TLS) or a :class:`DescribedSocket`.
+
+    Plain sockets are read non-blocking (so they support ``recv_nowait``, busy
+    polling and a server loop) and written with ``sendmsg``; TLS and socket-likes
+    are read with a timeout and write one frame per call. A plain socket's reader
+    polls briefly before sleeping, for up to ``max_spin`` seconds, as ``spin``
+    allows (see transports/spin.py).
     """
 
-    def __init__(self, sock: Any, poll_interval: float = POLL_INTERVAL,
-                 max_spin: float = DEFAULT_MAX_SPIN) -> None:
-        self.sock = sock
+    def __init__(self, sock: socket.socket | DescribedSocket, poll_interval: float = POLL_INTERVAL,
+                 max_spin: float = DEFAULT_MAX_SPIN,
+                 spin: SpinCoordinator = DEFAULT_COORDINATOR) -> None:
+        self.sock: Any = sock
+        self._info = describe_socket(sock)
         self._closed = False
         self._close_lock = threading.Lock()
         self._gather = isinstance(sock, socket.socket) and type(sock) is socket.socket and \
@@ -68,15 +124,15 @@ class SocketTransport:
         # plain sockets are non-blocking and waited on with poll(): one syscall per read
         # when data is there, and a short polling window before sleeping (see spin.py)
         self._polled = self._gather and hasattr(select, "poll")
-        if self._polled:
+        if self._polled and isinstance(sock, socket.socket):
             sock.setblocking(False)
             self._readable = select.poll()
             self._readable.register(sock.fileno(), select.POLLIN)
             self._writable = select.poll()
             self._writable.register(sock.fileno(), select.POLLOUT)
-            self._spin = SpinPolicy(max_spin)
+            self._spin = spin.policy(max_spin)
         else:
-            self._spin = SpinPolicy(0.0)
+            self._spin = spin.policy(0.0)
             sock.settimeout(poll_interval)
         try:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -88,9 +144,32 @@ class SocketTransport:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def info(self) -> TransportInfo:
+        return self._info
+
+    @property
+    def supports_nowait(self) -> bool:
+        """True for plain non-blocking sockets, which a server loop can wait on."""
+        return self._polled
+
+    @property
+    def supports_busy_poll(self) -> bool:
+        return self._polled
+
+    def fileno(self) -> int:
+        return int(self.sock.fileno())
+
     def set_busy_poll(self, window: float) -> None:
         """The longest this transport polls for data before sleeping (0: never)."""
-        self._spin.set_maximum(window if self._polled else 0.0)
+        if not self._polled:
+            raise UsageError("only a plain socket transport busy-polls")
+        self._spin.set_maximum(window)
+
+    @property
+    def busy_poll_window(self) -> float:
+        """The longest this transport now polls for data before sleeping (0: never)."""
+        return self._spin.maximum
 
     def recv_into(self, buffer: memoryview) -> int:
         if self._polled:
@@ -125,6 +204,8 @@ class SocketTransport:
 
     def recv_nowait(self, buffer: memoryview) -> int:
         """One read of what has arrived; ``TimeoutError`` at once if nothing has."""
+        if not self._polled:
+            raise UsageError("only a plain socket transport reads without waiting")
         try:
             return int(self.sock.recv_into(buffer))
         except BlockingIOError:
@@ -132,15 +213,10 @@ class SocketTransport:
         except OSError as exc:
             return self._recv_failed(exc)
 
-    @property
-    def pollable(self) -> bool:
-        """True for plain non-blocking sockets, which an event loop can wait on."""
-        return self._polled
-
     def _recv_ready(self, buffer: memoryview) -> int:
         try:
             received = self.sock.recv_into(buffer)
-            self._spin.received(spin_clock())
+            self._spin.received()
             return int(received)
         except BlockingIOError:  # a spurious wake-up: the reader just calls again
             raise TimeoutError("no data yet") from None
@@ -230,13 +306,6 @@ class SocketTransport:
             self.sock.close()
         except Exception:
             pass
-
-    def endpoints(self) -> tuple[Any, Any]:
-        """``(local address, peer address)``, as RPyC's ``endpoints`` config."""
-        try:
-            return self.sock.getsockname(), self.sock.getpeername()
-        except (OSError, AttributeError):
-            return None, None
 
 
 def tcp_connect(host: str, port: int, *, timeout: float = 10.0, ipv6: bool = False,

@@ -11,9 +11,10 @@ Polling costs CPU and, in Python, holds the GIL between polls (another thread
 of the process that wants the GIL waits for the window to end), so it is
 guarded four ways:
 
-* the window adapts per reader, in the manner of the kernel's ``haltpoll``
-  governor: it grows when the data arrived just after the window closed and
-  shrinks when the wait was long anyway (an idle peer, a slow network);
+* the window adapts per reader (:class:`SpinPolicy`), in the manner of the
+  kernel's ``haltpoll`` governor: it grows when the data arrived just after the
+  window closed and shrinks when the wait was long anyway (an idle peer, a slow
+  network);
 * a reader polls only while its conversation is the only one the process is
   having: once two readers of the process have received data within the last
   50 ms (a server thread per client, a client process with many connections),
@@ -22,62 +23,120 @@ guarded four ways:
   from ``/proc/loadavg`` at most ten times a second): then a poller would take
   a CPU from someone who has work, such as the peer;
 * at most one thread per process polls at any moment.
+
+The last three are process-wide: a :class:`SpinCoordinator` holds them, and
+:data:`DEFAULT_COORDINATOR` is the one the transports and the server loop use
+unless they are given another (tests give one with a fake run queue and clock).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["DEFAULT_MAX_SPIN", "SOLO", "SpinPolicy"]
+from rpyc_ipy.core.transport import DEFAULT_BUSY_POLL_WINDOW
+
+__all__ = [
+    "DEFAULT_COORDINATOR",
+    "DEFAULT_MAX_SPIN",
+    "SOLO",
+    "SpinCoordinator",
+    "SpinPolicy",
+    "runnable_threads",
+]
 
 #: the longest a reader polls before blocking (seconds); 0 turns polling off
-DEFAULT_MAX_SPIN = 200e-6
+DEFAULT_MAX_SPIN = DEFAULT_BUSY_POLL_WINDOW
 _START = 10e-6  # the first window after a short wait
 #: seconds one reader must have been the only one receiving before it may poll
 SOLO = 0.05
-_clock = time.perf_counter
-
-# One poller per process: a second one would only compete for the GIL and a CPU.
-_token = threading.Lock()
-_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-    (os.cpu_count() or 1)
-_LOADAVG = "/proc/loadavg"
 _CROWD_CHECK = 0.1  # seconds between readings of the run queue
-_crowd: list[float | bool] = [-1.0, False]  # when last read, and whether CPUs were all taken
+LOADAVG = "/proc/loadavg"
 
 
-def _crowded(now: float) -> bool:
-    """True if more threads are runnable than there are CPUs (read now and then)."""
-    if now - _crowd[0] < _CROWD_CHECK:
-        return bool(_crowd[1])
-    _crowd[0] = now
+def runnable_threads(path: str = LOADAVG) -> int:
+    """How many threads of the machine are runnable now (0 where ``path`` cannot tell)."""
     try:
-        with open(_LOADAVG, "rb") as stat:  # "0.52 0.58 0.59 3/412 1234": 3 runnable
-            runnable = int(stat.read().split()[3].split(b"/")[0])
+        with open(path, "rb") as stat:  # "0.52 0.58 0.59 3/412 1234": 3 runnable
+            return int(stat.read().split()[3].split(b"/")[0])
     except (OSError, ValueError, IndexError):
-        runnable = 0  # not Linux: no signal, rely on the other guards
-    _crowd[1] = runnable > _CPUS
-    return bool(_crowd[1])
+        return 0  # not Linux: no signal, rely on the other guards
 
 
-# the last reader of the process to receive, and when a different one last did
-_last_reader: list[object] = [None]
-_last_switch: list[float] = [0.0]
+def _cpu_count() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 _Ready = TypeVar("_Ready")
+
+
+class SpinCoordinator:
+    """What the readers of one process share: the single poller's token, which reader
+    received data last, the run queue's last reading, and the clock.
+
+    Make readers' policies with :meth:`policy`. ``runnable`` reads the machine's
+    runnable thread count (default :func:`runnable_threads`), ``cpus`` is the
+    number of CPUs this process may use, ``clock`` gives seconds.
+    """
+
+    def __init__(self, *, runnable: Callable[[], int] = runnable_threads,
+                 cpus: int | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self._runnable = runnable
+        self._cpus = _cpu_count() if cpus is None else cpus
+        # one poller per process: a second one would only compete for the GIL and a CPU
+        self._token = threading.Lock()
+        self._last_reader: SpinPolicy | None = None
+        self._last_switch = -math.inf  # when a different reader than before last received
+        self._crowd_read_at = -math.inf
+        self._crowd = False
+
+    def policy(self, maximum: float = DEFAULT_MAX_SPIN) -> SpinPolicy:
+        """A new reader's polling window, capped at ``maximum`` seconds."""
+        return SpinPolicy(self, maximum)
+
+    def crowded(self, now: float) -> bool:
+        """True if more threads are runnable than there are CPUs (read now and then)."""
+        if now - self._crowd_read_at >= _CROWD_CHECK:
+            self._crowd_read_at = now
+            self._crowd = self._runnable() > self._cpus
+        return self._crowd
+
+    def received(self, reader: SpinPolicy, now: float) -> None:
+        """Note that ``reader`` got data at ``now``."""
+        if self._last_reader is not reader:
+            self._last_reader = reader
+            self._last_switch = now
+
+    def take_token(self, reader: SpinPolicy, now: float) -> bool:
+        """True if ``reader`` may poll now: it alone has been receiving for :data:`SOLO`
+        seconds, the CPUs are not all taken, and nobody else polls. Then it holds
+        the token: call :meth:`release_token`."""
+        if self._last_reader is not reader or now - self._last_switch < SOLO:
+            return False
+        return not self.crowded(now) and self._token.acquire(blocking=False)
+
+    def release_token(self) -> None:
+        self._token.release()
 
 
 class SpinPolicy:
     """The polling window of one reader: wait for data with :meth:`wait`, and say
     :meth:`received` when data came (that tells the readers of a process apart).
+    Made by :meth:`SpinCoordinator.policy`.
     """
 
-    __slots__ = ("maximum", "window")
+    __slots__ = ("_coordinator", "maximum", "window")
 
-    def __init__(self, maximum: float = DEFAULT_MAX_SPIN) -> None:
+    def __init__(self, coordinator: SpinCoordinator, maximum: float = DEFAULT_MAX_SPIN) -> None:
+        self._coordinator = coordinator
         self.maximum = max(0.0, maximum)
         self.window = 0.0
 
@@ -94,7 +153,8 @@ class SpinPolicy:
         the unit ``poll`` takes). Returns the last answer (falsy when nothing came in
         time) and adapts the window to the wait.
         """
-        started = _clock()
+        clock = self._coordinator.clock
+        started = clock()
         window = self.begin(started) if may_spin else 0.0
         if window:
             deadline = started + window
@@ -103,34 +163,31 @@ class SpinPolicy:
                     ready = poll(0)
                     if ready:
                         return ready  # caught while polling: the window is right as it is
-                    if _clock() >= deadline:
+                    if clock() >= deadline:
                         break
             finally:
                 self.release()
         ready = poll(sleep)
-        self.record_block(_clock() - started if ready else timeout)
+        self.record_block(clock() - started if ready else timeout)
         return ready
 
-    def received(self, now: float) -> None:
-        """Note that this reader got data at ``now``."""
-        if _last_reader[0] is not self:
-            _last_reader[0] = self
-            _last_switch[0] = now
+    def received(self) -> float:
+        """Note that this reader got data now; returns now, on the coordinator's clock."""
+        now = self._coordinator.clock()
+        self._coordinator.received(self, now)
+        return now
 
     def begin(self, now: float) -> float:
         """The window to poll for now, 0 when this reader should block at once.
 
         A non-zero answer holds the process-wide token: call :meth:`release`.
         """
-        if not self.window or now - _last_switch[0] < SOLO or _last_reader[0] is not self:
-            return 0.0
-        if _crowded(now) or not _token.acquire(blocking=False):
+        if not self.window or not self._coordinator.take_token(self, now):
             return 0.0
         return self.window
 
-    @staticmethod
-    def release() -> None:
-        _token.release()
+    def release(self) -> None:
+        self._coordinator.release_token()
 
     def record_block(self, waited: float) -> None:
         """Adapt after a wait that ended in the kernel and took ``waited`` seconds in all."""
@@ -141,4 +198,5 @@ class SpinPolicy:
             self.window = self.window / 2 if self.window > _START else 0.0
 
 
-spin_clock = _clock
+#: the coordinator of this process's readers
+DEFAULT_COORDINATOR = SpinCoordinator()

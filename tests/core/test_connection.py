@@ -10,7 +10,7 @@ import pytest
 from waitkit import wait_until
 
 import rpyc_ipy
-from rpyc_ipy.errors import ConfigError, ConnectionClosed, ConnectionLost
+from rpyc_ipy.errors import ConfigError, ConnectionClosed, ConnectionLost, RemoteExceptionMixin
 
 
 class Service(rpyc_ipy.Service):
@@ -40,6 +40,7 @@ class Service(rpyc_ipy.Service):
         return iter(range(n))
 
     def exposed_call_client_root(self) -> Any:
+        assert self._conn is not None
         return self._conn.root.echo("from server")
 
 
@@ -58,6 +59,7 @@ def test_remote_exception_keeps_class_and_traceback(pair: Any) -> None:
         pair.client.root.fail()
     text = str(info.value)
     assert "Remote Traceback (1)" in text and "exposed_fail" in text
+    assert isinstance(info.value, RemoteExceptionMixin)
     assert info.value.remote_type == "builtins.KeyError"
 
 

@@ -1,21 +1,28 @@
 """ThreadedServer's event loop: plain clients share one epoll leader, a slow request
 hands leadership on, buffered frames are not forgotten, TLS clients keep a thread,
-and closing the server stops the loop's threads. Real sockets on 127.0.0.1."""
+closing the server stops the loop's threads, and idle clients cost no wake-ups.
+Real sockets on 127.0.0.1."""
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from waitkit import wait_until
+from waitkit import WakeCounter, wait_until
 
 import rpyc_ipy
 from rpyc_ipy.auth import SSLAuthenticator
+from rpyc_ipy.core.background import Watchdog
+from rpyc_ipy.core.connection import Connection
 from rpyc_ipy.servers.base import Server
 from rpyc_ipy.servers.loop import ServerLoop, loop_available
+from rpyc_ipy.transports.sockets import SocketTransport
+from rpyc_ipy.transports.spin import SpinCoordinator
 
 pytestmark = pytest.mark.skipif(not loop_available(), reason="no epoll on this system")
 
@@ -160,3 +167,123 @@ def test_threads_other_than_the_loop_can_take_a_loop_clients_role(
         for thread in threads:
             thread.join(30)
         assert not errors and not any(t.is_alive() for t in threads)
+
+
+class Probe:
+    """Something for the watchdog to look at that only notes that it was looked at."""
+
+    def __init__(self) -> None:
+        self.asked = threading.Event()
+
+    def hand_on_if_stalled(self, now: float, grace: float) -> float | None:
+        self.asked.set()
+        return None
+
+
+class ObservedLoop:
+    """A ServerLoop of the test's own, with its own watchdog, each reporting its sleeps
+    and wake-ups to a counter; clients connect over TCP on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.loop_wakes, self.watchdog_wakes = WakeCounter(), WakeCounter()
+        self.closed: list[Connection] = []
+        self.watchdog = Watchdog(observer=self.watchdog_wakes)
+        self.loop = ServerLoop(self.closed.append, watchdog=self.watchdog,
+                               spin=SpinCoordinator(), observer=self.loop_wakes)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.clients: list[rpyc_ipy.Connection] = []
+        self.served: list[Connection] = []
+
+    def connect(self, config: dict[str, Any] | None = None) -> rpyc_ipy.Connection:
+        client = rpyc_ipy.connect_socket(socket.create_connection(self.listener.getsockname()))
+        sock, _ = self.listener.accept()
+        served = Connection(Work, SocketTransport(sock), config)
+        self.loop.add(served, sock.fileno())
+        self.clients.append(client)
+        self.served.append(served)
+        return client
+
+    def watchdog_caught_up(self) -> bool:
+        """True once the watchdog has dealt with everything registered so far: it
+        looks at a probe registered now only after all that is due before it."""
+        probe = Probe()
+        self.watchdog.watch(probe, time.monotonic())
+        return probe.asked.wait(10.0)
+
+    def close(self) -> None:
+        for conn in self.clients + self.served:
+            conn.close()
+        self.loop.close()
+        self.listener.close()
+
+
+@pytest.fixture
+def observed() -> Iterator[ObservedLoop]:
+    loop = ObservedLoop()
+    yield loop
+    loop.close()
+
+
+def test_idle_clients_wake_neither_the_loop_nor_the_watchdog(observed: ObservedLoop) -> None:
+    # every client has sent its first frame and had its request run: nothing is pending
+    clients = [observed.connect({"first_frame_timeout": 30.0}) for _ in range(8)]
+    assert [c.root.add(i, 1) for i, c in enumerate(clients)] == list(range(1, 9))
+    assert observed.loop_wakes.wait_parked()  # asleep in epoll with no deadline
+    assert observed.watchdog_caught_up()
+    assert observed.watchdog_wakes.wait_parked()  # asleep until something registers work
+    loop_wakes, watchdog_wakes = observed.loop_wakes.wakeups, observed.watchdog_wakes.wakeups
+    # more than one of the old half-second sweeps, and a hundred of the old watchdog ticks
+    assert not observed.loop_wakes.wait_woken(loop_wakes, 1.2)
+    assert observed.watchdog_wakes.wakeups == watchdog_wakes
+    assert observed.loop_wakes.asleep and observed.watchdog_wakes.asleep
+    # and they still serve at once
+    assert clients[3].root.add(20, 22) == 42
+    assert observed.loop_wakes.wakeups > loop_wakes
+
+
+def test_the_loop_wakes_for_an_idle_deadline_and_only_for_it(observed: ObservedLoop) -> None:
+    quiet = [observed.connect() for _ in range(4)]
+    for conn in quiet:
+        assert conn.root.add(1, 1) == 2
+    assert observed.loop_wakes.wait_parked()
+    wakes = observed.loop_wakes.wakeups
+    idle = observed.connect({"idle_timeout": 0.5})
+    assert idle.root.add(2, 2) == 4
+    # the loop sleeps until the idle client's deadline, wakes there and closes it
+    assert observed.loop_wakes.wait_sleeping_until_a_deadline()
+    assert wait_until(lambda: len(observed.closed) == 1, 10.0)
+    assert observed.closed == [observed.served[-1]]
+    assert observed.loop_wakes.wakeups > wakes
+    # with that deadline gone, back to sleeping without one; the others are still served
+    assert observed.loop_wakes.wait_parked()
+    assert [conn.root.add(3, 3) for conn in quiet] == [6] * 4
+
+
+def test_a_stalled_frame_wakes_the_loop_at_its_deadline(observed: ObservedLoop) -> None:
+    conn = observed.connect({"frame_deadline": 0.5})
+    assert conn.root.add(1, 2) == 3
+    assert observed.loop_wakes.wait_parked()
+    raw = socket.socket(fileno=conn.fileno())
+    try:
+        raw.sendall(struct.pack(">IB", 1000, 0) + b"xx")  # a 1000-byte frame starts, and stalls
+    finally:
+        raw.detach()
+    assert observed.loop_wakes.wait_sleeping_until_a_deadline()
+    assert wait_until(lambda: observed.closed == [observed.served[0]], 10.0)
+
+
+def test_a_slow_request_on_an_observed_loop_hands_leadership_on(
+        observed: ObservedLoop) -> None:
+    Work.gate.clear()
+    slow_conn, quick_conn = observed.connect(), observed.connect()
+    try:
+        slow = rpyc_ipy.async_(slow_conn.root.wait_for_gate)()
+        # the loop's own watchdog looks at it after its grace and hands leadership on
+        assert wait_until(lambda: observed.loop.thread_count >= 2, 10.0)
+        assert [quick_conn.root.add(i, i) for i in range(5)] == [0, 2, 4, 6, 8]
+        assert not slow.ready
+        Work.gate.set()
+        slow.wait()
+        assert slow.value == "opened"
+    finally:
+        Work.gate.set()

@@ -19,7 +19,7 @@ import rpyc_ipy
 from rpyc_ipy.errors import ConfigError
 from rpyc_ipy.transports import spin
 from rpyc_ipy.transports.sockets import SocketTransport
-from rpyc_ipy.transports.spin import SpinPolicy
+from rpyc_ipy.transports.spin import SpinCoordinator, runnable_threads
 
 
 @pytest.fixture
@@ -60,8 +60,36 @@ def _recv_exactly(transport: SocketTransport, size: int, timeout: float = 10.0) 
     return bytes(buffer)
 
 
+class ManualClock:
+    """A clock that moves only when the test says so."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class RunQueue:
+    """A fake run-queue reading: how many threads are runnable, and how often it was read."""
+
+    def __init__(self, runnable: int = 0) -> None:
+        self.runnable = runnable
+        self.readings = 0
+
+    def __call__(self) -> int:
+        self.readings += 1
+        return self.runnable
+
+
+def make_coordinator(runnable: int = 0, cpus: int = 2
+                     ) -> tuple[SpinCoordinator, ManualClock, RunQueue]:
+    clock, queue = ManualClock(), RunQueue(runnable)
+    return SpinCoordinator(runnable=queue, cpus=cpus, clock=clock), clock, queue
+
+
 def test_window_grows_after_short_waits_and_shrinks_after_long_ones() -> None:
-    policy = SpinPolicy(maximum=200e-6)
+    policy = make_coordinator()[0].policy(maximum=200e-6)
     assert policy.window == 0.0
     for _ in range(10):
         policy.record_block(50e-6)  # data came soon after we went to sleep
@@ -74,72 +102,129 @@ def test_window_grows_after_short_waits_and_shrinks_after_long_ones() -> None:
 
 
 def test_a_zero_maximum_never_polls() -> None:
-    policy = SpinPolicy(maximum=0.0)
+    coordinator, clock, _ = make_coordinator()
+    policy = coordinator.policy(maximum=0.0)
     for _ in range(5):
         policy.record_block(1e-6)
+    policy.received()
+    clock.now += 1.0
     assert policy.window == 0.0
-    assert policy.begin(time.perf_counter()) == 0.0
+    assert policy.begin(clock()) == 0.0
 
 
-@pytest.fixture
-def idle_machine(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever else runs now, the run queue reads as idle."""
-    monkeypatch.setattr(spin, "_crowded", lambda now: False)
-
-
-def test_nobody_polls_while_the_cpus_are_all_taken(monkeypatch: pytest.MonkeyPatch,
-                                                   tmp_path: Any) -> None:
-    loadavg = tmp_path / "loadavg"
-    monkeypatch.setattr(spin, "_LOADAVG", str(loadavg))
-    monkeypatch.setattr(spin, "_crowd", [-1.0, False])
-    policy = SpinPolicy()
+def test_nobody_polls_while_the_cpus_are_all_taken() -> None:
+    coordinator, clock, queue = make_coordinator(runnable=7, cpus=2)
+    policy = coordinator.policy()
     policy.record_block(10e-6)
-    now = time.perf_counter()
-    policy.received(now - 1.0)
-    loadavg.write_text(f"9.0 9.0 9.0 {spin._CPUS + 5}/300 1234\n")
-    assert policy.begin(now) == 0.0
-    loadavg.write_text("0.1 0.1 0.1 1/300 1234\n")
-    later = now + 1.0  # past the cached reading
-    assert policy.begin(later) > 0
+    policy.received()
+    clock.now += 1.0  # the only reader for a second
+    assert policy.begin(clock()) == 0.0  # but 7 runnable threads on 2 CPUs
+    queue.runnable = 1
+    clock.now += 0.01
+    assert policy.begin(clock()) == 0.0  # the reading is kept for a while...
+    assert queue.readings == 1
+    clock.now += 1.0
+    assert policy.begin(clock()) > 0  # ...then read again
+    assert queue.readings == 2
     policy.release()
 
 
-def test_wait_polls_through_the_window_then_sleeps_once(idle_machine: None) -> None:
-    policy = SpinPolicy(maximum=0.05)
-    policy.window = 0.05
-    policy.received(time.perf_counter() - 1.0)  # alone for a second: it may poll
+def test_runnable_threads_reads_the_loadavg_format(tmp_path: Any) -> None:
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("9.0 9.0 9.0 12/300 1234\n")
+    assert runnable_threads(str(loadavg)) == 12
+    loadavg.write_text("garbage\n")
+    assert runnable_threads(str(loadavg)) == 0
+    assert runnable_threads(str(tmp_path / "missing")) == 0
+
+
+def test_wait_polls_through_the_window_then_sleeps_once() -> None:
+    coordinator, clock, _ = make_coordinator()
+    step = 1 / 64  # each poll takes this long on the fake clock (exact in binary)
+    policy = coordinator.policy(maximum=4 * step)
+    policy.window = 4 * step
+    policy.received()
+    clock.now += 1.0  # alone for a second: it may poll
     calls: list[float] = []
 
     def poll(sleep: float) -> list[int]:
         calls.append(sleep)
+        clock.now += step
         return [1] if len(calls) == 3 else []
 
     assert policy.wait(poll, 0.5, 0.5) == [1]
     assert calls == [0, 0, 0]  # caught while polling, no sleep
     calls.clear()
-    assert policy.wait(lambda sleep: calls.append(sleep) or [], 100, 0.1,
-                       may_spin=False) == []
-    assert calls == [100]  # told not to poll: one sleep, which timed out
-    assert policy.window < 0.05  # and a wait past the maximum shrinks the window
+
+    def never(sleep: float) -> list[int]:
+        calls.append(sleep)
+        clock.now += step
+        return []
+
+    assert policy.wait(never, 100, 0.1) == []
+    assert calls == [0, 0, 0, 0, 100]  # through the window, then one sleep that timed out
+    calls.clear()
+    assert policy.wait(never, 100, 0.1, may_spin=False) == []
+    assert calls == [100]  # told not to poll: one sleep
+    assert policy.window < 4 * step  # and waits past the maximum shrink the window
 
 
-def test_only_a_reader_alone_polls_and_one_thread_at_a_time(idle_machine: None) -> None:
-    first, second = SpinPolicy(), SpinPolicy()
+def test_only_a_reader_alone_polls_and_one_thread_at_a_time() -> None:
+    coordinator, clock, _ = make_coordinator()
+    first, second = coordinator.policy(), coordinator.policy()
     for policy in (first, second):
         policy.record_block(10e-6)
-    now = time.perf_counter()
-    first.received(now - 1.0)  # first has been the only reader receiving for a second
-    assert first.begin(now) > 0
+    first.received()
+    clock.now += 1.0  # first has been the only reader receiving for a second
+    assert first.begin(clock()) > 0
     try:
-        assert first.begin(now) == 0.0  # a second thread at once: the token is taken
+        assert first.begin(clock()) == 0.0  # a second thread at once: the token is taken
     finally:
         first.release()
     # another reader of the process receives: two conversations, nobody polls for a while
-    second.received(now)
-    assert first.begin(now + 0.01) == 0.0
-    assert second.begin(now + 0.01) == 0.0
-    assert second.begin(now + 1.0) > 0  # alone again for long enough
+    second.received()
+    clock.now += 0.01
+    assert first.begin(clock()) == 0.0
+    assert second.begin(clock()) == 0.0
+    clock.now += 1.0
+    assert second.begin(clock()) > 0  # alone again for long enough
     second.release()
+
+
+def test_coordinators_share_nothing() -> None:
+    # what one coordinator's readers do never stops another's (each test makes its own)
+    ours, ours_clock, _ = make_coordinator()
+    theirs, theirs_clock, _ = make_coordinator()
+    mine, other = ours.policy(), theirs.policy()
+    for policy, clock in ((mine, ours_clock), (other, theirs_clock)):
+        policy.record_block(10e-6)
+        policy.received()
+        clock.now += 1.0
+    assert mine.begin(ours_clock()) > 0
+    try:
+        assert other.begin(theirs_clock()) > 0  # its own token, its own last reader
+        other.release()
+    finally:
+        mine.release()
+
+
+def test_the_transport_asks_the_coordinator_it_was_given() -> None:
+    coordinator, clock, queue = make_coordinator(runnable=99)
+    a, b = socket.socketpair()
+    left = SocketTransport(a, poll_interval=5.0, spin=coordinator)
+    right = SocketTransport(b, poll_interval=5.0)
+    try:
+        for _ in range(2):
+            # the fake clock stands still: every wait looks short, so the window opens
+            sender = _send_later(right, b"ping", 0.01)
+            assert _recv_exactly(left, 4) == b"ping"
+            sender.join(5)
+            clock.now += 1.0  # and the reader has been alone long enough to poll
+        # the second wait asked the run queue, which said the CPUs are all taken
+        assert queue.readings == 1
+    finally:
+        left.close()
+        right.close()
 
 
 def test_data_arriving_while_polling_or_sleeping_is_received(
@@ -189,17 +274,17 @@ def test_close_wakes_a_sleeping_reader() -> None:
 
 def test_busy_poll_window_config() -> None:
     a, b = socket.socketpair()
+    transport = SocketTransport(a)
     try:
-        conn = rpyc_ipy.connect_socket(a, config={"busy_poll_window": 0})
-        transport = conn._transport
-        assert isinstance(transport, SocketTransport)
-        assert transport._spin.maximum == 0.0
+        assert transport.busy_poll_window == spin.DEFAULT_MAX_SPIN
+        conn = rpyc_ipy.connect_stream(transport, config={"busy_poll_window": 0})
+        assert transport.busy_poll_window == 0.0
         conn.close()
     finally:
         b.close()
     for bad in (-1, 1.0, "fast", True):
-        with pytest.raises(ConfigError):
-            rpyc_ipy.connect_stream(None, config={"busy_poll_window": bad})
+        with pytest.raises(ConfigError):  # refused before the transport is touched
+            rpyc_ipy.connect_stream(None, config={"busy_poll_window": bad})  # type: ignore[arg-type]
 
 
 def test_default_window_is_small() -> None:

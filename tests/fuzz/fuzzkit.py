@@ -8,7 +8,6 @@ one-``try`` shortcuts can be checked against it on arbitrary input.
 from __future__ import annotations
 
 import struct
-from datetime import timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -17,7 +16,7 @@ from hypothesis import strategies as st
 #: every fuzz test: bounded examples and time, no example database in the tree
 FUZZ = settings(
     max_examples=300,
-    deadline=timedelta(seconds=2),
+    deadline=None,  # no timing thresholds in tests: a loaded machine is not a failure
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

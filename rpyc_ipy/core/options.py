@@ -1,0 +1,54 @@
+"""A connection's configuration: RPyC's keys (:data:`~rpyc_ipy.core.policy.DEFAULT_CONFIG`)
+and ours (:data:`CONNECTION_OPTIONS`), merged and checked by :func:`validated_config`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rpyc_ipy.core.policy import DEFAULT_CONFIG
+from rpyc_ipy.core.transport import DEFAULT_BUSY_POLL_WINDOW
+from rpyc_ipy.errors import ConfigError
+from rpyc_ipy.protocol.limits import DEFAULT_LIMITS, Limits
+
+__all__ = ["CONNECTION_OPTIONS", "validated_config"]
+
+#: options of ours, accepted in a config dict beside RPyC's keys
+CONNECTION_OPTIONS: dict[str, Any] = {
+    "limits": DEFAULT_LIMITS,  # decoder and frame limits
+    "compress_threshold": None,  # compress payloads above this many bytes; None = never
+    "max_dispatch_threads": 64,  # threads that may run the peer's requests at once
+    "max_exported_objects": 1_000_000,  # objects the peer may hold references to
+    "max_proxy_classes": 4096,  # INSPECT results cached per connection
+    "frame_deadline": 60.0,  # seconds a started frame may take to arrive
+    "first_frame_timeout": None,  # servers set this: drop a client silent this long
+    "idle_timeout": None,  # close after this many seconds without a frame
+    "max_buffiter_chunk": 10_000,  # items one BUFFITER request may return
+    # seconds a socket reader may poll for data before sleeping; adaptive, 0 = never
+    # (saves two thread wake-ups per round trip on a quiet machine: transports/spin.py)
+    "busy_poll_window": DEFAULT_BUSY_POLL_WINDOW,
+}
+
+
+def validated_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """RPyC's defaults, then ours, then ``config``; ``ConfigError`` for an unknown
+    key or a bad value."""
+    merged = dict(DEFAULT_CONFIG)
+    merged.update(CONNECTION_OPTIONS)
+    if config:
+        unknown = set(config) - set(merged)
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        merged.update(config)
+    if not isinstance(merged["limits"], Limits):
+        raise ConfigError("config['limits'] must be a rpyc_ipy.protocol.limits.Limits")
+    if merged["bind_threads"]:
+        raise ConfigError("bind_threads (RPYC_BIND_THREADS) framing is not supported")
+    timeout = merged["sync_request_timeout"]
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ConfigError("sync_request_timeout must be a positive number or None")
+    window = merged["busy_poll_window"]
+    if not isinstance(window, (int, float)) or isinstance(window, bool) or not 0 <= window <= 0.1:
+        raise ConfigError("busy_poll_window must be a number of seconds from 0 to 0.1")
+    return merged
