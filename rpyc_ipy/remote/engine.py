@@ -678,7 +678,8 @@ class Engine:
     def _error_outcome(self, execution: _Execution, exc: BaseException, tb: str
                        ) -> tuple[Any, ...]:
         try:
-            evalue = str(exc)
+            # a SyntaxError's str() names the compiler's file: its message says it all
+            evalue = str(exc.msg) if isinstance(exc, SyntaxError) else str(exc)
         except Exception:
             evalue = "<unprintable>"
         ename = type(exc).__qualname__
