@@ -40,6 +40,7 @@ from __future__ import annotations
 import base64
 import binascii
 import importlib.util
+import io
 import json
 import os
 import re
@@ -222,6 +223,8 @@ class IPythonCells:
         silenced = _ends_with_semicolon(code)
         # IPython numbers a cell it keeps by its count, one it does not by the next
         shell.execution_count = count if store_history else count + 1
+        if store_history:
+            self._pad_history(count)
         hook.start_cell(show=not (silent or silenced))
         shell.held.clear()
         # silence is the engine's business (a silent cell may still want its value)
@@ -241,11 +244,24 @@ class IPythonCells:
         return CellRun(value is not None, None if value is None else value[0], silenced,
                        error, text)
 
+    def _pad_history(self, count: int) -> None:
+        """Make ``In[count]`` this cell's: numbers the shell never saw (background jobs,
+        blank cells) get empty entries, as ``In[0]`` is."""
+        history = self._shell.history_manager
+        assert history is not None
+        for inputs in (history.input_hist_parsed, history.input_hist_raw):
+            inputs.extend([""] * (count - len(inputs)))
+
 
 def _ends_with_semicolon(code: str) -> bool:
-    """True if the cell's last token is ``;`` (IPython's rule for a silenced result)."""
+    """True if the cell's last token is ``;``: IPython's rule for a silenced result
+    (its own check reads the history, which a cell run without history lacks)."""
     try:
-        return bool(DisplayHook.semicolon_at_end_of_expression(code))
+        tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
     except (tokenize.TokenError, SyntaxError):
         return code.rstrip().endswith(";")
-
+    for token in reversed(tokens):
+        if token.type not in (tokenize.ENDMARKER, tokenize.NL, tokenize.NEWLINE,
+                              tokenize.COMMENT):
+            return token.type == tokenize.OP and token.string == ";"
+    return False
