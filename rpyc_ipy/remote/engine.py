@@ -119,6 +119,7 @@ class CellShell(Protocol):
         """Run ``code`` as cell number ``count``; the cell's own errors are returned
         (:attr:`CellRun.error`), not raised."""
 
+
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "silent": (bool,),
     "store_history": (bool,),

@@ -45,6 +45,7 @@ import json
 import os
 import re
 import sys
+import threading
 import tokenize
 import traceback
 from collections.abc import Iterator, Mapping
@@ -158,6 +159,7 @@ class _RemoteShell(InteractiveShell):
     def __init__(self, **kwargs: Any) -> None:
         # tracebacks of errors that may have stopped the cell: (exception, text)
         self.held: list[tuple[BaseException, str]] = []
+        self.cell_thread: int | None = None  # the thread in run_cell, if any
         super().__init__(**kwargs)
 
     def _showtraceback(self, etype: Any, evalue: Any, stb: list[str]) -> None:
@@ -171,8 +173,9 @@ class _RemoteShell(InteractiveShell):
         error); write one the cell goes on after to its stderr now."""
         text = bound_traceback(_ANSI.sub("", text))
         running = self.displayhook.exec_result
-        if running is not None and exc is not running.error_in_exec and \
-                exc is not running.error_before_exec:
+        survived = running is not None and exc is not running.error_in_exec and \
+            exc is not running.error_before_exec
+        if survived or threading.get_ident() != self.cell_thread:  # or a background job's
             print(text, file=sys.stderr)
             return
         self.held.append((exc, text))
@@ -227,8 +230,12 @@ class IPythonCells:
             self._pad_history(count)
         hook.start_cell(show=not (silent or silenced))
         shell.held.clear()
-        # silence is the engine's business (a silent cell may still want its value)
-        outcome = shell.run_cell(code, store_history=store_history, silent=False)
+        shell.cell_thread = threading.get_ident()
+        try:
+            # silence is the engine's business (a silent cell may still want its value)
+            outcome = shell.run_cell(code, store_history=store_history, silent=False)
+        finally:
+            shell.cell_thread = None
         error = outcome.error_before_exec or outcome.error_in_exec
         text = ""
         held, shell.held = shell.held, []

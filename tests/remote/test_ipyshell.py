@@ -189,13 +189,17 @@ def test_background_jobs_run_plain_python_beside_the_shell(worker: WorkerProcess
     flag = tmp_path / "go"
     job = worker.call("start", f"import pathlib, time\nwhile not pathlib.Path({str(flag)!r})"
                                ".exists():\n    time.sleep(0.01)\ndisplay('from the job')\n"
-                               "'job result'", None, (("background", True),))
+                               "class Broken:\n    def _repr_html_(self):\n"
+                               "        raise ValueError('bad html')\n"
+                               "display(Broken())\n'job result'", None, (("background", True),))
     assert "fg" in _stream(run(worker, "!echo fg")[3])  # the shell works meanwhile
     flag.touch()
     outcome = worker.call("resume", job, None, 0)
     assert _text(outcome) == "'job result'"
-    assert [dict(e[1])["text/plain"] for e in outcome[3] if e[0] == "display"] == \
-        ["'from the job'"]
+    shown = [dict(e[1])["text/plain"] for e in outcome[3] if e[0] == "display"]
+    assert shown[0] == "'from the job'" and len(shown) == 2
+    # the failing formatter's traceback goes to the job's own output, not to the shell
+    assert "ValueError: bad html" in _stream(outcome[3], "stderr")
     magic = worker.call("start", "x = 1\n!echo hi", None, (("background", True),))
     assert worker.call("resume", magic, None, 0)[4][:2] == ("UsageError", NOT_IN_BACKGROUND)
 
