@@ -24,6 +24,12 @@ outcome of :meth:`Engine.execute` is the tuple
 * ``note``: how a cancel ended, for the user;
 * ``value``: with ``want_value``, ``("value", packed)`` or ``("ref", obj)``, else ``None``.
 
+In a session worker the engine is given a :class:`CellShell` (IPython, from
+:mod:`rpyc_ipy.remote.ipyshell`) and runs its foreground cells through it, so
+``!cmd`` and ``%magics`` work; background jobs, and engines without a shell (a
+classic server's), run cells as plain Python, where such a line gets one clear
+error.
+
 Pure standard library: also shipped by source to classic peers.
 """
 
@@ -36,13 +42,14 @@ import inspect
 import itertools
 import linecache
 import os
+import re
 import socket
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from . import bundle as _bundle
 from . import capture as _capture
@@ -51,7 +58,8 @@ from . import values as _values
 from .cancel import ABANDON, INTERRUPT, LEVEL_NAMES, Cancellation, UserCodeGate
 from .joblog import DEFAULT_MAX_CHARS, OutputLog
 
-__all__ = ["ENGINE_API", "ENGINE_VERSION", "FEATURES", "Engine", "NamespaceView"]
+__all__ = ["ENGINE_API", "ENGINE_VERSION", "FEATURES", "CellRun", "CellShell", "Engine",
+           "NamespaceView", "bound_traceback"]
 
 ENGINE_VERSION = "1"
 FEATURES = ("execute", "start", "cancel", "complete", "inspect", "describe", "push", "pull",
@@ -67,6 +75,14 @@ KEEP_FINISHED = 32
 MAX_TRACEBACK = 64_000
 MAX_CELLS_IN_LINECACHE = 200
 _TOP_LEVEL_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
+#: the error of a ``!cmd`` or ``%magic`` line in a cell run as plain Python
+NO_SHELL = ("this session runs cells as plain Python, without IPython: `!cmd` and %magics "
+            "need IPython in the server's Python (`pip install ipython` there); plain Python "
+            "runs as usual")
+NOT_IN_BACKGROUND = ("`!cmd` and %magics run in foreground cells only: a background job runs "
+                     "plain Python (use subprocess.run(...) for commands)")
+# a line IPython would take for a shell command or a magic (``x = !ls`` too)
+_SHELL_SYNTAX = re.compile(r"\s*(?:[\w.]+\s*=\s*)?[!%]")
 
 Emit = Callable[[tuple[Any, ...]], Any]
 
@@ -79,6 +95,30 @@ class CellRunner(Protocol):
 
     def signal_thread(self, ident: int) -> bool:
         """Interrupt the running cell in thread ``ident`` (a SIGINT); True if sent."""
+
+
+class CellRun(NamedTuple):
+    """How a cell went in a :class:`CellShell`."""
+
+    has_result: bool  # the cell ended with an expression, whose value is ``result``
+    result: Any
+    silenced: bool  # ... and a ";"
+    error: BaseException | None  # what stopped the cell (the shell caught it)
+    traceback: str  # ``error``'s traceback as plain text
+
+
+class CellShell(Protocol):
+    """Runs the foreground cells instead of plain Python: the session worker's IPython
+    (:class:`rpyc_ipy.remote.ipyshell.IPythonCells`), on the engine's namespace."""
+
+    #: what :meth:`Engine.hello` reports as ``shell``, e.g. ``"ipython 9.1.0"``
+    name: str
+
+    def run_cell(self, code: str, *, count: int, store_history: bool, silent: bool
+                 ) -> CellRun:
+        """Run ``code`` as cell number ``count``; the cell's own errors are returned
+        (:attr:`CellRun.error`), not raised."""
+
 
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "silent": (bool,),
@@ -236,13 +276,18 @@ class Engine:
 
     ``capture_fd`` enables file-descriptor capture (C-level output) for the
     executions that ask for it. ``allow_pickle`` lets push/pull fall back to
-    pickle when the client asks for it too.
+    pickle when the client asks for it too. ``shell`` (on ``namespace``) runs
+    the cells that ``cell_runner`` runs, one at a time; it provides ``display``
+    and ``clear_output`` itself.
     """
 
     def __init__(self, namespace: dict[str, Any] | None = None, *, capture_fd: bool = True,
                  allow_pickle: bool = False, info: Mapping[str, Any] | None = None,
                  cell_runner: CellRunner | None = None,
-                 max_buffered_output: int = DEFAULT_MAX_CHARS) -> None:
+                 max_buffered_output: int = DEFAULT_MAX_CHARS,
+                 shell: CellShell | None = None) -> None:
+        if shell is not None and cell_runner is None:
+            raise ValueError("a shell runs one cell at a time: give the engine a cell_runner")
         self.namespace: dict[str, Any] = {} if namespace is None else namespace
         self.capture_fd = capture_fd
         self.allow_pickle = allow_pickle
@@ -250,13 +295,15 @@ class Engine:
         self.execution_count = 0
         self.max_buffered_output = max_buffered_output
         self._cell_runner = cell_runner
+        self._shell = shell
         self._lock = threading.Lock()
         self._running: dict[str, _Execution] = {}
         self._finished: dict[str, _Execution] = {}  # oldest first, at most KEEP_FINISHED
         self._cell_files: list[str] = []
         self._ids = itertools.count(1)
         self._closed = False
-        self._install_builtins()
+        if shell is None:
+            self._install_builtins()
 
     # -- namespace ------------------------------------------------------------------
 
@@ -300,7 +347,8 @@ class Engine:
         out = {"engine": ENGINE_VERSION, "features": FEATURES,
                "python": sys.version.split()[0], "implementation": sys.implementation.name,
                "host": socket.gethostname(), "pid": os.getpid(), "cwd": _safe_cwd(),
-               "allow_pickle": self.allow_pickle, "capture_fd": self.capture_fd}
+               "allow_pickle": self.allow_pickle, "capture_fd": self.capture_fd,
+               "shell": self._shell.name if self._shell is not None else "python"}
         out.update(self.info)
         return tuple((k, v) for k, v in out.items())
 
@@ -566,45 +614,61 @@ class Engine:
 
     def _run_cell(self, execution: _Execution, code: str) -> tuple[Any, ...]:
         opts = execution.options
-        filename = self._cell_file(execution, code)
-        try:
-            body, last, silent = _split_cell(code, filename)
-        except SyntaxError as exc:
-            text = "".join(traceback.format_exception_only(type(exc), exc))
-            return ("error", execution.count, None, (), ("SyntaxError", str(exc.msg), text), "",
-                    None)
-        silent = silent or opts["silent"]
-        result: Any = None
-        has_result = False
+        # background jobs run as plain Python, on threads of their own, next to the
+        # shell's one cell at a time (see rpyc_ipy.remote.ipyshell)
+        shell = self._shell if execution.runner is not None else None
+        plain: tuple[Any, Any, bool] = (None, None, False)
+        if shell is None:
+            filename = self._cell_file(execution, code)
+            try:
+                plain = _split_cell(code, filename)
+            except SyntaxError as exc:
+                return ("error", execution.count, None, (), self._syntax_error(exc), "", None)
         capture_fd = opts["capture_fd"] and self.capture_fd
         execution.fd_capture = _capture.FdCapture(execution.sink, capture_fd)
         with _capture.routed(execution.sink), execution.fd_capture:
             try:
                 with execution.gate:
-                    if body is not None:
-                        _run_code(body, self.namespace)
-                    if last is not None:
-                        result = _run_code(last, self.namespace)
-                        has_result = True
+                    if shell is not None:
+                        ran = shell.run_cell(code, count=execution.count,
+                                             store_history=opts["store_history"]
+                                             and not opts["silent"], silent=opts["silent"])
+                    else:
+                        ran = _run_plain(*plain, self.namespace)
             except KeyboardInterrupt:
                 if execution.cancel.requested:
                     return self._cancelled_outcome(execution, self._format_tb())
                 return self._error(execution)
             except BaseException:  # SystemExit included: a cell never stops the server
                 return self._error(execution)
+        if ran.error is not None:
+            if isinstance(ran.error, KeyboardInterrupt) and execution.cancel.requested:
+                return self._cancelled_outcome(execution, ran.traceback)
+            return self._error_outcome(execution, ran.error, ran.traceback)
+        result = ran.result
         bundle = None
         value = None
-        if has_result and result is not None and not silent:
-            self.namespace["_"] = result
+        if ran.has_result and result is not None and not (ran.silenced or opts["silent"]):
+            if shell is None:  # the shell's own displayhook keeps _, __, Out
+                self.namespace["_"] = result
             try:
                 bundle = _bundle.mimebundle(result, include=opts["include"],
                                             max_bytes=opts["max_bundle_bytes"])
             except Exception as exc:
                 bundle = ((("text/plain", f"<display failed: {type(exc).__name__}: {exc}>"),),
                           _values.pack({}))
-        if has_result and opts["want_value"]:
+        if ran.has_result and opts["want_value"]:
             value = self._value_of(result, opts["max_value_bytes"])
         return ("ok", execution.count, bundle, (), None, "", value)
+
+    def _syntax_error(self, exc: SyntaxError) -> tuple[str, str, str]:
+        """The error of a cell that does not compile: a ``!cmd`` or ``%magic`` line
+        says what it needs (not the SyntaxError it is to plain Python)."""
+        if exc.text is not None and _SHELL_SYNTAX.match(exc.text):
+            message = NO_SHELL if self._shell is None else NOT_IN_BACKGROUND
+            return ("UsageError", message, f"UsageError: {message}\n")
+        text = "".join(traceback.format_exception_only(type(exc), exc))
+        return ("SyntaxError", str(exc.msg), text)
 
     def _value_of(self, result: Any, max_bytes: int) -> tuple[str, Any]:
         try:
@@ -615,13 +679,17 @@ class Engine:
     def _error(self, execution: _Execution) -> tuple[Any, ...]:
         exc = sys.exc_info()[1]
         assert exc is not None
+        return self._error_outcome(execution, exc, self._format_tb())
+
+    def _error_outcome(self, execution: _Execution, exc: BaseException, tb: str
+                       ) -> tuple[Any, ...]:
         try:
-            evalue = str(exc)
+            # a SyntaxError's str() names the compiler's file: its message says it all
+            evalue = str(exc.msg) if isinstance(exc, SyntaxError) else str(exc)
         except Exception:
             evalue = "<unprintable>"
         ename = type(exc).__qualname__
-        return ("error", execution.count, None, (), (ename, evalue[:4096],
-                                                     self._format_tb()), "", None)
+        return ("error", execution.count, None, (), (ename, evalue[:4096], tb), "", None)
 
     def _format_tb(self) -> str:
         """The traceback without the engine's own frames, cut to a bounded size."""
@@ -634,9 +702,7 @@ class Engine:
             text = "".join(te.format())
         except Exception as failure:
             text = f"<cannot format the traceback: {failure!r}>"
-        if len(text) > MAX_TRACEBACK:
-            text = text[: MAX_TRACEBACK // 4] + "\n…\n" + text[-MAX_TRACEBACK // 2:]
-        return text
+        return bound_traceback(text)
 
     def _cell_file(self, execution: _Execution, code: str) -> str:
         filename = f"<remote-cell-{execution.count}-{execution.exec_id}>"
@@ -758,6 +824,22 @@ def _split_cell(code: str, filename: str) -> tuple[Any, Any, bool]:
     body = compile(tree, filename, "exec", flags=_TOP_LEVEL_AWAIT, dont_inherit=True) \
         if tree.body else None
     return body, last, silent
+
+
+def bound_traceback(text: str) -> str:
+    """``text`` cut to :data:`MAX_TRACEBACK` characters (its start and its end kept)."""
+    if len(text) > MAX_TRACEBACK:
+        return text[: MAX_TRACEBACK // 4] + "\n…\n" + text[-MAX_TRACEBACK // 2:]
+    return text
+
+
+def _run_plain(body: Any, last: Any, silenced: bool, namespace: dict[str, Any]) -> CellRun:
+    """Run a cell compiled by :func:`_split_cell`; its errors propagate."""
+    if body is not None:
+        _run_code(body, namespace)
+    if last is None:
+        return CellRun(False, None, silenced, None, "")
+    return CellRun(True, _run_code(last, namespace), silenced, None, "")
 
 
 def _run_code(code: Any, namespace: dict[str, Any]) -> Any:

@@ -102,12 +102,17 @@ class WorkerSpec:
     limits: Mapping[str, int] = field(default_factory=dict)
     run_as: RunAs | None = None
     python: str = sys.executable
+    #: ``"ipython"`` or ``"python"`` for the cells; ``None``: IPython where importable
+    shell: str | None = None
 
     def settings(self) -> str:
-        return json.dumps({"user": self.user, "session": self.session,
-                           "allow_pickle": self.allow_pickle, "capture_fd": self.capture_fd,
-                           "max_buffered_output": self.max_buffered_output,
-                           "limits": dict(self.limits)})
+        settings = {"user": self.user, "session": self.session,
+                    "allow_pickle": self.allow_pickle, "capture_fd": self.capture_fd,
+                    "max_buffered_output": self.max_buffered_output,
+                    "limits": dict(self.limits)}
+        if self.shell is not None:
+            settings["shell"] = self.shell
+        return json.dumps(settings)
 
     def environment(self) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items()

@@ -17,6 +17,10 @@ Cells run on the main thread, one at a time, so an interrupt is a real ``SIGINT`
 signal the supervisor sends to the process lands on the main thread too. A ``SIGINT``
 between cells is ignored. Background jobs run on threads of their own.
 
+Cells run through IPython (:mod:`rpyc_ipy.remote.ipyshell`: ``!cmd``, ``%magics``)
+when it is importable here, as plain Python otherwise; the setting ``shell``
+chooses: ``"ipython"`` (required), ``"python"`` (never).
+
 The worker ends when the supervisor's end of the socket closes, and dies with the
 server process (``PR_SET_PDEATHSIG`` where Linux offers it).
 """
@@ -38,10 +42,10 @@ from typing import Any
 
 from rpyc_ipy.core.connection import Connection
 from rpyc_ipy.core.service import Service
-from rpyc_ipy.remote.engine import ENGINE_API, Engine
+from rpyc_ipy.remote.engine import ENGINE_API, CellShell, Engine
 from rpyc_ipy.transports.sockets import SocketTransport
 
-__all__ = ["MainThreadRunner", "WorkerService", "main"]
+__all__ = ["MainThreadRunner", "WorkerService", "main", "start_shell"]
 
 #: what the supervisor may set (``--settings``), with the type each takes
 SETTINGS: dict[str, type] = {
@@ -51,7 +55,10 @@ SETTINGS: dict[str, type] = {
     "user": str,
     "session": str,
     "limits": dict,
+    "shell": str,
 }
+#: the values of the ``shell`` setting (without it: IPython where importable)
+SHELLS = ("ipython", "python")
 
 _PR_SET_PDEATHSIG = 1
 
@@ -118,7 +125,23 @@ def parse_settings(text: str) -> dict[str, Any]:
             raise ValueError(f"unknown worker setting {key!r}")
         if type(value) is not kind:
             raise ValueError(f"worker setting {key!r} must be a {kind.__name__}")
+    if settings.get("shell", SHELLS[0]) not in SHELLS:
+        raise ValueError(f"worker setting 'shell' must be one of {', '.join(SHELLS)}")
     return settings
+
+
+def start_shell(choice: str | None, namespace: dict[str, Any]) -> CellShell | None:
+    """IPython on ``namespace`` for the cells, or ``None`` for plain Python: ``choice``
+    is a :data:`SHELLS` value, or ``None`` for IPython if it can be imported."""
+    if choice == "python":
+        return None
+    try:
+        from rpyc_ipy.remote.ipyshell import IPythonCells
+    except ImportError as exc:
+        if choice == "ipython" or (exc.name or "").startswith("rpyc_ipy"):
+            raise
+        return None
+    return IPythonCells.start(namespace)
 
 
 def apply_limits(limits: dict[str, Any]) -> None:
@@ -174,12 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     # thread's own cells (see the module docstring)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     runner = MainThreadRunner()
-    engine = Engine(capture_fd=settings.get("capture_fd", True),
+    namespace: dict[str, Any] = {}
+    engine = Engine(namespace, capture_fd=settings.get("capture_fd", True),
                     allow_pickle=settings.get("allow_pickle", False),
                     info={"service": "rpyc_ipy.remote.ExecutionService",
                           "user": settings.get("user"), "session": settings.get("session")},
                     cell_runner=runner,
-                    max_buffered_output=settings.get("max_buffered_output", 4 << 20))
+                    max_buffered_output=settings.get("max_buffered_output", 4 << 20),
+                    shell=start_shell(settings.get("shell"), namespace))
     sock = socket.socket(fileno=args.fd)
     config = {"allow_public_attrs": True, "allow_setattr": True, "allow_delattr": True,
               "allow_pickle": settings.get("allow_pickle", False)}

@@ -122,8 +122,8 @@ def test_local_cells_run_in_the_kernel_and_see_the_session(kernel: KernelRig,
 
 def test_only_a_first_line_of_percent_percent_local_makes_a_local_cell(
         kernel: KernelRig) -> None:
-    cell = kernel.run("x = 1\n%%local\n")  # runs remotely, where %%local is no Python
-    assert cell.status == "error" and cell.reply["ename"] == "SyntaxError"
+    cell = kernel.run("x = 1\n%%local\n")  # runs remotely, where %%local is no magic
+    assert cell.status == "error" and cell.reply["ename"] == "UsageError"
     cell = kernel.run("\n  %%local  \nimport sys\n'ipykernel' in sys.modules")
     assert cell.result == {"text/plain": "True"}
 
