@@ -20,7 +20,8 @@ in-process and unix-socket peers)::
 
 A client works in a *session*: ``root.attach(name)`` picks (user, name), starting
 its worker process the first time (:mod:`rpyc_ipy.remote.sessions`); a client that
-calls an engine method first gets a fresh session of its own. The engine methods
+calls an engine method first gets a fresh session of its own, which ends with its
+connection (nobody else knows its name). The engine methods
 (``execute``, ``resume``, ``jobs``, ``complete``, ``push``, ...; see
 :class:`~rpyc_ipy.remote.engine.Engine`) go to the session's worker; ``interrupt``,
 ``restart``, ``sessions`` and ``close_session`` are the server's own. What the
@@ -101,6 +102,7 @@ class ExecutionService(Service):
         self._refusal: str | None = "not connected yet"
         self._user = ""
         self._session: Session | None = None
+        self._implicit = False  # the session was made for a client that never attached
         self._lock = threading.Lock()
 
     @classmethod
@@ -149,7 +151,11 @@ class ExecutionService(Service):
     def on_disconnect(self, conn: Connection) -> None:
         with self._lock:
             session, self._session = self._session, None
-        if session is not None:
+        if session is None:
+            return
+        if self._implicit:  # nobody knows its name: nobody can come back to it
+            self.sessions.close_session(session)
+        else:
             self.sessions.detach(session)
 
     def _rpyc_getattr(self, name: str) -> Any:
@@ -175,6 +181,7 @@ class ExecutionService(Service):
         if session is None:
             self.exposed_attach()
             with self._lock:
+                self._implicit = True
                 session = self._session
         assert session is not None
         return session
@@ -210,8 +217,14 @@ class ExecutionService(Service):
         session, reattached = self.sessions.attach(self._user, name, new)
         with self._lock:
             previous, self._session = self._session, session
-        if previous is not None:
-            self.sessions.detach(previous)
+            was_implicit, self._implicit = self._implicit, False
+        if previous is not None and previous is not session:
+            if was_implicit:
+                self.sessions.close_session(previous)
+            else:
+                self.sessions.detach(previous)
+        elif previous is session:
+            self.sessions.detach(previous)  # attached twice by this client: count it once
         running: tuple[str, ...] = ()
         if reattached and session.death is None:
             running = tuple(session.call("running"))

@@ -379,3 +379,14 @@ def test_channel_tickets_are_one_time_and_per_user(rig: Rig) -> None:
         rig.connect("alice", channel_ticket=ticket).root.hello()
     fresh = alice.root.channel_ticket()
     assert dict(rig.connect("alice", channel_ticket=fresh).root.hello())["user"] == "alice"
+
+
+def test_a_session_made_for_a_client_that_never_attached_ends_with_it(rig: Rig) -> None:
+    conn = rig.connect()
+    assert _value(conn.root.execute("1 + 1", None, ())) == "2"  # no attach: a private session
+    session = rig.registry.sessions_of("alice")[0]
+    assert session.worker is not None
+    worker = session.worker
+    conn.close()
+    assert worker.exited.wait(WAIT)
+    assert wait_until(lambda: len(rig.registry) == 0, WAIT)
