@@ -221,6 +221,11 @@ class WorkerProcess:
         except OSError as exc:
             ours.close()
             channels.close()
+            if isinstance(exc, PermissionError) and spec.run_as is not None:
+                raise WorkerError(
+                    f"the account {spec.run_as.name!r} cannot run {spec.python} "
+                    f"({exc.strerror}): install Python and rpyc_ipy where every account "
+                    "can read them") from None
             raise WorkerError(f"cannot start a session worker: {exc}") from None
         finally:
             theirs.close()
@@ -250,8 +255,10 @@ class WorkerProcess:
                 "--settings", spec.settings()]
         extra: dict[str, Any] = {}
         if spec.run_as is not None:
+            home = spec.run_as.home
             extra = {"user": spec.run_as.uid, "group": spec.run_as.gid,
-                     "extra_groups": list(spec.run_as.groups), "cwd": spec.run_as.home}
+                     "extra_groups": list(spec.run_as.groups),
+                     "cwd": home if os.path.isdir(home) else "/"}
         return subprocess.Popen(argv, pass_fds=(fd, channel_fd), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 env=spec.environment(), start_new_session=True, umask=0o077,

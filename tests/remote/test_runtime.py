@@ -5,6 +5,8 @@ sessions that outlive their connection, background jobs, reaping and caps."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -390,3 +392,32 @@ def test_a_session_made_for_a_client_that_never_attached_ends_with_it(rig: Rig) 
     conn.close()
     assert worker.exited.wait(WAIT)
     assert wait_until(lambda: len(rig.registry) == 0, WAIT)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting workers as another account needs root")
+def test_run_as_starts_a_users_workers_under_their_own_account(
+        make_rig: Callable[..., Rig]) -> None:
+    import pwd
+
+    try:
+        account = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("this system has no 'nobody' account")
+    try:
+        subprocess.run([sys.executable, "-c", "import rpyc_ipy"], user=account.pw_uid,
+                       group=account.pw_gid, cwd="/", check=True, capture_output=True,
+                       timeout=60)
+    except (PermissionError, subprocess.CalledProcessError):
+        # e.g. a Python under /root: the refusal is then the clear error checked here
+        rig = make_rig(run_as={"alice": "nobody"})
+        with pytest.raises(RuntimeError, match="cannot run"):
+            rig.connect("alice").root.attach("lab")
+        pytest.skip("the account 'nobody' cannot run this Python")
+    rig = make_rig(run_as={"alice": "nobody"})
+    alice, bob = rig.connect("alice"), rig.connect("bob")
+    alice.root.attach("lab")
+    bob.root.attach("lab")
+    ids = "import os\n(os.getuid(), os.getgid(), os.environ.get('USER'))"
+    assert _value(alice.root.execute(ids, None, ())) == \
+        repr((account.pw_uid, account.pw_gid, "nobody"))
+    assert _value(bob.root.execute("import os\nos.getuid()", None, ())) == str(os.getuid())
