@@ -515,8 +515,10 @@ class Connection(RequestHandlers):
             audit.warning("denied %s peer=%s user=%s op=%s: %s", self._config["connid"],
                           endpoints[1], user_of(self._config.get("credentials")),
                           self._engine.handler_name(handler), exc)
-        logger = self._config["logger"] or log
-        logger.debug("%s: request %d raised %r", self._config["connid"], seq, exc)
+        if self._config["log_exceptions"]:  # as rpyc: at debug level, with the traceback
+            logger = self._config["logger"] or log
+            logger.debug("%s: request %d raised %r", self._config["connid"], seq, exc,
+                         exc_info=exc)
         payload = vinegar.dump(exc, include_traceback=self._policy.include_local_traceback,
                                include_version=self._policy.include_local_version)
         return self._engine.exception(seq, payload)
