@@ -86,7 +86,7 @@ class FrameReader:
                 # the next frame's clock starts now if some of it came with this one
                 self._frame_started = time.monotonic() if engine.in_frame else None
                 return event
-            if not engine.in_frame:
+            if self._frame_started is not None and not engine.in_frame:
                 self._frame_started = None  # between frames (empty ones were skipped)
             try:
                 received = self._recv(engine.receive_buffer())

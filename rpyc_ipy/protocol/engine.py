@@ -101,7 +101,8 @@ class Engine:
 
     def receive_buffer(self) -> memoryview:
         """Where the next bytes from the stream go: read into it, then call :meth:`received`."""
-        self._check()
+        if self._error is not None:
+            raise self._error
         try:
             return self._decoder.receive_buffer()
         except ProtocolError as exc:

@@ -177,7 +177,10 @@ class FrameDecoder:
             self._end += count
 
     def feed(self, data: Payload) -> None:
-        """Copy ``data`` in, as if it had been received; any chunking will do."""
+        """Copy ``data`` in, as if it had been received; any chunking will do.
+
+        Raises as :meth:`receive_buffer` does when a header it passes is refused.
+        """
         with memoryview(data) as rest:
             while rest:
                 target = self.receive_buffer()
@@ -232,7 +235,8 @@ class FrameDecoder:
             return
         start += HEADER_SIZE
         have = min(self._end - start, length + 1)
-        big = mmap.mmap(-1, length + 1)
+        # private: cheaper to fault in than the default shared mapping, and no child inherits it
+        big = mmap.mmap(-1, length + 1, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         big[:have] = self._view[start:start + have]
         self._start = start + have
         self._big, self._big_filled, self._big_compressed = big, have, bool(flag)
