@@ -117,7 +117,8 @@ class Engine:
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes from the stream, in any chunking; then call :meth:`next_event`."""
-        self._check()
+        if self._error is not None:
+            raise self._error
         try:
             self._decoder.feed(data)
         except ProtocolError as exc:
@@ -167,10 +168,6 @@ class Engine:
         if type(body) is not tuple or len(body) != 2 or type(body[0]) is not int:
             raise CodecError("request body must be a (handler, args) tuple")
         return Request(seq, body[0], body[1])
-
-    def _check(self) -> None:
-        if self._error is not None:
-            raise self._error
 
     @staticmethod
     def handler_name(handler: int) -> str:
