@@ -1,6 +1,6 @@
 """The sans-I/O message engine: bytes in, events out; events in, bytes out.
 
-A payload is one raw message-type byte plus the brine of ``(seq, body)`` (spec §5)::
+A payload is one raw message-type byte plus the brine of ``(seq, body)`` (wire spec §5)::
 
     REQUEST    body = (handler_id, boxed_args)
     REPLY      body = boxed return value
@@ -75,9 +75,6 @@ class Engine:
         self._error: ProtocolError | None = None
 
     # -- outgoing ---------------------------------------------------------------
-
-    def next_seq(self) -> int:
-        return next(self._seq)
 
     def _frame(self, kind: bytes, message: tuple[Any, Any]) -> list[bytes]:
         parts = brine.dump_parts(message)

@@ -1,4 +1,4 @@
-"""Channel framing of the RPyC 6.0.2 wire format (spec §3).
+"""Channel framing of the RPyC 6.0.2 wire format (wire spec §3).
 
 One message is one frame::
 
