@@ -63,9 +63,15 @@ def test_protocol_layer_imports_no_io() -> None:
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
-                assert not {a.name.split(".")[0] for a in node.names} & forbidden, path
+                names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
-                if node.level == 0:
-                    assert (node.module or "").split(".")[0] not in forbidden, path
-                elif node.level == 2:
+                if node.level == 2:
                     assert node.module == "errors", f"{path}: imports ..{node.module}"
+                names = [node.module or ""] if node.level == 0 else []
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] not in forbidden, f"{path}: imports {name}"
+                if name.split(".")[0] == "rpyc_ipy":
+                    assert name in ("rpyc_ipy.errors", "rpyc_ipy.protocol") or \
+                        name.startswith("rpyc_ipy.protocol."), f"{path}: imports {name}"

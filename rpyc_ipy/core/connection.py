@@ -102,7 +102,7 @@ class Connection(RequestHandlers):
         self._transport = transport
         limits: Limits = self._config["limits"]
         self._engine = Engine(limits, self._config["compress_threshold"])
-        self._reader = FrameReader(transport, limits, self._config["frame_deadline"])
+        self._reader = FrameReader(transport, self._engine, self._config["frame_deadline"])
         if transport.supports_busy_poll:
             transport.set_busy_poll(self._config["busy_poll_window"])
         self._exports = ExportTable(self._config["max_exported_objects"])
@@ -385,20 +385,22 @@ class Connection(RequestHandlers):
         """
         reader = self._reader
         config = self._config
-        read = reader.read_available if nowait else reader.read_payload
+        read = reader.read_available if nowait else reader.read_event
         while not done():
             if self._closed:
                 return False
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             try:
-                payload = read()
+                event = read()
             except TimeoutError:
                 if nowait:
                     return False
                 self._check_idle(config)
                 continue
             except (ConnectionClosed, ProtocolError, OSError) as exc:
+                if isinstance(exc, ProtocolError):
+                    log.warning("%s: closing after a protocol error: %s", config["connid"], exc)
                 # the traceback's frames may hold a partly decoded payload of up to
                 # max_frame_size: drop them now, not when this thread unwinds
                 self._teardown(exc.with_traceback(None))
@@ -406,12 +408,6 @@ class Connection(RequestHandlers):
             self._last_frame = time.monotonic()
             if on_frame is not None:
                 on_frame[0] = True
-            try:
-                event = self._engine.parse_payload(payload)
-            except ProtocolError as exc:
-                log.warning("%s: closing after a malformed message: %s", config["connid"], exc)
-                self._teardown(exc.with_traceback(None))
-                return False
             if type(event) is Request:
                 args, error = self._unbox_request(event)
                 if nested:
@@ -515,8 +511,10 @@ class Connection(RequestHandlers):
             audit.warning("denied %s peer=%s user=%s op=%s: %s", self._config["connid"],
                           endpoints[1], user_of(self._config.get("credentials")),
                           self._engine.handler_name(handler), exc)
-        logger = self._config["logger"] or log
-        logger.debug("%s: request %d raised %r", self._config["connid"], seq, exc)
+        if self._config["log_exceptions"]:  # as rpyc: at debug level, with the traceback
+            logger = self._config["logger"] or log
+            logger.debug("%s: request %d raised %r", self._config["connid"], seq, exc,
+                         exc_info=exc)
         payload = vinegar.dump(exc, include_traceback=self._policy.include_local_traceback,
                                include_version=self._policy.include_local_version)
         return self._engine.exception(seq, payload)

@@ -1,44 +1,36 @@
-"""The buffered frame reader: whole frames out of a transport with as few reads as possible.
+"""The frame reader: the I/O loop that feeds a transport's bytes to the sans-I/O engine.
 
-Small frames come out of one 64 KiB buffer (often several per read), a large body
-is received straight into a preallocated buffer of its exact size.
+Reads land straight in the engine's receive buffer (``recv_into``): small frames
+share one 64 KiB buffer, often several per read, and a large body is received
+in place into a buffer of its exact size (see
+:class:`~rpyc_ipy.protocol.framing.FrameDecoder`). What stays here is what needs
+a clock: the frame and first-frame deadlines.
 """
 
 from __future__ import annotations
 
-import mmap
 import time
 
 from rpyc_ipy.core.transport import Transport
 from rpyc_ipy.errors import ConnectionClosed, LimitExceeded
-from rpyc_ipy.protocol.framing import HEADER_SIZE, decode_body, parse_header
-from rpyc_ipy.protocol.limits import DEFAULT_LIMITS, Limits
+from rpyc_ipy.protocol.engine import Engine, Event
 
 __all__ = ["FrameReader"]
 
-_BUFFER_SIZE = 1 << 16
-
 
 class FrameReader:
-    """Reads one payload at a time from a transport; not thread safe (one reader).
+    """Reads one event at a time from a transport; not thread safe (one reader).
 
     ``frame_deadline`` bounds how long a frame may take once its first byte has
     arrived, so a peer cannot hold a connection with a half-sent frame.
     """
 
-    def __init__(self, transport: Transport, limits: Limits = DEFAULT_LIMITS,
+    def __init__(self, transport: Transport, engine: Engine,
                  frame_deadline: float | None = 60.0) -> None:
         self._transport = transport
-        self._limits = limits
+        self._engine = engine
         self._frame_deadline = frame_deadline
-        self._buffer = bytearray(_BUFFER_SIZE)
-        self._view = memoryview(self._buffer)
-        self._start = 0
-        self._end = 0
         self._frame_started: float | None = None
-        self._big: mmap.mmap | None = None  # a large frame's body, as it arrives
-        self._big_filled = 0
-        self._big_compressed = False
         self.frames_read = 0
         #: monotonic time by which the first frame must have arrived (servers set it)
         self.first_frame_by: float | None = None
@@ -49,20 +41,6 @@ class FrameReader:
     def in_frame(self) -> bool:
         return self._frame_started is not None
 
-    def _fill(self) -> None:
-        """One read into the free tail of the buffer (compacting it first)."""
-        if self._start:
-            pending = self._end - self._start
-            self._buffer[:pending] = self._buffer[self._start:self._end]
-            self._start, self._end = 0, pending
-        received = self._recv(self._view[self._end:])
-        if not received:
-            raise ConnectionClosed("the peer closed the connection")
-        if self._frame_started is None:
-            self._frame_started = time.monotonic()
-        self._end += received
-        self.check_stall()  # here too: a peer dripping bytes never lets a read time out
-
     @property
     def can_read_available(self) -> bool:
         """True if the transport offers the non-waiting read :meth:`read_available` needs."""
@@ -70,24 +48,16 @@ class FrameReader:
 
     def has_frame(self) -> bool:
         """True if a whole frame is already buffered (no read needed to get it)."""
-        pending = self._end - self._start
-        if self._big is not None or pending < HEADER_SIZE:
-            return False
-        start = self._start
-        try:
-            length, _ = parse_header(self._view[start:start + HEADER_SIZE], self._limits)
-        except LimitExceeded:
-            return True  # reading it is what reports the error
-        return pending >= HEADER_SIZE + length + 1
+        return self._engine.has_frame()
 
-    def read_available(self) -> bytes | bytearray | memoryview:
-        """The next payload, if what the transport has now completes one; raises
+    def read_available(self) -> Event:
+        """The next event, if what the transport has now completes one; raises
         ``TimeoutError`` otherwise without waiting (nothing is lost: call again
         when more has arrived). Needs a transport with ``recv_nowait``."""
         assert self._recv_nowait is not None
         self._recv = self._recv_nowait
         try:
-            return self.read_payload()
+            return self.read_event()
         finally:
             self._recv = self._transport.recv_into
 
@@ -109,61 +79,30 @@ class FrameReader:
         if self.frames_read == 0 and self.first_frame_by is not None and now > self.first_frame_by:
             raise LimitExceeded("the first frame did not arrive in time")
 
-    def read_payload(self) -> bytes | bytearray | memoryview:
-        """The next non-empty payload; raises ``TimeoutError`` between frames or
-        while a frame is still arriving (call again), ``ConnectionClosed`` at EOF.
+    def read_event(self) -> Event:
+        """The next event; raises ``TimeoutError`` between frames or while a frame
+        is still arriving (call again), ``ConnectionClosed`` at EOF, and the
+        engine's ``ProtocolError`` for a malformed frame or message.
         """
+        engine = self._engine
         while True:
+            event = engine.next_event()
+            if event is not None:
+                self.frames_read += 1
+                # the next frame's clock starts now if some of it came with this one
+                self._frame_started = time.monotonic() if engine.in_frame else None
+                return event
+            if self._frame_started is not None and not engine.in_frame:
+                self._frame_started = None  # between frames (empty ones were skipped)
             try:
-                payload = self._read_one()
+                received = self._recv(engine.receive_buffer())
             except TimeoutError:
                 self.check_stall()
                 raise
-            if len(payload):
-                return payload
-
-    def _read_one(self) -> bytes | bytearray | memoryview:
-        if self._big is not None:
-            return self._continue_big()
-        if self._start == self._end:
-            self._frame_started = None
-        while self._end - self._start < HEADER_SIZE:
-            self._fill()
-        start = self._start
-        length, compressed = parse_header(self._view[start:start + HEADER_SIZE], self._limits)
-        total = HEADER_SIZE + length + 1
-        if total > _BUFFER_SIZE:
-            # a large body goes into an anonymous mapping of its declared size: the
-            # kernel hands out zeroed pages only as bytes arrive, so the header alone
-            # costs no memory and the body is received in place, with no copy
-            have = min(self._end - start - HEADER_SIZE, length + 1)
-            body = mmap.mmap(-1, length + 1)
-            body[:have] = self._view[start + HEADER_SIZE:start + HEADER_SIZE + have]
-            self._start = start + HEADER_SIZE + have
-            self._big, self._big_filled, self._big_compressed = body, have, compressed
-            return self._continue_big()
-        while self._end - self._start < total:
-            self._fill()
-        start = self._start
-        body_bytes = bytes(self._view[start + HEADER_SIZE:start + HEADER_SIZE + length])
-        self._start = start + total
-        self._frame_started = None if self._start == self._end else time.monotonic()
-        self.frames_read += 1
-        return decode_body(body_bytes, compressed, self._limits)
-
-    def _continue_big(self) -> bytes | bytearray | memoryview:
-        body = self._big
-        assert body is not None
-        size = len(body)
-        with memoryview(body) as view:
-            while self._big_filled < size:
-                received = self._recv(view[self._big_filled:])
-                if not received:
-                    raise ConnectionClosed(
-                        "the peer closed the connection in the middle of a frame")
-                self._big_filled += received
-                self.check_stall()
-        self._big = None
-        self._frame_started = None
-        self.frames_read += 1
-        return decode_body(memoryview(body)[: size - 1], self._big_compressed, self._limits)
+            if not received:
+                raise ConnectionClosed("the peer closed the connection" +
+                                       (" in the middle of a frame" if engine.in_frame else ""))
+            if self._frame_started is None:
+                self._frame_started = time.monotonic()
+            engine.received(received)
+            self.check_stall()  # here too: a peer dripping bytes never lets a read time out

@@ -43,6 +43,9 @@ def validated_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
         merged.update(config)
     if not isinstance(merged["limits"], Limits):
         raise ConfigError("config['limits'] must be a rpyc_ipy.protocol.limits.Limits")
+    if merged["instantiate_oldstyle_exceptions"]:
+        raise ConfigError("instantiate_oldstyle_exceptions is for Python 2's old-style "
+                          "exception classes, which Python 3 does not have: leave it False")
     if merged["bind_threads"]:
         raise ConfigError("bind_threads (RPYC_BIND_THREADS) framing is not supported")
     timeout = merged["sync_request_timeout"]

@@ -89,7 +89,6 @@ CLASSIC_OVERRIDES: dict[str, Any] = {
     "allow_exposed_attrs": False,
     "import_custom_exceptions": True,
     "instantiate_custom_exceptions": True,
-    "instantiate_oldstyle_exceptions": True,
 }
 
 

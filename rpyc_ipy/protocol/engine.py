@@ -1,16 +1,16 @@
 """The sans-I/O message engine: bytes in, events out; events in, bytes out.
 
-A payload is one raw message-type byte plus the brine of ``(seq, body)`` (spec §5)::
+A payload is one raw message-type byte plus the brine of ``(seq, body)`` (wire spec §5)::
 
     REQUEST    body = (handler_id, boxed_args)
     REPLY      body = boxed return value
     EXCEPTION  body = vinegar payload (not boxed)
 
-Use it like h11: ``receive_data(chunk)`` then ``next_event()`` until it returns
-``None``; ``request(handler, boxed)`` / ``reply(seq, boxed)`` / ``exception(seq,
-payload)`` give the frame parts to write. A reader that already split a frame
-calls ``parse_payload(payload)`` directly. Boxing is the connection's job: the
-engine only sees brine values.
+Use it like h11: bytes in with ``receive_data(chunk)``, or, reading a socket
+without a copy, ``recv_into(engine.receive_buffer())`` then ``received(n)``; then
+``next_event()`` until it returns ``None``. ``request(handler, boxed)`` /
+``reply(seq, boxed)`` / ``exception(seq, payload)`` give the frame parts to
+write. Boxing is the connection's job: the engine only sees brine values.
 
 The engine keeps no socket, thread or clock. After a malformed payload it stays
 failed: every later call raises the same :class:`~rpyc_ipy.errors.ProtocolError`.
@@ -76,9 +76,6 @@ class Engine:
 
     # -- outgoing ---------------------------------------------------------------
 
-    def next_seq(self) -> int:
-        return next(self._seq)
-
     def _frame(self, kind: bytes, message: tuple[Any, Any]) -> list[bytes]:
         parts = brine.dump_parts(message)
         parts[0] = kind + parts[0]
@@ -99,41 +96,57 @@ class Engine:
 
     # -- incoming ---------------------------------------------------------------
 
+    def receive_buffer(self) -> memoryview:
+        """Where the next bytes from the stream go: read into it, then call :meth:`received`."""
+        if self._error is not None:
+            raise self._error
+        try:
+            return self._decoder.receive_buffer()
+        except ProtocolError as exc:
+            self._error = exc
+            raise
+
+    def received(self, count: int) -> None:
+        """``count`` bytes landed in the last :meth:`receive_buffer`; then :meth:`next_event`."""
+        if self._error is not None:
+            raise self._error
+        self._decoder.received(count)
+
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes from the stream, in any chunking; then call :meth:`next_event`."""
-        self._check()
-        self._decoder.feed(data)
+        if self._error is not None:
+            raise self._error
+        try:
+            self._decoder.feed(data)
+        except ProtocolError as exc:
+            self._error = exc
+            raise
 
     def next_event(self) -> Event | None:
         """The next complete event, or ``None`` when more bytes are needed.
 
         Empty payloads are skipped, as RPyC's serving loop does.
         """
-        self._check()
-        while True:
-            try:
-                payload = self._decoder.next_payload()
-            except ProtocolError as exc:
-                self._error = exc
-                raise
-            if payload is None:
-                return None
-            if len(payload):
-                return self.parse_payload(payload)
-
-    @property
-    def in_frame(self) -> bool:
-        """True while a frame has started arriving but is not complete."""
-        return self._decoder.in_frame
-
-    def parse_payload(self, payload: bytes | bytearray | memoryview) -> Event:
-        """Decode one non-empty message payload into an event."""
-        self._check()
+        if self._error is not None:
+            raise self._error
+        next_payload = self._decoder.next_payload
         try:
-            return self._parse(payload)
+            while (payload := next_payload()) is not None:
+                if len(payload):
+                    return self._parse(payload)
         except ProtocolError as exc:
             self._error = exc
             raise
+        return None
+
+    def has_frame(self) -> bool:
+        """True if a whole frame has arrived, so :meth:`next_event` may need no more bytes."""
+        return self._decoder.has_frame()
+
+    @property
+    def in_frame(self) -> bool:
+        """True while received bytes of a frame are not yet turned into an event."""
+        return self._decoder.in_frame
 
     def _parse(self, payload: bytes | bytearray | memoryview) -> Event:
         kind = payload[0]
@@ -152,10 +165,6 @@ class Engine:
         if type(body) is not tuple or len(body) != 2 or type(body[0]) is not int:
             raise CodecError("request body must be a (handler, args) tuple")
         return Request(seq, body[0], body[1])
-
-    def _check(self) -> None:
-        if self._error is not None:
-            raise self._error
 
     @staticmethod
     def handler_name(handler: int) -> str:

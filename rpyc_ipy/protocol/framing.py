@@ -1,4 +1,4 @@
-"""Channel framing of the RPyC 6.0.2 wire format (spec §3).
+"""Channel framing of the RPyC 6.0.2 wire format (wire spec §3).
 
 One message is one frame::
 
@@ -8,12 +8,11 @@ One message is one frame::
 A compressed body is a zlib container stream. We accept both kinds of frame and
 send uncompressed frames unless a threshold is configured.
 
-Two ways in:
+One way in, :class:`FrameDecoder`, fed either way (both can be mixed):
 
-* :class:`FrameDecoder` for a byte stream: ``feed(data)`` then ``next_payload()``
-  until it returns ``None`` (fuzzing, the in-memory transport, tests).
-* :func:`parse_header` + :func:`decode_body` for a reader that knows the body
-  size up front and reads it straight into a preallocated buffer (sockets).
+* receive-into, for sockets: ``view = receive_buffer()``, read into ``view``,
+  ``received(n)``, then ``next_payload()`` until it returns ``None``;
+* ``feed(data)`` for bytes already in hand (tests, fuzzing), then the same.
 
 And one way out: :func:`frame_parts` returns the header, the payload parts and
 the flusher, ready for one gathered write.
@@ -21,6 +20,7 @@ the flusher, ready for one gathered write.
 
 from __future__ import annotations
 
+import mmap
 import struct
 import zlib
 from collections.abc import Sequence
@@ -33,10 +33,8 @@ __all__ = [
     "HEADER_SIZE",
     "RPYC_COMPRESSION_THRESHOLD",
     "FrameDecoder",
-    "decode_body",
     "frame_bytes",
     "frame_parts",
-    "parse_header",
 ]
 
 HEADER_SIZE = 5
@@ -46,53 +44,10 @@ RPYC_COMPRESSION_THRESHOLD = 3000
 _header = struct.Struct(">IB")
 # below this payload size one joined buffer beats a gathered write of many pieces
 _GATHER_THRESHOLD = 1 << 16
+# the receive buffer for small frames; a frame that does not fit gets a body buffer of its own
+_BUFFER_SIZE = 1 << 16
 
-
-def parse_header(header: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS
-                 ) -> tuple[int, bool]:
-    """Return ``(body_length, compressed)`` from the 5 header bytes.
-
-    The size limit is checked here, before a single body byte is read. The caller
-    then reads ``body_length + 1`` bytes (the body and the flusher).
-    """
-    length, flag = _header.unpack_from(header)
-    if flag > 1:
-        raise CodecError(f"frame: compression flag must be 0 or 1, not {flag}")
-    if length > limits.max_frame_size:
-        raise LimitExceeded(
-            f"frame: declared body of {length} bytes exceeds max_frame_size={limits.max_frame_size}"
-        )
-    return length, bool(flag)
-
-
-def decode_body(body: bytes | bytearray | memoryview, compressed: bool,
-                limits: Limits = DEFAULT_LIMITS) -> bytes | bytearray | memoryview:
-    """Return the payload carried by ``body`` (the flusher already stripped).
-
-    A compressed body is inflated to at most ``limits.max_frame_size`` bytes; a
-    stream that would inflate further, is truncated, or has trailing garbage is a
-    :class:`~rpyc_ipy.errors.CodecError`.
-    """
-    if not compressed:
-        return body
-    inflater = zlib.decompressobj()
-    try:
-        payload = inflater.decompress(body, limits.max_frame_size)
-        # output full with input left: either more output follows (over the limit)
-        # or only the end of the stream does (a payload of exactly the limit)
-        over = bool(inflater.unconsumed_tail) and \
-            bool(inflater.decompress(inflater.unconsumed_tail, 1))
-    except zlib.error as exc:
-        raise CodecError(f"frame: invalid zlib body: {exc}") from None
-    if over:
-        raise LimitExceeded(
-            f"frame: compressed body inflates beyond max_frame_size={limits.max_frame_size}"
-        )
-    if not inflater.eof:
-        raise CodecError("frame: truncated zlib body")
-    if inflater.unused_data:
-        raise CodecError("frame: trailing bytes after the zlib stream")
-    return payload
+Payload = bytes | bytearray | memoryview
 
 
 def frame_parts(parts: Sequence[bytes], compress_threshold: int | None = None) -> list[bytes]:
@@ -117,45 +72,177 @@ def frame_bytes(payload: bytes, compress_threshold: int | None = None) -> bytes:
     return b"".join(frame_parts([payload], compress_threshold))
 
 
-class FrameDecoder:
-    """Incremental frame splitter for a byte stream.
+def _inflate(body: Payload, limits: Limits) -> bytes:
+    """The payload of a compressed body, at most ``limits.max_frame_size`` bytes of it."""
+    inflater = zlib.decompressobj()
+    try:
+        payload = inflater.decompress(body, limits.max_frame_size)
+        # output full with input left: either more output follows (over the limit)
+        # or only the end of the stream does (a payload of exactly the limit)
+        over = bool(inflater.unconsumed_tail) and \
+            bool(inflater.decompress(inflater.unconsumed_tail, 1))
+    except zlib.error as exc:
+        raise CodecError(f"frame: invalid zlib body: {exc}") from None
+    if over:
+        raise LimitExceeded(
+            f"frame: compressed body inflates beyond max_frame_size={limits.max_frame_size}"
+        )
+    if not inflater.eof:
+        raise CodecError("frame: truncated zlib body")
+    if inflater.unused_data:
+        raise CodecError("frame: trailing bytes after the zlib stream")
+    return payload
 
-    ``feed()`` bytes as they arrive (in any chunking), then call
-    ``next_payload()`` until it returns ``None``. Memory stays bounded by the
-    size limit: a declared length over the limit is refused from the header.
+
+class FrameDecoder:
+    """Splits a byte stream into payloads; bytes in, payloads out, no I/O.
+
+    Bytes arrive through :meth:`receive_buffer` + :meth:`received` (read straight
+    into the decoder's memory) or :meth:`feed` (copied in); then call
+    :meth:`next_payload` until it returns ``None``. Small frames share one 64 KiB
+    buffer, so one read can bring several. A frame too large for it gets an
+    anonymous ``mmap`` of exactly its body size: the kernel hands out pages only
+    as bytes land, so a header alone costs no memory, and the body is received in
+    place and returned uncopied. Declared sizes over ``limits.max_frame_size``
+    are refused from the header, before a body byte is accepted.
     """
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         self._limits = limits
-        self._buffer = bytearray()
-        self._pending: tuple[int, bool] | None = None
+        self._buffer = bytearray(_BUFFER_SIZE)
+        self._view = memoryview(self._buffer)
+        self._start = 0  # bytes before _start are consumed, from _end on free
+        self._end = 0
+        self._length = -1  # body length of the small frame at _start, -1 until its header is read
+        self._compressed = False
+        # a large frame (it precedes whatever the small buffer holds): body and flusher
+        self._big: mmap.mmap | None = None
+        self._big_filled = 0
+        self._big_compressed = False
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as a payload."""
-        return len(self._buffer)
+        pending = self._end - self._start
+        return pending if self._big is None else pending + HEADER_SIZE + self._big_filled
 
     @property
     def in_frame(self) -> bool:
-        """True while part of a frame has arrived and the rest has not."""
-        return bool(self._buffer) or self._pending is not None
+        """True while bytes of a frame not yet returned by :meth:`next_payload` are held."""
+        return self._end != self._start or self._big is not None
 
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        self._buffer += data
+    def has_frame(self) -> bool:
+        """True if :meth:`next_payload` has a payload (or an error) without more bytes.
 
-    def next_payload(self) -> bytes | bytearray | memoryview | None:
-        """The next complete payload, or ``None`` if more bytes are needed."""
-        buffer = self._buffer
-        if self._pending is None:
-            if len(buffer) < HEADER_SIZE:
+        Only reads state, so another thread may ask while the reader works.
+        """
+        big = self._big
+        if big is not None:
+            return self._big_filled == len(big)
+        pending = self._end - self._start
+        if pending < HEADER_SIZE:
+            return False
+        length, flag = _header.unpack_from(self._buffer, self._start)
+        return flag > 1 or length > self._limits.max_frame_size or pending > HEADER_SIZE + length
+
+    def receive_buffer(self) -> memoryview:
+        """Where the next bytes of the stream go; read into it, then call :meth:`received`.
+
+        Raises ``LimitExceeded`` or ``CodecError`` for a frame header that is refused.
+        """
+        big = self._big
+        if big is None:
+            if self._length < 0 and self._end - self._start >= HEADER_SIZE:
+                self._read_header()
+                big = self._big
+        if big is not None and self._big_filled < len(big):
+            return memoryview(big)[self._big_filled:]
+        start = self._start
+        if start:
+            # the rest of a partial frame moves to the front: at most one small frame
+            pending = self._end - start
+            if pending:  # view to view: a memmove, the two ranges may overlap
+                self._view[:pending] = self._view[start:self._end]
+            self._start, self._end = 0, pending
+        if self._end == len(self._buffer):
+            self._grow()
+        return self._view[self._end:]
+
+    def received(self, count: int) -> None:
+        """``count`` bytes landed at the start of the last :meth:`receive_buffer`."""
+        big = self._big
+        if big is not None and self._big_filled < len(big):
+            self._big_filled += count
+        else:
+            self._end += count
+
+    def feed(self, data: Payload) -> None:
+        """Copy ``data`` in, as if it had been received; any chunking will do.
+
+        Raises as :meth:`receive_buffer` does when a header it passes is refused.
+        """
+        with memoryview(data) as rest:
+            while rest:
+                target = self.receive_buffer()
+                count = min(len(target), len(rest))
+                target[:count] = rest[:count]
+                self.received(count)
+                rest = rest[count:]
+
+    def next_payload(self) -> Payload | None:
+        """The next complete payload, or ``None`` if more bytes are needed.
+
+        Raises ``LimitExceeded`` or ``CodecError`` for a refused frame; the
+        decoder is then unusable (the stream has no resynchronisation point).
+        """
+        big = self._big
+        if big is None:
+            length = self._length
+            if length < 0:
+                if self._end - self._start < HEADER_SIZE:
+                    return None
+                self._read_header()
+                big = self._big
+                length = self._length
+        if big is not None:
+            if self._big_filled < len(big):
                 return None
-            self._pending = parse_header(buffer, self._limits)
-            del buffer[:HEADER_SIZE]
-        length, compressed = self._pending
-        if len(buffer) < length + 1:
+            self._big = None
+            body = memoryview(big)[:-1]
+            return _inflate(body, self._limits) if self._big_compressed else body
+        start = self._start + HEADER_SIZE
+        stop = start + length
+        if stop >= self._end:  # the flusher has not arrived yet
             return None
-        with memoryview(buffer) as view:  # one copy of the body, not two
-            body = bytes(view[:length])
-        del buffer[: length + 1]
-        self._pending = None
-        return decode_body(body, compressed, self._limits)
+        body_bytes = bytes(self._view[start:stop])  # the one copy of a small body
+        self._start = stop + 1
+        self._length = -1
+        return _inflate(body_bytes, self._limits) if self._compressed else body_bytes
+
+    def _read_header(self) -> None:
+        """Check the header at ``_start``; a large frame moves into a body buffer of its own."""
+        start = self._start
+        length, flag = _header.unpack_from(self._buffer, start)
+        if flag > 1:
+            raise CodecError(f"frame: compression flag must be 0 or 1, not {flag}")
+        if length > self._limits.max_frame_size:
+            raise LimitExceeded(
+                f"frame: declared body of {length} bytes exceeds "
+                f"max_frame_size={self._limits.max_frame_size}"
+            )
+        if HEADER_SIZE + length + 1 <= _BUFFER_SIZE:
+            self._length, self._compressed = length, bool(flag)
+            return
+        start += HEADER_SIZE
+        have = min(self._end - start, length + 1)
+        # private: cheaper to fault in than the default shared mapping, and no child inherits it
+        big = mmap.mmap(-1, length + 1, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        big[:have] = self._view[start:start + have]
+        self._start = start + have
+        self._big, self._big_filled, self._big_compressed = big, have, bool(flag)
+
+    def _grow(self) -> None:
+        """Double the small buffer: only :meth:`feed` without draining fills it up."""
+        buffer = bytearray(2 * len(self._buffer))
+        buffer[:self._end] = self._view[:self._end]
+        self._buffer, self._view = buffer, memoryview(buffer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -156,6 +157,28 @@ def test_bg_serving_thread_serves_callbacks_while_idle(make_pair: Any) -> None:
 def test_unknown_config_keys_are_refused() -> None:
     with pytest.raises(ConfigError):
         rpyc_ipy.connect_thread(config={"allow_evrything": True})
+
+
+def test_instantiate_oldstyle_exceptions_is_refused_rather_than_ignored() -> None:
+    with pytest.raises(ConfigError, match="Python 2"):
+        rpyc_ipy.connect_thread(config={"instantiate_oldstyle_exceptions": True})
+
+
+@pytest.mark.parametrize("log_exceptions", [True, False])
+def test_log_exceptions_logs_a_failing_request_at_debug_level(
+        make_pair: Any, caplog: pytest.LogCaptureFixture, log_exceptions: bool) -> None:
+    logger = logging.getLogger("test.log_exceptions")
+    pair = make_pair(Service, ClientService,
+                     server_config={"log_exceptions": log_exceptions, "logger": logger})
+    with caplog.at_level(logging.DEBUG, logger="test.log_exceptions"), \
+            pytest.raises(KeyError):
+        pair.client.root.fail()
+    records = [r for r in caplog.records if r.name == "test.log_exceptions"]
+    if log_exceptions:
+        assert len(records) == 1 and records[0].levelno == logging.DEBUG
+        assert records[0].exc_info is not None and records[0].exc_info[0] is KeyError
+    else:
+        assert records == []
 
 
 def test_classic_thread_connection() -> None:

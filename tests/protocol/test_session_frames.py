@@ -49,8 +49,9 @@ def test_frame(scenario: str, event: dict[str, Any]) -> None:
     assert b"".join(frame_parts(parts, RPYC_COMPRESSION_THRESHOLD)) == frame
 
 
+@pytest.mark.parametrize("receive_into", [False, True], ids=["feed", "receive_into"])
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_whole_streams_in_random_chunks(scenario: str) -> None:
+def test_whole_streams_in_random_chunks(scenario: str, receive_into: bool) -> None:
     r = random.Random(scenario)
     for direction in ("C->S", "S->C"):
         events = [e for name, e in FRAMES if name == scenario and e["direction"] == direction]
@@ -60,8 +61,15 @@ def test_whole_streams_in_random_chunks(scenario: str) -> None:
         pos = 0
         while pos < len(stream):
             step = r.choice([1, 2, 3, 7, 64, 1000])
-            decoder.feed(stream[pos:pos + step])
+            if receive_into:  # as a socket read does: into the decoder's own buffer
+                target = decoder.receive_buffer()
+                step = min(step, len(target), len(stream) - pos)
+                target[:step] = stream[pos:pos + step]
+                decoder.received(step)
+            else:
+                decoder.feed(stream[pos:pos + step])
             pos += step
             while (payload := decoder.next_payload()) is not None:
                 got.append(bytes(payload).hex())
         assert got == [e["payload_hex"] for e in events]
+        assert not decoder.in_frame
