@@ -40,8 +40,9 @@ from IPython.utils.capture import capture_output
 OURS_SERVER = """
 import rpyc_ipy
 from rpyc_ipy.remote import ExecutionService
-server = rpyc_ipy.ThreadedServer(ExecutionService.configured(allow_loopback_plaintext=True),
-                                 hostname="127.0.0.1", port=0)
+service = ExecutionService.configured(allow_loopback_plaintext=True)
+server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0,
+                                 channel_handler=service.channel_handler())
 print(server.port, flush=True)
 server.serve_forever()
 """
