@@ -133,6 +133,14 @@ def test_fd_and_subprocess_output_stays_in_its_users_cell(make_rig: Callable[...
     alice, bob = rig.connect("alice"), rig.connect("bob")
     alice.root.attach("lab")
     bob.root.attach("lab")
+    # a thread bob started in an earlier cell keeps printing, at Python and fd level
+    bob.root.execute("import os, threading, time\n"
+                     "def chatter():\n"
+                     "    while True:\n"
+                     "        print('bob-thread', flush=True)\n"
+                     "        os.write(2, b'bob-thread-fd\\n')\n"
+                     "        time.sleep(0.01)\n"
+                     "threading.Thread(target=chatter, daemon=True).start()", None, ())
     flag = tmp_path / "go"
     waiting = Collector()
     cell = ("import os, subprocess, time, pathlib\n"
@@ -153,7 +161,8 @@ def test_fd_and_subprocess_output_stays_in_its_users_cell(make_rig: Callable[...
     mine = waiting.stdout + _stdout(running.value[3])
     assert {"alice-fd", "alice-sub", "alice-done"} <= set(mine.split())
     assert "bob" not in mine
-    assert set(_stdout(theirs[3]).split()) == {"bob-fd", "bob-sub"}
+    # bob's own thread may print into bob's cell (as in Jupyter); never into alice's
+    assert set(_stdout(theirs[3]).split()) >= {"bob-fd", "bob-sub"}
 
 
 # -- interrupts, death and restart -------------------------------------------------------------
