@@ -27,7 +27,8 @@ from rpyc_ipy._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from rpyc_ipy.remote.cancel import cancelled
-    from rpyc_ipy.remote.engine import Engine, NamespaceView
+    from rpyc_ipy.remote.engine import Engine
+    from rpyc_ipy.remote.namespace import NamespaceView
     from rpyc_ipy.remote.service import ExecutionService
     from rpyc_ipy.remote.sessions import RuntimeSettings, SessionRegistry
 
@@ -39,7 +40,7 @@ __all__ = ["Engine", "ExecutionService", "NamespaceView", "RuntimeSettings", "Se
 _LAZY = {
     "cancelled": "rpyc_ipy.remote.cancel",
     "Engine": "rpyc_ipy.remote.engine",
-    "NamespaceView": "rpyc_ipy.remote.engine",
+    "NamespaceView": "rpyc_ipy.remote.namespace",
     "ExecutionService": "rpyc_ipy.remote.service",
     "RuntimeSettings": "rpyc_ipy.remote.sessions",
     "SessionRegistry": "rpyc_ipy.remote.sessions",

@@ -35,31 +35,39 @@ Pure standard library: also shipped by source to classic peers.
 
 from __future__ import annotations
 
-import ast
-import asyncio
 import builtins
-import inspect
 import itertools
 import linecache
 import os
-import re
 import socket
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from . import bundle as _bundle
 from . import capture as _capture
+from . import cells as _cells
 from . import introspect as _introspect
 from . import values as _values
 from .cancel import ABANDON, INTERRUPT, LEVEL_NAMES, Cancellation, UserCodeGate
+from .cells import (
+    NO_SHELL,
+    NOT_IN_BACKGROUND,
+    CellRunner,
+    CellShell,
+    bound_traceback,
+    options_dict,
+    run_plain,
+    shell_syntax,
+    split_cell,
+)
 from .joblog import DEFAULT_MAX_CHARS, OutputLog
+from .namespace import NamespaceView
 
-__all__ = ["ENGINE_API", "ENGINE_VERSION", "FEATURES", "CellRun", "CellShell", "Engine",
-           "NamespaceView", "bound_traceback"]
+__all__ = ["ENGINE_API", "ENGINE_VERSION", "FEATURES", "Engine"]
 
 ENGINE_VERSION = "1"
 FEATURES = ("execute", "start", "cancel", "complete", "inspect", "describe", "push", "pull",
@@ -72,163 +80,8 @@ ENGINE_API: dict[str, str] = {
 } | {"namespace": "namespace_view"}
 #: finished executions kept for ``resume``/``jobs`` (their output within the budget)
 KEEP_FINISHED = 32
-MAX_TRACEBACK = 64_000
 MAX_CELLS_IN_LINECACHE = 200
-_TOP_LEVEL_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
-#: the error of a ``!cmd`` or ``%magic`` line in a cell run as plain Python
-NO_SHELL = ("this session runs cells as plain Python, without IPython: `!cmd` and %magics "
-            "need IPython in the server's Python (`pip install ipython` there); plain Python "
-            "runs as usual")
-NOT_IN_BACKGROUND = ("`!cmd` and %magics run in foreground cells only: a background job runs "
-                     "plain Python (use subprocess.run(...) for commands)")
-# a line IPython would take for a shell command or a magic (``x = !ls`` too)
-_SHELL_SYNTAX = re.compile(r"\s*(?:[\w.]+\s*=\s*)?[!%]")
-
 Emit = Callable[[tuple[Any, ...]], Any]
-
-
-class CellRunner(Protocol):
-    """Where cells run when not on a thread of their own (the worker's main thread)."""
-
-    def submit(self, run: Callable[[], None]) -> None:
-        """Run ``run`` soon, after the cells submitted before it."""
-
-    def signal_thread(self, ident: int) -> bool:
-        """Interrupt the running cell in thread ``ident`` (a SIGINT); True if sent."""
-
-
-class CellRun(NamedTuple):
-    """How a cell went in a :class:`CellShell`."""
-
-    has_result: bool  # the cell ended with an expression, whose value is ``result``
-    result: Any
-    silenced: bool  # ... and a ";"
-    error: BaseException | None  # what stopped the cell (the shell caught it)
-    traceback: str  # ``error``'s traceback as plain text
-
-
-class CellShell(Protocol):
-    """Runs the foreground cells instead of plain Python: the session worker's IPython
-    (:class:`rpyc_ipy.remote.ipyshell.IPythonCells`), on the engine's namespace."""
-
-    #: what :meth:`Engine.hello` reports as ``shell``, e.g. ``"ipython 9.1.0"``
-    name: str
-
-    def run_cell(self, code: str, *, count: int, store_history: bool, silent: bool
-                 ) -> CellRun:
-        """Run ``code`` as cell number ``count``; the cell's own errors are returned
-        (:attr:`CellRun.error`), not raised."""
-
-
-_OPTION_TYPES: dict[str, tuple[type, ...]] = {
-    "silent": (bool,),
-    "store_history": (bool,),
-    "want_value": (bool,),
-    "include": (tuple, type(None)),
-    "max_bundle_bytes": (int,),
-    "max_value_bytes": (int,),
-    "stream_interval": (int, float),
-    "capture_fd": (bool,),
-    "grace": (int, float),
-    "exec_id": (str, type(None)),
-    "background": (bool,),
-}
-_DEFAULTS: dict[str, Any] = {
-    "silent": False, "store_history": True, "want_value": False, "include": None,
-    "max_bundle_bytes": _bundle.DEFAULT_MAX_BYTES, "max_value_bytes": _values.DEFAULT_MAX_BYTES,
-    "stream_interval": 0.05, "capture_fd": True, "grace": 0.25, "exec_id": None,
-    "background": False,
-}
-
-
-# dunders a NamespaceView answers for itself (the rest of its names are the namespace's)
-_VIEW_DUNDERS = frozenset({"__len__", "__iter__", "__contains__", "__getitem__", "__setitem__",
-                           "__delitem__", "__repr__", "__str__", "__dir__"})
-
-
-class NamespaceView:
-    """The session namespace as an object: ``sess.ns.x`` is the remote ``x``.
-
-    Attribute access reads and writes namespace entries; ``dir()`` lists them;
-    ``keys()``, ``len()``, ``in`` and ``[...]`` work as on a dict.
-    """
-
-    __slots__ = ("_namespace",)
-
-    def __init__(self, namespace: dict[str, Any]) -> None:
-        self._namespace = namespace
-
-    def _rpyc_getattr(self, name: str) -> Any:
-        if name in _VIEW_DUNDERS or name == "keys":
-            return getattr(self, name)
-        try:
-            return self._namespace[name]
-        except KeyError:
-            raise AttributeError(f"the remote namespace has no {name!r}") from None
-
-    def _rpyc_setattr(self, name: str, value: Any) -> None:
-        if not name.isidentifier() or name.startswith("__"):
-            raise AttributeError(f"cannot bind {name!r}")
-        self._namespace[name] = value
-
-    def _rpyc_delattr(self, name: str) -> None:
-        try:
-            del self._namespace[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def keys(self) -> tuple[str, ...]:
-        return tuple(k for k in self._namespace if k != "__builtins__")
-
-    def __dir__(self) -> list[str]:
-        return sorted(self.keys())
-
-    def __len__(self) -> int:
-        return len(self.keys())
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._namespace and name != "__builtins__"
-
-    def __getitem__(self, name: str) -> Any:
-        if name == "__builtins__":
-            raise KeyError(name)
-        return self._namespace[name]
-
-    def __setitem__(self, name: str, value: Any) -> None:
-        self._rpyc_setattr(name, value)
-
-    def __delitem__(self, name: str) -> None:
-        del self._namespace[name]
-
-    def __repr__(self) -> str:
-        return f"<remote namespace: {len(self)} names>"
-
-    __str__ = __repr__
-
-
-def options_dict(options: Any) -> dict[str, Any]:
-    """Validated execute options from ``((key, value), ...)``; unknown keys are ignored."""
-    out = dict(_DEFAULTS)
-    if options is None:
-        return out
-    if type(options) is not tuple:
-        raise TypeError("options must be a tuple of (key, value) pairs")
-    for pair in options:
-        if type(pair) is not tuple or len(pair) != 2 or type(pair[0]) is not str:
-            raise TypeError("options must be a tuple of (key, value) pairs")
-        key, value = pair
-        kinds = _OPTION_TYPES.get(key)
-        if kinds is None:
-            continue
-        if type(value) not in kinds:
-            raise TypeError(f"option {key!r} has the wrong type {type(value).__name__}")
-        out[key] = value
-    out["stream_interval"] = min(max(float(out["stream_interval"]), 0.005), 5.0)
-    out["grace"] = min(max(float(out["grace"]), 0.05), 30.0)
-    return out
 
 
 class _Execution:
@@ -621,7 +474,7 @@ class Engine:
         if shell is None:
             filename = self._cell_file(execution, code)
             try:
-                plain = _split_cell(code, filename)
+                plain = split_cell(code, filename)
             except SyntaxError as exc:
                 return ("error", execution.count, None, (), self._syntax_error(exc), "", None)
         capture_fd = opts["capture_fd"] and self.capture_fd
@@ -634,7 +487,7 @@ class Engine:
                                              store_history=opts["store_history"]
                                              and not opts["silent"], silent=opts["silent"])
                     else:
-                        ran = _run_plain(*plain, self.namespace)
+                        ran = run_plain(*plain, self.namespace)
             except KeyboardInterrupt:
                 if execution.cancel.requested:
                     return self._cancelled_outcome(execution, self._format_tb())
@@ -664,7 +517,7 @@ class Engine:
     def _syntax_error(self, exc: SyntaxError) -> tuple[str, str, str]:
         """The error of a cell that does not compile: a ``!cmd`` or ``%magic`` line
         says what it needs (not the SyntaxError it is to plain Python)."""
-        if exc.text is not None and _SHELL_SYNTAX.match(exc.text):
+        if exc.text is not None and shell_syntax(exc.text):
             message = NO_SHELL if self._shell is None else NOT_IN_BACKGROUND
             return ("UsageError", message, f"UsageError: {message}\n")
         text = "".join(traceback.format_exception_only(type(exc), exc))
@@ -791,7 +644,7 @@ class Engine:
 
 
 _OWN_FILES = frozenset(getattr(module, "__file__", None) for module in
-                       (sys.modules[__name__], _capture, _bundle, _introspect, _values))
+                       (sys.modules[__name__], _capture, _bundle, _introspect, _values, _cells))
 
 
 def _pairs(items: Any) -> list[tuple[str, Any]]:
@@ -810,44 +663,3 @@ def _safe_cwd() -> str:
         return os.getcwd()
     except OSError:
         return "?"
-
-
-def _split_cell(code: str, filename: str) -> tuple[Any, Any, bool]:
-    """Compile a cell: (body code or None, last-expression code or None, silenced)."""
-    tree = ast.parse(code, filename=filename, mode="exec")
-    silent = code.rstrip().endswith(";")
-    last = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        expr = ast.Expression(tree.body[-1].value)
-        del tree.body[-1]
-        last = compile(expr, filename, "eval", flags=_TOP_LEVEL_AWAIT, dont_inherit=True)
-    body = compile(tree, filename, "exec", flags=_TOP_LEVEL_AWAIT, dont_inherit=True) \
-        if tree.body else None
-    return body, last, silent
-
-
-def bound_traceback(text: str) -> str:
-    """``text`` cut to :data:`MAX_TRACEBACK` characters (its start and its end kept)."""
-    if len(text) > MAX_TRACEBACK:
-        return text[: MAX_TRACEBACK // 4] + "\n…\n" + text[-MAX_TRACEBACK // 2:]
-    return text
-
-
-def _run_plain(body: Any, last: Any, silenced: bool, namespace: dict[str, Any]) -> CellRun:
-    """Run a cell compiled by :func:`_split_cell`; its errors propagate."""
-    if body is not None:
-        _run_code(body, namespace)
-    if last is None:
-        return CellRun(False, None, silenced, None, "")
-    return CellRun(True, _run_code(last, namespace), silenced, None, "")
-
-
-def _run_code(code: Any, namespace: dict[str, Any]) -> Any:
-    result = eval(code, namespace)
-    if code.co_flags & inspect.CO_COROUTINE:
-        result = asyncio.run(_await(result))
-    return result
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable

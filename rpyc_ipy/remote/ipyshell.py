@@ -63,7 +63,7 @@ from traitlets.config import Config
 from rpyc_ipy.remote import bundle as _bundle
 from rpyc_ipy.remote import values as _values
 from rpyc_ipy.remote.capture import current_sink
-from rpyc_ipy.remote.engine import CellRun, bound_traceback
+from rpyc_ipy.remote.cells import CellRun, bound_traceback
 
 __all__ = ["IPythonCells", "wire_bundle"]
 

@@ -42,7 +42,8 @@ from typing import Any
 
 from rpyc_ipy.core.connection import Connection
 from rpyc_ipy.core.service import Service
-from rpyc_ipy.remote.engine import ENGINE_API, CellShell, Engine
+from rpyc_ipy.remote.cells import CellShell
+from rpyc_ipy.remote.engine import ENGINE_API, Engine
 from rpyc_ipy.transports.sockets import SocketTransport
 
 __all__ = ["MainThreadRunner", "WorkerService", "main", "start_shell"]

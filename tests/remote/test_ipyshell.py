@@ -15,7 +15,7 @@ import pytest
 from waitkit import wait_until
 
 from rpyc_ipy.remote import Engine
-from rpyc_ipy.remote.engine import NO_SHELL, NOT_IN_BACKGROUND, CellRun
+from rpyc_ipy.remote.cells import NO_SHELL, NOT_IN_BACKGROUND, CellRun
 from rpyc_ipy.remote.supervisor import WorkerProcess, WorkerSpec
 from rpyc_ipy.remote.values import unpack
 from rpyc_ipy.remote.worker import parse_settings
