@@ -163,7 +163,8 @@ def test_inline_matplotlib_figures_are_displayed(worker: WorkerProcess) -> None:
                           "plt.plot([1, 2, 3]);")
     assert outcome[0] == "ok" and outcome[2] is None
     images = [dict(e[1]).get("image/png") for e in outcome[3] if e[0] == "display"]
-    assert len(images) == 1 and images[0][:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(images) == 1 and isinstance(images[0], bytes)
+    assert images[0][:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_stop_button_interrupts_a_sleep_in_an_ipython_cell(worker: WorkerProcess) -> None:
