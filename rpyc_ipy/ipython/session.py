@@ -309,6 +309,10 @@ class RemoteSession:
 
     def _require_jobs(self) -> None:
         self._require_engine("jobs")
+        if not self.blocking_execute:  # following a job would block its only request thread
+            raise SessionError(f"session {self.name!r}: background jobs need an rpyc_ipy "
+                               "execution server (a classic server serves one request at "
+                               "a time)")
         if "jobs" not in self.info.get("features", ()):
             raise SessionError(f"session {self.name!r}: the server's engine "
                                f"{self.info.get('engine', '?')!r} runs no background jobs")

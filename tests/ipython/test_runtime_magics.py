@@ -207,13 +207,19 @@ def test_a_killed_worker_is_one_line_and_restart_starts_a_fresh_one(
     assert "restarts" in repr(again)
 
 
-def test_restart_needs_a_worker(ip: InteractiveShell, server_dir: Path) -> None:
+def test_classic_sessions_have_no_worker_to_restart_and_no_jobs(ip: InteractiveShell,
+                                                                server_dir: Path) -> None:
     server = spawn("classic", server_dir)
     try:
         connect(ip, "classic_s", server, "--classic")
         result, _ = run(ip, "%rpyc_restart classic_s")
         assert isinstance(result.error_in_exec, SessionError)
         assert "has no worker to restart" in str(result.error_in_exec)
+        for line in ("%%remote --bg -s classic_s\n1", "%rpyc_jobs classic_s"):
+            result, _ = run(ip, line)
+            assert isinstance(result.error_in_exec, SessionError)
+            assert "background jobs need an rpyc_ipy execution server" in \
+                str(result.error_in_exec)
     finally:
         server.stop()
 
