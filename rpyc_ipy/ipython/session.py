@@ -193,10 +193,13 @@ class RemoteSession:
                 not self.remote.get("died"):
             ticket = self.control.root.channel_ticket()
             self.conn = self._connector(channel_ticket=ticket)
+            self._keep_serving()
         self.backend = self.conn.root
         self._ns = None
+
+    def _keep_serving(self) -> None:
         with self._serving_lock:
-            if self._serving:  # cells in flight: the worker calls back on the new channel
+            if self._serving:  # cells in flight: the worker calls back on the new connection
                 self.conn.start_serving()
 
     # -- the server-side session (execution servers) ----------------------------------------
@@ -224,6 +227,8 @@ class RemoteSession:
         except BaseException:
             conn.close()
             raise
+        if self.conn is conn:  # no data channel: the cells' callbacks come on this one
+            self._keep_serving()
         self.ping()
         return self.remote
 

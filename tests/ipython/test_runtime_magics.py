@@ -202,6 +202,7 @@ def test_a_killed_worker_is_one_line_and_restart_starts_a_fresh_one(
     _, captured = run(ip, f"%rpyc_restart {name}")
     assert f"session '{name}' restarted: a fresh worker (pid " in captured.stdout
     assert str(first.remote["pid"]) not in captured.stdout
+    assert again.conn is not again.control  # cells go through a data channel again
     result, _ = run(ip, f"%remote -s {name} 'kept' in dir()")
     assert repr(result.result) == "False"
     assert "restarts" in repr(again)
