@@ -9,7 +9,8 @@ Everything a server told us is escaped in HTML and sanitized in text::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 from rpyc_ipy.core.policy import SecurityPolicy
 from rpyc_ipy.ipython.text import AMBER, GREEN, RED, RESET, escape, sanitize_text
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
     from rpyc_ipy.ipython.session import RemoteSession
     from rpyc_ipy.ipython.settings import MagicsSettings, RPyCPolicy
 
-__all__ = ["PolicyReport", "SessionTable", "session_facts", "session_html", "session_text"]
+__all__ = ["JobTable", "PolicyReport", "SessionTable", "session_facts", "session_html",
+           "session_text"]
 
 
 def _rtt(session: RemoteSession) -> str:
@@ -77,6 +79,7 @@ def session_facts(session: RemoteSession) -> list[tuple[str, str, str]]:
         hint = "; a classic server: reconnect with --classic to run cells" \
             if service in ("SLAVE", "CLASSIC") else ""
         rows.append(("service", f"{service}: netrefs only, no cells{hint}", "warn"))
+    rows.extend(_worker_facts(session))
     grants = _grants(session)
     if grants:
         rows.append(("server grants", ", ".join(f"{k}={v}" for k, v in grants),
@@ -87,6 +90,29 @@ def session_facts(session: RemoteSession) -> list[tuple[str, str, str]]:
                  "warn" if local else "ok"))
     if session.fallback_reason:
         rows.append(("note", f"engine not shipped: {session.fallback_reason}", "warn"))
+    return rows
+
+
+def _worker_facts(session: RemoteSession) -> list[tuple[str, str, str]]:
+    """The server-side session's rows: its worker, this connect, restarts, a death."""
+    if not session.has_worker:
+        return []
+    remote = session.remote
+    rows: list[tuple[str, str, str]] = []
+    died = remote.get("died")
+    if died:
+        rows.append(("worker", f"died: {died}; its namespace is gone: "
+                     f"%rpyc_restart {session.name} starts a fresh one", "danger"))
+    else:
+        running = remote.get("running")
+        count = len(running) if type(running) is tuple else 0
+        how = "re-attached" if remote.get("reattached") is True else "started fresh"
+        if count:
+            how += f", {count} cell{'s' if count > 1 else ''} running"
+        rows.append(("worker", f"pid {remote.get('pid', '?')} ({how})", "ok"))
+    restarts = remote.get("restarts")
+    if type(restarts) is int and restarts:
+        rows.append(("restarts", str(restarts), "info"))
     return rows
 
 
@@ -145,6 +171,51 @@ class SessionTable:
     def _repr_html_(self) -> str:
         if not self.sessions:
             return "<i>no sessions (connect with %rpyc_connect [NAME=]HOST:PORT)</i>"
+        head = "".join(f"<th>{escape(h)}</th>" for h in self.HEADER)
+        body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>"
+                       for r in self.rows())
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+
+class JobTable:
+    """``%rpyc_jobs``: a session's running and finished jobs (and kept cells)."""
+
+    HEADER = ("id", "kind", "status", "cell", "started", "elapsed", "code")
+
+    def __init__(self, session: str, jobs: list[dict[str, Any]]) -> None:
+        self.session = session
+        self.jobs = jobs
+
+    def rows(self) -> list[tuple[str, ...]]:
+        out: list[tuple[str, ...]] = []
+        for job in self.jobs:
+            started = job.get("started")
+            elapsed = job.get("elapsed")
+            out.append((
+                sanitize_text(str(job.get("id", "?"))),
+                "job" if job.get("background") is True else "cell",
+                sanitize_text(str(job.get("status", "?"))),
+                str(job.get("count", "")),
+                time.strftime("%H:%M:%S", time.localtime(started))
+                if type(started) in (int, float) else "?",
+                f"{elapsed:.1f} s" if type(elapsed) in (int, float) else "?",
+                sanitize_text(str(job.get("code", "")))[:60]))
+        return out
+
+    def _empty(self) -> str:
+        return f"no jobs on session {self.session!r} (start one with %%remote --bg)"
+
+    def __repr__(self) -> str:
+        if not self.jobs:
+            return sanitize_text(self._empty())
+        rows = [self.HEADER, *self.rows()]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(self.HEADER))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                         for r in rows)
+
+    def _repr_html_(self) -> str:
+        if not self.jobs:
+            return f"<i>{escape(self._empty())}</i>"
         head = "".join(f"<th>{escape(h)}</th>" for h in self.HEADER)
         body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>"
                        for r in self.rows())

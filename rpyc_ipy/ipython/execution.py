@@ -26,7 +26,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rpyc_ipy.core.helpers import async_
-from rpyc_ipy.errors import ConnectionClosed, ConnectionLost, RPyCError, WorkerError
+from rpyc_ipy.errors import (
+    ConnectionClosed,
+    ConnectionLost,
+    RemoteExceptionMixin,
+    RPyCError,
+)
 from rpyc_ipy.ipython.events import EVENT_KINDS, parse_bundle
 from rpyc_ipy.ipython.text import RED, RESET, sanitize_text
 from rpyc_ipy.remote.values import NotByValue, unpack
@@ -58,6 +63,8 @@ class ExecutionOutcome:
     note: str = ""
     value: Any = NO_VALUE  # with want_value: the result by value, or a netref
     elapsed: float = 0.0
+    #: one line shown instead of a traceback: the session's worker died
+    death: str = ""
 
     @property
     def has_value(self) -> bool:
@@ -81,6 +88,9 @@ class RemoteExecutionError(RPyCError):
     def _render_traceback_(self) -> list[str]:
         lines: list[str] = []
         for outcome in self.outcomes:
+            if outcome.death:
+                lines.append(f"{RED}{sanitize_text(outcome.death)}{RESET}")
+                continue
             ename, evalue, tb = outcome.error or ("Error", "", "")
             lines.append(f"{RED}Remote error on session {outcome.session!r} "
                          f"(cell {outcome.execution_count}){RESET}")
@@ -105,12 +115,13 @@ class RemoteExecution:
     """
 
     def __init__(self, session: RemoteSession, events: queue.SimpleQueue[Any] | queue.Queue[Any],
-                 options: dict[str, Any], on_finish: Callable[[], Any] | None = None) -> None:
+                 options: dict[str, Any], on_finish: Callable[[], Any] | None = None,
+                 exec_id: str | None = None) -> None:
         self.session = session
         self._on_finish = on_finish
         self.events = events
         self.options = options
-        self.exec_id = _new_id()
+        self.exec_id = exec_id or _new_id()
         self.started = time.monotonic()
         self.outcome: ExecutionOutcome | None = None
         self._finished = threading.Event()
@@ -142,6 +153,12 @@ class RemoteExecution:
         else:  # the server serves one request at a time: start, the outcome comes as an event
             result = async_(backend.start)(code, self._on_events, self.wire_options())
             result.add_callback(self._on_start_reply)
+
+    def _resume(self) -> None:
+        """Follow the execution on the server from the last batch received."""
+        result = async_(self.session.backend.resume)(self.exec_id, self._on_events,
+                                                     self.last_mark)
+        result.add_callback(self._on_reply)
 
     # -- called on connection threads ----------------------------------------------------
 
@@ -177,34 +194,58 @@ class RemoteExecution:
             # the network dropped, not the cell: it runs on in its worker
             threading.Thread(target=self._reattach, name=f"rpyc_ipy-reattach-{self.exec_id}",
                              daemon=True).start()
+        elif self.session.has_worker and isinstance(result._value, RemoteExceptionMixin):
+            # the server refused the request: if it is because the worker died, say so
+            threading.Thread(target=self._failed_or_died, args=(result._value,),
+                             name=f"rpyc_ipy-status-{self.exec_id}", daemon=True).start()
         else:
             self._finish_failure(result._value)
 
     def _reattach(self) -> None:
         name = self.session.name
-        self._say(f"the connection to session {name!r} was lost; re-attaching…")
         try:
-            facts = self.session.reattach()
+            facts = self._reconnect()
         except Exception as exc:
             self._finish_failure(ConnectionLost(
                 f"lost the connection to session {name!r} and could not re-attach "
                 f"({type(exc).__name__}: {exc}); the cell may still run there: "
                 f"%rpyc_connect {name}=HOST:PORT re-attaches to it"))
             return
-        if facts.get("died"):
-            self._finish_failure(WorkerError(
-                f"the worker of session {name!r} {facts['died']}; %rpyc_restart {name} "
-                "starts a fresh one"))
+        if facts.get("died"):  # the worker died, not the network: say only that
+            self._finish_death(facts["died"])
             return
-        self._say(f"re-attached to session {name!r} (worker {facts.get('pid')}); the cell's "
-                  "output resumes")
+        self._say(f"the connection to session {name!r} dropped; re-attached (worker "
+                  f"{facts.get('pid')}): the cell's output resumes")
         try:
-            result = async_(self.session.backend.resume)(self.exec_id, self._on_events,
-                                                         self.last_mark)
+            self._resume()
         except Exception as exc:
             self._finish_failure(exc)
-            return
-        result.add_callback(self._on_reply)
+
+    def _reconnect(self) -> dict[str, Any]:
+        """Re-attach at once; if that fails, say so and keep trying for a while."""
+        try:
+            return self.session.reconnect()
+        except (OSError, RPyCError):
+            self._say(f"the connection to session {self.session.name!r} was lost; "
+                      "re-attaching…")
+            return self.session.reattach()
+
+    def _failed_or_died(self, exc: BaseException) -> None:
+        try:
+            died = self.session.status().get("died")
+        except Exception:
+            died = None
+        if died:
+            self._finish_death(died)
+        else:
+            self._finish_failure(exc)
+
+    def _finish_death(self, died: Any) -> None:
+        name = self.session.name
+        report = (f"the worker of session {name!r} {died}; its namespace is gone: "
+                  f"%rpyc_restart {name} starts a fresh one")
+        self._finish(ExecutionOutcome(name, "error", error=("WorkerError", report, ""),
+                                      death=report))
 
     def _say(self, text: str) -> None:
         self.events.put((self, ("stream", "stderr", f"[rpyc_ipy] {text}\n")))
@@ -315,14 +356,16 @@ def _drain(pending: set[RemoteExecution], events: Any, handler: Handler,
 
 def wait_all(executions: Iterable[RemoteExecution], events: Any, handler: Handler, *,
              timeout: float | None = None, grace: float = 2.0,
-             notify: Callable[[str], None] | None = None) -> list[ExecutionOutcome]:
+             notify: Callable[[str], None] | None = None,
+             stop_cancels: bool = True) -> list[ExecutionOutcome]:
     """Dispatch events to ``handler`` until all executions are done; return their outcomes.
 
     On ``KeyboardInterrupt``: cancel every running execution, keep showing
     output for up to ``grace`` seconds while the servers confirm (a second
     interrupt forces the cancel and stops waiting sooner), then re-raise
-    ``KeyboardInterrupt`` so "run all" stops. After ``timeout`` seconds: the
-    same cancel, then :class:`RemoteTimeoutError`.
+    ``KeyboardInterrupt`` so "run all" stops; without ``stop_cancels`` (following
+    a background job) it only stops waiting. After ``timeout`` seconds: the same
+    cancel, then :class:`RemoteTimeoutError`.
     """
     runs = list(executions)
     pending = set(runs)
@@ -331,7 +374,8 @@ def wait_all(executions: Iterable[RemoteExecution], events: Any, handler: Handle
     try:
         _drain(pending, events, handler, deadline)
     except KeyboardInterrupt:
-        _stop(pending, events, handler, grace, say, "interrupted")
+        if stop_cancels:
+            _stop(pending, events, handler, grace, say, "interrupted")
         raise KeyboardInterrupt from None
     if pending:
         _stop(pending, events, handler, grace, say, f"timed out after {timeout:g} s")

@@ -26,7 +26,7 @@ from rpyc_ipy.credentials import read_password
 from rpyc_ipy.errors import AuthenticationError, RPyCError
 from rpyc_ipy.errors import UsageError as CoreUsageError
 from rpyc_ipy.ipython.browse import Browser, render_html, widget
-from rpyc_ipy.ipython.cards import PolicyReport, SessionTable
+from rpyc_ipy.ipython.cards import JobTable, PolicyReport, SessionTable
 from rpyc_ipy.ipython.display import CellOutput, RemoteResult, filter_bundle
 from rpyc_ipy.ipython.execution import (
     ExecutionOutcome,
@@ -56,6 +56,12 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             raise UsageError(str(exc)) from None
 
     return magic
+
+
+def _first_line(exc: BaseException) -> str:
+    """An error's first line (a remote one appends its traceback)."""
+    text = str(exc).strip().split("\n", 1)[0]
+    return text or type(exc).__name__
 
 
 def _size(n: int) -> str:
@@ -112,6 +118,9 @@ class RPyCMagics(MagicsSettings):
               help="allow plaintext TCP to a host that is not this machine (readable by "
                    "anyone on the path)")
     @argument("--timeout", type=float, metavar="S", help="seconds to connect and authenticate")
+    @argument("--new", action="store_true",
+              help="start the server-side session NAME afresh (a new worker, an empty "
+                   "namespace) instead of re-attaching to it")
     @line_magic
     @_user_errors
     def rpyc_connect(self, line: str) -> None:
@@ -128,6 +137,12 @@ class RPyCMagics(MagicsSettings):
         ``--password-env``. Plaintext is refused beyond loopback unless
         ``--insecure``. The card shows the peer, transport and cipher, user,
         round trip, the service and what it grants, and what we grant it.
+
+        On an rpyc_ipy execution server the session NAME lives in a worker
+        process there that outlives connections: connecting again re-attaches
+        to it (its namespace and running jobs); ``--new`` starts it afresh.
+        The card shows the worker's pid, whether this connect re-attached, and
+        why the worker died if it did.
         """
         args = parse_argstring(self.rpyc_connect, line)
         target = self._target_of(args)
@@ -142,7 +157,7 @@ class RPyCMagics(MagicsSettings):
         try:
             session = open_session(target, password=password,
                                    config=self.policy.client_config(self.request_timeout),
-                                   capture_fd=self.capture_fd)
+                                   capture_fd=self.capture_fd, new=args.new)
         except CoreUsageError as exc:
             raise UsageError(str(exc)) from None
         except (AuthenticationError, SessionError) as exc:
@@ -205,17 +220,53 @@ class RPyCMagics(MagicsSettings):
     @magic_arguments()
     @argument("name", nargs="?", help="a session name (default: the default session)")
     @argument("--all", action="store_true", help="close every session")
+    @argument("--end", action="store_true",
+              help="also end the session on the server (its worker, namespace and jobs)")
     @line_magic
     @_user_errors
     def rpyc_disconnect(self, line: str) -> None:
-        """Close a session (or all of them); its netrefs stop working."""
+        """Close a session (or all of them); its netrefs stop working.
+
+        On an execution server the session stays there (its namespace, its
+        running jobs) until it has been idle for the server's timeout:
+        ``%rpyc_connect`` with the same NAME re-attaches to it. ``--end`` ends
+        it on the server now.
+        """
         args = parse_argstring(self.rpyc_disconnect, line)
-        if args.all:
-            self.registry.close_all()
-        else:
-            self.registry.remove(self.registry.get(args.name).name)
+        sessions = list(self.registry) if args.all else [self.registry.get(args.name)]
+        for session in sessions:
+            if args.end:
+                session.end()
+            self.registry.remove(session.name)
+            if args.end and session.has_worker:
+                print(f"session {session.name!r} ended on the server (its worker and "
+                      "namespace are gone)")
+            elif session.has_worker:
+                print(f"disconnected from session {session.name!r}; it stays on the server "
+                      f"with its namespace and jobs: %rpyc_connect {session.name}=HOST:PORT "
+                      "re-attaches, --end ends it")
         if self.default_session not in self.registry:
             self.default_session = self.registry.default
+
+    @magic_arguments()
+    @argument("name", nargs="?", help="a session name (default: the default session)")
+    @line_magic
+    @_user_errors
+    def rpyc_restart(self, line: str) -> None:
+        """Replace the session's worker on the server with a fresh one: its namespace
+        and jobs are gone (the way out after the worker died, or a cell hangs)."""
+        args = parse_argstring(self.rpyc_restart, line)
+        session = self.registry.get(args.name)
+        if not session.has_worker:
+            raise SessionError(f"session {session.name!r} has no worker to restart: only "
+                               "rpyc_ipy execution servers run sessions in workers")
+        try:
+            facts = session.restart()
+        except (OSError, RPyCError) as exc:
+            raise SessionError(f"cannot restart session {session.name!r}: "
+                               f"{_first_line(exc)}") from None
+        print(f"session {session.name!r} restarted: a fresh worker (pid {facts.get('pid')}); "
+              "the old namespace is gone")
 
     # -- running code -----------------------------------------------------------------------------
 
@@ -229,6 +280,9 @@ class RPyCMagics(MagicsSettings):
     @argument("--timeout", type=float, metavar="S",
               help="cancel the cell after S seconds (default: RPyCMagics.default_timeout)")
     @argument("--no-stream", action="store_true", help="show the output at the end")
+    @argument("--bg", action="store_true",
+              help="start the cell as a background job and return at once; "
+                   "%%rpyc_jobs lists jobs, %%rpyc_result shows one")
     @line_cell_magic
     @no_var_expand
     @_user_errors
@@ -252,6 +306,11 @@ class RPyCMagics(MagicsSettings):
         KeyboardInterrupt, then by abandoning the thread) and then stops the
         notebook. Remote errors show the remote traceback. On several sessions
         the cell runs concurrently and each line is labelled ``[name]``.
+
+        ``--bg`` starts the cell as a job on one session and returns at once
+        with its id: the job runs on the server even while the notebook is
+        disconnected; ``%rpyc_jobs`` lists jobs and ``%rpyc_result`` shows a
+        job's output and result.
         """
         if cell is None:
             options, code = split_options(line)
@@ -263,8 +322,21 @@ class RPyCMagics(MagicsSettings):
         if args.output and not args.output.isidentifier():
             raise UsageError(f"-o needs a variable name, got {args.output!r}")
         sessions = self._targets(args.sessions, args.all)
+        if args.bg:
+            if len(sessions) > 1 or args.output or args.timeout is not None or args.no_stream:
+                raise UsageError("--bg starts a job on one session; -o, --timeout and "
+                                 "--no-stream do not apply (see %rpyc_result)")
+            self._start_job(sessions[0], code)
+            return None
         timeout = args.timeout if args.timeout is not None else (self.default_timeout or None)
         return self._run(sessions, code, timeout, args.output, not args.no_stream)
+
+    def _start_job(self, session: RemoteSession, code: str) -> None:
+        job = self._job_request(session, functools.partial(
+            session.start_job, code, include=tuple(sorted(self.policy.mimetypes())),
+            max_bundle_bytes=self.policy.max_bundle_bytes, grace=self.cancel_grace))
+        print(f"started job {job} on session {session.name!r}: "
+              f"%rpyc_result {session.name} {job} shows it")
 
     def _targets(self, names: str | None, all_sessions: bool) -> list[RemoteSession]:
         if all_sessions:
@@ -307,6 +379,10 @@ class RPyCMagics(MagicsSettings):
                             notify=self._notify)
         if output:
             self._store(output, outcomes, fan_out)
+        return self._cell_value(outcomes, fan_out)
+
+    def _cell_value(self, outcomes: list[ExecutionOutcome], fan_out: bool) -> Any:
+        """The cell's ``Out`` (one session's result), or the remote errors raised."""
         failed = [o for o in outcomes if o.status != "ok"]
         if failed:
             raise RemoteExecutionError(failed)
@@ -336,6 +412,87 @@ class RPyCMagics(MagicsSettings):
                                         if o.status == "ok"}
         elif outcomes and outcomes[0].status == "ok":
             self.shell.user_ns[name] = value(outcomes[0])
+
+    # -- background jobs ----------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("name", nargs="?", help="a session name (default: the default session)")
+    @line_magic
+    @_user_errors
+    def rpyc_jobs(self, line: str) -> None:
+        """List a session's running and finished jobs (and its recent cells) with their
+        status and elapsed time; ``%rpyc_result [NAME] JOB`` shows one."""
+        from IPython.display import display
+
+        args = parse_argstring(self.rpyc_jobs, line)
+        session = self.registry.get(args.name)
+        display(JobTable(session.name, self._job_request(session, session.jobs)))
+
+    @magic_arguments()
+    @argument("name", nargs="?", help="a session name (default: the default session); "
+              "one argument that is not a session name is the JOB")
+    @argument("job", nargs="?", help="a job id from %%rpyc_jobs (default: the latest job)")
+    @argument("--cancel", action="store_true", help="cancel the job instead")
+    @line_magic
+    @_user_errors
+    def rpyc_result(self, line: str) -> Any:
+        """Show a job's output so far and its result, streaming while it still runs.
+
+        Examples::
+
+            %rpyc_result                 # the latest job of the default session
+            %rpyc_result x3              # job x3 of the default session
+            %rpyc_result lab x3
+            %rpyc_result --cancel x3     # stop the job
+
+        The result is the cell's value, errors show the remote traceback. The
+        stop button stops waiting, not the job: it keeps running on the server
+        (also while the notebook is disconnected); ``%rpyc_result`` follows it
+        again.
+        """
+        args = parse_argstring(self.rpyc_result, line)
+        name, job = args.name, args.job
+        if job is None and name is not None and name not in self.registry:
+            name, job = None, name
+        session = self.registry.get(name)
+        jobs = [str(j["id"]) for j in self._job_request(session, session.jobs)
+                if type(j.get("id")) is str and (job is not None or j.get("background"))]
+        if job is None and not jobs:
+            raise UsageError(f"no jobs on session {session.name!r}: start one with "
+                             "%%remote --bg")
+        job = job or jobs[-1]
+        if job not in jobs:
+            raise UsageError(f"no job {job!r} on session {session.name!r} (finished ones "
+                             f"are kept for a while): %rpyc_jobs {session.name} lists them")
+        if args.cancel:
+            state = self._job_request(session, session.cancel_job, job)
+            print(f"job {job} on session {session.name!r}: "
+                  + ("cancelling" if state == "cancelling" else "not running"))
+            return None
+        return self._follow(session, job)
+
+    def _job_request(self, session: RemoteSession, request: Callable[..., Any],
+                     *args: Any) -> Any:
+        """``request(*args)``; a failure is one line naming the session."""
+        try:
+            return request(*args)
+        except SessionError:
+            raise
+        except (OSError, RPyCError) as exc:
+            raise SessionError(f"session {session.name!r}: {_first_line(exc)}") from None
+
+    def _follow(self, session: RemoteSession, job: str) -> Any:
+        events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        cell_output = CellOutput(self.policy, stream=self.stream)
+        run = self._job_request(session, session.follow, job, events)
+        try:
+            outcomes = wait_all([run], events, cell_output, notify=self._notify,
+                                stop_cancels=False)
+        except KeyboardInterrupt:
+            self._notify(f"stopped waiting; job {job} keeps running: %rpyc_result again to "
+                         "follow it")
+            raise
+        return self._cell_value(outcomes, False)
 
     # -- values ---------------------------------------------------------------------------------
 

@@ -172,9 +172,9 @@ class RemoteSession:
         features = self.info.get("features", ())
         if type(features) is tuple and "sessions" in features:
             self.control = self.conn
-            self._attach_worker(new, channels="channels" in features)
+            self._attach_worker(new)
 
-    def _attach_worker(self, new: bool, channels: bool) -> None:
+    def _attach_worker(self, new: bool) -> None:
         """Attach to the server-side session of this name; open its data channel."""
         assert self.control is not None
         try:
@@ -182,11 +182,25 @@ class RemoteSession:
         except Exception as exc:
             raise SessionError(f"the server cannot start session {self.name!r}: "
                                f"{_message(exc)}") from None
-        if channels and self._connector is not None:
+        self._open_channel()
+
+    def _open_channel(self) -> None:
+        """Talk to the worker through a data channel where the server relays them; a
+        session whose worker died has none (requests then report the death)."""
+        assert self.control is not None
+        features = self.info.get("features", ())
+        if "channels" in features and self._connector is not None and \
+                not self.remote.get("died"):
             ticket = self.control.root.channel_ticket()
             self.conn = self._connector(channel_ticket=ticket)
+            self._keep_serving()
         self.backend = self.conn.root
         self._ns = None
+
+    def _keep_serving(self) -> None:
+        with self._serving_lock:
+            if self._serving:  # cells in flight: the worker calls back on the new connection
+                self.conn.start_serving()
 
     # -- the server-side session (execution servers) ----------------------------------------
 
@@ -209,13 +223,12 @@ class RemoteSession:
         try:
             self.conn = conn
             self.control = conn
-            self._attach_worker(False, channels="channels" in self.info.get("features", ()))
+            self._attach_worker(False)
         except BaseException:
             conn.close()
             raise
-        with self._serving_lock:
-            if self._serving:  # cells in flight: the worker calls back on the new channel
-                self.conn.start_serving()
+        if self.conn is conn:  # no data channel: the cells' callbacks come on this one
+            self._keep_serving()
         self.ping()
         return self.remote
 
@@ -249,11 +262,7 @@ class RemoteSession:
             with contextlib.suppress(Exception):
                 data.close()
             self.conn = self.control
-            self._attach_worker(False, channels=True)
-            with self._serving_lock:
-                if self._serving:
-                    self.conn.start_serving()
-        self._ns = None
+        self._open_channel()
         return self.remote
 
     def status(self) -> dict[str, Any]:
@@ -269,9 +278,49 @@ class RemoteSession:
     def jobs(self) -> list[dict[str, Any]]:
         """The session's running and kept executions, oldest first (``id``, ``status``,
         ``background``, ``started``, ``elapsed``, ``code``)."""
-        self._require_engine("jobs")
+        self._require_jobs()
         raw = self._call("jobs")
         return [_pairs_dict(job) for job in raw] if type(raw) is tuple else []
+
+    def start_job(self, code: str, *, include: tuple[str, ...] | None = None,
+                  max_bundle_bytes: int = 8 << 20, grace: float = 0.25) -> str:
+        """Start ``code`` as a background job: it runs on the server whether or not
+        anybody is attached; returns its id for :meth:`follow` and :meth:`cancel_job`."""
+        self._require_jobs()
+        options = (("background", True), ("include", include),
+                   ("max_bundle_bytes", int(max_bundle_bytes)), ("grace", float(grace)),
+                   ("capture_fd", self.capture_fd))
+        self.executions += 1
+        return str(self._call("start", code, None, options))
+
+    def follow(self, exec_id: str, events: Any) -> RemoteExecution:
+        """Follow a job (or any kept execution): its output so far, then what it prints,
+        then its outcome go to ``events`` as for :meth:`start`; wait with ``wait_all``."""
+        self._require_jobs()
+        self._serve_in_background()
+        execution = RemoteExecution(self, events, {}, on_finish=self._stop_background,
+                                    exec_id=exec_id)
+        try:
+            execution._resume()
+        except BaseException as exc:
+            execution._finish_failure(exc)
+            raise
+        return execution
+
+    def cancel_job(self, exec_id: str) -> str:
+        """Stop a running job: ``"cancelling"`` or ``"not running"``."""
+        self._require_jobs()
+        return str(self._call("cancel", exec_id, False))
+
+    def _require_jobs(self) -> None:
+        self._require_engine("jobs")
+        if not self.blocking_execute:  # following a job would block its only request thread
+            raise SessionError(f"session {self.name!r}: background jobs need an rpyc_ipy "
+                               "execution server (a classic server serves one request at "
+                               "a time)")
+        if "jobs" not in self.info.get("features", ()):
+            raise SessionError(f"session {self.name!r}: the server's engine "
+                               f"{self.info.get('engine', '?')!r} runs no background jobs")
 
     def _attach_classic(self) -> None:
         try:
