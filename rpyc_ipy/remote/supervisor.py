@@ -341,9 +341,11 @@ class WorkerProcess:
             self.conn.close()
         with contextlib.suppress(OSError):
             self._channels.close()
-        self.exited.set()
+        # the owner records why before anyone can see the worker gone (a re-attach in
+        # between would otherwise find no worker and no cause)
         if self._on_exit is not None:
             self._on_exit(self)
+        self.exited.set()
 
     @property
     def terminated_on_request(self) -> bool:
