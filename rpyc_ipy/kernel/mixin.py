@@ -32,8 +32,8 @@ outlives connections, and the kernel ties the two lifetimes together:
 * within the kernel process's life a dropped connection is re-attached: while a
   cell runs the execution layer does it and the output resumes; between cells
   the next cell finds the session closed, reconnects and re-attaches by name.
-  One stderr line says which it was: the same worker (the namespace is as you
-  left it) or a new one (the server restarted: a new remote namespace);
+  A stderr line of the cell says which it was: the same worker (the namespace is
+  as you left it) or a new one (the server restarted: a new remote namespace);
 * shutting the kernel down ends the server-side session and its worker.
 
 Two kernels with the same ``session_name`` and user share one server-side session,
@@ -432,7 +432,7 @@ class RemoteKernelMixin(Configurable):
         except RemoteTimeoutError as exc:
             return self._error(count, silent, "RemoteTimeoutError", str(exc), [
                 f"{RED}RemoteTimeoutError{RESET}: {exc}"])
-        if session.remote.get("pid") != worker and not run.restarting:
+        if session.remote.get("pid") not in (None, worker) and not run.restarting:
             # re-attached while the cell ran, but the session there had to start afresh
             notify(self._new_worker_note(session))
         outcome = outcomes[0] if outcomes else ExecutionOutcome(session.name, "error")
