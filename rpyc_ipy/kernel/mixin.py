@@ -33,8 +33,9 @@ outlives connections, and the kernel ties the two lifetimes together:
   cell runs the execution layer does it and the output resumes; between cells
   the next cell finds the session closed, reconnects and re-attaches by name.
   A stderr line of the cell says which it was: the same worker (the namespace is
-  as you left it) or a new one (the server restarted: a new remote namespace);
-* shutting the kernel down ends the server-side session and its worker.
+  as you left it) or a new one (the server restarted: a new remote namespace).
+  Shutting the kernel down only closes the connection: the server ends the idle
+  session after its timeout.
 
 Two kernels with the same ``session_name`` and user share one server-side session,
 so each starting replaces the other's worker: give kernelspecs that may run side
@@ -573,12 +574,11 @@ class RemoteKernelMixin(Configurable):
     # -- shutdown ----------------------------------------------------------------------------------
 
     async def do_shutdown(self, restart: bool) -> dict[str, Any]:
-        """End the remote session (its worker too: the next kernel starts afresh anyway),
-        then shut down as ipykernel does."""
+        """Close the remote session, then shut down as ipykernel does."""
         session, self._remote = self._remote, None
         if session is not None:
             with contextlib.suppress(Exception):
-                session.end()
+                session.close()
         parent: Any = super()
         reply = parent.do_shutdown(restart)
         return await reply if inspect.isawaitable(reply) else reply
