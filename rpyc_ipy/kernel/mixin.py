@@ -19,9 +19,28 @@ the session is bound to the name ``RemoteKernel.session_name`` (``remote``)::
 
 Completion (TAB) and ``?`` are answered by the remote namespace, one request
 each. The stop button (``interrupt_mode`` ``signal`` or ``message``) cancels
-the remote work, escalating on the server, and the kernel answers again at
-once. When the connection drops, the next cell says so and reconnects (a new
-remote namespace).
+the remote work (the worker gets a SIGINT, which also ends a ``time.sleep``), and
+the kernel answers again at once.
+
+On an rpyc_ipy execution server the session runs in a worker process that
+outlives connections, and the kernel ties the two lifetimes together:
+
+* a kernel process starts its server-side session afresh (``open_session(...,
+  new=True)``) on its first remote cell: a new kernel process is a new notebook
+  session, so a Jupyter kernel restart replaces the old worker (its namespace is
+  gone, as the restart promised) instead of re-attaching to it;
+* within the kernel process's life a dropped connection is re-attached: while a
+  cell runs the execution layer does it and the output resumes; between cells
+  the next cell finds the session closed, reconnects and re-attaches by name.
+  A stderr line of the cell says which it was: the same worker (the namespace is
+  as you left it) or a new one (the server restarted: a new remote namespace).
+  Shutting the kernel down only closes the connection: the server ends the idle
+  session after its timeout.
+
+Two kernels with the same ``session_name`` and user share one server-side session,
+so each starting replaces the other's worker: give kernelspecs that may run side
+by side their own ``session_name``. On other servers (classic, plain services) a
+lost connection is replaced by a new one, with a new remote namespace.
 
 The connection settings are traits (``--RemoteKernel.host=...`` in a kernelspec's
 argv, ``c.RemoteKernel.port = ...`` in ``ipython_kernel_config.py``). The
@@ -201,7 +220,8 @@ class RemoteKernelMixin(Configurable):
         self._password = password or None
         return password
 
-    def _open(self, interactive: bool) -> RemoteSession:
+    def _open(self, interactive: bool, new: bool) -> RemoteSession:
+        """A new connection; ``new`` starts the server-side session afresh."""
         from rpyc_ipy.ipython.session import open_session
 
         ext = self._extension()
@@ -212,52 +232,97 @@ class RemoteKernelMixin(Configurable):
         try:
             session = open_session(target, password=password,
                                    config=policy.client_config(magics.request_timeout),
-                                   capture_fd=magics.capture_fd)
+                                   capture_fd=magics.capture_fd, new=new)
         except AuthenticationError:
             self._password = None  # ask again next time
             raise
         finally:
             password = None
         session.request_timeout = magics.request_timeout
-        ext.registry.add(session)
-        magics.default_session = session.name
-        self.shell.user_ns[session.name] = session
+        self._bind(session)
         return session
+
+    def _bind(self, session: RemoteSession) -> None:
+        """Make ``session`` the magics' default and a name in ``%%local`` cells."""
+        ext = self._extension()
+        ext.registry.add(session)
+        ext.magics.default_session = session.name
+        self.shell.user_ns[session.name] = session
 
     def _ensure_session(self, interactive: bool = True, announce: bool = True) -> RemoteSession:
-        """The open session: checked with one ping, reconnected if it was lost."""
+        """The open session: opened fresh on the first remote cell of this kernel process,
+        then checked with one ping and re-attached (or replaced) if it was lost."""
         session = self._remote
-        if session is not None:
-            if session.closed:
-                self._lost = self._lost or f"session {session.name!r} was closed"
-            else:
-                try:
-                    session.conn.ping(timeout=self.timeout)
-                    return session
-                except KeyboardInterrupt:
-                    raise
-                except Exception as exc:
-                    self._lost = f"{type(exc).__name__}: {_first_line(exc)}"
-                    with contextlib.suppress(Exception):
-                        session.close()
-        lost = self._lost
-        if lost and announce:
+        if session is None:
+            session = self._remote = self._open(interactive, new=True)
+            if announce:
+                self._greet(session)
+            return session
+        lost = self._lost_because(session)
+        if lost is None:
+            return session
+        self._lost = lost  # kept until a reconnect works: the next cell says it again
+        if announce:
             self._notify(f"the connection to {self.where} was lost ({lost}); reconnecting…")
-        session = self._open(interactive)
-        self._remote = session
+        if session.has_worker:
+            note = self._reattach(session)
+        else:
+            session = self._remote = self._open(interactive, new=False)
+            note = (f"reconnected to {self.where}: this is a new remote namespace; names "
+                    "defined there before are gone")
         self._lost = None
         if announce:
-            if lost:
-                self._notify(f"reconnected to {self.where}: this is a new remote namespace; "
-                             "names defined there before are gone")
-            if self.classic:
-                self._notify("classic mode: the server runs any code sent to it; use only "
-                             "servers you own")
-            if self._extension().magics.show_card:
-                from IPython.display import display
-
-                display(session)
+            self._notify(note)
+            self._greet(session)
         return session
+
+    def _lost_because(self, session: RemoteSession) -> str | None:
+        """Why ``session`` cannot be used any more, or ``None`` if it answers a ping."""
+        if session.closed:
+            return self._lost or f"session {session.name!r} was closed"
+        try:
+            session.conn.ping(timeout=self.timeout)
+            return None
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                session.close()
+            return f"{type(exc).__name__}: {_first_line(exc)}"
+
+    def _reattach(self, session: RemoteSession) -> str:
+        """Reconnect ``session`` to its server-side session, by name (one attempt: a
+        server that is down fails this cell, and the next one tries again); returns
+        what to tell the user."""
+        worker = session.remote.get("pid")
+        facts = session.reconnect()
+        self._bind(session)
+        died = facts.get("died")
+        if died:  # the worker ended on its own while nobody was attached
+            facts = session.restart()
+            return (f"reconnected to {self.where}: the worker of session {session.name!r} "
+                    f"{died}; a fresh one (worker {facts.get('pid')}) runs it: this is a new "
+                    "remote namespace; names defined there before are gone")
+        if facts.get("reattached") and facts.get("pid") == worker:
+            return (f"reconnected to {self.where} and re-attached to session "
+                    f"{session.name!r} (worker {worker}): its namespace is as you left it")
+        return self._new_worker_note(session)
+
+    def _new_worker_note(self, session: RemoteSession) -> str:
+        # the server restarted (the session was gone), or someone replaced its worker
+        return (f"reconnected to {self.where}: this is a new remote namespace (session "
+                f"{session.name!r}, worker {session.remote.get('pid')}); names defined there "
+                "before are gone")
+
+    def _greet(self, session: RemoteSession) -> None:
+        """What a (re)connected session shows: the classic warning and its card."""
+        if self.classic:
+            self._notify("classic mode: the server runs any code sent to it; use only "
+                         "servers you own")
+        if self._extension().magics.show_card:
+            from IPython.display import display
+
+            display(session)
 
     def _notify(self, text: str) -> None:
         print(f"{RED}[rpyc_ipy] {text}{RESET}", file=sys.stderr, flush=True)
@@ -347,6 +412,7 @@ class RemoteKernelMixin(Configurable):
                 f"{_first_line(exc)}"])
 
         notify = (lambda text: None) if silent else self._notify
+        worker = session.remote.get("pid")
 
         def handle(execution: RemoteExecution, event: tuple[Any, ...]) -> None:
             if event[0] == "done":
@@ -367,6 +433,9 @@ class RemoteKernelMixin(Configurable):
         except RemoteTimeoutError as exc:
             return self._error(count, silent, "RemoteTimeoutError", str(exc), [
                 f"{RED}RemoteTimeoutError{RESET}: {exc}"])
+        if session.remote.get("pid") not in (None, worker) and not run.restarting:
+            # re-attached while the cell ran, but the session there had to start afresh
+            notify(self._new_worker_note(session))
         outcome = outcomes[0] if outcomes else ExecutionOutcome(session.name, "error")
         if outcome.status == "ok":
             if outcome.data and not silent:

@@ -3,6 +3,8 @@
 * :class:`NotebookServer`: ``rpyc-ipy serve --notebook --srp-db FILE --port P`` as a
   subprocess (its own session, so a kernel interrupt never reaches it), its port parsed
   from the "serving" line; it can be stopped and started again on the same port;
+* :class:`TcpRelay`: a TCP relay in front of a server port that can drop every
+  connection through it on demand (a real network drop, under the test's control);
 * :class:`KernelRig`: a remote-kernel kernelspec installed into a temporary prefix and
   started with jupyter_client's ``KernelManager``; :meth:`KernelRig.run` executes one
   cell and collects its IOPub messages, with a timeout on every wait (all of them
@@ -13,11 +15,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +136,66 @@ class NotebookServer:
         if not wait_until(started, timeout, step=0.2):
             raise failures[-1]
         return self
+
+
+class TcpRelay:
+    """Forwards every connection to 127.0.0.1:``port`` through its own listening port;
+    :meth:`drop` cuts all the connections open now (both ends see them end), and new
+    ones are relayed as before."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self.accepted = 0
+        self.dropped = 0
+        threading.Thread(target=self._accept, name="relay-accept", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=WAIT)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self.accepted += 1
+                self._open += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), name="relay-pump",
+                                 daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):  # one side ended: end the other too
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def drop(self) -> int:
+        """Cut every connection open now; returns how many pairs that was."""
+        with self._lock:
+            socks, self._open = self._open, []
+            self.dropped += len(socks) // 2
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        return len(socks) // 2
+
+    def close(self) -> None:
+        self._listener.close()
+        self.drop()
 
 
 # -- kernels -----------------------------------------------------------------------------------
@@ -313,6 +378,15 @@ def parent_of(pid: int) -> int:
     """The parent of a process on this machine: for a session's worker, its server."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
         return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
+def process_gone(pid: int) -> bool:
+    """True once process ``pid`` has ended (a zombie counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def worker_of(result: dict[str, str] | None, server_pid: int) -> bool:

@@ -1,4 +1,6 @@
-"""When the connection drops, the next cell says so clearly and reconnects."""
+"""When the server restarts or is down, the next cell says so clearly and reconnects (a
+new remote namespace: the session there is gone). A cut connection to a server that
+still runs is re-attached instead: test_kernel_reattach.py."""
 
 from __future__ import annotations
 
