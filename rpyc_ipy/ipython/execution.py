@@ -131,6 +131,8 @@ class RemoteExecution:
         self.last_mark = 0
         #: set when the session's worker is being restarted (no re-attach then)
         self.restarting = False
+        #: set while the execution re-attaches after a dropped connection
+        self.reattaching = False
 
     def __repr__(self) -> str:
         state = self.outcome.status if self.outcome else "running"
@@ -203,16 +205,24 @@ class RemoteExecution:
 
     def _reattach(self) -> None:
         name = self.session.name
+        self.reattaching = True
         try:
             facts = self._reconnect()
         except Exception as exc:
+            self.reattaching = False
             self._finish_failure(ConnectionLost(
                 f"lost the connection to session {name!r} and could not re-attach "
                 f"({type(exc).__name__}: {exc}); the cell may still run there: "
                 f"%rpyc_connect {name}=HOST:PORT re-attaches to it"))
             return
+        self.reattaching = False
         if facts.get("died"):  # the worker died, not the network: say only that
             self._finish_death(facts["died"])
+            return
+        if not facts.get("reattached"):  # the server restarted: the cell is gone with it
+            self._finish_failure(ConnectionLost(
+                f"the server of session {name!r} restarted while the cell ran: the cell and "
+                "its namespace are gone; the session now starts afresh"))
             return
         self._say(f"the connection to session {name!r} dropped; re-attached (worker "
                   f"{facts.get('pid')}): the cell's output resumes")
@@ -228,7 +238,7 @@ class RemoteExecution:
         except (OSError, RPyCError):
             self._say(f"the connection to session {self.session.name!r} was lost; "
                       "re-attaching…")
-            return self.session.reattach()
+            return self.session.reattach(give_up=self._finished)
 
     def _failed_or_died(self, exc: BaseException) -> None:
         try:
@@ -344,8 +354,10 @@ def _drain(pending: set[RemoteExecution], events: Any, handler: Handler,
         try:
             execution, event = events.get(timeout=timeout)
         except queue.Empty:
-            for run in list(pending):  # a cell started without a pending request (classic
-                if run.session.closed and not run.done:  # servers) ends with its connection
+            for run in list(pending):
+                # a cell started without a pending request (classic servers) ends with its
+                # connection, unless it is re-attaching to its worker
+                if run.session.closed and not run.done and not run.reattaching:
                     run._finish_failure(ConnectionLost(
                         f"the connection of session {run.session.name!r} was lost"))
             continue

@@ -232,18 +232,21 @@ class RemoteSession:
         self.ping()
         return self.remote
 
-    def reattach(self, attempts: int = 5, delay: float = 1.0) -> dict[str, Any]:
-        """:meth:`reconnect`, tried ``attempts`` times ``delay`` seconds apart (doubling):
-        what a cell does when its connection drops."""
+    def reattach(self, attempts: int = 5, delay: float = 0.5,
+                 give_up: threading.Event | None = None) -> dict[str, Any]:
+        """:meth:`reconnect`, tried ``attempts`` times ``delay`` seconds apart (doubling),
+        until ``give_up`` is set: what a cell does when its connection drops."""
         failure: BaseException | None = None
+        stop = give_up or threading.Event()
         for attempt in range(attempts):
+            if stop.is_set():
+                break
             try:
                 return self.reconnect()
             except (OSError, RPyCError) as exc:
                 failure = exc
-                time.sleep(delay * 2 ** attempt)
-        assert failure is not None
-        raise failure
+                stop.wait(delay * 2 ** attempt)
+        raise failure or SessionError(f"stopped re-attaching session {self.name!r}")
 
     def interrupt(self) -> str:
         """SIGINT to the session's worker process (what the stop button escalates to)."""
