@@ -17,7 +17,7 @@ import ast
 import asyncio
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 from . import bundle as _bundle
@@ -71,6 +71,11 @@ class CellShell(Protocol):
 
     #: what :meth:`Engine.hello` reports as ``shell``, e.g. ``"ipython 9.1.0"``
     name: str
+
+    @property
+    def hidden(self) -> Mapping[str, Any]:
+        """The names the shell put in the namespace itself (``In``, ``exit``...), with
+        their values: the namespace view leaves them out while they are unchanged."""
 
     def run_cell(self, code: str, *, count: int, store_history: bool, silent: bool
                  ) -> CellRun:

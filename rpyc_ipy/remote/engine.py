@@ -608,7 +608,8 @@ class Engine:
 
     def namespace_view(self) -> NamespaceView:
         """The namespace as an object (a netref on the client: ``sess.ns``)."""
-        return NamespaceView(self.namespace)
+        return NamespaceView(self.namespace,
+                             self._shell.hidden if self._shell is not None else {})
 
     # -- moving values ---------------------------------------------------------------------
 

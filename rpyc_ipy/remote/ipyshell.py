@@ -200,6 +200,10 @@ class IPythonCells:
         self._shell = shell
         self.name = f"ipython {IPython.__version__}"
 
+    @property
+    def hidden(self) -> Mapping[str, Any]:
+        return self._shell.user_ns_hidden
+
     @classmethod
     def start(cls, namespace: dict[str, Any]) -> IPythonCells:
         """Start the process's IPython shell on ``namespace`` (once per process)."""

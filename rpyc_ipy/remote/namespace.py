@@ -5,7 +5,7 @@ Pure standard library: also shipped by source to classic peers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 __all__ = ["NamespaceView"]
@@ -19,13 +19,16 @@ class NamespaceView:
     """The session namespace as an object: ``sess.ns.x`` is the remote ``x``.
 
     Attribute access reads and writes namespace entries; ``dir()`` lists them;
-    ``keys()``, ``len()``, ``in`` and ``[...]`` work as on a dict.
+    ``keys()``, ``len()``, ``in`` and ``[...]`` work as on a dict. Names the shell put
+    there itself (``hidden``: IPython's ``In``, ``Out``, ``exit``...) are not listed
+    while they still hold what the shell put there.
     """
 
-    __slots__ = ("_namespace",)
+    __slots__ = ("_hidden", "_namespace")
 
-    def __init__(self, namespace: dict[str, Any]) -> None:
+    def __init__(self, namespace: dict[str, Any], hidden: Mapping[str, Any]) -> None:
         self._namespace = namespace
+        self._hidden = hidden
 
     def _rpyc_getattr(self, name: str) -> Any:
         if name in _VIEW_DUNDERS or name == "keys":
@@ -47,7 +50,9 @@ class NamespaceView:
             raise AttributeError(name) from None
 
     def keys(self) -> tuple[str, ...]:
-        return tuple(k for k in self._namespace if k != "__builtins__")
+        hidden = self._hidden
+        return tuple(k for k, v in tuple(self._namespace.items()) if k != "__builtins__" and not
+                     (k in hidden and hidden[k] is v))
 
     def __dir__(self) -> list[str]:
         return sorted(self.keys())
