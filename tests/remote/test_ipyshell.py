@@ -233,6 +233,7 @@ def test_the_shell_setting_is_checked() -> None:
 def test_a_shell_needs_a_cell_runner() -> None:
     class Shell:
         name = "test"
+        hidden: dict[str, Any] = {}
 
         def run_cell(self, code: str, *, count: int, store_history: bool, silent: bool
                      ) -> CellRun:
