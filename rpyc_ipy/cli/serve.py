@@ -102,6 +102,10 @@ def _serve_command(parser: argparse.ArgumentParser) -> None:
                          help="sessions on this server at once (default 64)")
     runtime.add_argument("--max-sessions-per-user", type=_positive_int, default=8, metavar="N",
                          help="sessions one user may have at once (default 8)")
+    runtime.add_argument("--output-buffer", type=_size, default=4 << 20, metavar="CHARS",
+                         help="output kept per cell while nobody is attached, e.g. 16M "
+                              "(default 4M); past it the oldest is dropped, and the client "
+                              "is told how much")
     runtime.add_argument("--worker-limit", action="append", default=[], type=_limit,
                          metavar="RLIMIT_X=N",
                          help="a resource limit of every worker, e.g. RLIMIT_AS=8G, "
@@ -153,6 +157,13 @@ def _limit(text: str) -> tuple[str, int]:
             f"give a resource limit as RLIMIT_NAME=NUMBER[K|M|G], e.g. RLIMIT_AS=8G, "
             f"not {text!r}")
     return name, int(number) * _UNITS[unit]
+
+
+def _size(text: str) -> int:
+    number, unit = text.rstrip("KMGTkmgt"), text[len(text.rstrip("KMGTkmgt")):].upper()
+    if not number.isdigit() or unit not in _UNITS or int(number) < 1:
+        raise argparse.ArgumentTypeError(f"give a size as NUMBER[K|M|G], e.g. 16M, not {text!r}")
+    return int(number) * _UNITS[unit]
 
 
 def _mapping(text: str) -> tuple[str, str]:
@@ -258,6 +269,7 @@ def _session_registry(args: argparse.Namespace) -> Any:
     try:
         settings = RuntimeSettings(
             idle_timeout=args.idle_timeout, max_sessions=args.max_sessions,
+            max_buffered_output=args.output_buffer,
             max_sessions_per_user=args.max_sessions_per_user,
             limits=dict(args.worker_limit), run_as=dict(args.run_as),
             require_run_as=args.require_run_as)

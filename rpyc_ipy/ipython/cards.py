@@ -66,8 +66,8 @@ def session_facts(session: RemoteSession) -> list[tuple[str, str, str]]:
     rows.append(("round trip", _rtt(session), "info"))
     service = session.info.get("service", "?")
     if session.kind == "classic":
-        how = "the engine was shipped there" if session.has_engine else \
-            "cells use plain execute/eval"
+        how = "the engine was shipped there and runs cells in the server's own process" \
+            if session.has_engine else "cells use plain execute/eval in the server's process"
         rows.append(("service", f"classic: the server runs anything sent to it; {how}",
                      "danger"))
     elif session.kind == "execution":
@@ -109,7 +109,9 @@ def _worker_facts(session: RemoteSession) -> list[tuple[str, str, str]]:
         how = "re-attached" if remote.get("reattached") is True else "started fresh"
         if count:
             how += f", {count} cell{'s' if count > 1 else ''} running"
-        rows.append(("worker", f"pid {remote.get('pid', '?')} ({how})", "ok"))
+        shell = remote.get("shell")
+        runs = f"; cells run in {sanitize_text(shell)}" if type(shell) is str else ""
+        rows.append(("worker", f"pid {remote.get('pid', '?')} ({how}){runs}", "ok"))
     restarts = remote.get("restarts")
     if type(restarts) is int and restarts:
         rows.append(("restarts", str(restarts), "info"))

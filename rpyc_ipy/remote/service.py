@@ -226,9 +226,12 @@ class ExecutionService(Service):
         elif previous is session:
             self.sessions.detach(previous)  # attached twice by this client: count it once
         running: tuple[str, ...] = ()
-        if reattached and session.death is None:
-            running = tuple(session.call("running"))
-        return (*session.info(), ("reattached", reattached), ("running", running))
+        shell = None
+        if session.death is None:
+            running = tuple(session.call("running")) if reattached else ()
+            shell = dict(session.call("hello")).get("shell")
+        return (*session.info(), ("reattached", reattached), ("running", running),
+                ("shell", shell))
 
     def exposed_sessions(self) -> tuple[tuple[tuple[str, Any], ...], ...]:
         """This user's sessions on the server (nobody else's)."""

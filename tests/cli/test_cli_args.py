@@ -113,6 +113,7 @@ def test_insecure_no_auth_is_explicit(fake_server: list[dict[str, Any]],
     (["--notebook", "--worker-limit", "RLIMIT_NOPE=5"], "not a resource limit"),
     (["--notebook", "--run-as", "alice"], "USER=ACCOUNT"),
     (["--notebook", "--idle-timeout", "0"], "more than 0"),
+    (["--notebook", "--output-buffer", "lots"], "NUMBER[K|M|G]"),
 ])
 def test_option_errors(argv: list[str], message: str, fake_server: list[dict[str, Any]],
                        capsys: pytest.CaptureFixture[str]) -> None:
@@ -181,11 +182,13 @@ def test_notebook_serves_the_execution_service(fake_server: list[dict[str, Any]]
     from rpyc_ipy.remote import ExecutionService
 
     assert run(capsys, "serve", "--notebook", "--idle-timeout", "60",
-               "--max-sessions-per-user", "2", "--worker-limit", "RLIMIT_NOFILE=1K")[0] == 0
+               "--max-sessions-per-user", "2", "--worker-limit", "RLIMIT_NOFILE=1K",
+               "--output-buffer", "16M")[0] == 0
     service = fake_server[-1]["service"]
     assert issubclass(service, ExecutionService)
     settings = service.registry.settings
     assert (settings.idle_timeout, settings.max_sessions_per_user) == (60.0, 2)
     assert dict(settings.limits) == {"RLIMIT_NOFILE": 1024}
+    assert settings.max_buffered_output == 16 << 20
     assert fake_server[-1]["channel_handler"] is not None  # data channels are relayed
 

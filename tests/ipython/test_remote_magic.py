@@ -179,6 +179,7 @@ def test_classic_servers_run_cells_with_the_shipped_engine(
     result, _ = run(ip, "%%remote\n1/0")
     assert result.error_in_exec.ename == "ZeroDivisionError"
     assert "classic" in session._repr_html_()
+    assert "runs cells in the server's own process" in repr(session)  # no worker there
 
 
 def test_classic_falls_back_to_plain_execute_and_eval(

@@ -74,7 +74,7 @@ def test_reconnecting_keeps_the_namespace_and_new_starts_afresh(
         ip: InteractiveShell, exec_server: ServerProcess, name: str) -> None:
     first = connect(ip, name, exec_server)
     assert first.has_worker and first.remote["reattached"] is False
-    assert f"pid {first.remote['pid']} (started fresh)" in repr(first)
+    assert f"pid {first.remote['pid']} (started fresh); cells run in ipython" in repr(first)
     run(ip, f"%remote -s {name} kept = 41")
     _, captured = run(ip, f"%rpyc_disconnect {name}")
     assert "stays on the server" in captured.stdout and first.closed
