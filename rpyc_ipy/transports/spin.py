@@ -19,9 +19,10 @@ guarded four ways:
   having: once two readers of the process have received data within the last
   50 ms (a server thread per client, a client process with many connections),
   everyone blocks as usual;
-* nobody polls while the machine has more runnable threads than CPUs (read
-  from ``/proc/loadavg`` at most ten times a second): then a poller would take
-  a CPU from someone who has work, such as the peer;
+* nobody polls while the machine has more runnable threads than CPUs in two
+  readings in a row (from ``/proc/loadavg``, at most ten times a second): then a
+  poller would take a CPU from someone who has work, such as the peer; one
+  reading alone may catch a helper thread of ours that runs for a moment;
 * at most one thread per process polls at any moment.
 
 The last three are process-wide: a :class:`SpinCoordinator` holds them, and
@@ -97,16 +98,20 @@ class SpinCoordinator:
         self._last_switch = -math.inf  # when a different reader than before last received
         self._crowd_read_at = -math.inf
         self._crowd = False
+        self._over = False  # the last reading alone showed more runnable threads than CPUs
 
     def policy(self, maximum: float = DEFAULT_MAX_SPIN) -> SpinPolicy:
         """A new reader's polling window, capped at ``maximum`` seconds."""
         return SpinPolicy(self, maximum)
 
     def crowded(self, now: float) -> bool:
-        """True if more threads are runnable than there are CPUs (read now and then)."""
+        """True if more threads are runnable than there are CPUs in two readings in a row
+        (read now and then): a helper thread of our own that is runnable for a moment
+        (the watchdog) is not a crowd, and must not turn polling off for a while."""
         if now - self._crowd_read_at >= _CROWD_CHECK:
             self._crowd_read_at = now
-            self._crowd = self._runnable() > self._cpus
+            over = self._runnable() > self._cpus
+            self._crowd, self._over = over and self._over, over
         return self._crowd
 
     def received(self, reader: SpinPolicy, now: float) -> None:

@@ -118,13 +118,32 @@ def test_nobody_polls_while_the_cpus_are_all_taken() -> None:
     policy.record_block(10e-6)
     policy.received()
     clock.now += 1.0  # the only reader for a second
-    assert policy.begin(clock()) == 0.0  # but 7 runnable threads on 2 CPUs
+    assert policy.begin(clock()) > 0  # 7 runnable threads on 2 CPUs, seen once: a blip
+    policy.release()
+    clock.now += 1.0
+    assert policy.begin(clock()) == 0.0  # seen twice in a row: a crowd
     queue.runnable = 1
     clock.now += 0.01
     assert policy.begin(clock()) == 0.0  # the reading is kept for a while...
-    assert queue.readings == 1
+    assert queue.readings == 2
     clock.now += 1.0
     assert policy.begin(clock()) > 0  # ...then read again
+    assert queue.readings == 3
+    policy.release()
+
+
+def test_one_crowded_reading_alone_does_not_stop_polling() -> None:
+    """A helper thread of our own that is runnable for a moment is not a crowd."""
+    coordinator, clock, queue = make_coordinator(runnable=3, cpus=2)
+    policy = coordinator.policy()
+    policy.record_block(10e-6)
+    policy.received()
+    clock.now += 1.0
+    assert policy.begin(clock()) > 0  # one reading over the CPUs: still polls
+    policy.release()
+    queue.runnable = 1
+    clock.now += 1.0
+    assert policy.begin(clock()) > 0
     assert queue.readings == 2
     policy.release()
 
