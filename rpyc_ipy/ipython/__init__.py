@@ -14,7 +14,8 @@ from rpyc_ipy.ipython.execution import (
     RemoteExecutionError,
     RemoteTimeoutError,
 )
-from rpyc_ipy.ipython.session import RemoteSession, SessionError, SessionRegistry, open_session
+from rpyc_ipy.ipython.registry import SessionRegistry
+from rpyc_ipy.ipython.session import RemoteSession, SessionError, open_session
 
 __all__ = [
     "ExecutionOutcome",

@@ -31,7 +31,7 @@ from rpyc_ipy.ipython.syntax import remote_cell, remote_line
 from rpyc_ipy.protocol import consts
 
 if TYPE_CHECKING:
-    from rpyc_ipy.ipython.session import SessionRegistry
+    from rpyc_ipy.ipython.registry import SessionRegistry
     from rpyc_ipy.ipython.settings import MagicsSettings, RPyCPolicy
 
 __all__ = ["RemoteCompleter"]

@@ -38,7 +38,7 @@ from rpyc_ipy.ipython.text import (
 
 if TYPE_CHECKING:
     from rpyc_ipy.ipython.execution import RemoteExecution
-    from rpyc_ipy.ipython.session import SessionRegistry
+    from rpyc_ipy.ipython.registry import SessionRegistry
     from rpyc_ipy.ipython.settings import RPyCPolicy
 
 __all__ = ["CellOutput", "NetrefDisplay", "RemoteResult", "filter_bundle"]

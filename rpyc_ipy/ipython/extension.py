@@ -24,7 +24,8 @@ from rpyc_ipy.ipython.completion import RemoteCompleter
 from rpyc_ipy.ipython.display import NetrefDisplay
 from rpyc_ipy.ipython.inspection import NetrefInspector
 from rpyc_ipy.ipython.magics import RPyCMagics
-from rpyc_ipy.ipython.session import RemoteSession, SessionRegistry
+from rpyc_ipy.ipython.registry import SessionRegistry
+from rpyc_ipy.ipython.session import RemoteSession
 from rpyc_ipy.ipython.settings import RPyCPolicy
 
 __all__ = ["Extension", "load_ipython_extension", "unload_ipython_extension"]

@@ -24,7 +24,7 @@ from rpyc_ipy.ipython.text import netref_connection, netref_text, remote_type_na
 from rpyc_ipy.protocol import consts
 
 if TYPE_CHECKING:
-    from rpyc_ipy.ipython.session import SessionRegistry
+    from rpyc_ipy.ipython.registry import SessionRegistry
     from rpyc_ipy.ipython.settings import RPyCPolicy
 
 __all__ = ["NetrefInspector", "info_bundle"]

@@ -34,7 +34,8 @@ from rpyc_ipy.ipython.execution import (
     RemoteExecutionError,
     wait_all,
 )
-from rpyc_ipy.ipython.session import RemoteSession, SessionError, SessionRegistry, open_session
+from rpyc_ipy.ipython.registry import SessionRegistry
+from rpyc_ipy.ipython.session import RemoteSession, SessionError, open_session
 from rpyc_ipy.ipython.settings import MagicsSettings, RPyCPolicy
 from rpyc_ipy.ipython.syntax import split_options
 from rpyc_ipy.ipython.text import RED, RESET

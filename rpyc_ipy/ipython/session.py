@@ -30,31 +30,28 @@ This module does not import IPython: a kernel can use it as is.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import queue
 import threading
 import time
-import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from rpyc_ipy import factory
 from rpyc_ipy.core.connection import Connection
 from rpyc_ipy.core.helpers import async_
-from rpyc_ipy.core.netref import BaseNetref
 from rpyc_ipy.core.service import ClassicClient, VoidService
 from rpyc_ipy.errors import RPyCError, UsageError
 from rpyc_ipy.ipython.cards import session_html, session_text
 from rpyc_ipy.ipython.events import DisplayCallback, StreamCallback, dispatch_event, parse_bundle
 from rpyc_ipy.ipython.execution import ExecutionOutcome, RemoteExecution, wait_all
-from rpyc_ipy.ipython.text import netref_text
+from rpyc_ipy.ipython.plain_classic import PlainClassic
 from rpyc_ipy.remote.bootstrap import install_engine
 from rpyc_ipy.remote.values import NotByValue, TooLarge, pack, unpack
 from rpyc_ipy.target import ConnectionTarget
 from rpyc_ipy.transports.sockets import is_loopback
 
-__all__ = ["RemoteSession", "SessionError", "SessionRegistry", "open_session"]
+__all__ = ["RemoteSession", "SessionError", "open_session"]
 
 class SessionError(RPyCError):
     """A session cannot do what was asked (cannot connect, refused, closed, wrong kind
@@ -331,7 +328,7 @@ class RemoteSession:
             self.blocking_execute = False
             self.info = _pairs_dict(self.backend.hello())
         except Exception as exc:  # an old Python there, or a restricted classic server
-            self.backend = _PlainClassic(self.conn)
+            self.backend = PlainClassic(self.conn)
             self.fallback_reason = f"{type(exc).__name__}: {exc}"
             self.info = {"service": "classic", "engine": "plain execute/eval",
                          "grants": (("classic", "full control of the server process"),)}
@@ -368,7 +365,7 @@ class RemoteSession:
     def has_engine(self) -> bool:
         """The server runs our engine (completion, inspection, browsing in one request)."""
         return self.kind == "execution" or (self.kind == "classic" and
-                                            not isinstance(self.backend, _PlainClassic))
+                                            not isinstance(self.backend, PlainClassic))
 
     def transport_facts(self) -> dict[str, Any]:
         """Transport, protocol version, cipher and peer certificate fingerprint, if any."""
@@ -389,7 +386,7 @@ class RemoteSession:
     def ns(self) -> Any:
         """The remote namespace as a netref: ``sess.ns.x``, ``dir(sess.ns)``, ``sess.ns.y = 1``."""
         if self._ns is None:
-            if self.kind == "classic" and isinstance(self.backend, _PlainClassic):
+            if self.kind == "classic" and isinstance(self.backend, PlainClassic):
                 self._ns = self.conn.namespace  # a dict netref: sess.ns["x"]
             else:
                 self._require_engine("the namespace")
@@ -525,7 +522,7 @@ class RemoteSession:
         execution = RemoteExecution(self, events, options, on_finish=self._stop_background)
         self.executions += 1
         try:
-            if isinstance(self.backend, _PlainClassic):
+            if isinstance(self.backend, PlainClassic):
                 self.backend.run(code, execution)
             else:
                 execution._launch(code)
@@ -610,107 +607,3 @@ def _pairs_dict(raw: Any, values: tuple[type, ...] | None = None) -> dict[str, A
             if values is None or type(pair[1]) in values:
                 out[pair[0]] = pair[1]
     return out
-
-
-class _PlainClassic:
-    """Cells on a classic server through plain ``execute``/``eval`` (no streaming,
-    no cancel): the fallback when the engine cannot be shipped there."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
-    def run(self, code: str, execution: RemoteExecution) -> None:
-        thread = threading.Thread(target=self._run, args=(code, execution),
-                                  name="rpyc_ipy-classic", daemon=True)
-        thread.start()
-
-    def _run(self, code: str, execution: RemoteExecution) -> None:
-        try:
-            tree = ast.parse(code)
-        except SyntaxError as exc:
-            execution._finish(ExecutionOutcome(execution.session.name, "error",
-                                               error=("SyntaxError", str(exc), str(exc))))
-            return
-        last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr) and \
-                not code.rstrip().endswith(";"):
-            last = ast.get_source_segment(code, tree.body[-1])
-            del tree.body[-1]
-        try:
-            if tree.body:
-                self.conn.execute(ast.unparse(tree))
-            value = self.conn.eval(last) if last else None
-        except Exception as exc:
-            tb = getattr(exc, "remote_traceback", "") or f"{type(exc).__name__}: {exc}"
-            name = getattr(exc, "remote_type", "") or type(exc).__name__
-            execution._finish(ExecutionOutcome(execution.session.name, "error",
-                                               error=(name.rsplit(".", 1)[-1], str(exc), tb)))
-            return
-        outcome = ExecutionOutcome(execution.session.name, "ok")
-        if value is not None:
-            text = netref_text(value, 10_000) if isinstance(value, BaseNetref) else repr(value)
-            outcome.data = {"text/plain": text}
-            if execution.options.get("want_value"):
-                outcome.value = value
-        execution._finish(outcome)
-
-    def cancel(self, exec_id: str, force: bool = False) -> str:
-        return "not supported"
-
-
-class SessionRegistry:
-    """The sessions of one IPython shell, by name, and the default one."""
-
-    def __init__(self) -> None:
-        self._sessions: dict[str, RemoteSession] = {}
-        self.default: str = ""
-        self._by_conn: weakref.WeakKeyDictionary[Connection, RemoteSession] = \
-            weakref.WeakKeyDictionary()
-
-    def __iter__(self) -> Iterator[RemoteSession]:
-        return iter(list(self._sessions.values()))
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._sessions
-
-    def names(self) -> list[str]:
-        return list(self._sessions)
-
-    def add(self, session: RemoteSession) -> None:
-        old = self._sessions.get(session.name)
-        if old is not None and old is not session:
-            old.close()
-        self._sessions[session.name] = session
-        self._by_conn[session.conn] = session
-        if not self.default or self.default not in self._sessions:
-            self.default = session.name
-
-    def get(self, name: str | None = None) -> RemoteSession:
-        """The named session, or the default one; ``UsageError`` if there is none."""
-        key = name or self.default
-        if not key:
-            raise UsageError("no session: connect with %rpyc_connect [NAME=]HOST:PORT")
-        session = self._sessions.get(key)
-        if session is None:
-            known = ", ".join(self._sessions) or "none"
-            raise UsageError(f"no session named {key!r} (sessions: {known})")
-        return session
-
-    def for_conn(self, conn: Connection) -> RemoteSession | None:
-        return self._by_conn.get(conn)
-
-    def remove(self, name: str) -> RemoteSession:
-        session = self.get(name)
-        del self._sessions[name]
-        session.close()
-        if self.default == name:
-            self.default = next(iter(self._sessions), "")
-        return session
-
-    def close_all(self) -> None:
-        for name in list(self._sessions):
-            with contextlib.suppress(Exception):
-                self.remove(name)

@@ -18,7 +18,7 @@ from kernelkit import REPO, KernelRig, child_env, plain
 from traitlets.config import PyFileConfigLoader
 
 from rpyc_ipy.ipython.magics import RPyCMagics
-from rpyc_ipy.ipython.session import SessionRegistry
+from rpyc_ipy.ipython.registry import SessionRegistry
 from rpyc_ipy.ipython.settings import MagicsSettings, RPyCPolicy
 from rpyc_ipy.kernel.mixin import RemoteKernelMixin
 
