@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from rpyc_ipy.core.connection import user_of
 from rpyc_ipy.errors import (
     AuthenticationError,
     ConfigError,
@@ -394,14 +395,9 @@ class SessionRegistry:
 
 def user_name(credentials: Any) -> str:
     """The user a connection authenticated as: an SRP name, a certificate's common
-    name, or ``""`` for an unauthenticated loopback peer."""
-    if isinstance(credentials, str):
-        return credentials
-    if isinstance(credentials, dict):
-        for rdn in credentials.get("subject", ()):
-            for key, value in rdn:
-                if key == "commonName":
-                    return str(value)
-        return "certificate"
-    return ""
+    name (``"certificate"`` if it has none), or ``""`` for an unauthenticated peer."""
+    name = user_of(credentials)
+    if name is not None:
+        return name
+    return "certificate" if isinstance(credentials, dict) else ""
 
