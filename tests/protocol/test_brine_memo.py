@@ -82,7 +82,7 @@ def test_memo_under_threads() -> None:
     def worker(offset: int) -> None:
         try:
             for i in range(3000):
-                value = (f"k{(i + offset) % 1500}", i, "shared")
+                value = (f"k{(i + offset) % 1500}", i, "common")
                 assert brine.dump(value) == rpyc_brine.dump(value)
         except BaseException as exc:  # reported below, from the main thread
             errors.append(exc)
