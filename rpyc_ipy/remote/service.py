@@ -261,9 +261,14 @@ class ExecutionService(Service):
         cls.channels = True  # clients may now ask for channels (hello says so)
 
         def handle(transport: Transport, credentials: Any) -> None:
-            if credentials is None and not allow_plaintext:
-                transport.close()
-                raise AuthenticationError("data channels need an authenticated connection")
+            if credentials is None:
+                info = transport.info
+                if not allow_plaintext or \
+                        not _is_local_peer((info.local_address, info.peer_address)):
+                    transport.close()
+                    raise AuthenticationError(
+                        "data channels need an authenticated connection (or, for a "
+                        "loopback demo, a peer on the loopback interface)")
             ticket = read_ticket(transport)
             session = registry.redeem(ticket, user_name(credentials))
             worker = session.start()

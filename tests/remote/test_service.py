@@ -83,3 +83,25 @@ def test_the_engine_ships_to_a_classic_server() -> None:
         assert dict(again.hello())["engine"] == "1"
     finally:
         conn.close()
+
+
+def test_an_unauthenticated_data_channel_from_beyond_loopback_is_refused() -> None:
+    from rpyc_ipy.core.transport import TransportInfo
+    from rpyc_ipy.errors import AuthenticationError
+    from rpyc_ipy.remote import SessionRegistry
+
+    closed: list[bool] = []
+
+    class FromElsewhere:  # what a plaintext transport from another host says of itself
+        info = TransportInfo("tcp", ("127.0.0.1", 18821), ("192.0.2.7", 50000))
+
+        def close(self) -> None:
+            closed.append(True)
+
+    registry = SessionRegistry()
+    handler = ExecutionService.configured(allow_loopback_plaintext=True,
+                                          registry=registry).channel_handler()
+    transport: Any = FromElsewhere()
+    with pytest.raises(AuthenticationError, match="loopback"):
+        handler(transport, None)
+    assert closed and len(registry) == 0
