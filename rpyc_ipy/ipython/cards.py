@@ -90,6 +90,8 @@ def session_facts(session: RemoteSession) -> list[tuple[str, str, str]]:
                  "warn" if local else "ok"))
     if session.fallback_reason:
         rows.append(("note", f"engine not shipped: {session.fallback_reason}", "warn"))
+    if session.channel_note:
+        rows.append(("note", sanitize_text(session.channel_note), "warn"))
     return rows
 
 

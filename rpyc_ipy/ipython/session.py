@@ -129,6 +129,8 @@ class RemoteSession:
         #: the server-side session: its worker pid, whether this connect re-attached, ...
         self.remote: dict[str, Any] = {}
         self._connector = connector
+        #: why cells go through the server rather than a data channel, if they do
+        self.channel_note = ""
         self.host = host
         self.port = port
         self.transport = transport
@@ -186,11 +188,23 @@ class RemoteSession:
         session whose worker died has none (requests then report the death)."""
         assert self.control is not None
         features = self.info.get("features", ())
+        self.channel_note = ""
         if "channels" in features and self._connector is not None and \
                 not self.remote.get("died"):
-            ticket = self.control.root.channel_ticket()
-            self.conn = self._connector(channel_ticket=ticket)
-            self._keep_serving()
+            try:
+                ticket = self.control.root.channel_ticket()
+                channel = self._connector(channel_ticket=ticket)
+                self.backend = channel.root
+            except (OSError, RPyCError) as exc:
+                # the server forwards every request as well: slower for bulk, but it works
+                self.channel_note = (f"no data channel ({_message(exc)}); requests go "
+                                     "through the server")
+                self.conn = self.control
+            else:
+                self.conn = channel
+                self._keep_serving()
+                self._ns = None
+                return
         self.backend = self.conn.root
         self._ns = None
 

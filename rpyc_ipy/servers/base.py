@@ -299,7 +299,7 @@ class Server:
         try:
             self.channel_handler(transport, credentials)
         except Exception as exc:
-            self.logger.info("data channel from %s refused: %s", address, exc)
+            self.logger.warning("data channel from %s refused: %s", address, exc)
             transport.close()
             return
         self.logger.info("data channel from %s user=%s", address, user_of(credentials))

@@ -430,3 +430,23 @@ def test_run_as_starts_a_users_workers_under_their_own_account(
     assert _value(alice.root.execute(ids, None, ())) == \
         repr((account.pw_uid, account.pw_gid, "nobody"))
     assert _value(bob.root.execute("import os\nos.getuid()", None, ())) == str(os.getuid())
+
+
+def test_a_client_whose_data_channel_is_refused_works_through_the_server(
+        start_server: Callable[..., Any], userdb: UserDB) -> None:
+    from rpyc_ipy.ipython.session import open_session
+    from rpyc_ipy.target import ConnectionTarget
+
+    registry = SessionRegistry(RuntimeSettings(capture_fd=False))
+    service = ExecutionService.configured(registry=registry)
+    service.channel_handler()  # the service says it has channels; this server does not
+    server = start_server(service, authenticator=SRPAuthenticator(userdb))
+    target = ConnectionTarget("127.0.0.1", server.port, srp_user="alice", session_name="lab")
+    session = open_session(target, password=PASSWORDS["alice"])
+    try:
+        assert session.conn is session.control  # no data channel: requests are forwarded
+        assert "no data channel" in session.channel_note and "no data channel" in repr(session)
+        assert session.execute("6 * 7").data["text/plain"] == "42"
+    finally:
+        session.end()
+        registry.close()
