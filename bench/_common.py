@@ -5,10 +5,15 @@ Benchmarks print medians and ratios only; they never assert on time.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
+import signal
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 
@@ -76,3 +81,28 @@ def print_rows(rows: list[Row], theirs_label: str = "rpyc 6.0.2") -> None:
     for row in rows:
         print(f"{row.name:<{width}}  {format_seconds(row.ours):>10}  "
               f"{format_seconds(row.theirs):>10}  {row.ratio:6.2f}x")
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    port: int
+    pid: int
+
+
+@contextlib.contextmanager
+def server_process(code: str) -> Iterator[ServerProcess]:
+    """Run ``code`` (a server that prints its port first) in a process group of its own;
+    yields its port and pid, and ends the whole group (its workers too) afterwards."""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError("a benchmark server did not start")
+        yield ServerProcess(int(line), proc.pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)

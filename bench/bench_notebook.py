@@ -25,14 +25,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
+from _common import server_process
 from IPython.core.completer import provisionalcompleter
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
@@ -56,23 +54,6 @@ server.start()
 THING = ("class Thing:\n    def _repr_html_(self):\n        return '<b>thing</b>'\n"
          "    def __repr__(self):\n        return 'Thing()'\nthing = Thing()\nimport os\n")
 DEL = 15  # HANDLE_DEL, the same id in both libraries
-
-
-@contextlib.contextmanager
-def server(code: str) -> Iterator[int]:
-    """A server subprocess; yields its port."""
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, start_new_session=True,
-                            env=dict(os.environ, PYTHONPATH=os.getcwd()))
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the server did not start")
-        yield int(line)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=5)
 
 
 class Counter:
@@ -124,7 +105,9 @@ def main() -> None:
 
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "rpyc_ipy")
-    with server(OURS_SERVER) as ours_port, server(RPYC_SERVER) as rpyc_port:
+    with server_process(OURS_SERVER) as our_server, \
+            server_process(RPYC_SERVER) as their_server:
+        ours_port, rpyc_port = our_server.port, their_server.port
         with capture_output():
             shell.run_line_magic("rpyc_connect", f"sess=127.0.0.1:{ours_port}")
         sess = shell.user_ns["sess"]

@@ -27,15 +27,12 @@ This is a benchmark: it prints medians and ratios and asserts nothing.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import socket
 import statistics
-import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-from _common import format_seconds, time_batch
+from _common import format_seconds, server_process, time_batch
 
 import rpyc_ipy
 from rpyc_ipy.remote.values import pack
@@ -87,24 +84,6 @@ while data := conn.recv(65536):
 """
 
 
-@contextlib.contextmanager
-def server(code: str) -> Iterator[tuple[int, int]]:
-    """A server subprocess; yields (port, pid)."""
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, start_new_session=True,
-                            env=dict(os.environ, PYTHONPATH=os.getcwd()))
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError("a benchmark server did not start")
-        yield int(line), proc.pid
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 15)
-        proc.wait(timeout=10)
-
-
 def medians(cases: dict[str, Callable[[], object]], repeat: int, number: int) -> dict[str, float]:
     """Median seconds per call of each case; batches alternate so drift hits all alike."""
     times: dict[str, list[float]] = {name: [] for name in cases}
@@ -122,8 +101,11 @@ def proc_status(pid: int) -> dict[str, str]:
 def round_trips(args: argparse.Namespace) -> None:
     import rpyc
 
-    with server(IN_PROCESS_SERVER) as (in_port, _), server(WORKER_SERVER) as (w_port, _), \
-            server(RPYC_SERVER) as (r_port, _), server(ECHO_SERVER) as (e_port, _):
+    with server_process(IN_PROCESS_SERVER) as inproc_server, \
+            server_process(WORKER_SERVER) as worker_server, \
+            server_process(RPYC_SERVER) as rpyc_server, server_process(ECHO_SERVER) as echo_server:
+        in_port, w_port = inproc_server.port, worker_server.port
+        r_port, e_port = rpyc_server.port, echo_server.port
         inproc = rpyc_ipy.connect("127.0.0.1", in_port)
         worker = rpyc_ipy.connect("127.0.0.1", w_port)
         worker.root.attach("bench")
@@ -186,7 +168,8 @@ def round_trips(args: argparse.Namespace) -> None:
 
 
 def session_churn(args: argparse.Namespace) -> None:
-    with server(WORKER_SERVER) as (port, pid):
+    with server_process(WORKER_SERVER) as worker_server:
+        port, pid = worker_server.port, worker_server.pid
         def cycle(name: str) -> None:
             with rpyc_ipy.connect("127.0.0.1", port) as conn:
                 conn.root.attach(name)
