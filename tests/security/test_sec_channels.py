@@ -78,7 +78,7 @@ def channel_server() -> Iterator[rpyc_ipy.ThreadedServer]:
         transport.close()
 
     server = rpyc_ipy.ThreadedServer(_Adder, port=0, auth_timeout=0.3, channel_handler=refuse)
-    server.start()
+    server.start_in_background()
     try:
         yield server
     finally:
