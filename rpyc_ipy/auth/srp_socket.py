@@ -245,6 +245,20 @@ def run_handshake(
     return TLSLiteSocket(conn, rawio, original_timeout, username or "")
 
 
+def tlslite_buffered_bytes(conn: TLSConnection) -> int:
+    """Bytes ``conn`` holds above the kernel: decrypted data not yet returned and raw
+    bytes its socket wrapper read ahead (part of the next record, still encrypted).
+
+    tlslite-ng (checked up to 0.8.2 and its main branch) has no public call for this,
+    so it reads two private buffers: ``TLSRecordLayer._readBuffer`` and
+    ``BufferedSocket._read_buffer`` (``conn.sock``), which over-reads 4 KiB at a time.
+    Without it a server loop would wait on ``select`` while a whole request sits
+    here. No ``getattr`` default: if tlslite renames them this fails loudly, and
+    tests/auth/test_auth_srp.py::test_tlslite_buffers_are_counted says so.
+    """
+    return len(conn._readBuffer) + len(conn.sock._read_buffer)
+
+
 class TLSLiteSocket:
     """A tlslite-ng TLS connection with the socket surface the core transport uses.
 
@@ -328,9 +342,7 @@ class TLSLiteSocket:
         Call ``recv_into`` before waiting on :meth:`fileno` while this is non-zero:
         such data will not wake a ``select``/``poll``.
         """
-        inner = len(getattr(self._conn, "_readBuffer", b""))
-        buffered = len(getattr(self._conn.sock, "_read_buffer", b""))
-        return len(self._rbuf) + inner + buffered
+        return len(self._rbuf) + tlslite_buffered_bytes(self._conn)
 
     # -- writing -----------------------------------------------------------------
 
