@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from rpyc_ipy.core.async_result import AsyncResult
 from rpyc_ipy.core.background import ReleaseFlusher
@@ -60,6 +60,9 @@ from rpyc_ipy.protocol.engine import Engine, Failure, Reply, Request
 from rpyc_ipy.protocol.limits import Limits
 from rpyc_ipy.protocol.objects import ExportTable, IdPack
 
+if TYPE_CHECKING:
+    from rpyc_ipy.core.service import ClassicSurface
+
 __all__ = ["Connection", "user_of"]
 
 log = logging.getLogger("rpyc_ipy.core.connection")
@@ -83,12 +86,8 @@ _conn_ids = itertools.count(1)
 _get = object.__getattribute__
 
 
-class ClassicMembers(Protocol):
-    """What answers a connection's classic attributes: ``ClassicSurface`` of
-    core/service.py, installed with :meth:`Connection.set_classic_surface`."""
-
-    def get(self, name: str) -> Any:
-        """The classic attribute ``name`` (``modules``, ``eval``, ...)."""
+def _earlier(when: float | None, other: float) -> float:
+    return other if when is None or other < when else when
 
 
 class Connection(RequestHandlers):
@@ -181,7 +180,7 @@ class Connection(RequestHandlers):
         return self._config.get("credentials")
 
     # RPyC's classic attributes, present once a MasterService/classic client installed them
-    _classic: ClassicMembers | None = None
+    _classic: ClassicSurface | None = None
 
     def _classic_member(self, name: str) -> Any:
         if self._classic is None:
@@ -203,7 +202,7 @@ class Connection(RequestHandlers):
     teleport = property(lambda self: self._classic_member("teleport"),
                         doc="Send a function's code to the peer (classic mode).")
 
-    def set_classic_surface(self, surface: ClassicMembers) -> None:
+    def set_classic_surface(self, surface: ClassicSurface) -> None:
         """Give this connection RPyC's classic attributes (``modules``, ``eval``, ...),
         answered by ``surface.get(name)``; ``MasterService`` calls this."""
         self._classic = surface
@@ -350,13 +349,15 @@ class Connection(RequestHandlers):
         or None if no deadline is pending: what a server loop sleeps until."""
         if self._closed:
             return None
-        pending = [self._reader.stall_deadline()]
-        first, idle = self._config["first_frame_timeout"], self._config["idle_timeout"]
+        # asked after every request a server loop serves: the usual answer is None, fast
+        when = self._reader.stall_deadline()
+        config = self._config
+        first, idle = config["first_frame_timeout"], config["idle_timeout"]
         if first is not None and self._reader.frames_read == 0:
-            pending.append(self._created + first)
+            when = _earlier(when, self._created + first)
         if idle is not None:
-            pending.append(self._last_frame + idle)
-        return min((when for when in pending if when is not None), default=None)
+            when = _earlier(when, self._last_frame + idle)
+        return when
 
     def check_deadlines(self) -> None:
         """Enforce the first-frame, frame and idle deadlines while nobody reads
