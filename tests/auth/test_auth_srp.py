@@ -86,11 +86,11 @@ def test_non_ascii_username(userdb: UserDB, serve_once: Any) -> None:
 
 def test_users_added_or_removed_later(userdb: UserDB, serve_once: Any) -> None:
     auth = SRPAuthenticator(userdb.path)  # by path: its own UserDB instance
-    UserDB(userdb.path).add("carol", "pw-c")  # another process, say the CLI
+    UserDB(userdb.path).add("carol", "carol password")  # another process, say the CLI
     shot = serve_once(auth)
-    assert_echoed(shot, client_exchange(login(shot.port, "carol", "pw-c")))
+    assert_echoed(shot, client_exchange(login(shot.port, "carol", "carol password")))
     UserDB(userdb.path).delete("carol")
-    assert failed_login(serve_once, auth, "carol", "pw-c") == (BAD_CREDENTIALS,) * 2
+    assert failed_login(serve_once, auth, "carol", "carol password") == (BAD_CREDENTIALS,) * 2
 
 
 def test_corrupt_database_fails_closed(userdb: UserDB, serve_once: Any) -> None:
