@@ -5,15 +5,17 @@ of one. Each accepted socket is taken through a TLS 1.2 SRP handshake (tlslite-n
 against the verifiers in that file; the result is a
 :class:`~rpyc_ipy.auth.srp_socket.TLSLiteSocket` and the username (``str``) as
 credentials. A wrong password and an unknown user fail identically: same alert on
-the wire, same work on the server, same ``AuthenticationError`` text
-(:data:`~rpyc_ipy.auth.srp_socket.BAD_CREDENTIALS`).
+the wire, same work on the server, same throttling, same ``AuthenticationError``
+text (:data:`~rpyc_ipy.auth.srp_socket.BAD_CREDENTIALS`, followed on the server by
+the user name tried).
 
 Password guessing is throttled per source address and per user name
 (:class:`~rpyc_ipy.auth.throttle.LoginThrottle`): the check runs when the
 ClientHello names the user, before the server does any SRP arithmetic, and a login
 it refuses gets an ``access_denied`` alert
 (:data:`~rpyc_ipy.auth.srp_socket.THROTTLED` on our clients) whether or not the
-user exists. The server's error (and so its log line) names the user tried.
+user exists. The server's error, and so its log line, names the user tried (escaped
+and cut short: the name comes from the peer).
 
 The file is re-read when it changes on disk (``rpyc-ipy users add`` takes effect
 for the next connection); if it becomes unreadable, every login fails until it is
