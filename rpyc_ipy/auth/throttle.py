@@ -4,10 +4,11 @@
 user name that was tried, whether or not such a user exists (so throttling tells
 nobody which names are real). A login counts as a failure from the moment it names
 a user until it succeeds: concurrent guesses cannot slip in before the first one
-fails. The first ``free_failures`` failures cost nothing; from then on each failure
-locks its address and its user name for ``base_delay * 2**(failures -
-free_failures)`` seconds, at most ``max_delay``, and a login attempted while either
-is locked is refused at once, before any password is checked. One failure is
+fails. The first ``free_failures`` failures may come back to back; the last of them
+locks its address and its user name for ``base_delay`` seconds, and each further
+failure for twice as long as the one before (``base_delay * 2**(failures -
+free_failures)``), at most ``max_delay``. A login attempted while either is locked
+is refused at once, before any password is checked. One failure is
 forgotten every ``forget_after`` seconds. A success forgets the user name's
 failures, takes back its own count from the address and lifts the lock it set.
 

@@ -85,11 +85,13 @@ def _serve_command(parser: argparse.ArgumentParser) -> None:
                            "database (manage it with `rpyc-ipy users`)")
     auth.add_argument("--login-free-failures", type=_positive_int, default=None, metavar="N",
                       help="TLS-SRP: failed logins from one address, or for one user name, "
-                           f"before each further one locks them (default {FREE_FAILURES})")
+                           "that may come back to back; the last one locks them for 1 s "
+                           f"(default {FREE_FAILURES})")
     auth.add_argument("--login-max-delay", type=_positive_float, default=None,
                       metavar="SECONDS",
-                      help="TLS-SRP: the longest lock; locks double from 1 s after each "
-                           f"further failure up to this (default {MAX_DELAY:g})")
+                      help="TLS-SRP: the longest lock; each failure after the free ones "
+                           f"locks twice as long as the one before, up to this (default "
+                           f"{MAX_DELAY:g})")
     auth.add_argument("--login-forget-after", type=_positive_float, default=None,
                       metavar="SECONDS",
                       help="TLS-SRP: forget one failed login of an address or user name "
