@@ -72,7 +72,7 @@ class ThrottleState(NamedTuple):
     locked_for: float
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     failures: int = 0
     since: float = 0.0  # the time the oldest unforgotten failure started to decay
