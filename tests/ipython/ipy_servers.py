@@ -255,7 +255,7 @@ def main(kind: str, directory: str) -> None:
         server = RpycServer(rpyc.core.SlaveService, hostname="127.0.0.1", port=0,
                             protocol_config={"sync_request_timeout": 30})
         print(server.port, flush=True)
-        server.start_in_background()
+        server.start()
         return
     import rpyc_ipy
     from rpyc_ipy.remote import ExecutionService
