@@ -78,7 +78,9 @@ def test_wrong_password_and_unknown_user_fail_identically(userdb: UserDB, serve_
     auth = SRPAuthenticator(userdb, handshake_timeout=WAIT)
     wrong = failed_login(serve_once, auth, "alice", "not the password")
     unknown = failed_login(serve_once, auth, "mallory", ALICE_PW)
-    assert wrong == unknown == (BAD_CREDENTIALS, BAD_CREDENTIALS)
+    # the client's text is the same; the server's names the user tried, for its log
+    assert wrong == (f"{BAD_CREDENTIALS} (user 'alice')", BAD_CREDENTIALS)
+    assert unknown == (f"{BAD_CREDENTIALS} (user 'mallory')", BAD_CREDENTIALS)
     # another user's password is just a wrong password
     assert failed_login(serve_once, auth, "alice", "battery staple") == wrong
 
@@ -93,11 +95,12 @@ def test_non_ascii_username(userdb: UserDB, serve_once: Any) -> None:
 
 def test_users_added_or_removed_later(userdb: UserDB, serve_once: Any) -> None:
     auth = SRPAuthenticator(userdb.path)  # by path: its own UserDB instance
-    UserDB(userdb.path).add("carol", "pw-c")  # another process, say the CLI
+    UserDB(userdb.path).add("carol", "carol password")  # another process, say the CLI
     shot = serve_once(auth)
-    assert_echoed(shot, client_exchange(login(shot.port, "carol", "pw-c")))
+    assert_echoed(shot, client_exchange(login(shot.port, "carol", "carol password")))
     UserDB(userdb.path).delete("carol")
-    assert failed_login(serve_once, auth, "carol", "pw-c") == (BAD_CREDENTIALS,) * 2
+    assert failed_login(serve_once, auth, "carol", "carol password") == \
+        (f"{BAD_CREDENTIALS} (user 'carol')", BAD_CREDENTIALS)
 
 
 def test_corrupt_database_fails_closed(userdb: UserDB, serve_once: Any) -> None:
