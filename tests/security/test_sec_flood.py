@@ -328,3 +328,37 @@ def test_colliding_id_packs_do_not_flood_the_proxy_cache(server: ServerProcess) 
         assert reply is not None and reply.value[0] == consts.LABEL_TUPLE
         assert len(reply.value[1]) == FLOOD
     assert server.alive()
+
+
+# -- packed values (%rpyc_pull, %%remote -o, pushes): sets and dicts built from peer data ---------
+
+
+@pytest.mark.parametrize("tag", ["set", "frozenset"])
+def test_a_flooded_packed_set_is_refused(tag: str) -> None:
+    from rpyc_ipy.remote import values
+
+    with pytest.raises(ValueError, match="hash flooding"):
+        values.unpack((tag, colliding_ints(FLOOD)))
+    a, b = nested_twins(12)
+    with pytest.raises(ValueError, match="holding sets"):
+        values.unpack((tag, (values.pack(a), values.pack(b))))
+
+
+def test_a_flooded_packed_dict_is_refused() -> None:
+    from rpyc_ipy.remote import values
+
+    with pytest.raises(ValueError, match="hash flooding"):
+        values.unpack(("dict", tuple((k, None) for k in colliding_ints(FLOOD))))
+    limit = values.MAX_HASH_COLLISIONS
+    at_limit = tuple((k, k) for k in colliding_ints(limit))
+    assert len(values.unpack(("dict", at_limit))) == limit
+    with pytest.raises(ValueError, match="hash flooding"):
+        values.unpack(("dict", (*at_limit, ((limit + 1) * P, 0))))
+
+
+def test_genuine_packed_sets_and_dicts_round_trip() -> None:
+    from rpyc_ipy.remote import values
+
+    for value in ({-1, -2, (3, -1), (3, -2)}, frozenset(range(10_000)),
+                  {k: str(k) for k in range(10_000)}, {"a": {1, 2}, (0, -1): [frozenset()]}):
+        assert values.unpack(values.pack(value)) == value
