@@ -26,6 +26,7 @@ from rpyc_ipy.core.transport import Transport
 from rpyc_ipy.errors import AuthenticationError, UsageError
 from rpyc_ipy.servers.channels import opens_channel
 from rpyc_ipy.servers.loop import ServerLoop, loop_available
+from rpyc_ipy.servers.registration import AutoRegistration
 from rpyc_ipy.transports.sockets import SocketTransport, is_loopback
 
 __all__ = ["Authenticator", "Server"]
@@ -73,8 +74,9 @@ class Server:
         allow_insecure_remote: bool = False,
         channel_handler: Callable[[Transport, Any], None] | None = None,
     ) -> None:
-        if registrar is not None or auto_register:
-            raise UsageError("the UDP registry is not supported")
+        if socket_path is not None and (registrar is not None or auto_register):
+            raise UsageError("a server on a unix socket cannot register with a registry: "
+                             "remove registrar/auto_register, or serve on TCP")
         self.service = service
         self.authenticator = authenticator
         self.channel_handler = channel_handler
@@ -115,6 +117,10 @@ class Server:
             self.host, self.port = self.listener.getsockname()[:2]
         self.listener.listen(backlog)
         self.listener.settimeout(listener_timeout)
+        self.registration = AutoRegistration.for_server(registrar, auto_register, service,
+                                                        self.port, self.host, self.logger)
+        self.registrar = None if self.registration is None else self.registration.registrar
+        self.auto_register = self.registration is not None
 
     def __enter__(self: _S) -> _S:
         return self
@@ -135,11 +141,15 @@ class Server:
         self._thread = threading.Thread(target=self._accept_loop,
                                         name=f"rpyc_ipy-server-{self.port}", daemon=True)
         self._thread.start()
+        if self.registration is not None:
+            self.registration.start()
         return self
 
     def serve_forever(self) -> None:
         """Serve in this thread until :meth:`close` (or Ctrl-C)."""
         self._active = True
+        if self.registration is not None:
+            self.registration.start()
         try:
             self._accept_loop()
         finally:
@@ -151,6 +161,8 @@ class Server:
             return
         self._closed = True
         self._active = False
+        if self.registration is not None:
+            self.registration.stop()
         try:
             self.listener.close()
         except OSError:
