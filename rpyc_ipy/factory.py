@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 from rpyc_ipy.core.connection import Connection
-from rpyc_ipy.core.service import VoidService
+from rpyc_ipy.core.service import Slave, VoidService
 from rpyc_ipy.core.transport import Transport
 from rpyc_ipy.errors import DiscoveryError, ForbiddenError, UsageError
 from rpyc_ipy.servers.channels import CHANNEL_PREFIX, ticket_line
@@ -35,6 +35,7 @@ from rpyc_ipy.transports.sockets import unix_connect as _unix_socket
 __all__ = [
     "connect",
     "connect_by_service",
+    "connect_multiprocess",
     "connect_pipes",
     "connect_stdpipes",
     "connect_stream",
@@ -174,6 +175,52 @@ def connect_thread(service: Any = VoidService, config: Config = None,
     if failure:
         raise failure[0]
     return Connection(service, near, config)
+
+
+def connect_multiprocess(service: Any = VoidService, config: Config = None,
+                         remote_service: Any = VoidService, remote_config: Config = None,
+                         args: Mapping[str, Any] | None = None, *, timeout: float = 30.0
+                         ) -> Connection:
+    """A connection to ``remote_service`` served by a forked child process (POSIX).
+
+    ``args`` (e.g. ``multiprocessing.Value``/``Array`` for memory both processes
+    share) go into the served service's ``namespace`` (classic) or
+    ``exposed_namespace`` (a service that defines that dict). The child ends when
+    the connection closes."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        raise UsageError("connect_multiprocess needs fork (POSIX); use connect_subproc")
+    remote = remote_service() if isinstance(remote_service, type) else remote_service
+    if args:
+        namespace = remote.namespace if isinstance(remote, Slave) \
+            else getattr(remote, "exposed_namespace", None)
+        if not isinstance(namespace, dict):
+            raise UsageError(f"connect_multiprocess(args=...): {type(remote).__name__} has no "
+                             "namespace dict to put them in; define exposed_namespace = {}")
+        namespace.update(args)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    child = multiprocessing.get_context("fork").Process(
+        target=_serve_one, args=(listener, remote, remote_config, timeout), daemon=True)
+    child.start()
+    try:
+        conn = connect("127.0.0.1", listener.getsockname()[1], service, config,
+                       timeout=timeout)
+    finally:
+        listener.close()
+    conn.proc = child  # type: ignore[attr-defined]
+    return conn
+
+
+def _serve_one(listener: socket.socket, service: Any, config: Config, timeout: float) -> None:
+    """In the child of :func:`connect_multiprocess`: serve the first client, then exit."""
+    listener.settimeout(timeout)
+    with listener:
+        sock, _ = listener.accept()
+    sock.settimeout(None)
+    connect_socket(sock, service, config).serve_all()
 
 
 def connect_subproc(args: Sequence[str], service: Any = VoidService, config: Config = None

@@ -1,0 +1,15 @@
+"""RPyC's ``rpyc.utils.server``: the servers, from :mod:`rpyc_ipy.servers`.
+
+Note: until our ``start()`` changes to RPyC's blocking meaning, ``start()`` serves
+in a background thread and returns; ``serve_forever()`` serves in the calling thread.
+"""
+
+from rpyc_ipy.errors import AuthenticationError
+from rpyc_ipy.lib import spawn, spawn_waitready
+from rpyc_ipy.servers.base import Server
+from rpyc_ipy.servers.forking import ForkingServer
+from rpyc_ipy.servers.registry import UDPRegistryClient
+from rpyc_ipy.servers.threaded import OneShotServer, ThreadedServer, ThreadPoolServer
+
+__all__ = ["AuthenticationError", "ForkingServer", "OneShotServer", "Server", "ThreadPoolServer",
+           "ThreadedServer", "UDPRegistryClient", "spawn", "spawn_waitready"]
