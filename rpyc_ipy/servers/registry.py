@@ -119,6 +119,7 @@ class RegistryServer:
         self._lock = threading.RLock()
         self._closed = threading.Event()
         self._stopped = threading.Event()
+        self._serving: threading.Thread | None = None
 
     def __enter__(self) -> RegistryServer:
         return self
@@ -240,6 +241,7 @@ class RegistryServer:
         if self.active or self._closed.is_set():
             raise RuntimeError("this registry server is already serving or closed")
         self.active = True
+        self._serving = threading.current_thread()
         self.logger.info("registry serving on %s:%d", self.host, self.port)
         try:
             while not self._closed.is_set():
@@ -250,12 +252,14 @@ class RegistryServer:
             self._stopped.set()
 
     def close(self) -> None:
-        """Stop serving (idempotent, from any thread); returns once the socket is closed."""
+        """Stop serving (idempotent, from any thread or a signal handler); from another
+        thread it returns once the socket is closed."""
         if self._closed.is_set():
             return
         self._closed.set()
         if self.active:
-            self._stopped.wait(self.POLL_INTERVAL * 4)
+            if self._serving is not threading.current_thread():
+                self._stopped.wait(self.POLL_INTERVAL * 4)
         else:
             self.sock.close()
 
