@@ -4,7 +4,7 @@
 
 For that process only, ``import rpyc`` (and ``rpyc.utils.server``,
 ``rpyc.core.netref`` ...) gives the rpyc_ipy module of the same path
-(``rpyc.classic`` and ``rpyc.utils.classic`` both give :mod:`rpyc_ipy.classic`).
+(``rpyc.utils.classic`` gives :mod:`rpyc_ipy.classic`, which is ``rpyc.classic``).
 Nothing is installed: other processes, including the program's children,
 still import the real rpyc if they have it. To port for good, replace ``rpyc``
 with ``rpyc_ipy`` in the imports.
@@ -23,11 +23,9 @@ from types import ModuleType
 
 __all__ = ["RPYC_PATHS", "RpycAlias", "install_alias", "main", "run"]
 
-#: rpyc module paths whose rpyc_ipy counterpart has another path
-RPYC_PATHS = {
-    "rpyc.classic": "rpyc_ipy.classic",
-    "rpyc.utils.classic": "rpyc_ipy.classic",
-}
+#: rpyc module paths whose rpyc_ipy counterpart has another path (in rpyc,
+#: ``rpyc.classic`` is ``rpyc.utils.classic``; ours is ``rpyc_ipy.classic``)
+RPYC_PATHS = {"rpyc.utils.classic": "rpyc_ipy.classic"}
 
 
 def counterpart(fullname: str) -> str | None:
