@@ -40,7 +40,7 @@ from rpyc_ipy.core.service import (
 )
 from rpyc_ipy.core.teleport import teleport_function
 from rpyc_ipy.core.transport import Transport
-from rpyc_ipy.errors import PickleDisabledError
+from rpyc_ipy.errors import PickleDisabledError, UsageError
 from rpyc_ipy.protocol import consts
 
 __all__ = [
@@ -287,6 +287,9 @@ def redirected_stdio(conn: Connection) -> Iterator[None]:
     """Within the block, the peer's ``sys.stdin``/``stdout``/``stderr`` are this
     process's: what the peer prints appears here (needs ``expose_local=True`` on
     our classic client, since the peer then calls into our streams)."""
+    if not (conn.policy.allow_public_attrs or conn.policy.allow_all_attrs):
+        raise UsageError("redirected_stdio lets the peer call into this process's stdin, "
+                         "stdout and stderr: connect with expose_local=True to allow it")
     remote_sys = conn.modules.sys
     saved = remote_sys.stdin, remote_sys.stdout, remote_sys.stderr
     remote_sys.stdin, remote_sys.stdout, remote_sys.stderr = sys.stdin, sys.stdout, sys.stderr

@@ -169,6 +169,10 @@ class RemoteExceptionMixin:
     def _remote_tb(self) -> str:  # the attribute name RPyC code reads
         return self.remote_traceback
 
+    @property
+    def _remote_version(self) -> str | None:  # RPyC's name: the peer's RPyC version
+        return self.remote_version
+
     def _local_str(self) -> str:
         bases = type(self).__mro__
         for base in bases[bases.index(RemoteExceptionMixin) + 1 :]:

@@ -6,15 +6,21 @@ transport), :mod:`rpyc_ipy.core.service` (what one side exposes) and
 :mod:`rpyc_ipy.core.policy` (what the peer may do, and the one ``authorize`` gate).
 """
 
-# RPyC's ``rpyc.core`` names, for code ported from RPyC; loaded on first use, so that
-# importing one core module does not import them all
+# RPyC's ``rpyc.core`` names and submodules, for code ported from RPyC; loaded on first
+# use, so that importing one core module does not import them all
+import importlib
+from typing import Any
+
 from rpyc_ipy._lazy import lazy_attributes
+
+#: the submodules ``rpyc.core`` offers as attributes
+RPYC_SUBMODULES = ("async_", "brine", "consts", "netref", "protocol", "service", "vinegar")
 
 __all__ = ["DEFAULT_CONFIG", "AsyncResult", "AsyncResultTimeout", "BaseNetref", "ClassicService",
            "Connection", "GenericException", "MasterService", "Service", "SlaveService",
            "VoidService"]
 
-__getattr__ = lazy_attributes(__name__, {
+_lazy = lazy_attributes(__name__, {
     "AsyncResult": "rpyc_ipy.core.async_result",
     "AsyncResultTimeout": "rpyc_ipy.errors",
     "BaseNetref": "rpyc_ipy.core.netref",
@@ -27,3 +33,9 @@ __getattr__ = lazy_attributes(__name__, {
     "SlaveService": "rpyc_ipy.core.service",
     "VoidService": "rpyc_ipy.core.service",
 }, globals())
+
+
+def __getattr__(name: str) -> Any:
+    if name in RPYC_SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    return _lazy(name)

@@ -126,10 +126,10 @@ def spawn_waitready(init: Callable[[], T], main: Callable[[], Any]
     def run() -> None:
         try:
             outcome.append(init())
-        except BaseException as exc:
+        except BaseException as exc:  # raised in the caller, not in this thread
             outcome.append(exc)
             ready.set()
-            raise
+            return
         ready.set()
         main()
 

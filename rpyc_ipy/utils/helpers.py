@@ -4,7 +4,7 @@ background serving, ``restricted`` and ``classpartial``."""
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, TypeVar
 
 from rpyc_ipy.core.helpers import BgServingThread, async_, buffiter, timed
 from rpyc_ipy.core.service import restricted
@@ -15,13 +15,16 @@ __all__ = ["HANDLE_BUFFITER", "HANDLE_CALL", "BgServingThread", "async_", "async
            "buffiter", "classpartial", "restricted", "spawn", "syncreq", "timed"]
 
 
-def classpartial(cls: type, /, *args: Any, **kwargs: Any) -> type:
+T = TypeVar("T")
+
+
+def classpartial(cls: type[T], /, *args: Any, **kwargs: Any) -> type[T]:
     """``cls`` with ``args``/``kwargs`` bound to its ``__init__``: give it to a server,
     which makes one instance per connection, to pass a service its settings::
 
         server = ThreadedServer(classpartial(MyService, db=db), port=0)
     """
-    init = cls.__init__  # type: ignore[misc]  # the class's own (or inherited) __init__
+    init = cls.__init__  # the class's own (or inherited) __init__
     partial = type(cls.__name__, (cls,), {
         "__init__": functools.partialmethod(init, *args, **kwargs),
         "__doc__": cls.__doc__,
