@@ -1,8 +1,4 @@
-"""RPyC's ``rpyc.utils.server``: the servers, from :mod:`rpyc_ipy.servers`.
-
-Note: until our ``start()`` changes to RPyC's blocking meaning, ``start()`` serves
-in a background thread and returns; ``serve_forever()`` serves in the calling thread.
-"""
+"""RPyC's ``rpyc.utils.server``: the servers, from :mod:`rpyc_ipy.servers`."""
 
 from rpyc_ipy.errors import AuthenticationError
 from rpyc_ipy.lib import spawn, spawn_waitready

@@ -213,7 +213,7 @@ PROGRAM = """
             return f"{self.greeting}, {name}"
 
     server = ThreadedServer(classpartial(GreeterService, sys.argv[1]), port=0)
-    server.start()
+    server._start_in_thread()
     conn = rpyc.connect("localhost", server.port)
     print(conn.root.greet(sys.argv[2]))
     print(rpyc.__name__, rpyc.utils.registry.__name__, classic.__name__)

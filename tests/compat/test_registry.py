@@ -139,7 +139,7 @@ def test_a_server_registers_while_it_serves_and_unregisters_on_close(
     with rpyc_ipy.ThreadedServer(EchoService, port=0, registrar=registrar,
                                  listener_timeout=0.2) as server:
         assert server.auto_register is True
-        server.start()
+        server.start_in_background()
         wait_until(lambda: registrar.discover("ECHO") == (("127.0.0.1", server.port),), WAIT,
                    what="the server's registration")
         assert registrar.discover("PARROT") == (("127.0.0.1", server.port),)

@@ -180,7 +180,7 @@ class Pids(rpyc_ipy.Service):
 
 server = rpyc_ipy.ForkingServer(Pids, port=0, max_connections=int(sys.argv[1]))
 print(server.port, os.getpid(), flush=True)
-server.serve_forever()
+server.start()
 """
 
 

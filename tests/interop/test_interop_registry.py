@@ -111,7 +111,7 @@ def test_rpyc_registry_with_our_server_and_both_clients(
     theirs = rpyc_client(kind, port)
     with rpyc_ipy.ThreadedServer(OurEcho, port=0, registrar=our_client(kind, port),
                                  listener_timeout=0.2) as server:
-        server.start()
+        server.start_in_background()
         wait_until(lambda: theirs.discover("OURECHO") == (("127.0.0.1", server.port),), WAIT,
                    what="our server registered in rpyc's registry")
         assert "OURECHO" in theirs.list()
