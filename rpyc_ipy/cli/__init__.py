@@ -7,6 +7,7 @@ Subcommands::
     rpyc-ipy serve --notebook --srp-db users.json           # the notebook execution service
     rpyc-ipy serve --classic                                # full remote control, loopback only
     rpyc-ipy serve --classic --stdio                        # one client over stdin/stdout
+    rpyc-ipy serve --classic --mode forking --register      # rpyc_classic's modes, registry
     rpyc-ipy registry --mode tcp                            # a service registry, loopback
     rpyc-ipy users add users.json alice                     # asks for the password twice
     rpyc-ipy users list users.json
