@@ -158,7 +158,7 @@ class RegistryServer:
         now = time.monotonic()
         added = []
         with self._lock:
-            new = [n.upper() for n in names if (host, port) not in self.services.get(n.upper(), {})]
+            new = {n.upper() for n in names if (host, port) not in self.services.get(n.upper(), {})}
             if new and self._count() + len(new) > self.max_entries:
                 for name in list(self.services):
                     self._prune(name)

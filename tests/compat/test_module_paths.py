@@ -45,8 +45,6 @@ MISSING: dict[str, dict[str, str]] = {
         "Channel": _STREAMS, "PipeStream": _STREAMS, "SocketStream": _STREAMS,
         "TunneledSocketStream": _STREAMS, "connect_channel": _CHANNEL, "ssh_connect": _SSH,
         "async": _ASYNC,
-        "cli": "rpyc's command-line modules: ours are `rpyc-ipy serve --classic` and "
-               "`rpyc-ipy registry` (rpyc_ipy.cli)",
         "version": "rpyc's release numbers; ours is rpyc_ipy.__version__ (the wire version "
                    "we speak is 6.0.2, sent in _remote_version)",
     },
@@ -152,7 +150,7 @@ def rpyc_public_names(module: ModuleType) -> set[str]:
 @pytest.fixture(scope="module", autouse=True)
 def _import_every_path() -> None:
     # submodules become attributes of their package once imported: import all first
-    for path in MODULE_PATHS:
+    for path in [*MODULE_PATHS, "rpyc.cli"]:  # rpyc_ipy.cli: `rpyc-ipy serve`, `registry`
         importlib.import_module(path)
         importlib.import_module(_ours(path))
 
