@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 from labkit import REMOTE_KERNEL, REPO, Lab
-from pagekit import Screenshots
-from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playwright
+from pagekit import ConsoleWatch, Screenshots
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from rpyc_ipy.demo import EmbeddedServer
 
@@ -102,17 +102,8 @@ def page(browser: Browser, lab: Lab) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     page = context.new_page()
     page.set_default_timeout(30_000)
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            problems.append(f"console error: {message.text}")
-
-    def on_page_error(error: Error) -> None:
-        problems.append(f"uncaught: {error.message}")
-
-    page.on("console", on_console)
-    page.on("pageerror", on_page_error)
+    console = ConsoleWatch(page)
     yield page
     context.close()
-    assert problems == [], "the browser reported errors:\n" + "\n".join(problems)
+    assert console.problems == [], "the browser reported errors:\n" + "\n".join(
+        console.problems)

@@ -7,11 +7,27 @@ import re
 import shutil
 from pathlib import Path
 
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import ConsoleMessage, Error, Locator, Page, expect
 
 NUMBERED = re.compile(r"^\[\d+\]:$")  # a cell that has run: "[7]:" (not "[ ]:" or "[*]:")
 RUNNING = "[*]:"
 SECOND = 1000  # Playwright counts in milliseconds
+
+
+class ConsoleWatch:
+    """What a page logs as an error, and what it throws without catching."""
+
+    def __init__(self, page: Page) -> None:
+        self.problems: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", self._uncaught)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.problems.append(f"console error: {message.text}")
+
+    def _uncaught(self, error: Error) -> None:
+        self.problems.append(f"uncaught: {error.message}")
 
 
 class Screenshots:

@@ -19,8 +19,8 @@ from typing import Any
 import nbformat
 import pytest
 from labkit import REMOTE_KERNEL, REPO, Lab, copy_notebook
-from pagekit import RUNNING, SECOND, NotebookPage, Screenshots
-from playwright.sync_api import Page, expect
+from pagekit import RUNNING, SECOND, ConsoleWatch, NotebookPage, Screenshots
+from playwright.sync_api import Browser, Page, expect
 
 NOTEBOOKS = REPO / "notebooks"
 DOCS_IMAGES = REPO / "docs" / "images"
@@ -117,6 +117,8 @@ def test_quickstart_in_jupyterlab(page: Page, lab: Lab, shots: Screenshots,
             nb.stop_button().click()
             nb.wait_done(index, timeout=30)  # well before the remote sleep's 300 s
             shots.take("stopped", nb.cell(index))
+        elif index == timeout:  # ends at its 1 s timeout, long before the 30 s sleep
+            nb.run(index, timeout=20)
         else:
             nb.run(index)
 
@@ -207,14 +209,18 @@ def test_remote_kernel_notebook_in_jupyterlab(page: Page, lab: Lab,
 
 
 @pytest.mark.timeout(300)
-def test_remote_kernel_in_jupyterlab(page: Page, lab: Lab, shots: Screenshots) -> None:
+def test_remote_kernel_in_jupyterlab(page: Page, lab: Lab, shots: Screenshots,
+                                     tmp_path: Path) -> None:
     """A notebook on the remote kernel itself (the kernelspec a user installs)."""
+    gate = tmp_path / "gate"
     sources = [
         'import os\nprint("running on the server, pid", os.getpid())\n'
         'for i in range(3):\n    print("tick", i, flush=True)\n6 * 7',
         '%%local\nimport os\nprint("a %%local cell runs in the kernel itself, pid", '
         'os.getpid())',
-        'import time\nprint("working until stopped", flush=True)\ntime.sleep(300)',
+        GATE_CELL.removeprefix("%%remote\n").format(gate=str(gate)),
+        STREAMING_CELL.removeprefix("%%remote\n"),
+        STOP_CELL.removeprefix("%%remote\n"),
         'print("the kernel answers after the stop button")',
         "1 / 0",
     ]
@@ -232,18 +238,47 @@ def test_remote_kernel_in_jupyterlab(page: Page, lab: Lab, shots: Screenshots) -
     expect(nb.output(1)).to_contain_text("a %%local cell runs in the kernel itself, pid")
     shots.take("remote-kernel", nb.panel)
 
-    nb.start(2)
-    expect(nb.output(2)).to_contain_text("working until stopped", timeout=30 * SECOND)
-    expect(nb.prompt(2)).to_have_text(RUNNING)
+    nb.run(2)
+    nb.start(3)  # its first line shows while it runs
+    expect(nb.output(3)).to_contain_text("step 1 of 2: reading the data", timeout=30 * SECOND)
+    expect(nb.prompt(3)).to_have_text(RUNNING)
+    expect(nb.output(3)).not_to_contain_text("step 2 of 2")
+    shots.take("remote-kernel-streaming", nb.cell(3))
+    gate.touch()
+    nb.wait_done(3)
+    expect(nb.output(3)).to_contain_text("step 2 of 2: done")
+
+    nb.start(4)
+    expect(nb.output(4)).to_contain_text("working until stopped", timeout=30 * SECOND)
+    expect(nb.prompt(4)).to_have_text(RUNNING)
     nb.stop_button().click()
-    nb.wait_done(2, timeout=30)
-    expect(nb.output(2)).to_contain_text("KeyboardInterrupt")
-    expect(nb.output(2)).not_to_contain_text("rpyc_ipy/")  # no frames of ours
-    nb.run(3)
-    expect(nb.output(3)).to_contain_text("the kernel answers after the stop button")
-    nb.run(4)
-    expect(nb.output(4)).to_contain_text("ZeroDivisionError")
-    expect(nb.output(4)).not_to_contain_text("rpyc_ipy/")
+    nb.wait_done(4, timeout=30)  # well before the remote sleep's 300 s
+    expect(nb.output(4)).to_contain_text("KeyboardInterrupt")
+    expect(nb.output(4)).not_to_contain_text("rpyc_ipy/")  # no frames of ours
+    nb.run(5)
+    expect(nb.output(5)).to_contain_text("the kernel answers after the stop button")
+    nb.run(6)
+    expect(nb.output(6)).to_contain_text("ZeroDivisionError")
+    expect(nb.output(6)).not_to_contain_text("rpyc_ipy/")
     shots.take("remote-kernel-stop-and-error", nb.panel)
     nb.save()
-    assert _error_cells(lab.saved("remote.ipynb")) == [2, 4]
+    assert _error_cells(lab.saved("remote.ipynb")) == [4, 6]
+
+
+def test_the_console_watch_sees_errors(browser: Browser) -> None:
+    """The check every page above passes: an error logged or thrown is seen."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        console = ConsoleWatch(page)
+        page.set_content("<p>console check</p>")
+        page.evaluate("console.error('logged on purpose')")
+        page.evaluate("setTimeout(() => { throw new Error('thrown on purpose'); }, 0)")
+        expect(page.locator("p")).to_have_text("console check")
+        page.wait_for_function("() => new Promise(done => setTimeout(() => done(true), 0))",
+                               timeout=10 * SECOND)
+    finally:
+        context.close()
+    assert [p.split(":")[0] for p in console.problems] == ["console error", "uncaught"]
+    assert "logged on purpose" in console.problems[0]
+    assert "thrown on purpose" in console.problems[1]
