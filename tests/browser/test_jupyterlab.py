@@ -3,7 +3,8 @@
 Each test opens a copy of a notebook (outputs cleared), runs every cell as a person
 does (Shift+Enter, or Run All Cells), and checks what shows on the page: the session
 card, output streaming in while a cell still runs, rendered results, the browse tree
-opening on a click, the stop button ending remote work, the remote kernel's output.
+opening on a click, the stop button ending remote work, the remote kernel's output,
+and the "Python 3 (rpyc_ipy)" kernelspec of jupyter-data/ with the magics loaded.
 The ``page`` fixture fails a test whose page logged an error. A few cells are added
 to the quickstart's copy, each marked "added by the browser test": one whose output
 waits for the test (to see streaming before the cell ends, whatever the machine's
@@ -166,6 +167,7 @@ def test_quickstart_in_jupyterlab(page: Page, lab: Lab, shots: Screenshots,
             expect(output).to_contain_text("the session answers after the stop button")
         elif index == timeout:
             expect(output).to_contain_text("sleeping for 30 s")
+            shots.take("timeout", nb.cell(index))
     shots.take("quickstart-done", page)
 
     nb.save()
@@ -263,6 +265,32 @@ def test_remote_kernel_in_jupyterlab(page: Page, lab: Lab, shots: Screenshots,
     shots.take("remote-kernel-stop-and-error", nb.panel)
     nb.save()
     assert _error_cells(lab.saved("remote.ipynb")) == [4, 6]
+
+
+@pytest.mark.timeout(300)
+def test_extension_kernelspec_in_jupyterlab(page: Page, lab: Lab, shots: Screenshots) -> None:
+    """The "Python 3 (rpyc_ipy)" kernel of jupyter-data/ has the magics without %load_ext."""
+    sources = [
+        "import os\nhost, port = os.environ['RPYC_IPY_DEMO_HOST'], "
+        "os.environ['RPYC_IPY_DEMO_PORT']",
+        "%rpyc_connect ext={host}:{port} --srp-user demo --password-env "
+        "RPYC_IPY_DEMO_PASSWORD",
+        "%remote 6 * 7",
+    ]
+    nb_file = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nb_file.metadata["kernelspec"] = {"name": "rpyc_ipy", "language": "python",
+                                      "display_name": "Python 3 (rpyc_ipy)"}
+    nbformat.write(nb_file, lab.notebooks / "extension.ipynb")
+    nb = _open(page, lab, "extension.ipynb", nb_file.cells, "Python 3 (rpyc_ipy)")
+    for index in range(len(sources)):
+        nb.run(index)
+    card = nb.output(1).locator(".rpyc-ipy-session table")
+    expect(card).to_contain_text("TLS-SRP")
+    expect(card).to_contain_text("started fresh")  # its own session, not the quickstart's
+    expect(nb.output(2).locator(".jp-OutputArea-executeResult")).to_contain_text("42")
+    shots.take("extension-kernel", nb.panel)
+    nb.save()
+    assert _error_cells(lab.saved("extension.ipynb")) == []
 
 
 def test_the_console_watch_sees_errors(browser: Browser) -> None:
