@@ -97,12 +97,16 @@ class Lab:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=subprocess.STDOUT, env=child_env)
-        url = wait_until(self._server_url, timeout=90,
-                         what=f"JupyterLab to start (log: {self.log_path})")
-        assert url is not None
-        self.url: str = url
-        # the page is served once the server answers its API
-        wait_until(self._answers, timeout=60, what="JupyterLab's API")
+        try:
+            url = wait_until(self._server_url, timeout=90,
+                             what=f"JupyterLab to start (log: {self.log_path})")
+            assert url is not None
+            self.url: str = url
+            # the page is served once the server answers its API
+            wait_until(self._answers, timeout=60, what="JupyterLab's API")
+        except BaseException:  # no JupyterLab left running when it did not come up
+            self.stop()
+            raise
 
     def _server_url(self) -> str | None:
         if self.process.poll() is not None:
