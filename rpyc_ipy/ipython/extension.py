@@ -42,8 +42,9 @@ class Extension:
         self.policy = RPyCPolicy(parent=shell)
         self.magics = RPyCMagics(shell, self.policy, self.registry)
         self.display = NetrefDisplay(shell, self.policy, self.registry)
-        self.inspector = NetrefInspector(shell, self.policy, self.registry)
         self.completer = RemoteCompleter(shell, self.magics, self.policy, self.registry)
+        self.inspector = NetrefInspector(shell, self.policy, self.registry,
+                                         self.completer.resolve)
         self.magics.completion_listeners.append(self.completer.cache.clear)
         self.policy.observe(self._policy_changed, names=["allow_pickle", "connection_config"])
 
