@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rpyc_ipy.core.netref import BaseNetref, RemoteMethod
+from rpyc_ipy.ipython.backlog import dropped_note, output_size
 from rpyc_ipy.ipython.events import dispatch_event
 from rpyc_ipy.ipython.text import (
     escape,
@@ -203,7 +204,9 @@ class CellOutput:
     """Routes the events of ``%%remote`` executions into the running cell.
 
     With ``labels`` (fan-out), every output line is prefixed ``[name]`` and
-    display data gets a small label first.
+    display data gets a small label first. Without ``stream`` the output is held until
+    its cell ends, at most ``RPyCPolicy.max_output_backlog`` characters of it (what
+    does not fit is dropped, and a note says how much).
     """
 
     def __init__(self, policy: RPyCPolicy, labels: bool = False,
@@ -213,19 +216,33 @@ class CellOutput:
         self.stream = stream
         self._partial: dict[tuple[str, str], bool] = {}
         self._held: list[tuple[RemoteExecution, tuple[Any, ...]]] = []
+        self._held_size = 0
+        self._held_dropped: dict[RemoteExecution, int] = {}
 
     def __call__(self, execution: RemoteExecution, event: tuple[Any, ...]) -> None:
         if not self.stream and event[0] != "done":
-            self._held.append((execution, event))
+            self._hold(execution, event)
             return
         if event[0] == "done" and self._held:
             held, self._held = self._held, []
             for item in held:
                 if item[0] is execution:
+                    self._held_size -= output_size(item[1])
                     self._dispatch(*item)
                 else:
                     self._held.append(item)
+        if event[0] == "done" and execution in self._held_dropped:
+            self.write(execution.session.name, "stderr", dropped_note(
+                self._held_dropped.pop(execution), self.policy.max_output_backlog))
         self._dispatch(execution, event)
+
+    def _hold(self, execution: RemoteExecution, event: tuple[Any, ...]) -> None:
+        size = output_size(event)
+        if self._held_size + size > self.policy.max_output_backlog:
+            self._held_dropped[execution] = self._held_dropped.get(execution, 0) + size
+            return
+        self._held_size += size
+        self._held.append((execution, event))
 
     def _dispatch(self, execution: RemoteExecution, event: tuple[Any, ...]) -> None:
         name = execution.session.name

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import getpass
-import queue
 import re
 import sys
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from traitlets import observe
 from rpyc_ipy.credentials import read_password
 from rpyc_ipy.errors import AuthenticationError, RPyCError
 from rpyc_ipy.errors import UsageError as CoreUsageError
+from rpyc_ipy.ipython.backlog import EventBacklog
 from rpyc_ipy.ipython.browse import Browser, render_html, widget
 from rpyc_ipy.ipython.cards import JobTable, PolicyReport, SessionTable
 from rpyc_ipy.ipython.display import CellOutput, RemoteResult, filter_bundle
@@ -85,6 +85,8 @@ class RPyCMagics(MagicsSettings):
         self.policy = policy
         self.registry = registry
         self.completion_listeners: list[Any] = []
+        #: the events of the running (or last) cell: what is held, dropped, refused
+        self.backlog = EventBacklog(policy.max_output_backlog)
         if self.default_session:
             registry.default = self.default_session
 
@@ -352,7 +354,7 @@ class RPyCMagics(MagicsSettings):
 
     def _run(self, sessions: list[RemoteSession], code: str, timeout: float | None,
              output: str | None, stream: bool) -> Any:
-        events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        events = self.backlog = EventBacklog(self.policy.max_output_backlog)
         fan_out = len(sessions) > 1
         cell_output = CellOutput(self.policy, labels=fan_out, stream=self.stream and stream)
         runs: list[RemoteExecution] = []
@@ -483,7 +485,7 @@ class RPyCMagics(MagicsSettings):
             raise SessionError(f"session {session.name!r}: {_first_line(exc)}") from None
 
     def _follow(self, session: RemoteSession, job: str) -> Any:
-        events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        events = self.backlog = EventBacklog(self.policy.max_output_backlog)
         cell_output = CellOutput(self.policy, stream=self.stream)
         run = self._job_request(session, session.follow, job, events)
         try:

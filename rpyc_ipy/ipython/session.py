@@ -31,7 +31,6 @@ This module does not import IPython: a kernel can use it as is.
 from __future__ import annotations
 
 import contextlib
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from rpyc_ipy.core.connection import Connection
 from rpyc_ipy.core.helpers import async_
 from rpyc_ipy.core.service import ClassicClient, VoidService
 from rpyc_ipy.errors import RPyCError, UsageError
+from rpyc_ipy.ipython.backlog import EventBacklog
 from rpyc_ipy.ipython.cards import session_html, session_text
 from rpyc_ipy.ipython.events import DisplayCallback, StreamCallback, dispatch_event, parse_bundle
 from rpyc_ipy.ipython.execution import ExecutionOutcome, RemoteExecution, wait_all
@@ -307,7 +307,7 @@ class RemoteSession:
         self.executions += 1
         return str(self._call("start", code, None, options))
 
-    def follow(self, exec_id: str, events: Any) -> RemoteExecution:
+    def follow(self, exec_id: str, events: EventBacklog) -> RemoteExecution:
         """Follow a job (or any kept execution): its output so far, then what it prints,
         then its outcome go to ``events`` as for :meth:`start`; wait with ``wait_all``."""
         self._require_jobs()
@@ -514,8 +514,9 @@ class RemoteSession:
 
     # -- running cells ------------------------------------------------------------------------
 
-    def start(self, code: str, events: Any, *, silent: bool = False, want_value: bool = False,
-              include: tuple[str, ...] | None = None, stream_interval: float = 0.05,
+    def start(self, code: str, events: EventBacklog, *, silent: bool = False,
+              want_value: bool = False, include: tuple[str, ...] | None = None,
+              stream_interval: float = 0.05,
               capture_fd: bool | None = None, grace: float = 0.25,
               max_bundle_bytes: int = 8 << 20, max_value_bytes: int = 64 << 20
               ) -> RemoteExecution:
@@ -556,7 +557,7 @@ class RemoteSession:
         propagates; ``timeout`` does the same and raises ``RemoteTimeoutError``.
         Errors are in the outcome (``status == "error"``), not raised.
         """
-        events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        events = EventBacklog()
         run = self.start(code, events, **options)
 
         def handle(_: RemoteExecution, event: tuple[Any, ...]) -> None:

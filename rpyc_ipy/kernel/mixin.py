@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import queue
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -374,6 +373,7 @@ class RemoteKernelMixin(Configurable):
                 shell.execution_count = count + 1
 
     def _run_remote(self, code: str, count: int, silent: bool) -> dict[str, Any]:
+        from rpyc_ipy.ipython.backlog import EventBacklog
         from rpyc_ipy.ipython.display import CellOutput, filter_bundle
         from rpyc_ipy.ipython.execution import (
             ExecutionOutcome,
@@ -396,7 +396,7 @@ class RemoteKernelMixin(Configurable):
         ext = self._extension()
         magics, policy = ext.magics, ext.policy
         output = CellOutput(policy, labels=False, stream=magics.stream)
-        events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        events = EventBacklog(policy.max_output_backlog)
         try:
             run = session.start(code, events, silent=silent,
                                 include=tuple(sorted(policy.mimetypes())),

@@ -4,15 +4,22 @@ import it)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from IPython.core.interactiveshell import InteractiveShell
+from seckit import ROOT, readline_within
 
 from rpyc_ipy.ipython.extension import Extension, extension_of
 
-WAIT = 20.0  #: upper bound of any one wait in these tests
+WAIT = 30.0  #: upper bound of any one wait in these tests
 
 
 def new_shell() -> Iterator[InteractiveShell]:
@@ -82,3 +89,89 @@ def run_captured(ip: InteractiveShell, cell: str) -> tuple[Any, Any]:
     with capture_output() as captured:
         result = ip.run_cell(cell)
     return result, captured
+
+
+# -- a real execution server ------------------------------------------------------------------
+
+SERVER = """
+import sys
+sys.path.insert(0, {root!r})
+import rpyc_ipy
+from rpyc_ipy.remote import ExecutionService
+service = ExecutionService.configured(allow_loopback_plaintext=True)
+server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0,
+                                 channel_handler=service.channel_handler())
+print(server.port, flush=True)
+server.serve_forever()
+"""
+
+
+@contextlib.contextmanager
+def exec_server() -> Iterator[int]:
+    """The notebook execution service (loopback demo mode) in a process group of its
+    own, on 127.0.0.1; yields its port, ends the group (its workers too) after."""
+    proc = subprocess.Popen([sys.executable, "-c", SERVER.format(root=str(ROOT))],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    try:
+        yield int(readline_within(proc, WAIT))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(WAIT)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+# -- the notebook's memory and screen -----------------------------------------------------------
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak (``VmHWM``) for this process (Linux: /proc/self/clear_refs)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM")
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+class Screen:
+    """A stand-in for ``sys.stdout``/``sys.stderr``: counts what is written, keeps the
+    lines that are our notes and a bounded tail, and can hold the writer (a notebook
+    that does not keep up) until :attr:`go` is set."""
+
+    def __init__(self, hold: bool = False) -> None:
+        self.go = threading.Event()
+        if not hold:
+            self.go.set()
+        self.first = threading.Event()  # something was written
+        self.chars = 0
+        self.notes: list[str] = []
+        self.tail = ""
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        self.first.set()
+        assert self.go.wait(WAIT), "the test never let the screen go"
+        with self._lock:
+            self.chars += len(text)
+            self.notes.extend(line for line in text.splitlines() if "[rpyc" in line)
+            self.tail = (self.tail + text)[-4096:]
+        return len(text)
+
+    def flush(self) -> None:
+        pass
