@@ -327,8 +327,8 @@ class RemoteExecution:
             return NO_VALUE
         kind, payload = value
         if kind == "value":
-            try:
-                return unpack(payload, allow_pickle=self.session.pickle_allowed)
+            try:  # -o has no --pickle: a value that is not plain data comes as a netref
+                return unpack(payload, allow_pickle=self.session.unpickles(False))
             except (NotByValue, ValueError, TypeError):
                 return NO_VALUE
         if kind == "ref":

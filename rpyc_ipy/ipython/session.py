@@ -369,7 +369,14 @@ class RemoteSession:
     @property
     def pickle_allowed(self) -> bool:
         """Pickle may be used for values: both this side's policy and the server's agree."""
-        return bool(self.conn.policy.allow_pickle and self.info.get("allow_pickle"))
+        return bool(self.conn.policy.allow_pickle) and self.info.get("allow_pickle") is True
+
+    def unpickles(self, requested: bool) -> bool:
+        """The one rule for every value this notebook might unpickle: only when the user
+        asked for it for this value (``--pickle``), ``RPyCPolicy.allow_pickle`` is on
+        here and the server says it allows pickle too. The server's word alone is
+        never enough: unpickling runs code the server chose."""
+        return requested is True and self.pickle_allowed
 
     @property
     def can_execute(self) -> bool:
@@ -496,7 +503,7 @@ class RemoteSession:
              max_bytes: int = 64 << 20) -> dict[str, tuple[Any, int]]:
         """Remote values by value: ``{name: (value, bytes)}``; a failure raises UsageError."""
         self._require_engine("pull")
-        use_pickle = allow_pickle and self.pickle_allowed
+        use_pickle = self.unpickles(allow_pickle)
         raw = self._call("pull", tuple(names), use_pickle, max_bytes)
         out: dict[str, tuple[Any, int]] = {}
         for item in raw if type(raw) is tuple else ():
