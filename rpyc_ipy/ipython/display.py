@@ -35,6 +35,7 @@ from rpyc_ipy.ipython.text import (
     netref_text,
     remote_type_name,
     sanitize_text,
+    say,
 )
 
 if TYPE_CHECKING:
@@ -253,12 +254,9 @@ class CellOutput:
             self.end_lines(name)
 
     def write(self, name: str, stream: str, text: str) -> None:
-        text = sanitize_text(text)
         if self.labels:
             text = self._label_lines(name, stream, text)
-        target = sys.stdout if stream == "stdout" else sys.stderr
-        target.write(text)
-        target.flush()
+        say(text, sys.stdout if stream == "stdout" else sys.stderr, end="")
 
     def _label_lines(self, name: str, stream: str, text: str) -> str:
         at_start = not self._partial.get((name, stream), False)
@@ -272,7 +270,7 @@ class CellOutput:
     def end_lines(self, name: str) -> None:
         for stream in ("stdout", "stderr"):
             if self._partial.pop((name, stream), False):
-                (sys.stdout if stream == "stdout" else sys.stderr).write("\n")
+                say("", sys.stdout if stream == "stdout" else sys.stderr)
 
     def display(self, name: str, data: dict[str, Any], metadata: dict[str, Any],
                 display_id: str | None, update: bool) -> None:
@@ -283,7 +281,7 @@ class CellOutput:
                                        policy.max_bundle_bytes)
         if self.labels:
             self.end_lines(name)
-            print(f"[{name}]")
+            say(f"[{name}]")
         kwargs: dict[str, Any] = {"raw": True, "metadata": metadata or None}
         if display_id:
             kwargs["display_id"] = f"rpyc-{name}-{display_id}"

@@ -38,7 +38,7 @@ from rpyc_ipy.ipython.registry import SessionRegistry
 from rpyc_ipy.ipython.session import RemoteSession, SessionError, open_session
 from rpyc_ipy.ipython.settings import MagicsSettings, RPyCPolicy
 from rpyc_ipy.ipython.syntax import split_options
-from rpyc_ipy.ipython.text import RED, RESET
+from rpyc_ipy.ipython.text import RED, RESET, sanitize_text, say
 from rpyc_ipy.target import ConnectionTarget
 
 __all__ = ["RPyCMagics"]
@@ -48,13 +48,13 @@ _TARGET = re.compile(r"^(?:(?P<name>[A-Za-z_]\w*)=)?(?P<host>\[[^\]]+\]|[^:\s]+)
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Show our UsageError (a bad name, a value that cannot travel) as IPython's
-    one-line ``UsageError``."""
+    one-line ``UsageError``, sanitized (it may quote a server)."""
     @functools.wraps(func)
     def magic(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except CoreUsageError as exc:
-            raise UsageError(str(exc)) from None
+        except (CoreUsageError, UsageError) as exc:
+            raise UsageError(sanitize_text(str(exc))) from None
 
     return magic
 
@@ -99,7 +99,7 @@ class RPyCMagics(MagicsSettings):
             listener()
 
     def _notify(self, text: str) -> None:
-        print(f"{RED}[rpyc] {text}{RESET}", file=sys.stderr, flush=True)
+        say(f"{RED}[rpyc] {text}{RESET}", sys.stderr)
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -242,10 +242,10 @@ class RPyCMagics(MagicsSettings):
                 session.end()
             self.registry.remove(session.name)
             if args.end and session.has_worker:
-                print(f"session {session.name!r} ended on the server (its worker and "
+                say(f"session {session.name!r} ended on the server (its worker and "
                       "namespace are gone)")
             elif session.has_worker:
-                print(f"disconnected from session {session.name!r}; it stays on the server "
+                say(f"disconnected from session {session.name!r}; it stays on the server "
                       f"with its namespace and jobs: %rpyc_connect {session.name}=HOST:PORT "
                       "re-attaches, --end ends it")
         if self.default_session not in self.registry:
@@ -268,7 +268,7 @@ class RPyCMagics(MagicsSettings):
         except (OSError, RPyCError) as exc:
             raise SessionError(f"cannot restart session {session.name!r}: "
                                f"{_first_line(exc)}") from None
-        print(f"session {session.name!r} restarted: a fresh worker (pid {facts.get('pid')}); "
+        say(f"session {session.name!r} restarted: a fresh worker (pid {facts.get('pid')}); "
               "the old namespace is gone")
 
     # -- running code -----------------------------------------------------------------------------
@@ -338,7 +338,7 @@ class RPyCMagics(MagicsSettings):
         job = self._job_request(session, functools.partial(
             session.start_job, code, include=tuple(sorted(self.policy.mimetypes())),
             max_bundle_bytes=self.policy.max_bundle_bytes, grace=self.cancel_grace))
-        print(f"started job {job} on session {session.name!r}: "
+        say(f"started job {job} on session {session.name!r}: "
               f"%rpyc_result {session.name} {job} shows it")
 
     def _targets(self, names: str | None, all_sessions: bool) -> list[RemoteSession]:
@@ -403,7 +403,7 @@ class RPyCMagics(MagicsSettings):
 
             data, metadata = filter_bundle(outcome.data, outcome.metadata,
                                            self.policy.mimetypes(), self.policy.max_bundle_bytes)
-            print(f"[{outcome.session}] Out:")
+            say(f"[{outcome.session}] Out:")
             display(data, raw=True, metadata=metadata or None)
 
     def _store(self, name: str, outcomes: list[ExecutionOutcome], fan_out: bool) -> None:
@@ -469,7 +469,7 @@ class RPyCMagics(MagicsSettings):
                              f"are kept for a while): %rpyc_jobs {session.name} lists them")
         if args.cancel:
             state = self._job_request(session, session.cancel_job, job)
-            print(f"job {job} on session {session.name!r}: "
+            say(f"job {job} on session {session.name!r}: "
                   + ("cancelling" if state == "cancelling" else "not running"))
             return None
         return self._follow(session, job)
@@ -527,7 +527,7 @@ class RPyCMagics(MagicsSettings):
             values[remote] = self.shell.user_ns[local]
         sizes = session.push(values, allow_pickle=args.pickle and self.policy.allow_pickle,
                              max_bytes=self.policy.max_push_bytes)
-        print(f"pushed to {session.name}: " +
+        say(f"pushed to {session.name}: " +
               ", ".join(f"{k} ({_size(v)})" for k, v in sizes.items()))
 
     @magic_arguments()
@@ -558,7 +558,7 @@ class RPyCMagics(MagicsSettings):
                            max_bytes=self.policy.max_pull_bytes)
         for local, remote in wanted.items():
             self.shell.user_ns[local] = got[remote][0]
-        print(f"pulled from {session.name}: " +
+        say(f"pulled from {session.name}: " +
               ", ".join(f"{local} ({_size(got[remote][1])})" for local, remote in wanted.items()))
 
     # -- looking around ----------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from rpyc_ipy.ipython.cards import session_html, session_text
 from rpyc_ipy.ipython.events import DisplayCallback, StreamCallback, dispatch_event, parse_bundle
 from rpyc_ipy.ipython.execution import ExecutionOutcome, RemoteExecution, wait_all
 from rpyc_ipy.ipython.plain_classic import PlainClassic
+from rpyc_ipy.ipython.text import sanitize_text
 from rpyc_ipy.remote.bootstrap import install_engine
 from rpyc_ipy.remote.values import NotByValue, TooLarge, pack, unpack
 from rpyc_ipy.target import ConnectionTarget
@@ -58,7 +59,7 @@ class SessionError(RPyCError):
     of server). IPython shows it as one line."""
 
     def _render_traceback_(self) -> list[str]:
-        return [f"\x1b[31m{type(self).__name__}: {self}\x1b[0m"]
+        return [f"\x1b[31m{type(self).__name__}: {sanitize_text(str(self))}\x1b[0m"]
 
 
 def open_session(target: ConnectionTarget, *, password: str | None = None,

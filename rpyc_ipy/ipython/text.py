@@ -4,6 +4,7 @@ The bottom of the notebook layer: it imports no other module of
 :mod:`rpyc_ipy.ipython`, so every one of them can use it::
 
     sanitize_text(remote_str)        # colours kept, other escapes and controls removed
+    say(f"[rpyc] {note}", sys.stderr)  # print, sanitized: how the notebook layers print
     escape(value)                    # for our HTML
     netref_text(obj, 10_000)         # a netref's repr: one request, bounded, sanitized
 
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 import html
 import re
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rpyc_ipy.core.netref import RemoteMethod
 from rpyc_ipy.protocol import consts
@@ -33,6 +35,7 @@ __all__ = [
     "netref_text",
     "remote_type_name",
     "sanitize_text",
+    "say",
 ]
 
 RED, AMBER, GREEN, DIM, RESET = "\x1b[31m", "\x1b[33m", "\x1b[32m", "\x1b[2m", "\x1b[0m"
@@ -62,6 +65,14 @@ def sanitize_text(text: str) -> str:
     if "\x1b" in text:
         text = _ESCAPES.sub("", text)
     return text.translate(_CONTROLS)
+
+
+def say(text: str, file: TextIO | None = None, *, end: str = "\n") -> None:
+    """Print ``text`` to ``file`` (``sys.stdout``) sanitized: the one way the notebook
+    layers put text on the screen, as what they print may quote a server."""
+    out = sys.stdout if file is None else file
+    out.write(sanitize_text(text) + end)
+    out.flush()
 
 
 def escape(text: Any) -> str:

@@ -324,7 +324,10 @@ class RemoteKernelMixin(Configurable):
             display(session)
 
     def _notify(self, text: str) -> None:
-        print(f"{RED}[rpyc_ipy] {text}{RESET}", file=sys.stderr, flush=True)
+        """A note on the cell's stderr, sanitized (it may quote the server)."""
+        from rpyc_ipy.ipython.text import say
+
+        say(f"{RED}[rpyc_ipy] {text}{RESET}", sys.stderr)
 
     # -- execute ----------------------------------------------------------------------------------
 
@@ -489,6 +492,11 @@ class RemoteKernelMixin(Configurable):
 
     def _error(self, count: int, silent: bool, ename: str, evalue: str,
                traceback: list[str]) -> dict[str, Any]:
+        """An error reply (and message), every text sanitized: it may quote the server."""
+        from rpyc_ipy.ipython.text import sanitize_text
+
+        ename, evalue = sanitize_text(ename), sanitize_text(evalue)
+        traceback = [sanitize_text(line) for line in traceback]
         if not silent:
             self._publish("error", {"ename": ename, "evalue": evalue, "traceback": traceback})
         return _reply("error", count, ename=ename, evalue=evalue, traceback=traceback,
