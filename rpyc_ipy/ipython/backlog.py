@@ -21,7 +21,7 @@ from typing import Any
 
 from rpyc_ipy.remote.joblog import event_size
 
-__all__ = ["DEFAULT_LIMIT", "EventBacklog", "dropped_note", "output_size"]
+__all__ = ["DEFAULT_LIMIT", "EventBacklog", "cut_note", "dropped_note", "output_size"]
 
 #: characters of output held by default (``RPyCPolicy.max_output_backlog``)
 DEFAULT_LIMIT = 32 << 20
@@ -38,6 +38,12 @@ def dropped_note(chars: int, limit: int, setting: str = "RPyCPolicy.max_output_b
     """The line a cell shows where its output was dropped."""
     return (f"[rpyc_ipy] {_size(chars)} of output dropped here: it came faster than the "
             f"notebook shows it (at most {_size(limit)} is held: {setting})\n")
+
+
+def cut_note(chars: int, limit: int) -> str:
+    """The line a cell ends with when it showed all the output it may."""
+    return (f"[rpyc_ipy] {_size(chars)} more output not shown: a cell shows at most "
+            f"{_size(limit)} (RPyCPolicy.max_cell_output)\n")
 
 
 class EventBacklog:

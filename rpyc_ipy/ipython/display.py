@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rpyc_ipy.core.netref import BaseNetref, RemoteMethod
-from rpyc_ipy.ipython.backlog import dropped_note, output_size
+from rpyc_ipy.ipython.backlog import cut_note, dropped_note, output_size
 from rpyc_ipy.ipython.events import dispatch_event
 from rpyc_ipy.ipython.text import (
     escape,
@@ -207,7 +207,9 @@ class CellOutput:
     With ``labels`` (fan-out), every output line is prefixed ``[name]`` and
     display data gets a small label first. Without ``stream`` the output is held until
     its cell ends, at most ``RPyCPolicy.max_output_backlog`` characters of it (what
-    does not fit is dropped, and a note says how much).
+    does not fit is dropped, and a note says how much). A cell shows at most
+    ``RPyCPolicy.max_cell_output`` characters of output in all; it ends with a note
+    of what it did not show.
     """
 
     def __init__(self, policy: RPyCPolicy, labels: bool = False,
@@ -219,6 +221,8 @@ class CellOutput:
         self._held: list[tuple[RemoteExecution, tuple[Any, ...]]] = []
         self._held_size = 0
         self._held_dropped: dict[RemoteExecution, int] = {}
+        self._shown = 0  # characters of output shown by this cell
+        self._cut = 0  # characters of output not shown, past max_cell_output
 
     def __call__(self, execution: RemoteExecution, event: tuple[Any, ...]) -> None:
         if not self.stream and event[0] != "done":
@@ -247,11 +251,30 @@ class CellOutput:
 
     def _dispatch(self, execution: RemoteExecution, event: tuple[Any, ...]) -> None:
         name = execution.session.name
-        dispatch_event(event, lambda stream, text: self.write(name, stream, text),
+        if event[0] == "done" and self._cut:
+            self.write(name, "stderr", cut_note(self._cut, self.policy.max_cell_output))
+            self._cut = 0
+        shown = self._within_bound(event)
+        if shown is None:
+            return
+        dispatch_event(shown, lambda stream, text: self.write(name, stream, text),
                        lambda data, md, did, update: self.display(name, data, md, did, update),
                        self.clear)
         if event[0] == "done":
             self.end_lines(name)
+
+    def _within_bound(self, event: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """``event`` as far as the cell may still show output (``None``: none of it)."""
+        size = output_size(event)
+        room = self.policy.max_cell_output - self._shown
+        if size <= room:
+            self._shown += size
+            return event
+        self._cut += size - max(room, 0)
+        self._shown += max(room, 0)
+        if room > 0 and event[0] == "stream" and len(event) == 3 and type(event[2]) is str:
+            return (*event[:2], event[2][:room])
+        return None
 
     def write(self, name: str, stream: str, text: str) -> None:
         if self.labels:

@@ -101,6 +101,12 @@ class RPyCPolicy(Configurable):
         (or, with --no-stream, until the cell ends). Output a server sends faster than
         that is dropped, and a note in the cell says how much.""",
     ).tag(config=True)
+    max_cell_output = Int(
+        64 << 20,
+        help="""Characters of output one cell shows (IPython keeps what a cell shows in
+        memory, and so does the browser); what a server sends past it is not shown,
+        and the cell ends with a note saying how much.""",
+    ).tag(config=True)
     max_repr_chars = Int(
         10_000, help="Characters of a netref's repr shown at the prompt (the rest is cut)."
     ).tag(config=True)
@@ -114,7 +120,7 @@ class RPyCPolicy(Configurable):
     ).tag(config=True)
 
     @validate("max_pull_bytes", "max_push_bytes", "max_bundle_bytes", "max_output_backlog",
-              "max_repr_chars",
+              "max_cell_output", "max_repr_chars",
               "max_dir_names", "max_items", "display_timeout")
     def _check_positive(self, proposal: Any) -> Any:
         return _positive(proposal)

@@ -128,6 +128,23 @@ def test_no_stream_holds_at_most_the_bound_and_says_what_it_dropped(
     assert screen.chars <= LIMIT + 4096
 
 
+def test_a_cell_shows_at_most_max_cell_output_and_says_what_it_did_not_show(
+        ip: InteractiveShell, session: RemoteSession, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    # IPython keeps what a cell shows (and so does a browser): a notebook that keeps up
+    # with a flood would grow by all of it without this bound
+    ip.run_line_magic("config", f"RPyCPolicy.max_cell_output = {LIMIT}")
+    ip.run_line_magic("config", f"RPyCPolicy.max_output_backlog = {64 * MiB}")  # no drops
+    screen = shown_on(Screen(), monkeypatch)
+    code = ("import sys\nfor _ in range(48):\n"
+            "    sys.stdout.write('0123456789abcdef' * 65536)\n")  # 48 MiB, all shown text
+    result = within(WAIT, lambda: ip.run_cell("%%remote\n" + code))
+    assert result.error_in_exec is None
+    cut = [note for note in screen.notes if "more output not shown" in note]
+    assert len(cut) == 1 and "44.0 MiB" in cut[0] and "RPyCPolicy.max_cell_output" in cut[0]
+    assert LIMIT <= screen.chars <= LIMIT + 4096
+
+
 def test_after_the_stop_button_no_event_of_the_cell_is_accepted(
         ip: InteractiveShell, session: RemoteSession, monkeypatch: pytest.MonkeyPatch) -> None:
     job_code = ("import sys\nn = 0\nwhile True:\n"
