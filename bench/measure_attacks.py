@@ -108,7 +108,8 @@ def flood(mib: int, kind: str) -> None:
         grown = (_status("VmHWM") - before) / 1024
         backlog = ip.magics_manager.registry["RPyCMagics"].backlog
         print(f"flood {mib} MiB of {kind} in {took:.1f} s ({mib / took:.0f} MiB/s): "
-              f"notebook peak RSS +{grown:.0f} MiB; shown {sink.chars / (1 << 20):.0f} Mi characters, "
+              f"notebook peak RSS +{grown:.0f} MiB; "
+              f"shown {sink.chars / (1 << 20):.0f} Mi characters, "
               f"dropped {backlog.dropped / (1 << 20):.0f} Mi, held at most "
               f"{backlog.peak / (1 << 20):.1f} Mi (bound {backlog.limit / (1 << 20):.0f} Mi); "
               f"notes: {sink.notes}", flush=True)
