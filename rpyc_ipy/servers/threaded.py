@@ -73,10 +73,7 @@ class OneShotServer(Server):
             self.listener.close()
         except OSError:
             pass
-        threading.Thread(target=self._serve_one, args=(sock, address), daemon=True).start()
-
-    def _serve_one(self, sock: socket.socket, address: Any) -> None:
-        try:
+        try:  # in the accepting thread, as rpyc does: start() returns when the client leaves
             self._handle_client(sock, address)
         finally:
             self.close()
