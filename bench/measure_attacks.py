@@ -30,7 +30,7 @@ service = ExecutionService.configured(allow_loopback_plaintext=True)
 server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0,
                                  channel_handler=service.channel_handler())
 print(server.port, flush=True)
-server.serve_forever()
+server.start()
 """
 
 
@@ -72,7 +72,7 @@ def tab() -> None:
             return Slow()
 
     server = rpyc_ipy.ThreadedServer(SlowService, hostname="127.0.0.1", port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.start_in_background()
     ip = _shell()
     with contextlib.redirect_stdout(io.StringIO()):
         ip.run_line_magic("rpyc_connect", f"s=127.0.0.1:{server.port}")
