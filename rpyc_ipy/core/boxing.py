@@ -16,7 +16,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rpyc_ipy.core.handlers import check_id_pack
-from rpyc_ipy.core.netref import BaseNetref, RemoteMethod, builtin_proxy_class, make_proxy_class
+from rpyc_ipy.core.netref import (
+    BaseNetref,
+    RemoteMethod,
+    builtin_proxy_class,
+    make_proxy_class,
+    resolve_method,
+)
 from rpyc_ipy.errors import CodecError
 from rpyc_ipy.protocol import brine, consts
 from rpyc_ipy.protocol.objects import ExportTable, IdPack, id_pack_of
@@ -59,7 +65,7 @@ class Boxing:
         if (t is frozenset or t is slice) and brine.dumpable(obj):
             return (consts.LABEL_VALUE, obj)
         if t is RemoteMethod:
-            obj = obj._resolve()
+            obj = resolve_method(obj)
         if isinstance(obj, BaseNetref):
             if _get(obj, "____conn__") is self._owner:
                 boxed = _get(obj, "____boxed__")

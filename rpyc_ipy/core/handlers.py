@@ -14,8 +14,7 @@ from collections.abc import Callable
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from rpyc_ipy.core import netref as _netref
-from rpyc_ipy.core.netref import class_methods
+from rpyc_ipy.core.netref import class_methods, resolve_local_class
 from rpyc_ipy.core.policy import (
     Op,
     SecurityPolicy,
@@ -179,7 +178,7 @@ class RequestHandlers:
     def _handle_instancecheck(self, obj: Any, other_id_pack: Any) -> bool:
         authorize(self._policy, Op.INSTANCECHECK, obj)
         name_pack, _, instance_id = check_id_pack(other_id_pack)
-        local = _netref._resolve_local_class(name_pack, False)
+        local = resolve_local_class(name_pack, False)
         if local is None:
             return False
         try:

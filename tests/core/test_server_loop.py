@@ -47,7 +47,7 @@ class Work(rpyc_ipy.Service):
 @pytest.fixture
 def server() -> Iterator[rpyc_ipy.ThreadedServer]:
     with rpyc_ipy.ThreadedServer(Work, port=0, listener_timeout=0.2) as started:
-        started.start()
+        started.start_in_background()
         yield started
 
 
