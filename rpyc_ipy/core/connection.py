@@ -106,6 +106,11 @@ class Connection(RequestHandlers):
             self._config["connid"] = f"conn{next(_conn_ids)}"
         self._policy = SecurityPolicy.from_config(self._config)
         self._transport = transport
+        info = transport.info
+        # tracebacks (paths, source lines) go only to peers we know (SECURITY.md)
+        self._traceback_allowed = (info.peer_is_local or info.authenticated
+                                   or self._config["credentials"] is not None
+                                   or self._config["traceback_to_unauthenticated"])
         limits: Limits = self._config["limits"]
         self._engine = Engine(limits, self._config["compress_threshold"])
         self._reader = FrameReader(transport, self._engine, self._config["frame_deadline"])
@@ -525,7 +530,8 @@ class Connection(RequestHandlers):
             logger = self._config["logger"] or log
             logger.debug("%s: request %d raised %r", self._config["connid"], seq, exc,
                          exc_info=exc)
-        payload = vinegar.dump(exc, include_traceback=self._policy.include_local_traceback,
+        payload = vinegar.dump(exc, include_traceback=self._policy.include_local_traceback
+                               and self._traceback_allowed,
                                include_version=self._policy.include_local_version)
         return self._engine.exception(seq, payload)
 

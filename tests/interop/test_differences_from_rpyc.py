@@ -5,7 +5,9 @@ default and then the setting at work, against the real rpyc 6.0.2 where a peer i
 from __future__ import annotations
 
 import os
+import socket
 import ssl
+import threading
 from typing import Any
 
 import pytest
@@ -15,7 +17,10 @@ from interopkit import rpyc
 import rpyc_ipy
 from rpyc_ipy import classic
 from rpyc_ipy.auth.tls_server import SSLAuthenticator
+from rpyc_ipy.core.connection import Connection
+from rpyc_ipy.core.transport import TransportInfo
 from rpyc_ipy.errors import AuthenticationError, SecurityError, UsageError
+from rpyc_ipy.transports.sockets import SocketTransport
 
 __all__ = ["pki"]  # the certificates fixture, shared with tests/auth
 
@@ -78,3 +83,38 @@ def test_our_classic_client_exposes_nothing_unless_asked(rpyc_server: Any) -> No
             conn.root.client_pid()
     with classic.connect("127.0.0.1", server.port, expose_local=True) as conn:
         assert conn.root.client_pid() == os.getpid()
+
+
+class Failing(rpyc_ipy.Service):
+    def exposed_fail(self) -> None:
+        raise KeyError("the message travels")
+
+
+class _FromElsewhere(SocketTransport):
+    """One end of a socketpair that says its peer is a host beyond loopback."""
+
+    @property
+    def info(self) -> TransportInfo:
+        return TransportInfo("tcp", ("10.0.0.1", 18812), ("192.0.2.7", 50000))
+
+
+@pytest.mark.parametrize("knob", [False, True])
+def test_tracebacks_go_to_unauthenticated_peers_beyond_loopback_only_when_asked(knob: bool
+                                                                                 ) -> None:
+    ours, theirs = socket.socketpair()
+    server = Connection(Failing, _FromElsewhere(ours), {"traceback_to_unauthenticated": knob})
+    serving = threading.Thread(target=server.serve_all, daemon=True)
+    serving.start()
+    client = rpyc.connect_stream(rpyc.SocketStream(theirs),
+                                 config={"sync_request_timeout": 10})
+    try:
+        with pytest.raises(KeyError) as caught:
+            client.root.fail()
+        remote_tb = "".join(caught.value._remote_tb)  # type: ignore[attr-defined]
+        assert "the message travels" in str(caught.value)
+        # rpyc sends its traceback to any peer; we do so beyond loopback only when asked
+        assert (__file__ in remote_tb) is knob
+    finally:
+        client.close()
+        server.close()
+        serving.join(10)
