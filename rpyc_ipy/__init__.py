@@ -63,6 +63,7 @@ from rpyc_ipy.factory import (
     unix_connect,
 )
 from rpyc_ipy.protocol import brine, vinegar
+from rpyc_ipy.protocol.budget import FrameBudget
 from rpyc_ipy.servers import OneShotServer, ThreadedServer, ThreadPoolServer
 
 __all__ = [
@@ -76,6 +77,7 @@ __all__ = [
     "Connection",
     "ConnectionClosed",
     "ConnectionLost",
+    "FrameBudget",
     "MasterService",
     "OneShotServer",
     "PingError",
