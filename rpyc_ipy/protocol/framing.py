@@ -261,16 +261,21 @@ class FrameDecoder:
         self._give(held)
 
     def close(self) -> None:
-        """Drop every buffer and give every reserved byte back; the decoder is done."""
+        """Give every reserved byte back and the pages of a frame still arriving to the
+        system; the decoder takes no more budget. Safe from another thread while the
+        reader works: it changes no state the reader uses, and the buffer stays mapped
+        (a write into it lands in a fresh zero page)."""
         with self._budget_lock:
             self._closed = True
             held, self._held = self._held, 0
-            big, self._big = self._big, None
-            self._payload = None
         if held and self._budget is not None:
             self._budget.release(held)
+        big = self._big
         if big is not None:
-            _unmap(big)
+            try:
+                big.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):
+                pass  # unmapped already: nothing to give back
 
     def _hand_out(self, payload: Payload, held: int) -> Payload:
         """Return ``payload``; a large one is remembered for :meth:`release_payload`."""
