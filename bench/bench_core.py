@@ -52,7 +52,7 @@ class Bench(rpyc_ipy.Service):
 {textwrap.indent(textwrap.dedent(SERVICE_BODY), "    ")}
 server = rpyc_ipy.ThreadedServer(Bench, port=0, protocol_config={{"sync_request_timeout": 600}})
 print(server.port, flush=True)
-server.serve_forever()
+server.start()
 """
 
 RAW_ECHO_SERVER = """

@@ -50,7 +50,7 @@ class Load(rpyc_ipy.Service):
 server = rpyc_ipy.ThreadedServer(Load, hostname="127.0.0.1", port=0,
                                  protocol_config={{"sync_request_timeout": 120}})
 print(server.port, flush=True)
-server.serve_forever()
+server.start()
 """,
     "rpyc 6.0.2": f"""
 import rpyc

@@ -42,7 +42,7 @@ service = ExecutionService.configured(allow_loopback_plaintext=True)
 server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0,
                                  channel_handler=service.channel_handler())
 print(server.port, flush=True)
-server.serve_forever()
+server.start()
 """
 RPYC_SERVER = """
 import rpyc

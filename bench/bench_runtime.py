@@ -53,7 +53,7 @@ class InProcess(WorkerService):
 
 server = rpyc_ipy.ThreadedServer(InProcess, hostname="127.0.0.1", port=0)
 print(server.port, flush=True)
-server.serve_forever()
+server.start()
 """
 WORKER_SERVER = """
 import rpyc_ipy
@@ -64,7 +64,7 @@ service = ExecutionService.configured(allow_loopback_plaintext=True, registry=re
 server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0,
                                  channel_handler=service.channel_handler())
 print(server.port, flush=True)
-server.serve_forever()
+server.start()
 """
 RPYC_SERVER = """
 import rpyc

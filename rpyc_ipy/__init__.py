@@ -10,7 +10,7 @@ RPyC's public names work here (``import rpyc_ipy as rpyc`` for common code)::
             return a + b
 
     with rpyc_ipy.ThreadedServer(Calculator, port=0) as server:
-        server.start()
+        server.start_in_background()
         with rpyc_ipy.connect("127.0.0.1", server.port) as conn:
             conn.root.add(1, 2)
 

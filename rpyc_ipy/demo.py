@@ -100,13 +100,7 @@ class EmbeddedServer:
             raise
         self.host = host
         self.port: int = self.server.port
-        self._thread = threading.Thread(target=self._serve, name="rpyc_ipy-demo-server",
-                                        daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        with contextlib.suppress(Exception):
-            self.server.serve_forever()
+        self.server.start_in_background()
 
     def env(self) -> dict[str, str]:
         """``RPYC_IPY_DEMO_*`` for a notebook's kernel (the password is one of them)."""
@@ -118,7 +112,6 @@ class EmbeddedServer:
         with contextlib.suppress(Exception):
             self.server.close()
         self.sessions.close()
-        self._thread.join(timeout=5)
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> EmbeddedServer:

@@ -9,6 +9,7 @@ use :func:`ssl_connect` or :func:`srp_connect` across a network.
 from __future__ import annotations
 
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -85,13 +86,15 @@ def ssl_connect(host: str, port: int, keyfile: str | None = None, certfile: str 
                 channel_ticket: str | None = None) -> Connection:
     """TLS with certificates. The server is verified against ``ca_certs`` (or the
     system store) or a pinned SHA-256 ``fingerprint``; ``verify=False`` turns that
-    off, loudly. ``keyfile``/``certfile`` present a client certificate."""
+    off, loudly. ``keyfile``/``certfile`` present a client certificate. ``ssl_version``
+    may only name the negotiating protocols: older, fixed versions are refused."""
     from rpyc_ipy.auth.tls_client import create_client_context, wrap_client_socket
 
     if cert_reqs is not None:
-        import ssl
-
         verify = verify and cert_reqs != ssl.CERT_NONE
+    if ssl_version not in (None, ssl.PROTOCOL_TLS_CLIENT, ssl.PROTOCOL_TLS):
+        raise UsageError(f"ssl_version={ssl_version!r} is not supported: connections negotiate "
+                         "TLS 1.2 or newer; leave ssl_version out (or pass PROTOCOL_TLS_CLIENT)")
     context = create_client_context(ca=ca_certs, certfile=certfile, keyfile=keyfile,
                                     fingerprint=fingerprint, verify=verify)
     if ciphers:

@@ -40,7 +40,7 @@ def start_server() -> Iterator[Callable[..., rpyc_ipy.ThreadedServer]]:
         kwargs.setdefault("listener_timeout", 0.2)  # close() returns sooner
         server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0, **kwargs)
         servers.append(server)
-        server.start()
+        server.start_in_background()
         return server
 
     try:

@@ -39,7 +39,12 @@ NOTEBOOK_SERVICE = "rpyc_ipy.remote:ExecutionService"
 
 
 class _Stop(BaseException):
-    """Raised in the main thread by the SIGTERM handler (like KeyboardInterrupt)."""
+    """Raised in the main thread by the SIGTERM and Ctrl-C handlers (like
+    KeyboardInterrupt); ``how`` names the signal for the closing note."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__(how)
+        self.how = how
 
 
 @command(
@@ -456,16 +461,14 @@ def _serve_socket(args: argparse.Namespace, service: Any, name: str, authenticat
         raise CLIError(f"cannot listen on {format_address(host, port)}: {exc.strerror or exc}"
                        + (" (choose another with --port, or --port 0 for any free port)"
                           if port else "")) from None
-    with _stop_signals() as stops:
+    with _stop_signals():
         try:
             print(f"{PROG}: serving {name} on {format_address(server.host, server.port)} "
                   f"(auth: {auth_kind})", flush=True)
-            server.serve_forever()  # closes the server when it returns or raises
-        except (KeyboardInterrupt, _Stop) as exc:
-            stops.shutting_down()
+            server.start()  # closes the server when it returns or raises
+        except _Stop as exc:
             server.close()
-            how = "SIGTERM" if isinstance(exc, _Stop) else "interrupt"
-            note(f"stopped ({how}); server closed")
+            note(f"stopped ({exc.how}); server closed")
         finally:
             if sessions is not None:
                 sessions.close()  # every session's worker ends with the server
@@ -493,19 +496,18 @@ def _serve_stdio(service: Any, name: str) -> int:
     conn = connect_stream(transport, service, {"connid": "stdio", "credentials": None})
     logging.getLogger("rpyc_ipy.server").info(
         "connection %s from stdio (pid %d) user=%s service=%s", "stdio", os.getppid(), None, name)
-    with _stop_signals() as stops:
+    with _stop_signals():
         try:
             conn.serve_all()
-        except (KeyboardInterrupt, _Stop):
-            stops.shutting_down()
+        except _Stop:
             conn.close()
     logging.getLogger("rpyc_ipy.server").info("connection stdio closed")
     return 0
 
 
 class _stop_signals:
-    """SIGTERM raises :class:`_Stop` in the main thread; a second SIGTERM or Ctrl-C
-    during shutdown ends the process at once."""
+    """SIGTERM and Ctrl-C (unless ignored) raise :class:`_Stop` in the main thread; a
+    second one during shutdown ends the process at once."""
 
     def __init__(self) -> None:
         self._saved: dict[int, Any] = {}
@@ -514,13 +516,13 @@ class _stop_signals:
         for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
             if sig is not None:
                 self._saved[sig] = signal.getsignal(sig)
-        if signal.SIGTERM in self._saved:
-            signal.signal(signal.SIGTERM, self._first)
+                if self._saved[sig] is not signal.SIG_IGN:
+                    signal.signal(sig, self._first)
         return self
 
     def _first(self, signum: int, frame: FrameType | None) -> NoReturn:
         self.shutting_down()
-        raise _Stop()
+        raise _Stop("interrupt" if signum == signal.SIGINT else signal.Signals(signum).name)
 
     def shutting_down(self) -> None:
         """From now on a stop signal ends the process at once."""

@@ -103,6 +103,15 @@ class Timetable(Generic[_Item]):
             self._heap = [(due, key, it) for it, (due, key) in self._entries.items()]
             heapq.heapify(self._heap)
 
+    def peek(self) -> float | None:
+        """A lock-free lower bound of :meth:`earliest` (None: nothing is due): the
+        first heap entry, which may be one already replaced by a later time."""
+        heap = self._heap
+        try:
+            return heap[0][0]
+        except IndexError:
+            return None
+
     def earliest(self) -> float | None:
         """The time the first item is due, None if none is."""
         heap = self._heap

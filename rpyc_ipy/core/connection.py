@@ -84,6 +84,10 @@ _conn_ids = itertools.count(1)
 _get = object.__getattribute__
 
 
+def _earlier(when: float | None, other: float) -> float:
+    return other if when is None or other < when else when
+
+
 class Connection(RequestHandlers):
     """One end of an RPyC-protocol connection.
 
@@ -360,13 +364,15 @@ class Connection(RequestHandlers):
         or None if no deadline is pending: what a server loop sleeps until."""
         if self._closed:
             return None
-        pending = [self._reader.stall_deadline()]
-        first, idle = self._config["first_frame_timeout"], self._config["idle_timeout"]
+        # asked after every request a server loop serves: the usual answer is None, fast
+        when = self._reader.stall_deadline()
+        config = self._config
+        first, idle = config["first_frame_timeout"], config["idle_timeout"]
         if first is not None and self._reader.frames_read == 0:
-            pending.append(self._created + first)
+            when = _earlier(when, self._created + first)
         if idle is not None:
-            pending.append(self._last_frame + idle)
-        return min((when for when in pending if when is not None), default=None)
+            when = _earlier(when, self._last_frame + idle)
+        return when
 
     def check_deadlines(self) -> None:
         """Enforce the first-frame, frame and idle deadlines while nobody reads

@@ -92,8 +92,11 @@ class FrameReader:
                 # the next frame's clock starts now if some of it came with this one
                 self._frame_started = time.monotonic() if engine.in_frame else None
                 return event
-            if self._frame_started is not None and not engine.in_frame:
-                self._frame_started = None  # between frames (empty ones were skipped)
+            if self._frame_started is not None:
+                if engine.in_frame:
+                    self.check_stall()  # a peer dripping bytes never lets a read time out
+                else:
+                    self._frame_started = None  # between frames (empty ones were skipped)
             try:
                 received = self._recv(engine.receive_buffer())
             except TimeoutError:
@@ -105,4 +108,3 @@ class FrameReader:
             if self._frame_started is None:
                 self._frame_started = time.monotonic()
             engine.received(received)
-            self.check_stall()  # here too: a peer dripping bytes never lets a read time out

@@ -5,10 +5,11 @@ port from ``server.port``), runs the authenticator with a deadline off the accep
 loop, and serves each client through a :class:`~rpyc_ipy.Connection`. Subclasses
 only decide *where* a client's connection runs (:meth:`Server._dispatch`).
 
-Use it as a context manager or call ``start()``/``close()``::
+``start()`` serves in the calling thread until ``close()`` or Ctrl-C, as rpyc's
+servers do; ``start_in_background()`` serves from a daemon thread::
 
     with ThreadedServer(MyService, port=0) as server:
-        server.start()   # in a background thread; or server.serve_forever()
+        server.start_in_background()
         ...
 """
 
@@ -116,7 +117,8 @@ class Server:
         self._clients_lock = threading.Lock()
         self._active = False
         self._closed = False
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # the accept loop, when in the background
+        self._state_lock = threading.RLock()
         self._handshakes = 0
         self._loop: ServerLoop | None = None
         if self.multiplex_clients and loop_available():
@@ -155,30 +157,51 @@ class Server:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def start(self) -> Server:
-        """Serve in a background thread; returns at once."""
-        if self._thread is not None:
-            raise UsageError("the server is already started")
-        self._active = True
-        self._thread = threading.Thread(target=self._accept_loop,
-                                        name=f"rpyc_ipy-server-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        """Serve in this thread until :meth:`close` (or Ctrl-C)."""
-        self._active = True
+    def start(self) -> None:
+        """Serve in this thread until :meth:`close` (from another thread or a signal
+        handler) or Ctrl-C, then return, as rpyc's servers do. To serve in the
+        background instead, call :meth:`start_in_background`."""
+        self._begin()
         try:
             self._accept_loop()
+        except KeyboardInterrupt:
+            self.logger.info("interrupted: closing the server on %s:%s", self.host, self.port)
         finally:
             self.close()
 
+    def start_in_background(self: _S) -> _S:
+        """Serve in a daemon thread and return at once (the server itself, so
+        ``server = ThreadedServer(...).start_in_background()`` reads well); :meth:`close`
+        stops it."""
+        self._start_in_thread()
+        return self
+
+    def _start_in_thread(self) -> threading.Thread:
+        """rpyc's name, which rpyc-style test code calls: serve in a daemon thread,
+        and return that thread."""
+        self._begin()
+        thread = threading.Thread(target=self._accept_loop,
+                                  name=f"rpyc_ipy-server-{self.port}", daemon=True)
+        self._thread = thread
+        thread.start()
+        return thread
+
+    def _begin(self) -> None:
+        with self._state_lock:
+            if self._closed:
+                raise UsageError("the server is closed: make a new one to serve again")
+            if self._active:
+                raise UsageError("the server is already started")
+            self._active = True
+
     def close(self) -> None:
-        """Stop accepting, close every client, wait for the accept loop."""
-        if self._closed:
-            return
-        self._closed = True
-        self._active = False
+        """Stop accepting, close every client, wait for a background accept loop.
+        Safe to call more than once and from any thread or a signal handler."""
+        with self._state_lock:  # reentrant: a signal handler may interrupt a close
+            if self._closed:
+                return
+            self._closed = True
+            self._active = False
         try:
             self.listener.close()
         except OSError:
@@ -192,8 +215,9 @@ class Server:
                 pass
         if self._loop is not None:
             self._loop.close()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
 
     @property
     def closed(self) -> bool:

@@ -12,6 +12,7 @@ notebook runtime relays it to a session's worker (:mod:`rpyc_ipy.remote.relay`).
 from __future__ import annotations
 
 import socket
+import time
 
 from rpyc_ipy.core.transport import Transport
 from rpyc_ipy.errors import AuthenticationError, UsageError
@@ -21,25 +22,31 @@ __all__ = ["CHANNEL_PREFIX", "TICKET_DIGITS", "opens_channel", "read_ticket", "t
 CHANNEL_PREFIX = b"RPYCIPY\x01"
 #: a ticket is this many hex digits, sent as one line
 TICKET_DIGITS = 32
+_PARTIAL_WAIT = 0.01  # seconds between peeks while a client's prefix is still arriving
 _MAX_WAITS = 100  # poll intervals (0.1 s each) a channel may take to send its ticket
 
 
 def opens_channel(sock: socket.socket, timeout: float) -> bool:
     """True (and the prefix consumed) if ``sock``'s client opened with the prefix. Reads
     nothing from other clients: it peeks, and stops at the first byte that differs."""
-    sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
     try:
-        while True:
+        for _ in range(int(timeout / _PARTIAL_WAIT) + 2):
+            sock.settimeout(max(0.0, deadline - time.monotonic()))
             seen = sock.recv(len(CHANNEL_PREFIX), socket.MSG_PEEK)
             if not seen or not CHANNEL_PREFIX.startswith(seen):
                 return False
             if len(seen) == len(CHANNEL_PREFIX):
                 sock.recv(len(CHANNEL_PREFIX))
                 return True
+            # part of the prefix: a peek would return it again at once, so wait a little
+            # rather than spin on it while the rest is on its way
+            time.sleep(_PARTIAL_WAIT)
     except (TimeoutError, OSError):
-        raise AuthenticationError("the client sent nothing in time") from None
+        pass
     finally:
         sock.settimeout(None)
+    raise AuthenticationError("the client's first bytes did not arrive in time")
 
 
 def ticket_line(ticket: str) -> bytes:

@@ -214,6 +214,11 @@ class ServerLoop:
     def _schedule(self, conn: Connection, checked_at: float | None = None) -> None:
         """Note when ``conn`` next has a deadline. ``checked_at``: its deadlines were
         just checked then, so one already past could not be enforced yet."""
+        if checked_at is None and conn.next_deadline() is None \
+                and self._deadlines.get(conn) is None:
+            # the common case after a request: nothing pending, nothing noted. A stale
+            # deadline noted concurrently only costs one harmless early check
+            return
         with self._lock:  # asked under the lock: the latest answer is the one kept
             if conn not in self._fds:
                 return
@@ -226,7 +231,12 @@ class ServerLoop:
             self._wake()
 
     def _enforce_deadlines(self) -> None:
+        first = self._deadlines.peek()
+        if first is None:
+            return
         now = time.monotonic()
+        if first > now:  # peek may see a replaced, earlier entry: then look under the lock
+            return
         with self._lock:
             due = self._deadlines.pop_due(now)
         for conn in due:

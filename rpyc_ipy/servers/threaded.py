@@ -74,10 +74,7 @@ class OneShotServer(Server):
             self.listener.close()
         except OSError:
             pass
-        threading.Thread(target=self._serve_one, args=(sock, address, slot), daemon=True).start()
-
-    def _serve_one(self, sock: socket.socket, address: Any, slot: Slot) -> None:
-        try:
+        try:  # in the accepting thread, as rpyc does: start() returns when the client leaves
             self._handle_client(sock, address, slot)
         finally:
             self.close()

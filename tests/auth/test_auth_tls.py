@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from authkit import PING, PKI, WAIT, OneShot, client_exchange, connect
 
+import rpyc_ipy
 from rpyc_ipy.auth.base import SocketLike
 from rpyc_ipy.auth.tls_client import (
     certificate_fingerprint,
@@ -18,7 +19,7 @@ from rpyc_ipy.auth.tls_client import (
     wrap_client_socket,
 )
 from rpyc_ipy.auth.tls_server import SSLAuthenticator
-from rpyc_ipy.errors import AuthenticationError, ConfigError
+from rpyc_ipy.errors import AuthenticationError, ConfigError, UsageError
 
 
 def server_auth(pki: PKI, **kw: Any) -> SSLAuthenticator:
@@ -297,3 +298,9 @@ def test_rpyc_compatible_attributes(pki: PKI) -> None:
     )
     assert server_auth(pki).cert_reqs == ssl.CERT_NONE
     assert mutual_auth(pki, cert_reqs=ssl.CERT_OPTIONAL).cert_reqs == ssl.CERT_OPTIONAL
+
+
+def test_ssl_connect_refuses_a_fixed_old_protocol_version() -> None:
+    # refused before any packet: the port is never reached
+    with pytest.raises(UsageError, match="ssl_version"):
+        rpyc_ipy.ssl_connect("127.0.0.1", 9, ssl_version=ssl.PROTOCOL_TLSv1_2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import signal
 from typing import Any
 
 import pytest
@@ -27,8 +28,8 @@ class FakeServer:
         self.port = kwargs["port"] or 40000  # port 0: the "real" port
         FakeServer.created.append({"service": service, **kwargs})
 
-    def serve_forever(self) -> None:
-        raise KeyboardInterrupt  # as if Ctrl-C came at once
+    def start(self) -> None:
+        signal.raise_signal(signal.SIGINT)  # as if Ctrl-C came at once
 
     def close(self) -> None:
         pass

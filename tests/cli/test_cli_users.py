@@ -94,7 +94,7 @@ def test_password_stdin_takes_one_line_only(tmp_path: Path) -> None:
     # the stored verifier is for "first line" (no CR/LF): check with a real SRP login
     with rpyc_ipy.ThreadedServer(rpyc_ipy.VoidService, port=0,
                                  authenticator=SRPAuthenticator(db)) as server:
-        server.start()
+        server.start_in_background()
         with rpyc_ipy.srp_connect("127.0.0.1", server.port, "alice", "first line",
                                   timeout=WAIT) as conn:
             assert conn.root.get_service_name() == "VOID"

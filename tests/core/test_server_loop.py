@@ -47,7 +47,7 @@ class Work(rpyc_ipy.Service):
 @pytest.fixture
 def server() -> Iterator[rpyc_ipy.ThreadedServer]:
     with rpyc_ipy.ThreadedServer(Work, port=0, listener_timeout=0.2) as started:
-        started.start()
+        started.start_in_background()
         yield started
 
 
@@ -113,7 +113,7 @@ def test_callbacks_into_the_client_work_from_the_loop(server: rpyc_ipy.ThreadedS
 def test_idle_clients_are_dropped_by_the_loops_sweep() -> None:
     with rpyc_ipy.ThreadedServer(Work, port=0, listener_timeout=0.2,
                                  protocol_config={"idle_timeout": 0.3}) as server:
-        server.start()
+        server.start_in_background()
         conn = rpyc_ipy.connect("127.0.0.1", server.port)
         assert conn.root.add(1, 1) == 2
         assert wait_until(lambda: not server.clients, 10.0)
@@ -124,7 +124,7 @@ def test_tls_clients_keep_a_thread_of_their_own(pki: Any) -> None:
     auth = SSLAuthenticator(pki.server_key, pki.server_cert)
     with rpyc_ipy.ThreadedServer(Work, port=0, listener_timeout=0.2,
                                  authenticator=auth) as server:
-        server.start()
+        server.start_in_background()
         with rpyc_ipy.ssl_connect("127.0.0.1", server.port, ca_certs=str(pki.ca)) as conn:
             assert conn.root.add(2, 3) == 5
             assert wait_until(lambda: len(server.clients) == 1, 5.0)
@@ -133,7 +133,7 @@ def test_tls_clients_keep_a_thread_of_their_own(pki: Any) -> None:
 
 def test_closing_the_server_stops_the_loop_threads() -> None:
     server = rpyc_ipy.ThreadedServer(Work, port=0, listener_timeout=0.2)
-    server.start()
+    server.start_in_background()
     conns = [rpyc_ipy.connect("127.0.0.1", server.port) for _ in range(3)]
     slow = rpyc_ipy.async_(conns[0].root.sleep)(0.3)  # makes the loop start a second thread
     assert conns[1].root.add(1, 1) == 2

@@ -20,7 +20,7 @@ class Echo(rpyc_ipy.Service):
 @pytest.mark.parametrize("server_class", [rpyc_ipy.ThreadedServer, rpyc_ipy.ThreadPoolServer])
 def test_server_binds_loopback_reports_port_and_empties_clients(server_class: Any) -> None:
     with server_class(Echo, port=0) as server:
-        server.start()
+        server.start_in_background()
         assert server.host == "127.0.0.1" and server.port > 0
         conns = [rpyc_ipy.connect("127.0.0.1", server.port) for _ in range(3)]
         assert [c.root.echo(i) for i, c in enumerate(conns)] == [0, 1, 2]
@@ -31,7 +31,7 @@ def test_server_binds_loopback_reports_port_and_empties_clients(server_class: An
 
 
 def test_one_shot_server_serves_one_client_then_closes() -> None:
-    server = rpyc_ipy.OneShotServer(Echo, port=0).start()
+    server = rpyc_ipy.OneShotServer(Echo, port=0).start_in_background()
     with rpyc_ipy.connect("127.0.0.1", server.port) as conn:
         assert conn.root.echo("once") == "once"
     assert wait_until(lambda: server.closed, 5.0)
@@ -52,7 +52,7 @@ def test_client_refuses_plaintext_to_a_non_loopback_host() -> None:
 
 def test_connection_cap_closes_extra_clients() -> None:
     with rpyc_ipy.ThreadedServer(Echo, port=0, max_connections=2) as server:
-        server.start()
+        server.start_in_background()
         first = rpyc_ipy.connect("127.0.0.1", server.port)
         second = rpyc_ipy.connect("127.0.0.1", server.port)
         assert first.root.echo(1) == 1 and second.root.echo(2) == 2
@@ -66,7 +66,7 @@ def test_connection_cap_closes_extra_clients() -> None:
 
 def test_silent_client_is_dropped_after_the_first_frame_deadline() -> None:
     with rpyc_ipy.ThreadedServer(Echo, port=0, first_frame_timeout=0.5) as server:
-        server.start()
+        server.start_in_background()
         silent = socket.create_connection(("127.0.0.1", server.port), timeout=5)
         silent.settimeout(5)  # the deadline is 0.5 s: a recv timeout here fails the test
         assert silent.recv(1) == b""
@@ -77,7 +77,7 @@ def test_silent_client_is_dropped_after_the_first_frame_deadline() -> None:
 
 def test_server_keeps_serving_after_garbage() -> None:
     with rpyc_ipy.ThreadedServer(Echo, port=0) as server:
-        server.start()
+        server.start_in_background()
         bad = socket.create_connection(("127.0.0.1", server.port), timeout=5)
         bad.sendall(b"\x00\x00\x00\x03\x07abc\n")  # invalid compression flag
         bad.settimeout(5)

@@ -104,3 +104,16 @@ def test_timetable_keeps_the_latest_time_of_each_item() -> None:
         table.set("c", float(i))
     assert table.pop_due(2000.0) == ["c"]
     assert table.earliest() is None
+
+
+def test_timetable_peek_is_never_later_than_the_earliest_time() -> None:
+    table: Timetable[str] = Timetable()
+    assert table.peek() is None
+    table.set("a", 1.0)
+    table.set("a", 7.0)  # the replaced entry may still be seen: a lower bound, never later
+    table.set("b", 4.0)
+    peeked = table.peek()
+    assert peeked is not None and peeked <= 4.0 == table.earliest()
+    table.set("a", None)
+    table.set("b", None)
+    assert table.earliest() is None and table.peek() is None

@@ -289,7 +289,7 @@ def main(kind: str, directory: str) -> None:
     server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0,
                                      authenticator=authenticator, channel_handler=channels)
     print(server.port, flush=True)
-    server.serve_forever()
+    server.start()
 
 
 if __name__ == "__main__":

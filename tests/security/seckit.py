@@ -420,7 +420,7 @@ service = getattr(seckit, kwargs.pop("service", "TargetService"))
 server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", listener_timeout=0.2,
                                  **kwargs)
 print(server.port, flush=True)
-server.serve_forever()
+server.start()
 """
 
 

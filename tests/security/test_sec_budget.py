@@ -89,7 +89,7 @@ server = rpyc_ipy.ThreadedServer(
     frame_budget=options["budget"], max_pending_per_address=64,
     protocol_config={{"limits": Limits(max_frame_size=options["max_frame"])}})
 print(server.port, flush=True)
-server.serve_forever()
+server.start()
 """
 
 
