@@ -27,6 +27,7 @@ from rpyc_ipy import classic
 from rpyc_ipy._lazy import lazy_attributes
 from rpyc_ipy._version import __version__
 from rpyc_ipy.core.async_result import AsyncResult
+from rpyc_ipy.core.budget import FrameBudget
 from rpyc_ipy.core.connection import Connection
 from rpyc_ipy.core.helpers import BgServingThread, async_, buffiter, spawn, timed
 from rpyc_ipy.core.netref import BaseNetref
@@ -63,7 +64,6 @@ from rpyc_ipy.factory import (
     unix_connect,
 )
 from rpyc_ipy.protocol import brine, vinegar
-from rpyc_ipy.protocol.budget import FrameBudget
 from rpyc_ipy.servers import OneShotServer, ThreadedServer, ThreadPoolServer
 
 __all__ = [

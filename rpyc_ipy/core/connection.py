@@ -109,7 +109,7 @@ class Connection(RequestHandlers):
         pending_limit = None if self._config.get("credentials") is not None \
             else self._config["pending_frame_limit"]
         self._engine = Engine(limits, self._config["compress_threshold"],
-                              budget=self._config["frame_budget"],
+                              budget=self._config["frame_budget"].share(),
                               first_frame_limit=pending_limit)
         self._on_established: Callable[[], None] | None = None
         self._reader = FrameReader(transport, self._engine, self._config["frame_deadline"])

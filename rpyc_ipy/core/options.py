@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rpyc_ipy.core.budget import CLIENT_FRAME_BUDGET, FrameBudget
 from rpyc_ipy.core.policy import DEFAULT_CONFIG
 from rpyc_ipy.core.transport import DEFAULT_BUSY_POLL_WINDOW
 from rpyc_ipy.errors import ConfigError
-from rpyc_ipy.protocol.budget import CLIENT_FRAME_BUDGET, FrameBudget
 from rpyc_ipy.protocol.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["CONNECTION_OPTIONS", "validated_config"]
@@ -18,7 +18,7 @@ __all__ = ["CONNECTION_OPTIONS", "validated_config"]
 #: options of ours, accepted in a config dict beside RPyC's keys
 CONNECTION_OPTIONS: dict[str, Any] = {
     "limits": DEFAULT_LIMITS,  # decoder and frame limits
-    # bytes of large frames in flight, shared with other connections (protocol/budget.py);
+    # bytes of large frames in flight, shared with other connections (core/budget.py);
     # servers give their clients one of their own
     "frame_budget": CLIENT_FRAME_BUDGET,
     # servers set this: frame limit until the peer logs in or sends a valid message

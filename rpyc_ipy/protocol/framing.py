@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import mmap
 import struct
-import threading
 import zlib
 from collections.abc import Sequence
 
@@ -101,9 +100,8 @@ class FrameDecoder:
         self._frame_limit = limits.max_frame_size if first_frame_limit is None \
             else min(first_frame_limit, limits.max_frame_size)
         self._budget = budget
-        self._held = 0  # bytes reserved from the budget
-        self._budget_lock = threading.Lock()  # close() may come from another thread
-        self._closed = False
+        self._held = 0  # bytes reserved from the budget (the reader's count; close() may
+        # come from another thread, so the budget keeps its own)
         # the large payload last returned, and the bytes reserved for it
         self._payload: memoryview | None = None
         self._payload_held = 0
@@ -261,15 +259,12 @@ class FrameDecoder:
         self._give(held)
 
     def close(self) -> None:
-        """Give every reserved byte back and the pages of a frame still arriving to the
+        """Give every reserved byte back, and the pages of a frame still arriving to the
         system; the decoder takes no more budget. Safe from another thread while the
         reader works: it changes no state the reader uses, and the buffer stays mapped
         (a write into it lands in a fresh zero page)."""
-        with self._budget_lock:
-            self._closed = True
-            held, self._held = self._held, 0
-        if held and self._budget is not None:
-            self._budget.release(held)
+        if self._budget is not None:
+            self._budget.close()
         big = self._big
         if big is not None:
             try:
@@ -288,25 +283,20 @@ class FrameDecoder:
         budget = self._budget
         if budget is None:
             return
-        with self._budget_lock:
-            if self._closed:
-                raise LimitExceeded("frame: the connection is closed")
-            if not budget.reserve(size):
-                raise LimitExceeded(
-                    f"frame: {size} more bytes would exceed the memory budget for frames "
-                    "shared by this side's connections; raise frame_budget, or retry when "
-                    "fewer large frames are in flight")
-            self._held += size
+        if not budget.reserve(size):
+            raise LimitExceeded(
+                f"frame: {size} more bytes would exceed the memory budget for frames "
+                "shared by this side's connections; raise frame_budget, or retry when "
+                "fewer large frames are in flight")
+        self._held += size
 
     def _give(self, size: int) -> None:
         budget = self._budget
         if budget is None:
             return
-        with self._budget_lock:
-            size = min(size, self._held)
-            self._held -= size
-            if size:
-                budget.release(size)
+        size = min(size, self._held)
+        self._held -= size
+        budget.release(size)
 
     def _read_header(self) -> None:
         """Check the header at ``_start``; a large frame moves into a body buffer of its own."""

@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from rpyc_ipy.core.budget import DEFAULT_FRAME_BUDGET, FrameBudget
 from rpyc_ipy.core.connection import Connection, user_of
 from rpyc_ipy.core.transport import Transport
 from rpyc_ipy.errors import AuthenticationError, UsageError
-from rpyc_ipy.protocol.budget import DEFAULT_FRAME_BUDGET, FrameBudget
 from rpyc_ipy.protocol.limits import DEFAULT_LIMITS
 from rpyc_ipy.servers.channels import opens_channel
 from rpyc_ipy.servers.loop import ServerLoop, loop_available

@@ -32,9 +32,9 @@ from seckit import (
 )
 
 import rpyc_ipy
+from rpyc_ipy.core.budget import FrameBudget
 from rpyc_ipy.errors import ConnectionLost, LimitExceeded, UsageError
 from rpyc_ipy.protocol import consts
-from rpyc_ipy.protocol.budget import FrameBudget
 from rpyc_ipy.protocol.framing import FrameDecoder, frame_bytes
 from rpyc_ipy.protocol.inflate import CHUNK
 from rpyc_ipy.protocol.limits import Limits
@@ -233,7 +233,7 @@ def test_inflation_writes_into_the_final_buffer_a_chunk_at_a_time() -> None:
     payload = bytes(range(256)) * (size // 256)
     frame = frame_bytes(payload, compress_threshold=0)
     budget = FrameBudget(size + 2 * CHUNK)
-    decoder = FrameDecoder(Limits(max_frame_size=size), budget)
+    decoder = FrameDecoder(Limits(max_frame_size=size), budget.share())
     tracemalloc.start()
     try:
         decoder.feed(frame)
@@ -253,7 +253,7 @@ def test_inflation_writes_into_the_final_buffer_a_chunk_at_a_time() -> None:
 
 def test_inflation_is_refused_when_the_budget_runs_out_and_gives_everything_back() -> None:
     budget = FrameBudget(8 * MiB)
-    decoder = FrameDecoder(Limits(max_frame_size=64 * MiB), budget)
+    decoder = FrameDecoder(Limits(max_frame_size=64 * MiB), budget.share())
     decoder.feed(frame_bytes(b"\0" * (32 * MiB), compress_threshold=0))
     with pytest.raises(LimitExceeded, match="memory budget for frames"):
         decoder.next_payload()
