@@ -3,6 +3,8 @@
 * :class:`~rpyc_ipy.auth.tls_server.SSLAuthenticator`: TLS with certificates (stdlib ``ssl``).
 * :class:`~rpyc_ipy.auth.srp_server.SRPAuthenticator`: TLS-SRP username/password (tlslite-ng).
 * :class:`~rpyc_ipy.auth.userdb.UserDB`: the verifier file SRP logins are checked against.
+* :class:`~rpyc_ipy.auth.throttle.LoginThrottle`: how many failed SRP logins an
+  address or a user name gets before it is locked out for a while.
 * :mod:`rpyc_ipy.auth.base`: the contract every authenticator follows.
 
 Client-side counterparts live in :mod:`rpyc_ipy.auth.tls_client` and
@@ -27,6 +29,7 @@ from rpyc_ipy.errors import AuthenticationError
 if TYPE_CHECKING:
     from rpyc_ipy.auth.srp_server import SRPAuthenticator
     from rpyc_ipy.auth.srp_socket import TLSLiteSocket
+    from rpyc_ipy.auth.throttle import LoginThrottle
     from rpyc_ipy.auth.tls_server import SSLAuthenticator
     from rpyc_ipy.auth.userdb import UserDB
 
@@ -36,6 +39,7 @@ __all__ = [
     "AuthenticationError",
     "Authenticator",
     "Credentials",
+    "LoginThrottle",
     "SRPAuthenticator",
     "SSLAuthenticator",
     "SocketLike",
@@ -45,6 +49,7 @@ __all__ = [
 
 _LAZY = {
     "SSLAuthenticator": "rpyc_ipy.auth.tls_server",
+    "LoginThrottle": "rpyc_ipy.auth.throttle",
     "SRPAuthenticator": "rpyc_ipy.auth.srp_server",
     "TLSLiteSocket": "rpyc_ipy.auth.srp_socket",
     "UserDB": "rpyc_ipy.auth.userdb",

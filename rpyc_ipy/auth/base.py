@@ -29,6 +29,7 @@ from rpyc_ipy.errors import AuthenticationError, ConfigError
 
 __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
+    "DEFAULT_MIN_PASSWORD_LENGTH",
     "AuthResult",
     "Authenticator",
     "Credentials",
@@ -44,6 +45,10 @@ __all__ = [
 #: Seconds a whole handshake may take. A loopback TLS-SRP handshake with a 2048-bit
 #: group takes ~20 ms; the margin is for slow links and loaded hosts, not for peers.
 DEFAULT_HANDSHAKE_TIMEOUT: float = 10.0
+
+#: The fewest characters a new TLS-SRP password may have (the user database and
+#: ``rpyc-ipy users`` both apply it; it lives here because neither loads tlslite then).
+DEFAULT_MIN_PASSWORD_LENGTH: int = 8
 
 #: What an authenticator established about the peer: ``getpeercert()`` of a TLS
 #: socket (a dict, or ``None`` when no client certificate was requested), the

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from tlslite import HandshakeSettings, TLSConnection
-from tlslite.constants import AlertDescription, CipherSuite
+from tlslite.constants import AlertDescription, AlertLevel, CipherSuite, ContentType
 from tlslite.errors import (
     TLSAbruptCloseError,
     TLSAlert,
@@ -55,14 +55,25 @@ from rpyc_ipy.errors import AuthenticationError
 
 __all__ = [
     "BAD_CREDENTIALS",
+    "THROTTLED",
+    "LoginRefused",
     "TLSLiteSocket",
     "describe_srp_error",
     "run_handshake",
+    "send_refusal_alert",
     "srp_settings",
 ]
 
 #: The one message for a wrong password and an unknown user, on both sides.
 BAD_CREDENTIALS = "TLS-SRP authentication failed: wrong username or password"
+#: What a client is told when the server's login throttle refused it (whether or not
+#: the user exists).
+THROTTLED = ("TLS-SRP login refused: too many failed logins from this address or for this "
+             "user name; wait a few minutes, then try again")
+# The alert a throttled login gets. TLS has no "slow down" alert; access_denied
+# ("access control said no") is the nearest, and SRP handshakes send it for
+# nothing else.
+_REFUSAL_ALERT = AlertDescription.access_denied
 
 # Records carry at most 16 KiB; handing tlslite 64 KiB per call keeps its own
 # re-slicing of large writes (quadratic in the write size) out of the picture.
@@ -83,6 +94,24 @@ _CREDENTIAL_ALERTS = {
 
 class _DeadlinePassed(Exception):
     """Internal: a wait ran out of time; the generator is left suspended."""
+
+
+class LoginRefused(Exception):
+    """Raised by a server's verifier lookup to refuse a login before any password is
+    checked, after :func:`send_refusal_alert`; the message is for the server's log."""
+
+
+def send_refusal_alert(raw: socket.socket) -> None:
+    """Send the fatal alert of a refused login on ``raw``, a server socket whose
+    handshake has read the ClientHello and sent nothing yet.
+
+    Nothing is encrypted before ServerHello, so this is a plain TLS 1.2 alert record
+    (RFC 5246 section 6.2.1), written whole by one ``send`` into an empty buffer. A
+    peer that is gone just misses it.
+    """
+    record = bytes((ContentType.alert, 3, 3, 0, 2, AlertLevel.fatal, _REFUSAL_ALERT))
+    with contextlib.suppress(OSError):
+        raw.send(record)
 
 
 def srp_settings() -> HandshakeSettings:
@@ -186,6 +215,10 @@ def describe_srp_error(exc: BaseException) -> str:
     """
     if isinstance(exc, TLSAlert) and exc.description in _CREDENTIAL_ALERTS:
         return BAD_CREDENTIALS
+    if isinstance(exc, TLSAlert) and exc.description == _REFUSAL_ALERT:
+        return THROTTLED
+    if isinstance(exc, LoginRefused):
+        return str(exc)
     if isinstance(exc, TLSAbruptCloseError | ConnectionError | EOFError):
         return "TLS-SRP handshake failed: the peer closed the connection"
     if isinstance(exc, TLSAlert):
@@ -243,6 +276,20 @@ def run_handshake(
     if username is None:
         username = conn.session.srpUsername
     return TLSLiteSocket(conn, rawio, original_timeout, username or "")
+
+
+def tlslite_buffered_bytes(conn: TLSConnection) -> int:
+    """Bytes ``conn`` holds above the kernel: decrypted data not yet returned and raw
+    bytes its socket wrapper read ahead (part of the next record, still encrypted).
+
+    tlslite-ng (checked up to 0.8.2 and its main branch) has no public call for this,
+    so it reads two private buffers: ``TLSRecordLayer._readBuffer`` and
+    ``BufferedSocket._read_buffer`` (``conn.sock``), which over-reads 4 KiB at a time.
+    Without it a server loop would wait on ``select`` while a whole request sits
+    here. No ``getattr`` default: if tlslite renames them this fails loudly, and
+    tests/auth/test_auth_srp.py::test_tlslite_buffers_are_counted says so.
+    """
+    return len(conn._readBuffer) + len(conn.sock._read_buffer)
 
 
 class TLSLiteSocket:
@@ -328,9 +375,7 @@ class TLSLiteSocket:
         Call ``recv_into`` before waiting on :meth:`fileno` while this is non-zero:
         such data will not wake a ``select``/``poll``.
         """
-        inner = len(getattr(self._conn, "_readBuffer", b""))
-        buffered = len(getattr(self._conn.sock, "_read_buffer", b""))
-        return len(self._rbuf) + inner + buffered
+        return len(self._rbuf) + tlslite_buffered_bytes(self._conn)
 
     # -- writing -----------------------------------------------------------------
 

@@ -25,15 +25,11 @@ import ssl
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
-from rpyc_ipy.auth.base import (
-    DEFAULT_HANDSHAKE_TIMEOUT,
-    Deadline,
-    check_timeout,
-    close_quietly,
-)
-from rpyc_ipy.auth.tls_server import describe_tls_error, drive_ssl_handshake
+from rpyc_ipy.auth.base import DEFAULT_HANDSHAKE_TIMEOUT, check_timeout
+from rpyc_ipy.auth.tls_server import tls_handshake
 from rpyc_ipy.errors import AuthenticationError, ConfigError
 
 __all__ = [
@@ -206,31 +202,21 @@ def wrap_client_socket(
     failure ``sock`` is closed and ``AuthenticationError`` raised.
     """
     timeout = check_timeout(handshake_timeout)
-    try:
-        original_timeout = sock.gettimeout()
-        sock.setblocking(False)
-        tls = context.wrap_socket(
-            sock, server_side=False, do_handshake_on_connect=False, server_hostname=host or None
-        )
-    except (OSError, ValueError) as exc:
-        close_quietly(sock)
-        raise AuthenticationError(describe_tls_error(exc)) from exc
-    try:
-        drive_ssl_handshake(tls, Deadline(timeout))
-        pin = context.pinned_sha256 if isinstance(context, ClientContext) else None
-        if pin is not None:
-            der = tls.getpeercert(binary_form=True) or b""
-            got = hashlib.sha256(der).digest()
-            if not hmac.compare_digest(got, pin):
-                raise AuthenticationError(
-                    "server certificate fingerprint mismatch: expected "
-                    f"{format_fingerprint(pin)}, got {format_fingerprint(got)}"
-                )
-        tls.settimeout(original_timeout)
-    except AuthenticationError:
-        close_quietly(tls)
-        raise
-    except (OSError, ValueError) as exc:
-        close_quietly(tls)
-        raise AuthenticationError(describe_tls_error(exc)) from exc
-    return tls
+    pin = context.pinned_sha256 if isinstance(context, ClientContext) else None
+    return tls_handshake(sock, context, timeout, server_side=False, server_hostname=host or None,
+                         check=None if pin is None else _pin_check(pin))
+
+
+def _pin_check(pin: bytes) -> Callable[[ssl.SSLSocket], None]:
+    """A check that the server's leaf certificate has the SHA-256 ``pin``."""
+
+    def check(tls: ssl.SSLSocket) -> None:
+        der = tls.getpeercert(binary_form=True) or b""
+        got = hashlib.sha256(der).digest()
+        if not hmac.compare_digest(got, pin):
+            raise AuthenticationError(
+                "server certificate fingerprint mismatch: expected "
+                f"{format_fingerprint(pin)}, got {format_fingerprint(got)}"
+            )
+
+    return check

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from rpyc_ipy.auth.base import (
@@ -35,7 +36,7 @@ from rpyc_ipy.auth.base import (
 )
 from rpyc_ipy.errors import AuthenticationError, ConfigError
 
-__all__ = ["SSLAuthenticator", "describe_tls_error", "drive_ssl_handshake"]
+__all__ = ["SSLAuthenticator", "describe_tls_error", "drive_ssl_handshake", "tls_handshake"]
 
 # PROTOCOL_TLS and PROTOCOL_SSLv23 are the same "negotiate the best" value.
 _NEGOTIATE = {ssl.PROTOCOL_TLS, ssl.PROTOCOL_TLS_SERVER}
@@ -71,6 +72,45 @@ def describe_tls_error(exc: BaseException) -> str:
         reason = exc.reason or exc.strerror or str(exc)
         return f"TLS handshake failed: {reason}"
     return f"TLS handshake failed: {exc}"
+
+
+def tls_handshake(
+    sock: socket.socket,
+    context: ssl.SSLContext,
+    timeout: float,
+    *,
+    server_side: bool,
+    server_hostname: str | None = None,
+    check: Callable[[ssl.SSLSocket], None] | None = None,
+) -> ssl.SSLSocket:
+    """Wrap ``sock`` with ``context`` and run the handshake within ``timeout`` seconds,
+    then ``check(tls)`` if given (raising ``AuthenticationError`` to refuse the peer).
+
+    The one set-up both halves share (:class:`SSLAuthenticator` and
+    :func:`rpyc_ipy.auth.tls_client.wrap_client_socket`). Returns the
+    ``ssl.SSLSocket`` back in ``sock``'s original timeout mode; on any failure
+    ``sock`` is closed and ``AuthenticationError`` raised.
+    """
+    try:
+        original_timeout = sock.gettimeout()
+        sock.setblocking(False)
+        tls = context.wrap_socket(sock, server_side=server_side, do_handshake_on_connect=False,
+                                  server_hostname=server_hostname)
+    except (OSError, ValueError) as exc:
+        close_quietly(sock)
+        raise AuthenticationError(describe_tls_error(exc)) from exc
+    try:
+        drive_ssl_handshake(tls, Deadline(timeout))
+        if check is not None:
+            check(tls)
+        tls.settimeout(original_timeout)
+    except AuthenticationError:
+        close_quietly(tls)
+        raise
+    except (OSError, ValueError) as exc:
+        close_quietly(tls)
+        raise AuthenticationError(describe_tls_error(exc)) from exc
+    return tls
 
 
 def _build_server_context(
@@ -158,23 +198,8 @@ class SSLAuthenticator:
 
     def __call__(self, sock: socket.socket) -> AuthResult:
         """Run the server-side TLS handshake on ``sock``; see the class docstring."""
-        try:
-            original_timeout = sock.gettimeout()
-            sock.setblocking(False)
-            tls = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        except (OSError, ValueError) as exc:
-            close_quietly(sock)
-            raise AuthenticationError(describe_tls_error(exc)) from exc
-        try:
-            drive_ssl_handshake(tls, Deadline(self.handshake_timeout))
-            tls.settimeout(original_timeout)
-            credentials: dict[str, Any] | None = tls.getpeercert()
-        except AuthenticationError:
-            close_quietly(tls)
-            raise
-        except (OSError, ValueError) as exc:
-            close_quietly(tls)
-            raise AuthenticationError(describe_tls_error(exc)) from exc
+        tls = tls_handshake(sock, self.context, self.handshake_timeout, server_side=True)
+        credentials: dict[str, Any] | None = tls.getpeercert()
         return AuthResult(tls, credentials)
 
     def __repr__(self) -> str:

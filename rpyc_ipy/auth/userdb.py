@@ -55,6 +55,7 @@ from typing import Any, NamedTuple
 
 from tlslite.mathtls import goodGroupParameters, makeVerifier
 
+from rpyc_ipy.auth.base import DEFAULT_MIN_PASSWORD_LENGTH
 from rpyc_ipy.errors import ConfigError, UsageError
 
 try:  # advisory locking between processes (POSIX); Windows goes without
@@ -65,10 +66,12 @@ except ImportError:  # pragma: no cover - not on POSIX
 __all__ = [
     "DEFAULT_GROUP_BITS",
     "DEFAULT_MAX_BYTES",
+    "DEFAULT_MIN_PASSWORD_LENGTH",
     "FORMAT",
     "MAX_USERS",
     "UserDB",
     "VerifierEntry",
+    "check_password_length",
     "password_bytes",
     "username_bytes",
 ]
@@ -140,6 +143,19 @@ def password_bytes(password: str | bytes | bytearray) -> bytes:
     if not raw:
         raise UsageError("the password must not be empty")
     return raw
+
+
+def check_password_length(password: str | bytes | bytearray,
+                          min_length: int = DEFAULT_MIN_PASSWORD_LENGTH) -> None:
+    """``UsageError`` if ``password`` has fewer than ``min_length`` characters (bytes,
+    for a bytes password): a verifier of a short one is guessed offline in no time."""
+    if isinstance(min_length, bool) or not isinstance(min_length, int) or min_length < 1:
+        raise UsageError("the minimum password length must be a whole number of at least 1, "
+                         f"got {min_length!r}")
+    if len(password) < min_length:
+        unit = "bytes" if isinstance(password, bytes | bytearray) else "characters"
+        raise UsageError(f"the password has {len(password)} {unit}, fewer than the "
+                         f"{min_length} required: choose a longer one (a few words will do)")
 
 
 def _b64(data: bytes) -> str:
@@ -395,13 +411,16 @@ class UserDB:
         password: str | bytes | bytearray,
         *,
         replace: bool = False,
+        min_password_length: int = DEFAULT_MIN_PASSWORD_LENGTH,
     ) -> None:
         """Add ``username`` with a verifier of ``password`` and save.
 
-        An existing user is a ``UsageError`` unless ``replace`` (to change a password).
+        An existing user is a ``UsageError`` unless ``replace`` (to change a password);
+        so is a password shorter than ``min_password_length``.
         """
         key = username_bytes(username)
         pw = password_bytes(password)
+        check_password_length(password, min_password_length)
         with self._modify() as doc:
             name = key.decode("utf-8")
             if name in doc["users"] and not replace:
@@ -415,14 +434,19 @@ class UserDB:
             }
 
     def set_password(
-        self, username: str | bytes | bytearray, password: str | bytes | bytearray
+        self,
+        username: str | bytes | bytearray,
+        password: str | bytes | bytearray,
+        *,
+        min_password_length: int = DEFAULT_MIN_PASSWORD_LENGTH,
     ) -> None:
-        """Change the password of an existing user (``UsageError`` if absent)."""
+        """Change the password of an existing user (``UsageError`` if absent, or if
+        ``password`` is shorter than ``min_password_length``)."""
         if not self.contains(username):
             self.refresh()
         if not self.contains(username):
             raise UsageError(f"no such user {username!r}")
-        self.add(username, password, replace=True)
+        self.add(username, password, replace=True, min_password_length=min_password_length)
 
     def delete(self, username: str | bytes | bytearray) -> None:
         """Remove ``username`` and save; ``UsageError`` if there is no such user."""

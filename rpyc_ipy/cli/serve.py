@@ -25,6 +25,9 @@ import sys
 from types import FrameType, ModuleType
 from typing import Any, NoReturn, TextIO
 
+from rpyc_ipy.auth.throttle import DEFAULT_FORGET_AFTER as FORGET_AFTER
+from rpyc_ipy.auth.throttle import DEFAULT_FREE_FAILURES as FREE_FAILURES
+from rpyc_ipy.auth.throttle import DEFAULT_MAX_DELAY as MAX_DELAY
 from rpyc_ipy.cli.common import PROG, CLIError, command, note
 from rpyc_ipy.target import format_address
 
@@ -85,6 +88,19 @@ def _serve_command(parser: argparse.ArgumentParser) -> None:
     auth.add_argument("--srp-db", metavar="FILE",
                       help="TLS-SRP: username/password logins checked against this user "
                            "database (manage it with `rpyc-ipy users`)")
+    auth.add_argument("--login-free-failures", type=_positive_int, default=None, metavar="N",
+                      help="TLS-SRP: failed logins from one address, or for one user name, "
+                           "that may come back to back; the last one locks them for 1 s "
+                           f"(default {FREE_FAILURES})")
+    auth.add_argument("--login-max-delay", type=_positive_float, default=None,
+                      metavar="SECONDS",
+                      help="TLS-SRP: the longest lock; each failure after the free ones "
+                           f"locks twice as long as the one before, up to this (default "
+                           f"{MAX_DELAY:g})")
+    auth.add_argument("--login-forget-after", type=_positive_float, default=None,
+                      metavar="SECONDS",
+                      help="TLS-SRP: forget one failed login of an address or user name "
+                           f"per this many seconds (default {FORGET_AFTER:g})")
     auth.add_argument("--cert", metavar="FILE", help="TLS: the server certificate (PEM)")
     auth.add_argument("--key", metavar="FILE",
                       help="TLS: the server's private key (PEM; omit if it is in --cert)")
@@ -221,6 +237,13 @@ def _check_serve_options(args: argparse.Namespace) -> None:
         raise CLIError("--ca needs --cert (the server's own certificate)", 2)
     if args.srp_db and args.cert:
         raise CLIError("choose one authentication: --srp-db or --cert, not both", 2)
+    throttle_flags = [flag for flag, value in (
+        ("--login-free-failures", args.login_free_failures),
+        ("--login-max-delay", args.login_max_delay),
+        ("--login-forget-after", args.login_forget_after)) if value is not None]
+    if throttle_flags and not args.srp_db:
+        raise CLIError(f"{', '.join(throttle_flags)}: only TLS-SRP logins are throttled; "
+                       "add --srp-db FILE or drop the flag", 2)
     authenticated = bool(args.srp_db or args.cert)
     if args.stdio:
         given = [flag for flag, value in (("--host", args.host), ("--port", args.port),
@@ -374,7 +397,7 @@ def _make_authenticator(args: argparse.Namespace) -> tuple[Any, str]:
         if not len(db):
             log.warning("%s has no users: nobody can log in until you run "
                         "`%s users add %s USER`", db.path, PROG, args.srp_db)
-        return SRPAuthenticator(db), "srp"
+        return SRPAuthenticator(db, throttle=_login_throttle(args)), "srp"
     if args.cert:
         from rpyc_ipy.auth.tls_server import SSLAuthenticator
 
@@ -386,6 +409,19 @@ def _make_authenticator(args: argparse.Namespace) -> tuple[Any, str]:
             log.info("client certificates issued by %s are required (mutual TLS)", args.ca)
         return authenticator, "tls"
     return None, "none"
+
+
+def _login_throttle(args: argparse.Namespace) -> Any:
+    from rpyc_ipy.auth.throttle import DEFAULT_BASE_DELAY, LoginThrottle
+
+    max_delay = MAX_DELAY if args.login_max_delay is None else args.login_max_delay
+    return LoginThrottle(
+        free_failures=args.login_free_failures or FREE_FAILURES,
+        # a maximum under the first step is the first step
+        base_delay=min(DEFAULT_BASE_DELAY, max_delay),
+        max_delay=max_delay,
+        forget_after=args.login_forget_after or FORGET_AFTER,
+    )
 
 
 def _fingerprint(certfile: str) -> str | None:

@@ -14,6 +14,7 @@ import sys
 import warnings
 from typing import Any
 
+from rpyc_ipy.auth.base import DEFAULT_MIN_PASSWORD_LENGTH
 from rpyc_ipy.cli.common import PROG, CLIError, command, note
 
 #: the longest password line ``--password-stdin`` reads
@@ -35,18 +36,17 @@ def _users_command(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=lambda args: _usage_of(parser))
 
     add = sub.add_parser("add", help="add a user (creates FILE if missing)")
-    add.add_argument("file", metavar="FILE")
-    add.add_argument("user", metavar="USER")
-    add.add_argument("--password-stdin", action="store_true",
-                     help="read the password as one line from standard input")
-    add.set_defaults(run=_users_add)
-
     passwd = sub.add_parser("passwd", help="change a user's password")
-    passwd.add_argument("file", metavar="FILE")
-    passwd.add_argument("user", metavar="USER")
-    passwd.add_argument("--password-stdin", action="store_true",
-                        help="read the password as one line from standard input")
-    passwd.set_defaults(run=_users_passwd)
+    for action, run in ((add, _users_add), (passwd, _users_passwd)):
+        action.add_argument("file", metavar="FILE")
+        action.add_argument("user", metavar="USER")
+        action.add_argument("--password-stdin", action="store_true",
+                            help="read the password as one line from standard input")
+        action.add_argument("--min-password-length", type=_min_length,
+                            default=DEFAULT_MIN_PASSWORD_LENGTH, metavar="N",
+                            help="refuse passwords of fewer than N characters (default "
+                                 f"{DEFAULT_MIN_PASSWORD_LENGTH})")
+        action.set_defaults(run=run)
 
     delete = sub.add_parser("del", aliases=["delete"], help="remove a user")
     delete.add_argument("file", metavar="FILE")
@@ -56,6 +56,16 @@ def _users_command(parser: argparse.ArgumentParser) -> None:
     listing = sub.add_parser("list", help="print the usernames, one a line")
     listing.add_argument("file", metavar="FILE")
     listing.set_defaults(run=_users_list)
+
+
+def _min_length(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _usage_of(parser: argparse.ArgumentParser) -> int:
@@ -78,11 +88,11 @@ def _users_add(args: argparse.Namespace) -> int:
     if existing is not None and existing.contains(args.user):
         raise CLIError(f"user {args.user!r} already exists in {existing.path}; change the "
                        f"password with `{PROG} users passwd {args.file} {args.user}`")
-    password = _read_password(args.user, args.password_stdin)
+    password = _read_password(args.user, args.password_stdin, args.min_password_length)
     db = existing if existing is not None else UserDB.create(args.file, exist_ok=True)
     if existing is None:
         note(f"created user database {db.path} (readable by its owner only)")
-    db.add(args.user, password)
+    db.add(args.user, password, min_password_length=args.min_password_length)
     print(f"{PROG}: added user {args.user!r} to {db.path} ({_users(len(db))})", flush=True)
     return 0
 
@@ -91,8 +101,8 @@ def _users_passwd(args: argparse.Namespace) -> int:
     db = _open_db(args.file)
     if not db.contains(args.user):
         raise CLIError(f"no user {args.user!r} in {db.path}")
-    password = _read_password(args.user, args.password_stdin)
-    db.set_password(args.user, password)
+    password = _read_password(args.user, args.password_stdin, args.min_password_length)
+    db.set_password(args.user, password, min_password_length=args.min_password_length)
     print(f"{PROG}: changed the password of {args.user!r} in {db.path}", flush=True)
     return 0
 
@@ -118,8 +128,9 @@ def _users_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_password(user: str, from_stdin: bool) -> str:
-    """One password: a line of stdin, or asked twice on the terminal."""
+def _read_password(user: str, from_stdin: bool, min_length: int) -> str:
+    """One password of at least ``min_length`` characters: a line of stdin, or asked
+    twice on the terminal."""
     if from_stdin:
         raw = sys.stdin.buffer.readline(MAX_PASSWORD_BYTES + 1)
         if len(raw) > MAX_PASSWORD_BYTES:
@@ -131,6 +142,7 @@ def _read_password(user: str, from_stdin: bool) -> str:
             raise CLIError("the password is not valid UTF-8") from None
         if not password:
             raise CLIError("no password on standard input (expected one line)")
+        _check_length(password, min_length)
         return password
     with warnings.catch_warnings():
         # getpass falls back to echoing stdin when there is no terminal: refuse that
@@ -139,6 +151,7 @@ def _read_password(user: str, from_stdin: bool) -> str:
             first = getpass.getpass(f"Password for {user}: ")
             if not first:
                 raise CLIError("the password must not be empty")
+            _check_length(first, min_length)  # before asking again
             second = getpass.getpass("Repeat the password: ")
         except getpass.GetPassWarning:
             raise CLIError("no terminal to ask the password on; pipe it in with "
@@ -148,3 +161,13 @@ def _read_password(user: str, from_stdin: bool) -> str:
     if first != second:
         raise CLIError("the passwords do not match")
     return first
+
+
+def _check_length(password: str, min_length: int) -> None:
+    from rpyc_ipy.auth.userdb import check_password_length
+    from rpyc_ipy.errors import UsageError
+
+    try:
+        check_password_length(password, min_length)
+    except UsageError as exc:
+        raise CLIError(f"{exc} (--min-password-length N changes the minimum)") from None

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rpyc_ipy.errors import AsyncResultTimeout
+from rpyc_ipy.errors import AsyncResultTimeout, UsageError
 
 if TYPE_CHECKING:
     from rpyc_ipy.core.connection import Connection
@@ -40,8 +40,9 @@ class AsyncResult:
         state = "ready" if self._ready else ("expired" if self.expired else "pending")
         return f"<AsyncResult seq={self.seq} {state}>"
 
-    def _resolve(self, is_error: bool, value: Any) -> None:
-        """Called once by the connection when the reply or the failure is known."""
+    def resolve(self, is_error: bool, value: Any) -> None:
+        """Set the outcome: called once, by the connection, when the reply or the
+        failure is known (not for users: a result resolved twice breaks waiting)."""
         self._value = value
         self._error = is_error
         self._ready = True
@@ -61,6 +62,11 @@ class AsyncResult:
     def error(self) -> bool:
         """True if the request failed (valid only once ``ready``)."""
         return self._ready and self._error
+
+    @property
+    def exception(self) -> BaseException | None:
+        """The failure, without raising it; ``None`` unless ``ready`` and ``error``."""
+        return self._value if self._ready and self._error else None
 
     @property
     def expired(self) -> bool:
@@ -87,12 +93,18 @@ class AsyncResult:
         if not self._ready:
             if self._conn is None:
                 raise AsyncResultTimeout("result was never sent")
-            self._conn._wait_for(self, deadline)
+            self._conn.wait_for(self, deadline)
 
     @property
     def value(self) -> Any:
         """The reply's value; raises the remote exception if the request failed."""
         self.wait()
+        return self.unwrap()
+
+    def unwrap(self) -> Any:
+        """The value of a ``ready`` result, or raise its failure (no waiting)."""
+        if not self._ready:
+            raise UsageError("the result has not arrived yet: wait() for it or read .value")
         if self._error:
             raise self._value
         return self._value

@@ -56,7 +56,7 @@ class ReleaseFlusher:
             time.sleep(0.002)  # let a burst of finalizers queue up: one write for all
             conn = ref()
             if conn is not None:
-                conn._flush_releases()
+                conn.flush_releases()
             del conn
 
 

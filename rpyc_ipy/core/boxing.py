@@ -6,17 +6,28 @@ it (the connection's :class:`~rpyc_ipy.protocol.objects.ExportTable`) and the
 peer gets a netref to it. Unboxing a reference gives one netref per remote
 object (the proxy cache), of a proxy class made once per remote class from the
 peer's INSPECT reply.
+
+The proxy cache is keyed by the peer's ids mixed with a secret of the connection:
+the peer picks those ints, and as plain keys they could all hash alike (a
+quadratic flood of the cache from one frame of references).
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rpyc_ipy.core.handlers import check_id_pack
-from rpyc_ipy.core.netref import BaseNetref, RemoteMethod, builtin_proxy_class, make_proxy_class
+from rpyc_ipy.core.netref import (
+    BaseNetref,
+    RemoteMethod,
+    builtin_proxy_class,
+    make_proxy_class,
+    resolve_method,
+)
 from rpyc_ipy.errors import CodecError
 from rpyc_ipy.protocol import brine, consts
 from rpyc_ipy.protocol.objects import ExportTable, IdPack, id_pack_of
@@ -47,6 +58,8 @@ class Boxing:
         self._proxies: weakref.WeakValueDictionary[IdPack, BaseNetref] = \
             weakref.WeakValueDictionary()
         self._proxy_classes: dict[tuple[int, bool], type[BaseNetref]] = {}
+        # id_pack ints are below 2**64 (check_id_pack), so XOR keeps keys distinct
+        self._salt = secrets.randbits(64)
 
     def box(self, obj: Any) -> Any:
         t = type(obj)
@@ -59,7 +72,7 @@ class Boxing:
         if (t is frozenset or t is slice) and brine.dumpable(obj):
             return (consts.LABEL_VALUE, obj)
         if t is RemoteMethod:
-            obj = obj._resolve()
+            obj = resolve_method(obj)
         if isinstance(obj, BaseNetref):
             if _get(obj, "____conn__") is self._owner:
                 boxed = _get(obj, "____boxed__")
@@ -101,19 +114,21 @@ class Boxing:
     def proxy_for(self, id_pack: IdPack) -> BaseNetref:
         """The one netref of the remote object ``id_pack`` (its refcount counts
         how many times the peer sent it, released together when it dies)."""
+        salt = self._salt
+        key = (id_pack[0], id_pack[1] ^ salt, id_pack[2] ^ salt)
         with self._lock:
-            proxy = self._proxies.get(id_pack)
+            proxy = self._proxies.get(key)
             if proxy is not None:
                 object.__setattr__(proxy, "____refcount__", _get(proxy, "____refcount__") + 1)
                 return proxy
         cls = self._proxy_class(id_pack)
         with self._lock:
-            proxy = self._proxies.get(id_pack)
+            proxy = self._proxies.get(key)
             if proxy is not None:  # another thread built it meanwhile
                 object.__setattr__(proxy, "____refcount__", _get(proxy, "____refcount__") + 1)
                 return proxy
             proxy = cls(self._owner, id_pack)
-            self._proxies[id_pack] = proxy
+            self._proxies[key] = proxy
             return proxy
 
     def _proxy_class(self, id_pack: IdPack) -> type[BaseNetref]:
@@ -125,7 +140,7 @@ class Boxing:
                 return builtin
         # one class per remote class: class_id is the id of the remote type, so all
         # instances (and all modules, whose type is the same) share one INSPECT
-        key = (class_id, is_class)
+        key = (class_id ^ self._salt, is_class)
         cls = self._proxy_classes.get(key)
         if cls is not None:
             return cls

@@ -29,15 +29,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rpyc_ipy.core import netref as _netref
 from rpyc_ipy.core.async_result import AsyncResult
 from rpyc_ipy.core.background import ReleaseFlusher
 from rpyc_ipy.core.boxing import Boxing
 from rpyc_ipy.core.frame_reader import FrameReader
 from rpyc_ipy.core.handlers import CloseRequested, RequestHandlers
-from rpyc_ipy.core.netref import BaseNetref
+from rpyc_ipy.core.netref import BaseNetref, resolve_local_class
 from rpyc_ipy.core.options import validated_config
 from rpyc_ipy.core.policy import CLASSIC_OVERRIDES, DEFAULT_CONFIG, SecurityPolicy
 from rpyc_ipy.core.reader_role import ReaderRole
@@ -60,6 +59,9 @@ from rpyc_ipy.protocol import consts, vinegar
 from rpyc_ipy.protocol.engine import Engine, Failure, Reply, Request
 from rpyc_ipy.protocol.limits import Limits
 from rpyc_ipy.protocol.objects import ExportTable, IdPack
+
+if TYPE_CHECKING:
+    from rpyc_ipy.core.service import ClassicSurface
 
 __all__ = ["Connection", "user_of"]
 
@@ -104,6 +106,11 @@ class Connection(RequestHandlers):
             self._config["connid"] = f"conn{next(_conn_ids)}"
         self._policy = SecurityPolicy.from_config(self._config)
         self._transport = transport
+        info = transport.info
+        # tracebacks (paths, source lines) go only to peers we know (SECURITY.md)
+        self._traceback_allowed = (info.peer_is_local or info.authenticated
+                                   or self._config["credentials"] is not None
+                                   or self._config["traceback_to_unauthenticated"])
         limits: Limits = self._config["limits"]
         # an authenticated peer gets the full frame limit from the start
         pending_limit = None if self._config.get("credentials") is not None \
@@ -184,7 +191,7 @@ class Connection(RequestHandlers):
         return self._config.get("credentials")
 
     # RPyC's classic attributes, present once a MasterService/classic client installed them
-    _classic: Any = None
+    _classic: ClassicSurface | None = None
 
     def _classic_member(self, name: str) -> Any:
         if self._classic is None:
@@ -205,6 +212,11 @@ class Connection(RequestHandlers):
                          doc="The peer's classic namespace dict (classic mode).")
     teleport = property(lambda self: self._classic_member("teleport"),
                         doc="Send a function's code to the peer (classic mode).")
+
+    def set_classic_surface(self, surface: ClassicSurface) -> None:
+        """Give this connection RPyC's classic attributes (``modules``, ``eval``, ...),
+        answered by ``surface.get(name)``; ``MasterService`` calls this."""
+        self._classic = surface
 
     def update_policy(self, **overrides: Any) -> None:
         """Change policy keys for this connection (services call this in ``on_connect``)."""
@@ -248,7 +260,7 @@ class Connection(RequestHandlers):
         try:
             if before is not None and self._remote_root is not None:
                 before(self._remote_root)
-            self._flush_releases()
+            self.flush_releases()
             _, parts = self._engine.request(consts.HANDLE_CLOSE, (consts.LABEL_VALUE, ()))
             self._send_raw(parts)
         except Exception:
@@ -256,20 +268,17 @@ class Connection(RequestHandlers):
                     sys.exc_info()[1], (RPyCError, OSError)):
                 raise
         finally:
-            self._teardown(ConnectionClosed("the connection was closed locally"))
+            self.abort(ConnectionClosed("the connection was closed locally"))
 
     # -- requests -----------------------------------------------------------------
 
     def sync_request(self, handler: int, *args: Any) -> Any:
         """Send a request and wait for its reply (``sync_request_timeout`` applies)."""
         result = self.async_request(handler, *args)
-        timeout = self._config["sync_request_timeout"]
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if not result._ready:
-            self._wait_for(result, deadline)
-        if result._error:
-            raise result._value
-        return result._value
+        if not result.ready:
+            timeout = self._config["sync_request_timeout"]
+            self.wait_for(result, None if timeout is None else time.monotonic() + timeout)
+        return result.unwrap()
 
     def async_request(self, handler: int, *args: Any) -> AsyncResult:
         """Send a request; returns an :class:`AsyncResult` at once."""
@@ -285,7 +294,7 @@ class Connection(RequestHandlers):
                 self._write(parts)
             except ConnectionClosed as exc:
                 self._pending.pop(seq, None)
-                self._teardown(exc)
+                self.abort(exc)
                 raise ConnectionLost(f"cannot send the request: {exc}") from None
         return result
 
@@ -382,7 +391,7 @@ class Connection(RequestHandlers):
         try:
             self._reader.check_stall()
         except LimitExceeded as exc:
-            self._teardown(exc)
+            self.abort(exc)
             return
         self._check_idle(self._config)
 
@@ -392,7 +401,7 @@ class Connection(RequestHandlers):
         reason = self._close_reason
         return f"connection {self._config['connid']} is closed" + (f": {reason}" if reason else "")
 
-    def _wait_for(self, result: AsyncResult, deadline: float | None) -> None:
+    def wait_for(self, result: AsyncResult, deadline: float | None) -> None:
         """Block until ``result`` is ready, reading the transport when it is our turn."""
         outcome = self._role.wait(result, deadline)
         if outcome == "closed":
@@ -428,7 +437,7 @@ class Connection(RequestHandlers):
                     log.warning("%s: closing after a protocol error: %s", config["connid"], exc)
                 # the traceback's frames may hold a partly decoded payload of up to
                 # max_frame_size: drop them now, not when this thread unwinds
-                self._teardown(exc.with_traceback(None))
+                self.abort(exc.with_traceback(None))
                 return False
             self._last_frame = time.monotonic()
             if self._on_established is not None:
@@ -457,11 +466,11 @@ class Connection(RequestHandlers):
         now = time.monotonic()
         first = config["first_frame_timeout"]
         if first is not None and self._reader.frames_read == 0 and now - self._created > first:
-            self._teardown(ConnectionClosed(f"no frame within {first} s of connecting"))
+            self.abort(ConnectionClosed(f"no frame within {first} s of connecting"))
             return
         idle = config["idle_timeout"]
         if idle is not None and not self._role.executing and now - self._last_frame > idle:
-            self._teardown(ConnectionClosed(f"idle for more than {idle} s"))
+            self.abort(ConnectionClosed(f"idle for more than {idle} s"))
 
     def _complete(self, event: Reply | Failure) -> None:
         with self._lock:
@@ -475,7 +484,7 @@ class Connection(RequestHandlers):
                 is_error, value = True, exc
         else:
             is_error, value = True, self._load_exception(event.payload)
-        result._resolve(is_error, value)
+        result.resolve(is_error, value)
         self._role.wake_waiter(result)
 
     def _load_exception(self, payload: Any) -> BaseException:
@@ -517,16 +526,16 @@ class Connection(RequestHandlers):
                 result = handler(*args)
                 parts = self._engine.reply(event.seq, self._box(result))
             except CloseRequested:
-                self._teardown(ConnectionClosed("the peer closed the connection"))
+                self.abort(ConnectionClosed("the peer closed the connection"))
                 return
             except KeyboardInterrupt:
                 if self._policy.propagate_KeyboardInterrupt_locally:
-                    self._teardown(ConnectionClosed("KeyboardInterrupt while serving"))
+                    self.abort(ConnectionClosed("KeyboardInterrupt while serving"))
                     raise
                 parts = self._exception_parts(event.seq, event.handler)
             except SystemExit:
                 if self._policy.propagate_SystemExit_locally:
-                    self._teardown(ConnectionClosed("SystemExit while serving"))
+                    self.abort(ConnectionClosed("SystemExit while serving"))
                     raise
                 parts = self._exception_parts(event.seq, event.handler)
             except BaseException:
@@ -550,19 +559,22 @@ class Connection(RequestHandlers):
             logger = self._config["logger"] or log
             logger.debug("%s: request %d raised %r", self._config["connid"], seq, exc,
                          exc_info=exc)
-        payload = vinegar.dump(exc, include_traceback=self._policy.include_local_traceback,
+        payload = vinegar.dump(exc, include_traceback=self._policy.include_local_traceback
+                               and self._traceback_allowed,
                                include_version=self._policy.include_local_version)
         return self._engine.exception(seq, payload)
 
     def _inspect(self, id_pack: IdPack) -> Any:
         return self.sync_request(consts.HANDLE_INSPECT, id_pack)
 
-    # -- netref support -------------------------------------------------------------
+    # -- netref support (the NetrefOwner protocol of core/netref.py) ---------------
 
-    def _netref_getattr(self, proxy: BaseNetref, name: str) -> Any:
+    def netref_getattr(self, proxy: BaseNetref, name: str) -> Any:
+        """``proxy.name``, asked of the peer (one GETATTR request)."""
         return self.sync_request(consts.HANDLE_GETATTR, proxy, name)
 
-    def _netref_instancecheck(self, cls_proxy: BaseNetref, other: Any) -> bool:
+    def netref_instancecheck(self, cls_proxy: BaseNetref, other: Any) -> bool:
+        """``isinstance(other, cls_proxy)`` for a netref to a remote class."""
         cls_pack = _get(cls_proxy, "____id_pack__")
         if isinstance(other, BaseNetref):
             other_pack = _get(other, "____id_pack__")
@@ -571,17 +583,19 @@ class Connection(RequestHandlers):
             if other_pack[1] == cls_pack[1]:
                 return other_pack[2] != 0
             return bool(self.sync_request(consts.HANDLE_INSTANCECHECK, cls_proxy, other_pack))
-        local = _netref._resolve_local_class(cls_pack[0], False)
+        local = resolve_local_class(cls_pack[0], False)
         return isinstance(local, type) and isinstance(other, local)
 
-    def _queue_release(self, id_pack: IdPack, count: int) -> None:
+    def queue_release(self, id_pack: IdPack, count: int) -> None:
         """Called from netref finalizers: no lock, no I/O, reentrant."""
         if self._closed or sys.is_finalizing():
             return
         if self._writer.queue_release(id_pack, count):
             ReleaseFlusher.schedule(self)
 
-    def _flush_releases(self) -> None:
+    def flush_releases(self) -> None:
+        """Send the releases :meth:`queue_release` collected (the release flusher
+        thread calls this, off the finalizers)."""
         if not self._writer.has_releases or self._closed:
             return
         with self._send_lock:
@@ -590,7 +604,7 @@ class Connection(RequestHandlers):
             try:
                 self._writer.flush()
             except ConnectionClosed as exc:
-                self._teardown(exc)
+                self.abort(exc)
 
     # -- sending and teardown -------------------------------------------------------
 
@@ -601,11 +615,12 @@ class Connection(RequestHandlers):
             try:
                 self._write(parts)
             except ConnectionClosed as exc:
-                self._teardown(exc)
+                self.abort(exc)
                 raise
 
-    def _teardown(self, reason: BaseException | None) -> None:
-        """Close the transport, fail every pending request, run ``on_disconnect``."""
+    def abort(self, reason: BaseException | None) -> None:
+        """End the connection now, without the CLOSE request :meth:`close` sends: close
+        the transport, fail every pending request, run ``on_disconnect``."""
         with self._lock:
             if self._closed:
                 return
@@ -624,7 +639,7 @@ class Connection(RequestHandlers):
         lost = ConnectionLost(f"connection {self._config['connid']} lost"
                               + (f": {reason}" if reason else ""))
         for result in pending:
-            result._resolve(True, lost)
+            result.resolve(True, lost)
         for wake in wakes:
             wake.release()
         self._writer.forget_releases()

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from rpyc_ipy.core import netref as _netref
-from rpyc_ipy.core.netref import class_methods
+from rpyc_ipy.core.netref import class_methods, resolve_local_class
 from rpyc_ipy.core.policy import (
     Op,
     SecurityPolicy,
@@ -27,6 +26,7 @@ from rpyc_ipy.core.policy import (
 )
 from rpyc_ipy.errors import CodecError
 from rpyc_ipy.protocol import consts
+from rpyc_ipy.protocol.hashing import check_spread
 from rpyc_ipy.protocol.objects import ExportTable, IdPack, id_pack_of
 
 if TYPE_CHECKING:
@@ -40,11 +40,16 @@ class CloseRequested(Exception):
 
 
 def check_id_pack(value: Any) -> IdPack:
-    """``value`` if it has the shape of an id_pack ``(str, int, int)``, else CodecError."""
+    """``value`` if it has the shape of an id_pack ``(str, int, int)`` whose ints are
+    ids (0 to 2**64 - 1, what ``id()`` gives), else CodecError."""
     if (type(value) is not tuple or len(value) != 3 or type(value[0]) is not str
-            or type(value[1]) is not int or type(value[2]) is not int):
-        raise CodecError("an id_pack must be a (str, int, int) tuple")
+            or type(value[1]) is not int or type(value[2]) is not int
+            or not 0 <= value[1] < _ID_END or not 0 <= value[2] < _ID_END):
+        raise CodecError("an id_pack must be a (str, int, int) tuple of ids below 2**64")
     return value
+
+
+_ID_END = 1 << 64
 
 
 class RequestHandlers:
@@ -104,11 +109,19 @@ class RequestHandlers:
 
     def _handle_call(self, obj: Any, args: Any = (), kwargs: Any = ()) -> Any:
         authorize(self._policy, Op.CALL, obj)
-        return obj(*args, **dict(kwargs))
+        return obj(*args, **self._keywords(kwargs))
 
     def _handle_callattr(self, obj: Any, name: Any, args: Any = (), kwargs: Any = ()) -> Any:
         method = get_attribute(self._policy, obj, name, Op.CALLATTR)
-        return method(*args, **dict(kwargs))
+        return method(*args, **self._keywords(kwargs))
+
+    def _keywords(self, kwargs: Any) -> dict[str, Any]:
+        """The peer's ``((name, value), ...)`` as a dict, refused before it is built
+        if its names would flood it (rpyc_ipy.protocol.hashing)."""
+        if type(kwargs) is tuple and len(kwargs) > 1:
+            check_spread([pair[0] for pair in kwargs if type(pair) is tuple and len(pair) == 2],
+                         self._config["limits"].max_hash_collisions, "keyword arguments")
+        return dict(kwargs)
 
     def _handle_repr(self, obj: Any) -> str:
         authorize(self._policy, Op.REPR, obj)
@@ -179,7 +192,7 @@ class RequestHandlers:
     def _handle_instancecheck(self, obj: Any, other_id_pack: Any) -> bool:
         authorize(self._policy, Op.INSTANCECHECK, obj)
         name_pack, _, instance_id = check_id_pack(other_id_pack)
-        local = _netref._resolve_local_class(name_pack, False)
+        local = resolve_local_class(name_pack, False)
         if local is None:
             return False
         try:

@@ -20,7 +20,7 @@ from typing import Any
 
 from rpyc_ipy.core.async_result import AsyncResult
 from rpyc_ipy.core.connection import Connection
-from rpyc_ipy.core.netref import BaseNetref, RemoteMethod
+from rpyc_ipy.core.netref import BaseNetref, RemoteMethod, method_target
 from rpyc_ipy.errors import UsageError
 from rpyc_ipy.protocol import consts
 
@@ -32,18 +32,21 @@ _object_get = object.__getattribute__
 class _Async:
     """Calling it sends the call and returns an :class:`AsyncResult` at once."""
 
-    __slots__ = ("__weakref__", "_target")
+    __slots__ = ("__weakref__", "_method", "_target")
 
     def __init__(self, target: BaseNetref | RemoteMethod) -> None:
         self._target = target
+        # a remote method is one CALLATTR on its owner: look the pair up once
+        self._method = method_target(target) if isinstance(target, RemoteMethod) else None
 
     def __call__(self, *args: Any, **kwargs: Any) -> AsyncResult:
-        target = self._target
-        if isinstance(target, RemoteMethod):
-            owner = target._owner
+        method = self._method
+        if method is not None:
+            owner, name = method
             conn: Connection = _object_get(owner, "____conn__")
-            return conn.async_request(consts.HANDLE_CALLATTR, owner, target._name, args,
+            return conn.async_request(consts.HANDLE_CALLATTR, owner, name, args,
                                       tuple(kwargs.items()))
+        target = self._target
         conn = _object_get(target, "____conn__")
         return conn.async_request(consts.HANDLE_CALL, target, args, tuple(kwargs.items()))
 

@@ -21,23 +21,27 @@ import pickle
 import sys
 import types
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rpyc_ipy.errors import PickleDisabledError
 from rpyc_ipy.protocol import consts
 from rpyc_ipy.protocol.objects import IdPack
 
 if TYPE_CHECKING:
-    from rpyc_ipy.core.connection import Connection
+    from rpyc_ipy.core.policy import SecurityPolicy
 
 __all__ = [
     "LOCAL_ATTRS",
     "RPYC_LOCAL_ATTRS",
     "BaseNetref",
+    "NetrefOwner",
     "RemoteMethod",
     "builtin_proxy_class",
     "class_methods",
     "make_proxy_class",
+    "method_target",
+    "resolve_local_class",
+    "resolve_method",
 ]
 
 #: RPyC 6.0.2's local attribute names (wire spec §10.1); INSPECT replies leave them out
@@ -73,7 +77,28 @@ _get = object.__getattribute__
 _set = object.__setattr__
 
 
-def _conn(proxy: BaseNetref) -> Connection:
+class NetrefOwner(Protocol):
+    """What a netref asks of the connection it came from (``core.connection.Connection``)."""
+
+    @property
+    def policy(self) -> SecurityPolicy:
+        """What this side grants the peer (``allow_pickle`` gates pickling netrefs)."""
+
+    def sync_request(self, handler: int, *args: Any) -> Any:
+        """Send a request and wait for its reply."""
+
+    def netref_getattr(self, proxy: BaseNetref, name: str) -> Any:
+        """``proxy.name``, asked of the peer."""
+
+    def netref_instancecheck(self, cls_proxy: BaseNetref, other: Any) -> bool:
+        """``isinstance(other, cls_proxy)`` for a netref to a remote class."""
+
+    def queue_release(self, id_pack: IdPack, count: int) -> None:
+        """Note that ``count`` references to ``id_pack`` were dropped (from ``__del__``:
+        no lock, no I/O)."""
+
+
+def _conn(proxy: BaseNetref) -> NetrefOwner:
     return _get(proxy, "____conn__")
 
 
@@ -86,7 +111,7 @@ class BaseNetref:
     #: the local class the name_pack resolves to, if any (see wire spec §10.5)
     _rpyc_local_class: type | None = None
 
-    def __init__(self, conn: Connection, id_pack: IdPack) -> None:
+    def __init__(self, conn: NetrefOwner, id_pack: IdPack) -> None:
         _set(self, "____conn__", conn)
         _set(self, "____id_pack__", id_pack)
         _set(self, "____refcount__", 1)
@@ -95,7 +120,7 @@ class BaseNetref:
     def __del__(self) -> None:
         try:
             conn = _get(self, "____conn__")
-            conn._queue_release(_get(self, "____id_pack__"), _get(self, "____refcount__"))
+            conn.queue_release(_get(self, "____id_pack__"), _get(self, "____refcount__"))
         except Exception:  # interpreter shutdown, half-built proxy: nothing to release
             pass
 
@@ -107,7 +132,7 @@ class BaseNetref:
                 local = type(self)._rpyc_local_class
                 return local if local is not None else type(self)
             if name == "__doc__":
-                return _conn(self)._netref_getattr(self, "__doc__")
+                return _conn(self).netref_getattr(self, "__doc__")
             if name in _REFUSED_LOCALLY:
                 raise AttributeError(name)
             return _get(self, name)
@@ -119,7 +144,7 @@ class BaseNetref:
         methods = type(self)._rpyc_methods
         if ("exposed_" + name) in methods or (name.startswith("exposed_") and name in methods):
             return RemoteMethod(self, name)
-        return _conn(self)._netref_getattr(self, name)
+        return _conn(self).netref_getattr(self, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in LOCAL_ATTRS:
@@ -170,7 +195,7 @@ class BaseNetref:
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         conn = _conn(self)
-        if not conn._policy.allow_pickle:
+        if not conn.policy.allow_pickle:
             raise PickleDisabledError(
                 "pickling a netref needs allow_pickle in the local config "
                 "(it would unpickle bytes chosen by the peer)"
@@ -186,7 +211,7 @@ class BaseNetref:
 
 def _obtain_by_pickle(proxy: BaseNetref, what: str) -> Any:
     conn = _conn(proxy)
-    if not conn._policy.allow_pickle:
+    if not conn.policy.allow_pickle:
         raise PickleDisabledError(f"{what} of a netref needs allow_pickle in the local config")
     data = conn.sync_request(consts.HANDLE_PICKLE, proxy, pickle.HIGHEST_PROTOCOL)
     return pickle.loads(data)
@@ -218,27 +243,22 @@ class RemoteMethod:
             consts.HANDLE_CALLATTR, owner, self._name, args, tuple(kwargs.items())
         )
 
-    def _resolve(self) -> BaseNetref:
-        if self._resolved is None:
-            self._resolved = _conn(self._owner)._netref_getattr(self._owner, self._name)
-        return self._resolved
-
     def __getattr__(self, name: str) -> Any:
         if name.startswith(_REFUSED_PREFIXES) or name in _REFUSED_LOCALLY:
             raise AttributeError(name)
-        return getattr(self._resolve(), name)
+        return getattr(resolve_method(self), name)
 
     def __repr__(self) -> str:
-        return repr(self._resolve())
+        return repr(resolve_method(self))
 
     def __str__(self) -> str:
-        return str(self._resolve())
+        return str(resolve_method(self))
 
     def __dir__(self) -> list[str]:
-        return dir(self._resolve())
+        return dir(resolve_method(self))
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        return self._resolve().__reduce_ex__(protocol)
+        return resolve_method(self).__reduce_ex__(protocol)
 
 
 # -- proxy classes ------------------------------------------------------------
@@ -267,11 +287,25 @@ def _oldslicing_method(name: str) -> Callable[..., Any]:
     return method
 
 
+def resolve_method(method: RemoteMethod) -> BaseNetref:
+    """The bound-method netref a :class:`RemoteMethod` stands for (one GETATTR, once)."""
+    resolved = method._resolved
+    if resolved is None:
+        resolved = method._resolved = _conn(method._owner).netref_getattr(method._owner,
+                                                                          method._name)
+    return resolved
+
+
+def method_target(method: RemoteMethod) -> tuple[BaseNetref, str]:
+    """The netref and the attribute name a :class:`RemoteMethod` calls (no request)."""
+    return method._owner, method._name
+
+
 def _instancecheck(self: BaseNetref, other: Any) -> bool:
-    return _conn(self)._netref_instancecheck(self, other)
+    return _conn(self).netref_instancecheck(self, other)
 
 
-def _resolve_local_class(name_pack: str, is_class: bool) -> type | None:
+def resolve_local_class(name_pack: str, is_class: bool) -> type | None:
     """The local class a name_pack names, looked up without running any code.
 
     Only module ``__dict__`` entries are consulted (never ``getattr``, which could
@@ -308,7 +342,7 @@ def make_proxy_class(name_pack: str, methods: Iterable[str], is_class: bool = Fa
         "__slots__": (),
         "__module__": "rpyc_ipy.core.netref",
         "_rpyc_methods": names,
-        "_rpyc_local_class": _resolve_local_class(name_pack, is_class),
+        "_rpyc_local_class": resolve_local_class(name_pack, is_class),
     }
     for name in names:
         if not (name.startswith("__") and name.endswith("__")) or name in _NOT_INSTALLED:

@@ -31,6 +31,10 @@ CONNECTION_OPTIONS: dict[str, Any] = {
     "first_frame_timeout": None,  # servers set this: drop a client silent this long
     "idle_timeout": None,  # close after this many seconds without a frame
     "max_buffiter_chunk": 10_000,  # items one BUFFITER request may return
+    # include_local_traceback also for a peer that is neither local (loopback, unix
+    # socket, pipe) nor authenticated (TLS client certificate, SRP, an authenticator's
+    # credentials); by default such a peer gets the exception's type and message only
+    "traceback_to_unauthenticated": False,
     # seconds a socket reader may poll for data before sleeping; adaptive, 0 = never
     # (saves two thread wake-ups per round trip on a quiet machine: transports/spin.py)
     "busy_poll_window": DEFAULT_BUSY_POLL_WINDOW,
@@ -59,6 +63,8 @@ def validated_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
                           "exception classes, which Python 3 does not have: leave it False")
     if merged["bind_threads"]:
         raise ConfigError("bind_threads (RPYC_BIND_THREADS) framing is not supported")
+    if type(merged["traceback_to_unauthenticated"]) is not bool:
+        raise ConfigError("traceback_to_unauthenticated must be True or False")
     timeout = merged["sync_request_timeout"]
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ConfigError("sync_request_timeout must be a positive number or None")

@@ -97,7 +97,7 @@ class ReaderRole:
         try:
             while True:
                 with self._lock:
-                    if result._ready:
+                    if result.ready:
                         return "ready"
                     if self._shut:
                         return "closed"
@@ -116,13 +116,13 @@ class ReaderRole:
                         self._callers[id(result)] = result
                 if role == "reader":
                     try:
-                        self._read(lambda: result._ready, deadline, nested=False)
+                        self._read(lambda: result.ready, deadline, nested=False)
                     finally:
                         # we leave with the result (or at the deadline): don't count us as
                         # a waiter that needs a reader; no-op if the role was handed off
                         self.release(departing=True)
                 elif role == "nested":
-                    self._read(lambda: result._ready, deadline, nested=True)
+                    self._read(lambda: result.ready, deadline, nested=True)
                 else:
                     wake = result.wake
                     assert wake is not None
@@ -132,7 +132,7 @@ class ReaderRole:
                         with self._lock:
                             if self._callers.pop(id(result), None) is None:
                                 wake.acquire()  # a wake raced the timeout: re-arm the lock
-                if not result._ready and deadline is not None and time.monotonic() >= deadline:
+                if not result.ready and deadline is not None and time.monotonic() >= deadline:
                     with self._lock:
                         self._callers.pop(id(result), None)
                     return "timeout"

@@ -264,7 +264,7 @@ class ClassicSurface:
 
 def install_classic_surface(conn: Connection) -> None:
     """Give ``conn`` RPyC's classic attributes, each fetched on first use."""
-    conn._classic = ClassicSurface(conn)
+    conn.set_classic_surface(ClassicSurface(conn))
 
 
 def restricted(obj: Any, attrs: Iterable[str], wattrs: Iterable[str] | None = None) -> Any:

@@ -12,6 +12,7 @@ it by :class:`~rpyc_ipy.core.frame_reader.FrameReader`.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -43,6 +44,26 @@ class TransportInfo:
     @property
     def encrypted(self) -> bool:
         return self.tls_version is not None
+
+    @property
+    def authenticated(self) -> bool:
+        """True when the transport proved who the peer is: a TLS client certificate
+        or a TLS-SRP user."""
+        return self.peer_cert_der is not None or self.srp_user is not None
+
+    @property
+    def peer_is_local(self) -> bool:
+        """True for a peer on this machine: a loopback IP address, a unix socket, a
+        pipe or the in-memory pair (no network address at all)."""
+        if self.kind in ("unix", "pipe", "memory"):
+            return True
+        peer = self.peer_address
+        if isinstance(peer, (str, bytes)):  # TLS over a unix socket
+            return True
+        try:
+            return ipaddress.ip_address(str(peer[0]).split("%", 1)[0]).is_loopback
+        except (ValueError, TypeError, IndexError):
+            return False
 
     @property
     def peer_cert_sha256(self) -> str | None:

@@ -147,7 +147,7 @@ class RemoteExecution:
     def wire_options(self) -> tuple[tuple[str, Any], ...]:
         return (("exec_id", self.exec_id), *self.options.items())
 
-    def _launch(self, code: str) -> None:
+    def launch(self, code: str) -> None:
         backend = self.session.backend
         if self.session.blocking_execute:
             result = async_(backend.execute)(code, self._on_events, self.wire_options())
@@ -156,7 +156,7 @@ class RemoteExecution:
             result = async_(backend.start)(code, self._on_events, self.wire_options())
             result.add_callback(self._on_start_reply)
 
-    def _resume(self) -> None:
+    def resume(self) -> None:
         """Follow the execution on the server from the last batch received."""
         result = async_(self.session.backend.resume)(self.exec_id, self._on_events,
                                                      self.last_mark)
@@ -183,25 +183,25 @@ class RemoteExecution:
 
     def _on_reply(self, result: Any) -> None:
         if not result.error:
-            self._finish_raw(result._value)
+            self._finish_raw(result.value)
         elif self.restarting:
-            self._finish(ExecutionOutcome(
+            self.finish(ExecutionOutcome(
                 self.session.name, "cancelled",
                 error=("KeyboardInterrupt", "the cell did not stop: its worker was restarted",
                        ""),
                 note="the cell did not stop after the interrupt: the session's worker was "
                      "restarted and its namespace is gone"))
-        elif isinstance(result._value, ConnectionClosed) and self.session.has_worker and \
+        elif isinstance(result.exception, ConnectionClosed) and self.session.has_worker and \
                 not self.done:
             # the network dropped, not the cell: it runs on in its worker
             threading.Thread(target=self._reattach, name=f"rpyc_ipy-reattach-{self.exec_id}",
                              daemon=True).start()
-        elif self.session.has_worker and isinstance(result._value, RemoteExceptionMixin):
+        elif self.session.has_worker and isinstance(result.exception, RemoteExceptionMixin):
             # the server refused the request: if it is because the worker died, say so
-            threading.Thread(target=self._failed_or_died, args=(result._value,),
+            threading.Thread(target=self._failed_or_died, args=(result.exception,),
                              name=f"rpyc_ipy-status-{self.exec_id}", daemon=True).start()
         else:
-            self._finish_failure(result._value)
+            self.finish_failure(result.exception)
 
     def _reattach(self) -> None:
         name = self.session.name
@@ -210,7 +210,7 @@ class RemoteExecution:
             facts = self._reconnect()
         except Exception as exc:
             self.reattaching = False
-            self._finish_failure(ConnectionLost(
+            self.finish_failure(ConnectionLost(
                 f"lost the connection to session {name!r} and could not re-attach "
                 f"({type(exc).__name__}: {exc}); the cell may still run there: "
                 f"%rpyc_connect {name}=HOST:PORT re-attaches to it"))
@@ -220,16 +220,16 @@ class RemoteExecution:
             self._finish_death(facts["died"])
             return
         if not facts.get("reattached"):  # the server restarted: the cell is gone with it
-            self._finish_failure(ConnectionLost(
+            self.finish_failure(ConnectionLost(
                 f"the server of session {name!r} restarted while the cell ran: the cell and "
                 "its namespace are gone; the session now starts afresh"))
             return
         self._say(f"the connection to session {name!r} dropped; re-attached (worker "
                   f"{facts.get('pid')}): the cell's output resumes")
         try:
-            self._resume()
+            self.resume()
         except Exception as exc:
-            self._finish_failure(exc)
+            self.finish_failure(exc)
 
     def _reconnect(self) -> dict[str, Any]:
         """Re-attach at once; if that fails, say so and keep trying for a while."""
@@ -248,13 +248,13 @@ class RemoteExecution:
         if died:
             self._finish_death(died)
         else:
-            self._finish_failure(exc)
+            self.finish_failure(exc)
 
     def _finish_death(self, died: Any) -> None:
         name = self.session.name
         report = (f"the worker of session {name!r} {died}; its namespace is gone: "
                   f"%rpyc_restart {name} starts a fresh one")
-        self._finish(ExecutionOutcome(name, "error", error=("WorkerError", report, ""),
+        self.finish(ExecutionOutcome(name, "error", error=("WorkerError", report, ""),
                                       death=report))
 
     def _say(self, text: str) -> None:
@@ -262,13 +262,13 @@ class RemoteExecution:
 
     def _on_start_reply(self, result: Any) -> None:
         if result.error:
-            self._finish_failure(result._value)
+            self.finish_failure(result.exception)
 
-    def _finish_failure(self, exc: BaseException) -> None:
+    def finish_failure(self, exc: BaseException) -> None:
         summary = f"{type(exc).__name__}: {exc}"
         outcome = ExecutionOutcome(self.session.name, "error",
                                    error=(type(exc).__name__, str(exc)[:4096], summary))
-        self._finish(outcome)
+        self.finish(outcome)
 
     def _finish_raw(self, raw: Any) -> None:
         try:
@@ -281,9 +281,9 @@ class RemoteExecution:
             if type(event) is tuple and event and event[0] in EVENT_KINDS and \
                     event[0] != "done":
                 self.events.put((self, event))
-        self._finish(outcome)
+        self.finish(outcome)
 
-    def _finish(self, outcome: ExecutionOutcome) -> None:
+    def finish(self, outcome: ExecutionOutcome) -> None:
         with self._finish_lock:
             if self._finished.is_set():
                 return
@@ -358,7 +358,7 @@ def _drain(pending: set[RemoteExecution], events: Any, handler: Handler,
                 # a cell started without a pending request (classic servers) ends with its
                 # connection, unless it is re-attaching to its worker
                 if run.session.closed and not run.done and not run.reattaching:
-                    run._finish_failure(ConnectionLost(
+                    run.finish_failure(ConnectionLost(
                         f"the connection of session {run.session.name!r} was lost"))
             continue
         if event[0] == "done":

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rpyc_ipy.core.netref import BaseNetref, RemoteMethod
+from rpyc_ipy.core.netref import BaseNetref, RemoteMethod, resolve_method
 from rpyc_ipy.ipython.text import netref_connection, netref_text, remote_type_name, sanitize_text
 from rpyc_ipy.protocol import consts
 
@@ -90,7 +90,7 @@ class NetrefInspector:
         return fields
 
     def _doc(self, obj: Any, timeout: float) -> str:
-        target = obj._resolve() if type(obj) is RemoteMethod else obj
+        target = resolve_method(obj) if type(obj) is RemoteMethod else obj
         try:
             result = netref_connection(target).async_request(consts.HANDLE_GETATTR, target,
                                                              "__doc__")

@@ -38,7 +38,7 @@ class PlainClassic:
         try:
             tree = ast.parse(code)
         except SyntaxError as exc:
-            execution._finish(ExecutionOutcome(execution.session.name, "error",
+            execution.finish(ExecutionOutcome(execution.session.name, "error",
                                                error=("SyntaxError", str(exc), str(exc))))
             return
         last = None
@@ -53,7 +53,7 @@ class PlainClassic:
         except Exception as exc:
             tb = getattr(exc, "remote_traceback", "") or f"{type(exc).__name__}: {exc}"
             name = getattr(exc, "remote_type", "") or type(exc).__name__
-            execution._finish(ExecutionOutcome(execution.session.name, "error",
+            execution.finish(ExecutionOutcome(execution.session.name, "error",
                                                error=(name.rsplit(".", 1)[-1], str(exc), tb)))
             return
         outcome = ExecutionOutcome(execution.session.name, "ok")
@@ -62,7 +62,7 @@ class PlainClassic:
             outcome.data = {"text/plain": text}
             if execution.options.get("want_value"):
                 outcome.value = value
-        execution._finish(outcome)
+        execution.finish(outcome)
 
     def cancel(self, exec_id: str, force: bool = False) -> str:
         return "not supported"

@@ -315,9 +315,9 @@ class RemoteSession:
         execution = RemoteExecution(self, events, {}, on_finish=self._stop_background,
                                     exec_id=exec_id)
         try:
-            execution._resume()
+            execution.resume()
         except BaseException as exc:
-            execution._finish_failure(exc)
+            execution.finish_failure(exc)
             raise
         return execution
 
@@ -539,9 +539,9 @@ class RemoteSession:
             if isinstance(self.backend, PlainClassic):
                 self.backend.run(code, execution)
             else:
-                execution._launch(code)
+                execution.launch(code)
         except BaseException as exc:
-            execution._finish_failure(exc)
+            execution.finish_failure(exc)
             raise
         return execution
 

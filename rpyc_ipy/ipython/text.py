@@ -16,7 +16,7 @@ import html
 import re
 from typing import TYPE_CHECKING, Any
 
-from rpyc_ipy.core.netref import RemoteMethod
+from rpyc_ipy.core.netref import RemoteMethod, method_target, resolve_method
 from rpyc_ipy.protocol import consts
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def _cut(text: str, limit: int) -> str:
 
 def remote_type_name(obj: Any) -> str:
     """The remote class name of a netref, known locally (no request)."""
-    target = obj._owner if type(obj) is RemoteMethod else obj
+    target = method_target(obj)[0] if type(obj) is RemoteMethod else obj
     try:
         name_pack = _get(target, "____id_pack__")[0]
     except Exception:
@@ -81,7 +81,7 @@ def remote_type_name(obj: Any) -> str:
 
 def netref_connection(obj: Any) -> Any:
     """The connection a netref (or a remote method) belongs to, without a request."""
-    target = obj._owner if type(obj) is RemoteMethod else obj
+    target = method_target(obj)[0] if type(obj) is RemoteMethod else obj
     return _get(target, "____conn__")
 
 
@@ -94,7 +94,7 @@ def netref_text(obj: Any, max_chars: int = 10_000, timeout: float = 5.0,
     """
     if type(obj) is RemoteMethod:
         try:
-            obj = obj._resolve()
+            obj = resolve_method(obj)
         except Exception as exc:
             return f"<remote method: {type(exc).__name__}>"
     conn = netref_connection(obj)

@@ -20,7 +20,9 @@ Call :func:`dump` (or :func:`dump_parts` for a gathered write) to encode,
 :func:`load` / :func:`load_from` to decode, :func:`dumpable` to ask whether a
 value can travel by value. Decoding is bounded by a :class:`Limits` and raises
 only :class:`~rpyc_ipy.errors.CodecError` (or its subclass
-:class:`~rpyc_ipy.errors.LimitExceeded`) on bad input.
+:class:`~rpyc_ipy.errors.LimitExceeded`) on bad input. It takes time linear in
+the input whatever the values: a frozenset whose members would flood it (many
+that hash alike) is refused before it is built (:mod:`rpyc_ipy.protocol.hashing`).
 
 Speed notes (this module is on every message's path, and pure Python). They are
 also why it is one long module: the encoder and decoder share their tag tables
@@ -63,6 +65,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from rpyc_ipy.errors import CodecError, LimitExceeded
+from rpyc_ipy.protocol.hashing import check_spread
 from rpyc_ipy.protocol.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["Encoded", "dump", "dump_parts", "dumpable", "load", "load_from"]
@@ -698,6 +701,9 @@ def _rare(data: Any, pos: int, tag: int, depth: int, limits: Limits, mv: bool
         items = wrapped[0]
         if tag == TAG_FROZENSET:
             try:
+                if len(items) > 1:  # before building it: a flooded set takes minutes
+                    check_spread(items, limits.max_hash_collisions,
+                                 f"brine: a frozenset of {len(items)} items")
                 return frozenset(items), pos
             except TypeError:  # an unhashable item, e.g. a slice before Python 3.12
                 raise _bad(pos, "frozenset holds an unhashable item") from None

@@ -22,6 +22,10 @@ class Limits:
     ``max_frame_size`` caps a frame's body as declared in its header and, for a
     compressed frame, its inflated size too. The default leaves room for a
     128 MiB payload plus its message envelope.
+
+    ``max_hash_collisions`` is the most members of one decoded frozenset that may
+    share a hash value (see :mod:`rpyc_ipy.protocol.hashing`): genuine data
+    almost never has more than two, a hash-flooding peer has thousands.
     """
 
     max_frame_size: int = 160 * MiB
@@ -29,13 +33,14 @@ class Limits:
     max_container_len: int = 16 * MiB
     max_bytes_len: int = 160 * MiB
     max_int_digits: int = 4300
+    max_hash_collisions: int = 16
     #: derived: True when a limit is below 255, so even the u8 length forms of
     #: brine must be checked (the decoder skips those checks otherwise)
     check_short: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("max_frame_size", "max_depth", "max_container_len", "max_bytes_len",
-                     "max_int_digits"):
+                     "max_int_digits", "max_hash_collisions"):
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
                 raise ConfigError(f"Limits.{name} must be a positive int, not {value!r}")

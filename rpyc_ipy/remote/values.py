@@ -20,11 +20,13 @@ Pure standard library: this module is also shipped by source to classic peers
 from __future__ import annotations
 
 import pickle
+from collections import Counter
 from typing import Any
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "MAX_DEPTH",
+    "MAX_HASH_COLLISIONS",
     "NotByValue",
     "TooLarge",
     "pack",
@@ -43,6 +45,9 @@ _SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
 _SEQUENCE_TAGS: dict[type, str] = {tuple: "tuple", list: "list", set: "set",
                                    frozenset: "frozenset"}
 _BUILDERS: dict[str, Any] = {"tuple": tuple, "list": list, "set": set, "frozenset": frozenset}
+_HASHED = frozenset({"set", "frozenset"})
+#: the most members of one set (or keys of one dict) that may share a hash value
+MAX_HASH_COLLISIONS = 16
 
 
 class NotByValue(TypeError):
@@ -150,17 +155,21 @@ def unpack(packed: Any, *, allow_pickle: bool = False) -> Any:
     if builder is not None:
         if type(payload) is not tuple:
             raise ValueError(f"malformed packed {tag}")
-        return builder(unpack(item, allow_pickle=allow_pickle) for item in payload)
+        items = [unpack(item, allow_pickle=allow_pickle) for item in payload]
+        if tag in _HASHED:
+            _check_spread(items, f"packed {tag}")
+        return builder(items)
     if tag == "dict":
         if type(payload) is not tuple:
             raise ValueError("malformed packed dict")
-        out = {}
+        keys, values = [], []
         for pair in payload:
             if type(pair) is not tuple or len(pair) != 2:
                 raise ValueError("malformed packed dict item")
-            out[unpack(pair[0], allow_pickle=allow_pickle)] = unpack(pair[1],
-                                                                     allow_pickle=allow_pickle)
-        return out
+            keys.append(unpack(pair[0], allow_pickle=allow_pickle))
+            values.append(unpack(pair[1], allow_pickle=allow_pickle))
+        _check_spread(keys, "packed dict")
+        return dict(zip(keys, values, strict=True))
     if tag == "bytearray" and type(payload) is bytes:
         return bytearray(payload)
     if tag == "range" and type(payload) is tuple and len(payload) == 3 \
@@ -171,6 +180,40 @@ def unpack(packed: Any, *, allow_pickle: bool = False) -> Any:
             raise NotByValue("the value was pickled by the peer, and pickle is not allowed here")
         return pickle.loads(payload)
     raise ValueError(f"unknown packed tag {tag!r}")
+
+
+def _check_spread(items: list[Any], what: str) -> None:
+    """Refuse ``items`` before they go in a set or dict if more than
+    MAX_HASH_COLLISIONS share a hash value, or two holding frozensets do: the
+    rule of rpyc_ipy.protocol.hashing (hash flooding makes building them quadratic),
+    repeated here because this module is standard library only."""
+    if len(items) < 2:
+        return
+    try:
+        hashes = list(map(hash, items))
+    except TypeError as exc:  # a set of lists: what building it would say
+        raise ValueError(f"malformed {what}: {exc}") from None
+    if len(set(hashes)) == len(hashes):
+        return
+    counts = Counter(hashes)
+    if max(counts.values()) > MAX_HASH_COLLISIONS:
+        raise ValueError(f"{what} has more than {MAX_HASH_COLLISIONS} members with one "
+                         "hash value: refused as hash flooding")
+    shared = {value for value, count in counts.items() if count > 1}
+    nested = Counter(value for value, item in zip(hashes, items, strict=True)
+                     if value in shared and _holds_set(item))
+    if nested and max(nested.values()) > 1:
+        raise ValueError(f"{what} has two members holding sets with one hash value: "
+                         "refused as hash flooding")
+
+
+def _holds_set(value: Any) -> bool:
+    t = type(value)
+    if t is frozenset:
+        return True
+    if t is tuple:
+        return any(map(_holds_set, value))
+    return False
 
 
 def pack_mapping(mapping: dict[str, Any] | None, **kwargs: Any) -> tuple[tuple[str, Any], ...]:

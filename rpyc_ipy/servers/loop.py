@@ -306,7 +306,7 @@ class ServerLoop:
             conn.pump()
         except Exception as exc:  # pump handles the peer's faults; this is a bug of ours
             log.exception("serving a client from the loop failed")
-            conn._teardown(exc)
+            conn.abort(exc)
         finally:
             with self._lock:
                 if self._leader == me:

@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 from tlslite.mathtls import makeX
 
-from rpyc_ipy.auth.userdb import FORMAT, UserDB, VerifierEntry, username_bytes
+from rpyc_ipy.auth.userdb import (
+    DEFAULT_MIN_PASSWORD_LENGTH,
+    FORMAT,
+    UserDB,
+    VerifierEntry,
+    username_bytes,
+)
 from rpyc_ipy.errors import ConfigError, UsageError
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
@@ -30,8 +36,8 @@ def test_create_add_list_delete(tmp_path: Path) -> None:
     path = tmp_path / "users.json"
     db = UserDB.create(path)
     assert db.list() == [] and len(db) == 0
-    db.add("bob", "pw-b")
-    db.add("alice", "pw-a")
+    db.add("bob", "pw-b long enough")
+    db.add("alice", "pw-a long enough")
     assert db.list() == ["alice", "bob"]
     assert "alice" in db and db.contains(b"alice") and not db.contains("carol")
     assert UserDB(path).list() == ["alice", "bob"]  # persisted
@@ -46,14 +52,14 @@ def test_create_add_list_delete(tmp_path: Path) -> None:
 def test_duplicate_add_and_password_change(userdb: UserDB) -> None:
     before = userdb.lookup("alice")
     with pytest.raises(UsageError, match="already exists"):
-        userdb.add("alice", "other")
+        userdb.add("alice", "other password")
     assert userdb.lookup("alice") == before
     userdb.set_password("alice", "new password")
     after = userdb.lookup("alice")
     assert after is not None and before is not None
     assert after.salt != before.salt and after.verifier != before.verifier
     with pytest.raises(UsageError, match="no such user"):
-        userdb.set_password("nobody", "x")
+        userdb.set_password("nobody", "x password")
 
 
 def test_file_format_and_no_password(tmp_path: Path) -> None:
@@ -85,7 +91,7 @@ def test_owner_only_permissions(tmp_path: Path) -> None:
     try:
         db = UserDB.create(path)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        db.add("alice", "pw")
+        db.add("alice", "alice password")
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     finally:
         os.umask(old)
@@ -110,7 +116,7 @@ def test_write_is_atomic(userdb: UserDB, monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk on fire"):
-        userdb.add("carol", "pw")
+        userdb.add("carol", "carol password")
     monkeypatch.undo()
     assert path.read_bytes() == before  # the old file, untouched
     assert stray_files(path.parent) == []  # and no temporary left behind
@@ -123,7 +129,8 @@ def test_concurrent_adds_lose_nothing(tmp_path: Path) -> None:
     # separate UserDB objects, as separate processes would have
     dbs = [UserDB(path) for _ in range(8)]
     threads = [
-        threading.Thread(target=db.add, args=(f"user{i}", f"pw{i}")) for i, db in enumerate(dbs)
+        threading.Thread(target=db.add, args=(f"user{i}", f"password {i}"))
+        for i, db in enumerate(dbs)
     ]
     for t in threads:
         t.start()
@@ -134,7 +141,7 @@ def test_concurrent_adds_lose_nothing(tmp_path: Path) -> None:
 
 def test_refresh_sees_changes_by_others(userdb: UserDB) -> None:
     other = UserDB(userdb.path)
-    other.add("carol", "pw")
+    other.add("carol", "carol password")
     assert "carol" not in userdb
     assert userdb.refresh() is True
     assert "carol" in userdb
@@ -145,7 +152,7 @@ def test_missing_and_existing_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         UserDB(tmp_path / "nope.json")
     path = tmp_path / "users.json"
-    UserDB.create(path).add("alice", "pw")
+    UserDB.create(path).add("alice", "alice password")
     with pytest.raises(ConfigError, match="already exists"):
         UserDB.create(path)
     assert UserDB.create(path, exist_ok=True).list() == ["alice"]
@@ -155,7 +162,7 @@ def test_missing_and_existing_files(tmp_path: Path) -> None:
 
 def test_groups(tmp_path: Path) -> None:
     db = UserDB.create(tmp_path / "big.json", group_bits=3072)
-    db.add("alice", "pw")
+    db.add("alice", "alice password")
     entry = db.lookup("alice")
     assert entry is not None and entry.N.bit_length() == 3072 and entry.group == "rfc5054-3072"
     for weak in (1024, 1536, 2047):
@@ -210,7 +217,7 @@ def test_corrupt_files_raise_config_error(userdb: UserDB, mutate: Mutation, mess
     with pytest.raises(ConfigError):
         userdb.refresh()
     with pytest.raises(ConfigError):
-        userdb.add("carol", "pw")
+        userdb.add("carol", "carol password")
 
 
 def test_size_limit(userdb: UserDB) -> None:
@@ -275,3 +282,27 @@ def test_lock_file_is_private(userdb: UserDB) -> None:
     lock = Path(userdb.path).with_name(".users.json.lock")
     assert lock.exists()
     assert stat.S_IMODE(lock.stat().st_mode) & 0o077 == 0
+
+
+def test_minimum_password_length(userdb: UserDB) -> None:
+    # the default minimum is 8 characters: one step under it is refused, at it accepted
+    assert DEFAULT_MIN_PASSWORD_LENGTH == 8
+    with pytest.raises(UsageError, match="has 7 characters, fewer than the 8 required"):
+        userdb.add("carol", "7 chars")
+    assert "carol" not in userdb
+    userdb.add("carol", "8 chars!")
+    # characters, not bytes, for a text password; bytes for a bytes one
+    userdb.add("dave", "ééééééé" + "é")
+    with pytest.raises(UsageError, match="has 7 bytes"):
+        userdb.add("erin", b"7 bytes")
+    # a password change obeys it too
+    with pytest.raises(UsageError, match="fewer than the 8 required"):
+        userdb.set_password("alice", "short")
+    # the knob: one step either side of a custom minimum
+    with pytest.raises(UsageError, match="has 11 characters, fewer than the 12 required"):
+        userdb.add("frank", "x" * 11, min_password_length=12)
+    userdb.add("frank", "x" * 12, min_password_length=12)
+    userdb.set_password("frank", "four", min_password_length=4)
+    with pytest.raises(UsageError, match="minimum password length must be a whole number"):
+        userdb.add("gina", "any password", min_password_length=0)
+    assert userdb.list() == ["alice", "bob", "carol", "dave", "frank"]

@@ -97,6 +97,37 @@ def test_auth_kinds_and_mutual_tls(fake_server: list[dict[str, Any]], pki: Any, 
     assert auth.cert_reqs != 0  # client certificates required
 
 
+def test_login_throttle_flags(fake_server: list[dict[str, Any]], userdb: Any,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    from rpyc_ipy.auth.throttle import (
+        DEFAULT_FORGET_AFTER,
+        DEFAULT_FREE_FAILURES,
+        DEFAULT_MAX_DELAY,
+    )
+
+    app = ["--app-dir", str(HERE), "cli_services:WhoAmIService", "--srp-db", userdb.path]
+    assert run(capsys, "serve", *app)[0] == 0
+    throttle = fake_server[-1]["authenticator"].throttle
+    assert (throttle.free_failures, throttle.max_delay, throttle.forget_after) == \
+        (DEFAULT_FREE_FAILURES, DEFAULT_MAX_DELAY, DEFAULT_FORGET_AFTER) == (5, 300.0, 300.0)
+    assert run(capsys, "serve", *app, "--login-free-failures", "3", "--login-max-delay", "60",
+               "--login-forget-after", "120")[0] == 0
+    throttle = fake_server[-1]["authenticator"].throttle
+    assert (throttle.free_failures, throttle.max_delay, throttle.forget_after) == (3, 60.0, 120.0)
+    # a maximum under the 1 s first step makes every lock that long
+    assert run(capsys, "serve", *app, "--login-max-delay", "0.5")[0] == 0
+    assert fake_server[-1]["authenticator"].throttle.delay(10) == 0.5
+    for bad in (["--login-free-failures", "0"], ["--login-max-delay", "-1"]):
+        with pytest.raises(SystemExit) as exited:  # argparse's own errors
+            run(capsys, "serve", *app, *bad)
+        assert exited.value.code == 2 and "must be" in capsys.readouterr().err
+    # only TLS-SRP logins are throttled: the flags are refused without --srp-db
+    created = len(fake_server)
+    status, _, err = run(capsys, "serve", *app[:3], "--login-free-failures", "3")
+    assert status == 2 and "--login-free-failures: only TLS-SRP logins are throttled" in err
+    assert len(fake_server) == created
+
+
 def test_insecure_no_auth_is_explicit(fake_server: list[dict[str, Any]],
                                       capsys: pytest.CaptureFixture[str],
                                       caplog: pytest.LogCaptureFixture) -> None:

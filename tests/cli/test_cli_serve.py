@@ -48,9 +48,9 @@ def test_srp_login_right_and_wrong_password(tmp_path: Path, serve_cli: Any) -> N
     server.wait_for_stderr(r"authentication failed for \('127\.0\.0\.1', \d+\)")
 
     # a user added while the server runs can log in at once
-    added = run_cli("users", "add", str(db), "bob", "--password-stdin", input="bob pw\n")
+    added = run_cli("users", "add", str(db), "bob", "--password-stdin", input="bob password\n")
     assert added.returncode == 0, added.stderr
-    with rpyc_ipy.srp_connect("127.0.0.1", server.port, "bob", "bob pw",
+    with rpyc_ipy.srp_connect("127.0.0.1", server.port, "bob", "bob password",
                               config=CONFIG, timeout=WAIT) as conn:
         assert conn.root.whoami() == "bob"
 
@@ -199,11 +199,11 @@ def test_notebook_service(serve_cli: Any, tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
         return
     db = UserDB.create(tmp_path / "users.json")
-    db.add("alice", "pw")
+    db.add("alice", "alice password")
     server = serve_cli(["--notebook", "--srp-db", db.path, "--port", "0"])
     assert server.auth == "srp"
-    with rpyc_ipy.srp_connect("127.0.0.1", server.port, "alice", "pw", config=CONFIG,
-                              timeout=WAIT) as conn:
+    with rpyc_ipy.srp_connect("127.0.0.1", server.port, "alice", "alice password",
+                              config=CONFIG, timeout=WAIT) as conn:
         assert conn.root.get_service_name() == server.name
     assert server.stop() == 0
 

@@ -47,10 +47,10 @@ def test_add_list_del_with_password_stdin(tmp_path: Path) -> None:
 
 def test_add_existing_user_fails_and_keeps_the_old_password(tmp_path: Path) -> None:
     db = tmp_path / "users.json"
-    assert run_cli("users", "add", str(db), "alice", "--password-stdin", input="one\n"
+    assert run_cli("users", "add", str(db), "alice", "--password-stdin", input="password one\n"
                    ).returncode == 0
     before = UserDB(db).lookup("alice")
-    again = run_cli("users", "add", str(db), "alice", "--password-stdin", input="two\n")
+    again = run_cli("users", "add", str(db), "alice", "--password-stdin", input="password two\n")
     assert again.returncode == 1
     assert "already exists" in again.stderr and "users passwd" in again.stderr
     assert UserDB(db).lookup("alice") == before
@@ -58,13 +58,14 @@ def test_add_existing_user_fails_and_keeps_the_old_password(tmp_path: Path) -> N
 
 def test_passwd_changes_the_verifier(tmp_path: Path) -> None:
     db = tmp_path / "users.json"
-    assert run_cli("users", "add", str(db), "alice", "--password-stdin", input="one\n"
+    assert run_cli("users", "add", str(db), "alice", "--password-stdin", input="password one\n"
                    ).returncode == 0
     before = UserDB(db).lookup("alice")
-    changed = run_cli("users", "passwd", str(db), "alice", "--password-stdin", input="two\n")
+    changed = run_cli("users", "passwd", str(db), "alice", "--password-stdin",
+                      input="password two\n")
     assert changed.returncode == 0, changed.stderr
     assert UserDB(db).lookup("alice") != before
-    missing = run_cli("users", "passwd", str(db), "carol", "--password-stdin", input="x\n")
+    missing = run_cli("users", "passwd", str(db), "carol", "--password-stdin", input="x password\n")
     assert missing.returncode == 1 and "no user 'carol'" in missing.stderr
 
 
@@ -73,7 +74,7 @@ def test_del_unknown_user_and_missing_file(tmp_path: Path) -> None:
     gone = run_cli("users", "del", str(db), "alice")
     assert gone.returncode == 1 and "does not exist" in gone.stderr
     assert not db.exists()
-    assert run_cli("users", "add", str(db), "alice", "--password-stdin", input="pw\n"
+    assert run_cli("users", "add", str(db), "alice", "--password-stdin", input="alice password\n"
                    ).returncode == 0
     unknown = run_cli("users", "del", str(db), "carol")
     assert unknown.returncode == 1 and "no user 'carol'" in unknown.stderr
@@ -179,7 +180,33 @@ def test_password_asked_twice_on_the_terminal(tmp_path: Path) -> None:
     assert b"typed pw" not in shown, "the password must not be echoed"
     assert UserDB(db).list() == ["alice"]
 
-    status, shown = _drive_terminal([*argv[:-1], "bob"], [b"one", b"two"])
+    status, shown = _drive_terminal([*argv[:-1], "bob"], [b"password one", b"password two"])
     assert status == 1
     assert b"do not match" in shown
     assert UserDB(db).list() == ["alice"]
+
+
+def test_minimum_password_length(tmp_path: Path) -> None:
+    db = tmp_path / "users.json"
+    short = run_cli("users", "add", str(db), "alice", "--password-stdin", input="7 chars\n")
+    assert short.returncode == 1
+    assert "the password has 7 characters, fewer than the 8 required" in short.stderr
+    assert "--min-password-length" in short.stderr
+    assert not db.exists(), "a refused add must not leave a new file behind"
+    assert run_cli("users", "add", str(db), "alice", "--password-stdin", input="8 chars!\n"
+                   ).returncode == 0
+    # the flag moves the minimum, for passwd as for add: one step either side of it
+    before = UserDB(db).lookup("alice")
+    under = run_cli("users", "passwd", str(db), "alice", "--password-stdin",
+                    "--min-password-length", "12", input="x" * 11 + "\n")
+    assert under.returncode == 1 and "fewer than the 12 required" in under.stderr
+    assert UserDB(db).lookup("alice") == before
+    at = run_cli("users", "passwd", str(db), "alice", "--password-stdin",
+                 "--min-password-length", "12", input="x" * 12 + "\n")
+    assert at.returncode == 0, at.stderr
+    lowered = run_cli("users", "add", str(db), "bob", "--password-stdin",
+                      "--min-password-length", "4", input="four\n")
+    assert lowered.returncode == 0, lowered.stderr
+    assert UserDB(db).list() == ["alice", "bob"]
+    bad = run_cli("users", "add", str(db), "carol", "--min-password-length", "0")
+    assert bad.returncode == 2 and "must be at least 1" in bad.stderr

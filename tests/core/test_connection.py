@@ -135,7 +135,7 @@ def test_pending_calls_fail_at_once_when_the_peer_dies(make_pair: Any) -> None:
     pair = make_pair(service)
     slow = rpyc_ipy.async_(pair.client.root.hold)()
     assert service.entered.wait(10)
-    pair.server._teardown(ConnectionClosed("killed by the test"))
+    pair.server.abort(ConnectionClosed("killed by the test"))
     slow.wait(10)  # failed at once: the request itself holds for 30 s
     with pytest.raises(ConnectionLost):
         _ = slow.value

@@ -220,7 +220,7 @@ def test_a_cell_that_ignores_interrupts_is_ended_by_a_restart(rig: Rig) -> None:
     assert conn.root.running()
     fresh = dict(conn.root.restart())
     running.wait(WAIT)
-    assert running.error and "restarted" in str(running._value)
+    assert running.error and "restarted" in str(running.exception)
     assert fresh["pid"] != first["pid"]
     assert _value(conn.root.execute("1 + 1", None, ())) == "2"
 
