@@ -13,6 +13,7 @@ from __future__ import annotations
 import mmap
 import zlib
 from collections.abc import Callable
+from typing import Protocol
 
 from rpyc_ipy.errors import CodecError, LimitExceeded
 
@@ -23,6 +24,20 @@ __all__ = ["CHUNK", "SMALL", "inflate"]
 SMALL = 1 << 16
 #: inflated bytes asked of the budget, produced and copied at a time
 CHUNK = 1 << 20
+
+
+class Inflater(Protocol):
+    """What we use of a ``zlib.decompressobj()``."""
+
+    @property
+    def eof(self) -> bool: ...
+    @property
+    def unconsumed_tail(self) -> bytes: ...
+    @property
+    def unused_data(self) -> bytes: ...
+
+    def decompress(self, data: bytes | bytearray | memoryview, max_length: int = ...,
+                   /) -> bytes: ...
 
 
 def inflate(body: bytes | bytearray | memoryview, limit: int,
@@ -48,7 +63,7 @@ def inflate(body: bytes | bytearray | memoryview, limit: int,
         raise CodecError(f"frame: invalid zlib body: {exc}") from None
 
 
-def _inflate_large(inflater: zlib._Decompress, first: bytes, limit: int,
+def _inflate_large(inflater: Inflater, first: bytes, limit: int,
                    take: Callable[[int], None], give: Callable[[int], None]) -> memoryview:
     size = len(first)
     if size > limit:
@@ -77,7 +92,7 @@ def _inflate_large(inflater: zlib._Decompress, first: bytes, limit: int,
     return memoryview(out)[:size]
 
 
-def _check_end(inflater: zlib._Decompress, size: int, limit: int) -> None:
+def _check_end(inflater: Inflater, size: int, limit: int) -> None:
     if size > limit:
         _over(limit)
     if not inflater.eof:
