@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rpyc_ipy import classic
+from rpyc_ipy import classic, lib, utils
 from rpyc_ipy._lazy import lazy_attributes
 from rpyc_ipy._version import __version__
 from rpyc_ipy.core.async_result import AsyncResult
@@ -42,6 +42,7 @@ from rpyc_ipy.core.service import (
     restricted,
     service,
 )
+from rpyc_ipy.core.vinegar import GenericException
 from rpyc_ipy.errors import (
     AsyncResultTimeout,
     AuthenticationError,
@@ -55,16 +56,23 @@ from rpyc_ipy.errors import (
 )
 from rpyc_ipy.factory import (
     connect,
+    connect_by_service,
+    connect_pipes,
     connect_socket,
+    connect_stdpipes,
     connect_stream,
     connect_subproc,
     connect_thread,
+    discover,
+    list_services,
     srp_connect,
     ssl_connect,
     unix_connect,
 )
+from rpyc_ipy.lib import setup_logger
 from rpyc_ipy.protocol import brine, vinegar
 from rpyc_ipy.servers import OneShotServer, ThreadedServer, ThreadPoolServer
+from rpyc_ipy.servers.forking import ForkingServer
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -77,7 +85,9 @@ __all__ = [
     "Connection",
     "ConnectionClosed",
     "ConnectionLost",
+    "ForkingServer",
     "FrameBudget",
+    "GenericException",
     "MasterService",
     "OneShotServer",
     "PingError",
@@ -100,20 +110,28 @@ __all__ = [
     "buffiter",
     "classic",
     "connect",
+    "connect_by_service",
+    "connect_pipes",
     "connect_socket",
+    "connect_stdpipes",
     "connect_stream",
     "connect_subproc",
     "connect_thread",
+    "discover",
     "exposed",
+    "lib",
+    "list_services",
     "load_ipython_extension",
     "restricted",
     "service",
+    "setup_logger",
     "spawn",
     "srp_connect",
     "ssl_connect",
     "timed",
     "unix_connect",
     "unload_ipython_extension",
+    "utils",
     "vinegar",
 ]
 

@@ -17,40 +17,68 @@ Our classic client exposes **nothing** to the server unless you pass
 
 from __future__ import annotations
 
+import builtins
+import inspect
 import os
 import pickle
 import posixpath
-from collections.abc import Callable, Mapping
-from typing import Any
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from types import ModuleType
+from typing import IO, Any
 
 from rpyc_ipy import factory
 from rpyc_ipy.core.connection import Connection
 from rpyc_ipy.core.netref import BaseNetref
-from rpyc_ipy.core.service import ClassicClient, ClassicService, SlaveService
+from rpyc_ipy.core.service import (
+    ClassicClient,
+    ClassicService,
+    ModuleNamespace,
+    Slave,
+    SlaveService,
+)
 from rpyc_ipy.core.teleport import teleport_function
 from rpyc_ipy.core.transport import Transport
-from rpyc_ipy.errors import PickleDisabledError
+from rpyc_ipy.errors import PickleDisabledError, UsageError
 from rpyc_ipy.protocol import consts
 
 __all__ = [
     "DEFAULT_SERVER_PORT",
     "DEFAULT_SERVER_SSL_PORT",
+    "STREAM_CHUNK",
+    "ClassicService",
+    "MockClassicConnection",
+    "ModuleNamespace",
+    "Slave",
+    "SlaveService",
     "connect",
+    "connect_multiprocess",
+    "connect_pipes",
+    "connect_stdpipes",
     "connect_stream",
     "connect_subproc",
     "connect_thread",
     "deliver",
     "download",
+    "download_dir",
+    "download_file",
+    "interact",
     "obtain",
+    "redirected_stdio",
     "ssl_connect",
     "teleport_function",
     "unix_connect",
     "upload",
+    "upload_dir",
+    "upload_file",
+    "upload_module",
+    "upload_package",
 ]
 
 DEFAULT_SERVER_PORT = 18812
 DEFAULT_SERVER_SSL_PORT = 18821
-CHUNK_SIZE = 64000
+CHUNK_SIZE = STREAM_CHUNK = 64000
 
 Config = Mapping[str, Any] | None
 
@@ -90,6 +118,27 @@ def connect_stream(transport: Transport, *, expose_local: bool = False, config: 
                    ) -> Connection:
     """Classic connection over an open transport."""
     return factory.connect_stream(transport, _client_service(expose_local), config)
+
+
+def connect_pipes(input: IO[Any], output: IO[Any], *, expose_local: bool = False
+                  ) -> Connection:
+    """Classic connection over two pipes (file objects): read ``input``, write ``output``.
+
+    A process that serves its parent this way passes ``expose_local=True``."""
+    return factory.connect_pipes(input, output, _client_service(expose_local))
+
+
+def connect_stdpipes(*, expose_local: bool = False) -> Connection:
+    """Classic connection over this process's stdin/stdout (to its parent)."""
+    return factory.connect_stdpipes(_client_service(expose_local))
+
+
+def connect_multiprocess(args: Mapping[str, Any] | None = None, *,
+                         expose_local: bool = False) -> Connection:
+    """A classic server in a forked child process, and a connection to it; ``args``
+    (e.g. ``multiprocessing.Value`` objects) are put in the child's namespace."""
+    return factory.connect_multiprocess(_client_service(expose_local), None, SlaveService,
+                                        None, args)
 
 
 def connect_thread(*, expose_local: bool = False) -> Connection:
@@ -155,6 +204,13 @@ def upload_file(conn: Connection, localpath: str, remotepath: str,
             remote.close()
 
 
+def upload_dir(conn: Connection, localpath: str, remotepath: str,
+               filter: Callable[[str], bool] | None = None, chunk_size: int = CHUNK_SIZE
+               ) -> None:
+    """Copy a local directory tree to the peer (names ``filter`` rejects are skipped)."""
+    _upload_dir(conn, localpath, remotepath, filter, chunk_size)
+
+
 def _upload_dir(conn: Connection, localpath: str, remotepath: str,
                 filter: Callable[[str], bool] | None, chunk_size: int) -> None:
     remote_os = conn.modules.os
@@ -165,6 +221,15 @@ def _upload_dir(conn: Connection, localpath: str, remotepath: str,
             continue
         upload(conn, os.path.join(localpath, name), posixpath.join(remotepath, name), filter,
                True, chunk_size)
+
+
+def download_dir(conn: Connection, remotepath: str, localpath: str,
+                 filter: Callable[[str], bool] | None = None, chunk_size: int = CHUNK_SIZE
+                 ) -> None:
+    """Copy a directory tree from the peer to here."""
+    if not conn.modules.os.path.isdir(remotepath):
+        raise ValueError(f"cannot download {remotepath!r}: not a directory on the peer")
+    download(conn, remotepath, localpath, filter, False, chunk_size)
 
 
 def download(conn: Connection, remotepath: str, localpath: str,
@@ -194,3 +259,75 @@ def download_file(conn: Connection, remotepath: str, localpath: str,
                 local.write(chunk)
     finally:
         remote.close()
+
+
+def upload_package(conn: Connection, module: ModuleType, remotepath: str | None = None,
+                   chunk_size: int = CHUNK_SIZE) -> None:
+    """Copy a local package (its directory) or module (its file) to the peer, by
+    default into the peer's site-packages, so the peer can import it."""
+    source = inspect.getsourcefile(module)
+    if source is None:
+        raise ValueError(f"cannot upload {module.__name__!r}: it has no source file")
+    is_package = hasattr(module, "__path__")
+    localpath = os.path.dirname(os.path.abspath(source)) if is_package else source
+    if remotepath is None:
+        site = conn.modules.sysconfig.get_paths()["purelib"]
+        remotepath = conn.modules.os.path.join(site, *module.__name__.split("."))
+        if not is_package:
+            remotepath += ".py"
+    upload(conn, localpath, remotepath, filter=lambda name: name != "__pycache__",
+           chunk_size=chunk_size)
+
+
+upload_module = upload_package
+
+
+@contextmanager
+def redirected_stdio(conn: Connection) -> Iterator[None]:
+    """Within the block, the peer's ``sys.stdin``/``stdout``/``stderr`` are this
+    process's: what the peer prints appears here (needs ``expose_local=True`` on
+    our classic client, since the peer then calls into our streams)."""
+    if not (conn.policy.allow_public_attrs or conn.policy.allow_all_attrs):
+        raise UsageError("redirected_stdio lets the peer call into this process's stdin, "
+                         "stdout and stderr: connect with expose_local=True to allow it")
+    remote_sys = conn.modules.sys
+    saved = remote_sys.stdin, remote_sys.stdout, remote_sys.stderr
+    remote_sys.stdin, remote_sys.stdout, remote_sys.stderr = sys.stdin, sys.stdout, sys.stderr
+    try:
+        yield
+    finally:
+        remote_sys.stdin, remote_sys.stdout, remote_sys.stderr = saved
+
+
+def interact(conn: Connection, namespace: dict[str, Any] | None = None) -> None:
+    """An interactive interpreter running on the peer, using this terminal (see
+    :func:`redirected_stdio`); ``namespace`` seeds its variables (``conn`` included)."""
+    namespace = dict(namespace or {})
+    namespace["conn"] = conn
+    with redirected_stdio(conn):
+        conn.modules.code.interact(local=conn.builtins.dict(namespace.items()), banner="",
+                                   exitmsg="")
+
+
+class MockClassicConnection:
+    """A classic connection's surface over *this* process (``modules``, ``builtins``,
+    ``eval``, ``execute``, ``namespace``), so code written for a classic
+    connection also runs locally."""
+
+    def __init__(self) -> None:
+        self.root = Slave()
+        self.modules = ModuleNamespace(self.root.getmodule)
+        self.builtins = builtins
+        self.builtin = builtins
+        self.namespace = self.root.namespace
+        self.eval = self.root.eval
+        self.execute = self.root.execute
+
+    def __enter__(self) -> MockClassicConnection:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing to close: there is no peer."""

@@ -20,6 +20,8 @@ Two families, so a caller can tell who is at fault::
     │   ├── WorkerError            its worker process could not start, or died
     │   └── SessionLimitError      a cap on sessions (per user or in total) is reached
     ├── PingError                  a ping came back wrong
+    ├── DiscoveryError             no server of a service was found in the registry
+    ├── ForbiddenError             the registry does not allow listing its services
     └── RemoteError                base of exceptions rebuilt from the peer's vinegar payload
                                    (builtin ones also keep their builtin class)
 
@@ -40,6 +42,8 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionLost",
     "CredentialsError",
+    "DiscoveryError",
+    "ForbiddenError",
     "LimitExceeded",
     "PickleDisabledError",
     "PingError",
@@ -137,6 +141,14 @@ class PingError(RPyCError):
     """The echo of a ping did not match what was sent."""
 
 
+class DiscoveryError(RPyCError):
+    """No server of the service was found in the registry (or none of them answered)."""
+
+
+class ForbiddenError(RPyCError):
+    """The registry does not allow listing its services (start it with listing allowed)."""
+
+
 class RemoteExceptionMixin:
     """What every exception rebuilt from a peer carries, whatever its class.
 
@@ -156,6 +168,10 @@ class RemoteExceptionMixin:
     @property
     def _remote_tb(self) -> str:  # the attribute name RPyC code reads
         return self.remote_traceback
+
+    @property
+    def _remote_version(self) -> str | None:  # RPyC's name: the peer's RPyC version
+        return self.remote_version
 
     def _local_str(self) -> str:
         bases = type(self).__mro__

@@ -1,4 +1,5 @@
-"""Ways to open a connection: TCP, TLS, TLS-SRP, unix socket, a thread, a subprocess, a stream.
+"""Ways to open a connection: TCP, TLS, TLS-SRP, unix socket, a thread, a subprocess, a
+stream, a pair of pipes, or a server found in a registry (:func:`connect_by_service`).
 
 All of them return a :class:`~rpyc_ipy.Connection`; use ``conn.root`` to reach
 the server's service and ``conn.close()`` (or ``with``) when done. Plaintext TCP
@@ -8,19 +9,21 @@ use :func:`ssl_connect` or :func:`srp_connect` across a network.
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import IO, Any
 
 from rpyc_ipy.core.connection import Connection
-from rpyc_ipy.core.service import VoidService
+from rpyc_ipy.core.service import Slave, VoidService
 from rpyc_ipy.core.transport import Transport
-from rpyc_ipy.errors import UsageError
+from rpyc_ipy.errors import DiscoveryError, ForbiddenError, UsageError
 from rpyc_ipy.servers.channels import CHANNEL_PREFIX, ticket_line
+from rpyc_ipy.servers.registry import RegistryClient, UDPRegistryClient
 from rpyc_ipy.transports.memory import PipeTransport, memory_pair
 from rpyc_ipy.transports.sockets import (
     DescribedSocket,
@@ -32,9 +35,15 @@ from rpyc_ipy.transports.sockets import unix_connect as _unix_socket
 
 __all__ = [
     "connect",
+    "connect_by_service",
+    "connect_multiprocess",
+    "connect_pipes",
+    "connect_stdpipes",
     "connect_stream",
     "connect_subproc",
     "connect_thread",
+    "discover",
+    "list_services",
     "srp_connect",
     "ssl_connect",
     "unix_connect",
@@ -171,6 +180,52 @@ def connect_thread(service: Any = VoidService, config: Config = None,
     return Connection(service, near, config)
 
 
+def connect_multiprocess(service: Any = VoidService, config: Config = None,
+                         remote_service: Any = VoidService, remote_config: Config = None,
+                         args: Mapping[str, Any] | None = None, *, timeout: float = 30.0
+                         ) -> Connection:
+    """A connection to ``remote_service`` served by a forked child process (POSIX).
+
+    ``args`` (e.g. ``multiprocessing.Value``/``Array`` for memory both processes
+    share) go into the served service's ``namespace`` (classic) or
+    ``exposed_namespace`` (a service that defines that dict). The child ends when
+    the connection closes."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        raise UsageError("connect_multiprocess needs fork (POSIX); use connect_subproc")
+    remote = remote_service() if isinstance(remote_service, type) else remote_service
+    if args:
+        namespace = remote.namespace if isinstance(remote, Slave) \
+            else getattr(remote, "exposed_namespace", None)
+        if not isinstance(namespace, dict):
+            raise UsageError(f"connect_multiprocess(args=...): {type(remote).__name__} has no "
+                             "namespace dict to put them in; define exposed_namespace = {}")
+        namespace.update(args)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    child = multiprocessing.get_context("fork").Process(
+        target=_serve_one, args=(listener, remote, remote_config, timeout), daemon=True)
+    child.start()
+    try:
+        conn = connect("127.0.0.1", listener.getsockname()[1], service, config,
+                       timeout=timeout)
+    finally:
+        listener.close()
+    conn.proc = child  # type: ignore[attr-defined]
+    return conn
+
+
+def _serve_one(listener: socket.socket, service: Any, config: Config, timeout: float) -> None:
+    """In the child of :func:`connect_multiprocess`: serve the first client, then exit."""
+    listener.settimeout(timeout)
+    with listener:
+        sock, _ = listener.accept()
+    sock.settimeout(None)
+    connect_socket(sock, service, config).serve_all()
+
+
 def connect_subproc(args: Sequence[str], service: Any = VoidService, config: Config = None
                     ) -> Connection:
     """Start ``args`` as a subprocess that serves over its stdin/stdout, and connect.
@@ -212,3 +267,90 @@ class _ProcessTransport(PipeTransport):
 def python_subproc_args(module: str, *extra: str) -> list[str]:
     """``[sys.executable, "-m", module, *extra]``: the usual ``connect_subproc`` args."""
     return [sys.executable, "-m", module, *extra]
+
+
+class _FileTransport(PipeTransport):
+    """Pipes given as file objects: the transport reads and writes its own copies of
+    their descriptors, and closing it closes the files too."""
+
+    def __init__(self, incoming: IO[Any], outgoing: IO[Any]) -> None:
+        outgoing.flush()
+        super().__init__(os.dup(incoming.fileno()), os.dup(outgoing.fileno()))
+        self._files = (incoming, outgoing)
+
+    def close(self) -> None:
+        super().close()
+        for stream in self._files:
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+def connect_pipes(input: IO[Any], output: IO[Any], service: Any = VoidService,
+                  config: Config = None) -> Connection:
+    """A connection over two pipes given as file objects: read ``input``, write ``output``."""
+    return Connection(service, _FileTransport(input, output), config)
+
+
+def connect_stdpipes(service: Any = VoidService, config: Config = None) -> Connection:
+    """A connection over this process's stdin and stdout (the other side is our parent).
+    Print nothing to stdout afterwards: it carries the protocol."""
+    return connect_pipes(sys.stdin, sys.stdout, service, config)
+
+
+# -- the registry ------------------------------------------------------------------
+
+
+def discover(service_name: str, host: str | None = None, registrar: RegistryClient | None = None,
+             timeout: float = 2) -> list[tuple[str, int]]:
+    """The ``(host, port)`` of every server registered as ``service_name`` (on ``host``
+    only, if given). Without ``registrar``, asks by UDP broadcast.
+
+    Raises :class:`~rpyc_ipy.errors.DiscoveryError` when there is none."""
+    if registrar is None:
+        registrar = UDPRegistryClient(timeout=timeout)
+    addresses = list(registrar.discover(service_name))
+    if not addresses:
+        raise DiscoveryError(f"no server of {service_name!r} is registered with the registry "
+                             f"at {registrar.ip}:{registrar.port}; is the server running "
+                             "with auto_register?")
+    if host:
+        ips = socket.gethostbyname_ex(host)[2]
+        addresses = [(h, p) for h, p in addresses if h in ips]
+        if not addresses:
+            raise DiscoveryError(f"no server of {service_name!r} is registered on {host}")
+    return addresses
+
+
+def list_services(registrar: RegistryClient | None = None, filter_host: str | None = None,
+                  timeout: float = 2) -> tuple[str, ...]:
+    """The service names registered (on ``filter_host`` only, if given); ``()`` when no
+    registry answered. Raises :class:`~rpyc_ipy.errors.ForbiddenError` when the
+    registry does not allow listing."""
+    if registrar is None:
+        registrar = UDPRegistryClient(timeout=timeout)
+    services = registrar.list(filter_host)
+    if services is None:
+        raise ForbiddenError(f"the registry at {registrar.ip}:{registrar.port} does not allow "
+                             "listing (start it with allow_listing=True, or --listing)")
+    return services
+
+
+def connect_by_service(service_name: str, host: str | None = None,
+                       registrar: RegistryClient | None = None, timeout: float = 2,
+                       service: Any = VoidService, config: Config = None) -> Connection:
+    """Connect to the first registered server of ``service_name`` that answers.
+
+    Registered servers are reached with :func:`connect`, so one that is not on
+    loopback is refused unless reached some other way (use :func:`discover` and
+    :func:`ssl_connect` across a network)."""
+    addresses = discover(service_name, host, registrar, timeout)
+    failures = []
+    for address, port in addresses:
+        try:
+            return connect(address, port, service, config, timeout=timeout)
+        except OSError as exc:
+            failures.append(f"{address}:{port} ({exc.strerror or exc})")
+    raise DiscoveryError(f"every registered server of {service_name!r} is down: "
+                         + ", ".join(failures))

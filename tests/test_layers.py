@@ -3,9 +3,12 @@ modules shipped to a classic server import only the standard library.
 
 Layers, bottom to top (a module may import from its own layer and the ones below)::
 
-    errors, _lazy, _version < protocol < core < transports, auth, servers
-      < factory, classic, target, credentials < remote < ipython, kernel
-      < cli, demo, the package root
+    errors, _lazy, _version < protocol < core, lib < transports, auth, servers
+      < factory, classic, target, credentials, utils < remote < ipython, kernel
+      < cli, demo, compat, the package root
+
+``lib`` and ``utils`` are RPyC's module paths (``rpyc.lib``, ``rpyc.utils.*``) over our
+layout: ``lib`` is small helpers beside the core, ``utils`` re-exports from the layer below.
 """
 
 from __future__ import annotations
@@ -27,12 +30,12 @@ PACKAGE = Path(rpyc_ipy.__file__).parent
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors", "_lazy", "_version"}),
     frozenset({"protocol"}),
-    frozenset({"core"}),
+    frozenset({"core", "lib"}),
     frozenset({"transports", "auth", "servers"}),
-    frozenset({"factory", "classic", "target", "credentials"}),
+    frozenset({"factory", "classic", "target", "credentials", "utils"}),
     frozenset({"remote"}),
     frozenset({"ipython", "kernel"}),
-    frozenset({"cli", "demo", "__init__", "__main__"}),
+    frozenset({"cli", "demo", "compat", "__init__", "__main__"}),
 )
 
 

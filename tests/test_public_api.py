@@ -14,7 +14,9 @@ RPYC_NAMES = {
     "SlaveService", "ClassicService", "exposed", "service", "async_", "timed", "buffiter",
     "BgServingThread", "restricted", "spawn", "BaseNetref", "AsyncResultTimeout",
     "ThreadedServer", "ThreadPoolServer", "OneShotServer", "SSLAuthenticator",
-    "DEFAULT_CONFIG", "brine", "vinegar",
+    "DEFAULT_CONFIG", "brine", "vinegar", "ForkingServer",
+    "GenericException", "connect_by_service", "connect_pipes", "connect_stdpipes", "discover",
+    "list_services", "setup_logger", "lib", "utils",
 }
 OUR_NAMES = {
     "AsyncResult", "AuthenticationError", "Connection", "ConnectionClosed", "ConnectionLost",

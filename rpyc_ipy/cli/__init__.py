@@ -7,11 +7,13 @@ Subcommands::
     rpyc-ipy serve --notebook --srp-db users.json           # the notebook execution service
     rpyc-ipy serve --classic                                # full remote control, loopback only
     rpyc-ipy serve --classic --stdio                        # one client over stdin/stdout
+    rpyc-ipy serve --classic --mode forking --register      # rpyc_classic's modes, registry
+    rpyc-ipy registry --mode tcp                            # a service registry, loopback
     rpyc-ipy users add users.json alice                     # asks for the password twice
     rpyc-ipy users list users.json
     rpyc-ipy kernel install --name gpu --host gpu-box --port 18821 --srp-user alice
 
-One module per subcommand (:mod:`.serve`, :mod:`.users`, :mod:`.kernel`).
+One module per subcommand (:mod:`.serve`, :mod:`.registry`, :mod:`.users`, :mod:`.kernel`).
 Adding a subcommand is one function: decorate ``setup(parser)`` with
 :func:`~rpyc_ipy.cli.common.command` in a module imported here; it adds its
 arguments and calls ``parser.set_defaults(run=fn)`` where ``fn(args) -> int``
@@ -30,7 +32,7 @@ from rpyc_ipy.errors import RPyCError
 
 # isort: off
 # importing a subcommand's module registers it; `rpyc-ipy --help` lists them in this order
-from rpyc_ipy.cli import serve, users, kernel  # noqa: F401
+from rpyc_ipy.cli import serve, registry, users, kernel  # noqa: F401
 # isort: on
 from rpyc_ipy.cli.serve import DEFAULT_PORT, DEFAULT_TLS_PORT
 

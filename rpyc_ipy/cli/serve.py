@@ -139,6 +139,11 @@ def _serve_command(parser: argparse.ArgumentParser) -> None:
                          help="refuse sessions to users without a --run-as account")
 
     misc = parser.add_argument_group("server")
+    misc.add_argument("-m", "--mode", choices=["threaded", "forking", "oneshot", "stdio"],
+                      default="threaded",
+                      help="threaded: every client at once (default); forking: each client "
+                           "in a child process of its own; oneshot: one client, then exit; "
+                           "stdio: as --stdio")
     misc.add_argument("--max-connections", type=_positive_int, default=1024, metavar="N",
                       help="clients served at once; more are refused (default 1024)")
     misc.add_argument("--max-pending-connections", type=_positive_int, default=64, metavar="N",
@@ -154,6 +159,20 @@ def _serve_command(parser: argparse.ArgumentParser) -> None:
     misc.add_argument("--log-level", default="info",
                       choices=["debug", "info", "warning", "error"],
                       help="logging level on stderr (default info: one line per connection)")
+    misc.add_argument("--logfile", metavar="FILE",
+                      help="write the log to FILE instead of stderr")
+
+    registry = parser.add_argument_group(
+        "registry (announce this server's service; see `rpyc-ipy registry`)")
+    registry.add_argument("--register", action="store_true",
+                          help="register with a registry while serving, unregister on exit")
+    registry.add_argument("--registry-type", type=str.upper, choices=["UDP", "TCP"],
+                          default="UDP", help="the registry's protocol (default UDP)")
+    registry.add_argument("--registry-host", metavar="HOST",
+                          help="the registry's address (UDP default: broadcast "
+                               "255.255.255.255; TCP: required)")
+    registry.add_argument("--registry-port", type=_port, default=18811, metavar="PORT",
+                          help="the registry's port (default 18811)")
     parser.set_defaults(run=run_serve)
 
 
@@ -216,8 +235,10 @@ def _positive_int(text: str) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     """``rpyc-ipy serve``: check the options, build the server, serve until stopped."""
+    if args.mode == "stdio":
+        args.stdio = True
     _check_serve_options(args)
-    _configure_logging(args.log_level)
+    _configure_logging(args.log_level, args.logfile)
     service = _load_service(args)
     name = _service_name(service)
     if args.classic:
@@ -231,6 +252,16 @@ def run_serve(args: argparse.Namespace) -> int:
 def _check_serve_options(args: argparse.Namespace) -> None:
     if not (args.service or args.notebook or args.classic):
         raise CLIError("say what to serve: SERVICE (module:Class), --notebook or --classic", 2)
+    if args.notebook and args.mode in ("forking", "oneshot"):
+        raise CLIError(f"--notebook serves many clients from one process: --mode {args.mode} "
+                       "does not apply", 2)
+    if args.stdio and args.mode in ("forking", "oneshot"):
+        raise CLIError(f"--stdio serves one client over stdin/stdout: --mode {args.mode} "
+                       "does not apply", 2)
+    if args.register and args.stdio:
+        raise CLIError("--register announces a socket server: it does not apply to stdio", 2)
+    if args.register and args.registry_type == "TCP" and not args.registry_host:
+        raise CLIError("--registry-type TCP needs --registry-host (the registry's address)", 2)
     if args.key and not args.cert:
         raise CLIError("--key needs --cert", 2)
     if args.ca and not args.cert:
@@ -273,10 +304,10 @@ def _is_loopback(host: str) -> bool:
     return host != "" and is_loopback(host)
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, logfile: str | None = None) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper()),
-        stream=sys.stderr,
+        **({"filename": logfile} if logfile else {"stream": sys.stderr}),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.captureWarnings(True)
@@ -472,8 +503,6 @@ def _username() -> str:
 
 def _serve_socket(args: argparse.Namespace, service: Any, name: str, authenticator: Any,
                   auth_kind: str) -> int:
-    from rpyc_ipy.servers import ThreadedServer
-
     host = "127.0.0.1" if args.host is None else args.host
     port = args.port
     if port is None:
@@ -484,15 +513,14 @@ def _serve_socket(args: argparse.Namespace, service: Any, name: str, authenticat
                     name, host, " and run anything" if args.classic else "")
     sessions = service.registry if args.notebook else None
     try:
-        server = ThreadedServer(service, hostname=host, port=port, authenticator=authenticator,
-                                max_connections=args.max_connections,
-                                max_pending_connections=args.max_pending_connections,
-                                max_pending_per_address=args.max_pending_per_address,
-                                pending_frame_limit=args.pending_frame_limit,
-                                frame_budget=args.frame_budget,
-                                allow_insecure_remote=args.insecure_no_auth,
-                                channel_handler=None if sessions is None
-                                else service.channel_handler())
+        server = _server_class(args.mode)(
+            service, hostname=host, port=port, authenticator=authenticator,
+            max_connections=args.max_connections, allow_insecure_remote=args.insecure_no_auth,
+            max_pending_connections=args.max_pending_connections,
+            max_pending_per_address=args.max_pending_per_address,
+            pending_frame_limit=args.pending_frame_limit, frame_budget=args.frame_budget,
+            registrar=_registrar(args), auto_register=args.register,
+            channel_handler=None if sessions is None else service.channel_handler())
     except OSError as exc:
         raise CLIError(f"cannot listen on {format_address(host, port)}: {exc.strerror or exc}"
                        + (" (choose another with --port, or --port 0 for any free port)"
@@ -509,6 +537,24 @@ def _serve_socket(args: argparse.Namespace, service: Any, name: str, authenticat
             if sessions is not None:
                 sessions.close()  # every session's worker ends with the server
     return 0
+
+
+def _server_class(mode: str) -> Any:
+    from rpyc_ipy.servers import OneShotServer, ThreadedServer
+    from rpyc_ipy.servers.forking import ForkingServer
+
+    return {"threaded": ThreadedServer, "forking": ForkingServer, "oneshot": OneShotServer}[mode]
+
+
+def _registrar(args: argparse.Namespace) -> Any:
+    """The registry client for --register (``None`` without it)."""
+    if not args.register:
+        return None
+    from rpyc_ipy.servers.registry import TCPRegistryClient, UDPRegistryClient
+
+    if args.registry_type == "TCP":
+        return TCPRegistryClient(args.registry_host, port=args.registry_port)
+    return UDPRegistryClient(args.registry_host or "255.255.255.255", port=args.registry_port)
 
 
 def _serve_stdio(service: Any, name: str) -> int:

@@ -75,11 +75,21 @@ class UserCodeGate:
         self._lock = threading.Lock()
         self._ident: int | None = None
         self._sent = False
+        self._interrupt_on_entry = False
 
     def __enter__(self) -> UserCodeGate:
         with self._lock:
             self._ident = threading.get_ident()
+        if self._interrupt_on_entry:  # a SIGINT came before the user code began
+            self._interrupt_on_entry = False
+            raise KeyboardInterrupt
         return self
+
+    def interrupt_on_entry(self) -> None:
+        """Raise ``KeyboardInterrupt`` as the user code begins: for a signal handler
+        (it takes no lock) that finds the cell not started yet. A signal after the
+        entry is raised by the handler itself (see ``in_user_code_on`` in engine.py)."""
+        self._interrupt_on_entry = True
 
     def __exit__(self, *exc: object) -> None:
         self.leave()

@@ -48,6 +48,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import bundle as _bundle
+from . import cancel as _cancel
 from . import capture as _capture
 from . import cells as _cells
 from . import introspect as _introspect
@@ -311,6 +312,15 @@ class Engine:
         Called from a signal handler, which may interrupt a holder of the engine's
         lock: it takes no lock (copying the values is one step under the GIL)."""
         return any(e.gate.thread == ident for e in tuple(self._running.values()))
+
+    def interrupt_before_user_code(self) -> None:
+        """From the ``SIGINT`` handler when no cell is in its user code: the first
+        main-thread cell still to start stops as it starts, so a stop pressed just
+        after a cell was sent is not lost. Takes no lock, as :meth:`in_user_code_on`."""
+        for execution in tuple(self._running.values()):
+            if execution.runner is not None and not execution.done.is_set():
+                execution.gate.interrupt_on_entry()
+                return
 
     def shutdown(self) -> None:
         """Cancel everything (the client went away)."""
@@ -645,7 +655,8 @@ class Engine:
 
 
 _OWN_FILES = frozenset(getattr(module, "__file__", None) for module in
-                       (sys.modules[__name__], _capture, _bundle, _introspect, _values, _cells))
+                       (sys.modules[__name__], _cancel, _capture, _bundle, _introspect, _values,
+                        _cells))
 
 
 def _pairs(items: Any) -> list[tuple[str, Any]]:

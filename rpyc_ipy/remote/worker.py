@@ -15,7 +15,8 @@ Cells run on the main thread, one at a time, so an interrupt is a real ``SIGINT`
 ``time.sleep``, blocking reads and signal-aware C code stop with
 ``KeyboardInterrupt``. The other threads (the connection's) block ``SIGINT``, so a
 signal the supervisor sends to the process lands on the main thread too. A ``SIGINT``
-between cells is ignored. Background jobs run on threads of their own.
+while a cell is on its way to the main thread stops it as it starts; one between cells,
+with none waiting, is ignored. Background jobs run on threads of their own.
 
 Cells run through IPython (:mod:`rpyc_ipy.remote.ipyshell`: ``!cmd``, ``%magics``)
 when it is importable here, as plain Python otherwise; the setting ``shell``
@@ -225,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     def on_sigint(signum: int, frame: Any) -> None:
         if engine.in_user_code_on(runner.main_ident):
             raise KeyboardInterrupt
-        # a late interrupt, between cells: nothing to stop
+        # not in a cell's code: the cell about to start stops (a SIGINT between cells,
+        # with none waiting, stops nothing)
+        engine.interrupt_before_user_code()
 
     signal.signal(signal.SIGINT, on_sigint)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

@@ -30,6 +30,7 @@ from rpyc_ipy.protocol.limits import DEFAULT_LIMITS
 from rpyc_ipy.servers.channels import opens_channel
 from rpyc_ipy.servers.loop import ServerLoop, loop_available
 from rpyc_ipy.servers.pending import PendingSlots, Slot
+from rpyc_ipy.servers.registration import AutoRegistration
 from rpyc_ipy.transports.sockets import SocketTransport, is_loopback
 
 __all__ = ["Authenticator", "Server"]
@@ -90,8 +91,9 @@ class Server:
         pending_frame_limit: int | None = PENDING_FRAME_LIMIT,
         frame_budget: int | FrameBudget = DEFAULT_FRAME_BUDGET,
     ) -> None:
-        if registrar is not None or auto_register:
-            raise UsageError("the UDP registry is not supported")
+        if socket_path is not None and (registrar is not None or auto_register):
+            raise UsageError("a server on a unix socket cannot register with a registry: "
+                             "remove registrar/auto_register, or serve on TCP")
         self.service = service
         self.authenticator = authenticator
         self.channel_handler = channel_handler
@@ -145,6 +147,10 @@ class Server:
             self.host, self.port = self.listener.getsockname()[:2]
         self.listener.listen(backlog)
         self.listener.settimeout(listener_timeout)
+        self.registration = AutoRegistration.for_server(registrar, auto_register, service,
+                                                        self.port, self.host, self.logger)
+        self.registrar = None if self.registration is None else self.registration.registrar
+        self.auto_register = self.registration is not None
 
     def __enter__(self: _S) -> _S:
         return self
@@ -193,6 +199,8 @@ class Server:
             if self._active:
                 raise UsageError("the server is already started")
             self._active = True
+        if self.registration is not None:
+            self.registration.start()
 
     def close(self) -> None:
         """Stop accepting, close every client, wait for a background accept loop.
@@ -202,6 +210,8 @@ class Server:
                 return
             self._closed = True
             self._active = False
+        if self.registration is not None:
+            self.registration.stop()
         try:
             self.listener.close()
         except OSError:

@@ -118,3 +118,13 @@ def test_tracebacks_go_to_unauthenticated_peers_beyond_loopback_only_when_asked(
         client.close()
         server.close()
         serving.join(10)
+
+
+def test_registry_servers_bind_loopback_unless_a_host_is_given() -> None:
+    from rpyc_ipy.utils.registry import TCPRegistryServer, UDPRegistryServer
+
+    for kind in (UDPRegistryServer, TCPRegistryServer):
+        with kind(port=0) as registry:
+            assert registry.host == "127.0.0.1"  # rpyc binds every interface by default
+        with kind(host="0.0.0.0", port=0) as registry:
+            assert registry.host == "0.0.0.0"

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+from waitkit import wait_until
 
 from rpyc_ipy.remote import Engine
 from rpyc_ipy.remote.values import unpack
@@ -164,3 +165,62 @@ def test_completion_inspection_and_describe(engine: Engine) -> None:
     assert engine.namespace["z"] == [1, 2]
     with pytest.raises(ValueError):
         engine.push((("not a name", 1),))
+
+
+class HeldRunner:
+    """A cell runner that runs what it is given only when told: a cell can be caught
+    after it was sent and before its code starts."""
+
+    def __init__(self) -> None:
+        self.submitted: list[Any] = []
+        self.arrived = threading.Event()
+
+    def submit(self, run: Any) -> None:
+        self.submitted.append(run)
+        self.arrived.set()
+
+    def signal_thread(self, ident: int) -> bool:
+        return False
+
+    def release(self) -> None:
+        for run in self.submitted:
+            threading.Thread(target=run, daemon=True).start()
+
+
+def test_an_interrupt_before_the_cell_starts_stops_it_as_it_starts() -> None:
+    runner = HeldRunner()
+    engine = Engine(cell_runner=runner)
+    outcome: list[tuple[Any, ...]] = []
+    caller = threading.Thread(target=lambda: outcome.append(engine.execute("ran = True")),
+                              daemon=True)
+    caller.start()
+    assert runner.arrived.wait(WAIT)
+    engine.interrupt_before_user_code()  # what the worker's SIGINT handler does here
+    runner.release()
+    caller.join(WAIT)
+    assert outcome and outcome[0][0] == "error" and outcome[0][4][0] == "KeyboardInterrupt"
+    assert "ran" not in engine.namespace
+    assert "rpyc_ipy" not in outcome[0][4][2]  # no frame of ours in the traceback
+    # the interrupt was for that cell only: the next one runs
+    runner.submitted.clear()
+    caller = threading.Thread(target=lambda: outcome.append(engine.execute("ran = 2")),
+                              daemon=True)
+    caller.start()
+    assert wait_until(lambda: bool(runner.submitted), WAIT)
+    runner.release()
+    caller.join(WAIT)
+    assert outcome[1][0] == "ok" and engine.namespace["ran"] == 2
+
+
+def test_an_interrupt_with_no_cell_waiting_stops_nothing() -> None:
+    runner = HeldRunner()
+    engine = Engine(cell_runner=runner)
+    engine.interrupt_before_user_code()
+    outcome: list[tuple[Any, ...]] = []
+    caller = threading.Thread(target=lambda: outcome.append(engine.execute("ran = 3")),
+                              daemon=True)
+    caller.start()
+    assert runner.arrived.wait(WAIT)
+    runner.release()
+    caller.join(WAIT)
+    assert outcome[0][0] == "ok" and engine.namespace["ran"] == 3
