@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench lab clean
+.PHONY: demo test test-browser chromium lint bench lab clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,29 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m rpyc_ipy.demo
 
+# tests/browser needs Chromium and JupyterLab: `make test-browser` runs it
 test: $(STAMP) lint
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --ignore=tests/browser tests
+
+BROWSER_STAMP := $(VENV)/.installed-browser
+
+$(BROWSER_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test,dev,lab,browser]'
+	touch $(BROWSER_STAMP)
+
+# Debian's chromium package: Playwright drives it (no browser download of its own)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium package (apt-get, needs root)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+		|| { echo "could not install chromium: run 'apt-get install chromium' as root" >&2; \
+		     exit 1; }; }
+
+# JupyterLab in Chromium: the quickstart and the remote kernel as a person sees them.
+# Screenshots go to the folder printed at the end; RPYC_IPY_UPDATE_SCREENSHOTS=1 also
+# refreshes the README's pictures in docs/images/.
+test-browser: $(BROWSER_STAMP) chromium
+	$(PY) -m pytest -q -p no:cacheprovider tests/browser
 
 # Tests import helpers by bare name from what pytest puts on sys.path: tests/, tests/auth and
 # tests/protocol (tests/conftest.py), tests/kernel (tests/notebooks/conftest.py) and the test's own

@@ -39,6 +39,10 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("ipython/inspection.py", "inspector._make_info_unformatted"):
         "IPython has no public call that formats a prebuilt info dict; info_bundle "
         "falls back to plain text if a release drops it",
+    ("ipython/inspection.py", "self.shell._ofind"):
+        "IPython finds the object of `name?` (the pinfo magic, ipykernel's inspect) only "
+        "through InteractiveShell._ofind: the wrapper bounds the walk to a remote attribute "
+        "by display_timeout (issue 13, item 4), and unloading removes it",
     ("cli/serve.py", "os._exit"): "documented standard library: exit without clean-up",
     ("remote/worker.py", "os._exit"): "documented standard library: exit without clean-up",
     ("servers/forking.py", "os._exit"):

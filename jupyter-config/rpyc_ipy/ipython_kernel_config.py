@@ -65,6 +65,16 @@ c.RPyCPolicy.max_push_bytes = 64 << 20  # 64 MiB
 # Largest display value (one MIME type) accepted from a server.
 c.RPyCPolicy.max_bundle_bytes = 8 << 20  # 8 MiB
 
+# Characters of a cell's output held in the notebook, waiting to be shown (or, with
+# --no-stream, until the cell ends). Output a server sends faster than that is dropped,
+# and a note in the cell says how much.
+c.RPyCPolicy.max_output_backlog = 32 << 20  # 32 Mi characters
+
+# Characters of output one cell shows (IPython keeps what a cell shows in memory, and so
+# does the browser); what a server sends past it is not shown, and the cell ends with a
+# note saying how much.
+c.RPyCPolicy.max_cell_output = 64 << 20  # 64 Mi characters
+
 # Characters of a netref's repr shown at the prompt (the rest is cut).
 c.RPyCPolicy.max_repr_chars = 10000
 

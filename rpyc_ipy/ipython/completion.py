@@ -25,7 +25,7 @@ import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from rpyc_ipy.core.netref import BaseNetref
+from rpyc_ipy.core.netref import BaseNetref, RemoteMethod
 from rpyc_ipy.ipython.session import RemoteSession
 from rpyc_ipy.ipython.syntax import remote_cell, remote_line
 from rpyc_ipy.protocol import consts
@@ -34,13 +34,15 @@ if TYPE_CHECKING:
     from rpyc_ipy.ipython.registry import SessionRegistry
     from rpyc_ipy.ipython.settings import MagicsSettings, RPyCPolicy
 
-__all__ = ["RemoteCompleter"]
+__all__ = ["MISSING", "RemoteCompleter"]
 
 MATCHER_ID = "rpyc_ipy.remote"
 #: names our matcher lets IPython keep when it suppresses the others
 _CHAIN = re.compile(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\.(\w*)$")
 _MISSING = object()
 _NETREF_MODULE = ("rpyc_ipy", "netref")
+#: a name that starts an expression (not an attribute after a dot)
+_HEAD_NAME = re.compile(r"(?<![\w.])([A-Za-z_]\w*)")
 _SESSION_COMMANDS = ("%rpyc_use", "%rpyc_disconnect", "%rpyc_policy", "%rpyc_push",
                      "%rpyc_pull", "%rpyc_browse")
 
@@ -89,6 +91,7 @@ class RemoteCompleter:
         self.registry = registry
         self.cache = _TTLCache()
         self._matcher: Any = None
+        self._original_complete: Any = None
         self._overrides_before: dict[str, Any] = {}
         self._overrides_set: dict[str, Any] = {}
         self._hooks: list[tuple[str, Any]] = []
@@ -109,6 +112,8 @@ class RemoteCompleter:
 
         self._matcher = rpyc_ipy_matcher
         completer.custom_matchers.append(rpyc_ipy_matcher)
+        self._original_complete = completer._complete
+        completer._complete = self._complete  # instance attribute: shadows the method
         self._merge_overrides()
         completer.observe(self._evaluation_changed, names=["evaluation"])
         for command in _SESSION_COMMANDS:
@@ -121,6 +126,9 @@ class RemoteCompleter:
         if self._matcher in completer.custom_matchers:
             completer.custom_matchers.remove(self._matcher)
         self._matcher = None
+        if completer.__dict__.get("_complete") == self._complete:
+            del completer._complete
+        self._original_complete = None
         try:
             completer.unobserve(self._evaluation_changed, names=["evaluation"])
         except ValueError:
@@ -194,23 +202,60 @@ class RemoteCompleter:
         except Exception:
             return None
 
+    # -- claiming a completion -------------------------------------------------------------
+
+    def _complete(self, **kwargs: Any) -> Any:
+        """``IPCompleter._complete`` with only our matcher running when we claim the
+        context (see the module docstring)."""
+        completer = self.shell.Completer
+        if self.settings.completion == "off" or not self.claims(**kwargs):
+            return self._original_complete(**kwargs)
+        before = completer.disable_matchers
+        others = [matcher_id for matcher_id in map(_matcher_id, completer.matchers)
+                  if matcher_id != MATCHER_ID and matcher_id not in before]
+        completer.disable_matchers = [*before, *others]
+        try:
+            return self._original_complete(**kwargs)
+        finally:
+            completer.disable_matchers = before
+
+    def claims(self, *, cursor_line: int = 0, cursor_pos: int | None = None,
+               line_buffer: str | None = None, text: str | None = None,
+               full_text: str | None = None) -> bool:
+        """The completion at the cursor is ours: in a ``%%remote`` cell or ``%remote``
+        line, or its line names a remote object before the cursor."""
+        try:
+            full = full_text or line_buffer or text or ""
+            line = line_buffer or full.split("\n")[cursor_line]
+            pos = len(line) if cursor_pos is None else cursor_pos
+            if remote_cell(full, cursor_line, pos) is not None or \
+                    (cursor_line == 0 and remote_line(line, pos) is not None):
+                return True
+            namespace = self.shell.user_ns
+            return any(_is_remote(namespace.get(name, None))
+                       for name in _HEAD_NAME.findall(line[:pos]))
+        except Exception:  # completion must never break the prompt
+            return False
+
     # -- the matcher ----------------------------------------------------------------------------
 
     def match(self, context: Any) -> dict[str, Any]:
         if self.settings.completion == "off":
             return _empty()
+        deadline = time.monotonic() + self.settings.completion_timeout
         try:
             line = context.text_until_cursor
             target = remote_cell(context.full_text, context.cursor_line, context.cursor_position)
             if target is None and context.cursor_line == 0:
                 target = remote_line(context.line_with_cursor, context.cursor_position)
             if target is not None:
-                return self._remote_code(*target)
-            return self._netref_chain(line)
+                return self._remote_code(*target, deadline)
+            return self._netref_chain(line, deadline)
         except Exception:  # completion must never break the prompt
             return _empty()
 
-    def _remote_code(self, name: str | None, code: str, offset: int) -> dict[str, Any]:
+    def _remote_code(self, name: str | None, code: str, offset: int,
+                     deadline: float) -> dict[str, Any]:
         try:
             session = self.registry.get(name)
         except Exception:
@@ -218,28 +263,32 @@ class RemoteCompleter:
         if not session.has_engine or session.closed:
             return _empty()
         self.requests += 1
-        matches, start, _, kinds = session.complete(
-            code, offset, timeout=self.settings.completion_timeout)
+        matches, start, _, kinds = session.complete(code, offset, timeout=_left(deadline))
         if not matches:
             return _empty(suppress=False)
         fragment = code[start:offset]
         return _result(matches, kinds, fragment)
 
-    def _netref_chain(self, line: str) -> dict[str, Any]:
+    def _netref_chain(self, line: str, deadline: float) -> dict[str, Any]:
         found = _CHAIN.search(line)
         if found is None:
             return _empty()
         expr, prefix = found.group(1), found.group(2)
-        obj = self._resolve(expr)
-        if not isinstance(obj, BaseNetref):
+        obj = self.resolve(expr, deadline)
+        if isinstance(obj, RemoteSession):  # a local object: its own names
+            names = [n for n in dir(obj) if n.startswith(prefix) and not n.startswith("_")]
+        elif isinstance(obj, BaseNetref):
+            names = [n for n in self._dir(obj, deadline) if n.startswith(prefix)
+                     and (prefix.startswith("_") or not n.startswith("_"))]
+        else:
             return _empty()
-        names = [n for n in self._dir(obj) if n.startswith(prefix)
-                 and (prefix.startswith("_") or not n.startswith("_"))]
         if not names:
             return _empty()
         return _result(names, [], prefix)
 
-    def _resolve(self, expr: str) -> Any:
+    def resolve(self, expr: str, deadline: float) -> Any:
+        """The object ``expr`` (a dotted name in the user namespace) names, walked
+        with remote lookups that end by ``deadline``; ``MISSING`` if it cannot be."""
         parts = expr.split(".")
         namespace = self.shell.user_ns
         if parts[0] not in namespace:
@@ -248,7 +297,7 @@ class RemoteCompleter:
         policy = None
         for part in parts[1:]:
             if isinstance(obj, BaseNetref):
-                obj = self._remote_attr(obj, part)
+                obj = self._remote_attr(obj, part, deadline)
             else:
                 # our own session object is safe to walk (``ns`` is a property, which
                 # IPython's policy refuses unless the type is in its allow-list)
@@ -270,7 +319,7 @@ class RemoteCompleter:
     def _ttl(self) -> float:
         return self.settings.completion_ttl if self.settings.completion == "cached" else 0.0
 
-    def _remote_attr(self, obj: BaseNetref, name: str) -> Any:
+    def _remote_attr(self, obj: BaseNetref, name: str, deadline: float) -> Any:
         conn, id_pack = _identity(obj)
         key = ("attr", id(conn), id_pack, name)
         value = self.cache.get(key)
@@ -279,14 +328,14 @@ class RemoteCompleter:
         self.requests += 1
         try:
             result = conn.async_request(consts.HANDLE_GETATTR, obj, name)
-            result.wait(self.settings.completion_timeout)
+            result.wait(_left(deadline))
             value = result.value
         except Exception:
             value = _MISSING
         self.cache.put(key, value, self._ttl())
         return value
 
-    def _dir(self, obj: BaseNetref) -> list[str]:
+    def _dir(self, obj: BaseNetref, deadline: float) -> list[str]:
         conn, id_pack = _identity(obj)
         key = ("dir", id(conn), id_pack)
         names = self.cache.get(key)
@@ -295,7 +344,7 @@ class RemoteCompleter:
         self.requests += 1
         try:
             result = conn.async_request(consts.HANDLE_DIR, obj)
-            result.wait(self.settings.completion_timeout)
+            result.wait(_left(deadline))
             raw = result.value
         except Exception:
             raw = ()
@@ -314,6 +363,23 @@ class RemoteCompleter:
 
     def _complete_session_names(self, shell: Any, event: Any) -> list[str]:
         return self.registry.names()
+
+
+MISSING = _MISSING  #: what :meth:`RemoteCompleter.resolve` returns for a name it cannot walk
+
+
+def _is_remote(value: Any) -> bool:
+    return isinstance(value, (BaseNetref, RemoteSession)) or type(value) is RemoteMethod
+
+
+def _left(deadline: float) -> float:
+    """Seconds until ``deadline`` (a wait of 0 still collects a reply already there)."""
+    return max(0.0, deadline - time.monotonic())
+
+
+def _matcher_id(matcher: Any) -> str:
+    """A matcher's identifier, as IPython names it (``disable_matchers`` holds these)."""
+    return str(getattr(matcher, "matcher_identifier", matcher.__qualname__))
 
 
 def _identity(obj: BaseNetref) -> tuple[Any, Any]:

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rpyc_ipy.core.netref import BaseNetref, RemoteMethod
+from rpyc_ipy.ipython.backlog import cut_note, dropped_note, output_size
 from rpyc_ipy.ipython.events import dispatch_event
 from rpyc_ipy.ipython.text import (
     escape,
@@ -34,6 +35,7 @@ from rpyc_ipy.ipython.text import (
     netref_text,
     remote_type_name,
     sanitize_text,
+    say,
 )
 
 if TYPE_CHECKING:
@@ -203,7 +205,11 @@ class CellOutput:
     """Routes the events of ``%%remote`` executions into the running cell.
 
     With ``labels`` (fan-out), every output line is prefixed ``[name]`` and
-    display data gets a small label first.
+    display data gets a small label first. Without ``stream`` the output is held until
+    its cell ends, at most ``RPyCPolicy.max_output_backlog`` characters of it (what
+    does not fit is dropped, and a note says how much). A cell shows at most
+    ``RPyCPolicy.max_cell_output`` characters of output in all; it ends with a note
+    of what it did not show.
     """
 
     def __init__(self, policy: RPyCPolicy, labels: bool = False,
@@ -213,35 +219,67 @@ class CellOutput:
         self.stream = stream
         self._partial: dict[tuple[str, str], bool] = {}
         self._held: list[tuple[RemoteExecution, tuple[Any, ...]]] = []
+        self._held_size = 0
+        self._held_dropped: dict[RemoteExecution, int] = {}
+        self._shown = 0  # characters of output shown by this cell
+        self._cut = 0  # characters of output not shown, past max_cell_output
 
     def __call__(self, execution: RemoteExecution, event: tuple[Any, ...]) -> None:
         if not self.stream and event[0] != "done":
-            self._held.append((execution, event))
+            self._hold(execution, event)
             return
         if event[0] == "done" and self._held:
             held, self._held = self._held, []
             for item in held:
                 if item[0] is execution:
+                    self._held_size -= output_size(item[1])
                     self._dispatch(*item)
                 else:
                     self._held.append(item)
+        if event[0] == "done" and execution in self._held_dropped:
+            self.write(execution.session.name, "stderr", dropped_note(
+                self._held_dropped.pop(execution), self.policy.max_output_backlog))
         self._dispatch(execution, event)
+
+    def _hold(self, execution: RemoteExecution, event: tuple[Any, ...]) -> None:
+        size = output_size(event)
+        if self._held_size + size > self.policy.max_output_backlog:
+            self._held_dropped[execution] = self._held_dropped.get(execution, 0) + size
+            return
+        self._held_size += size
+        self._held.append((execution, event))
 
     def _dispatch(self, execution: RemoteExecution, event: tuple[Any, ...]) -> None:
         name = execution.session.name
-        dispatch_event(event, lambda stream, text: self.write(name, stream, text),
+        if event[0] == "done" and self._cut:
+            self.write(name, "stderr", cut_note(self._cut, self.policy.max_cell_output))
+            self._cut = 0
+        shown = self._within_bound(event)
+        if shown is None:
+            return
+        dispatch_event(shown, lambda stream, text: self.write(name, stream, text),
                        lambda data, md, did, update: self.display(name, data, md, did, update),
                        self.clear)
         if event[0] == "done":
             self.end_lines(name)
 
+    def _within_bound(self, event: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """``event`` as far as the cell may still show output (``None``: none of it)."""
+        size = output_size(event)
+        room = self.policy.max_cell_output - self._shown
+        if size <= room:
+            self._shown += size
+            return event
+        self._cut += size - max(room, 0)
+        self._shown += max(room, 0)
+        if room > 0 and event[0] == "stream" and len(event) == 3 and type(event[2]) is str:
+            return (*event[:2], event[2][:room])
+        return None
+
     def write(self, name: str, stream: str, text: str) -> None:
-        text = sanitize_text(text)
         if self.labels:
             text = self._label_lines(name, stream, text)
-        target = sys.stdout if stream == "stdout" else sys.stderr
-        target.write(text)
-        target.flush()
+        say(text, sys.stdout if stream == "stdout" else sys.stderr, end="")
 
     def _label_lines(self, name: str, stream: str, text: str) -> str:
         at_start = not self._partial.get((name, stream), False)
@@ -255,7 +293,7 @@ class CellOutput:
     def end_lines(self, name: str) -> None:
         for stream in ("stdout", "stderr"):
             if self._partial.pop((name, stream), False):
-                (sys.stdout if stream == "stdout" else sys.stderr).write("\n")
+                say("", sys.stdout if stream == "stdout" else sys.stderr)
 
     def display(self, name: str, data: dict[str, Any], metadata: dict[str, Any],
                 display_id: str | None, update: bool) -> None:
@@ -266,7 +304,7 @@ class CellOutput:
                                        policy.max_bundle_bytes)
         if self.labels:
             self.end_lines(name)
-            print(f"[{name}]")
+            say(f"[{name}]")
         kwargs: dict[str, Any] = {"raw": True, "metadata": metadata or None}
         if display_id:
             kwargs["display_id"] = f"rpyc-{name}-{display_id}"

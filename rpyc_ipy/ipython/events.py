@@ -33,7 +33,7 @@ def parse_bundle(bundle: Any) -> tuple[dict[str, Any], dict[str, Any]]:
                 and type(pair[1]) in (str, bytes):
             data[pair[0]] = pair[1]
     try:
-        metadata = unpack(bundle[1]) if bundle[1] != () else {}
+        metadata = unpack(bundle[1], allow_pickle=False) if bundle[1] != () else {}
     except (ValueError, TypeError, NotByValue):
         metadata = {}
     if not isinstance(metadata, dict):

@@ -6,12 +6,15 @@ in a queue; the caller's thread takes them from there with :func:`wait_all`,
 which is where the stop button (``KeyboardInterrupt``) and timeouts are
 handled::
 
-    events = queue.SimpleQueue()
+    events = EventBacklog(limit=32 << 20)
     run = session.start("print(1)", events)
     outcomes = wait_all([run], events, handler, timeout=None, grace=2.0)
 
 The caller's thread never reads a socket or runs a server callback, so a
 ``KeyboardInterrupt`` can land anywhere in it without hurting a connection.
+The queue is bounded (see :mod:`.backlog`); when ``wait_all`` returns or raises, it
+is closed: a cell still running there is abandoned, its events are refused, and its
+output callback fails, which tells the server to stop sending it.
 ``RemoteSession.execute`` wraps all of this for one session.
 """
 
@@ -32,6 +35,7 @@ from rpyc_ipy.errors import (
     RemoteExceptionMixin,
     RPyCError,
 )
+from rpyc_ipy.ipython.backlog import EventBacklog
 from rpyc_ipy.ipython.events import EVENT_KINDS, parse_bundle
 from rpyc_ipy.ipython.text import RED, RESET, sanitize_text
 from rpyc_ipy.remote.values import NotByValue, unpack
@@ -114,7 +118,7 @@ class RemoteExecution:
     ``(execution, event)`` pairs, the last one being ``("done", outcome)``.
     """
 
-    def __init__(self, session: RemoteSession, events: queue.SimpleQueue[Any] | queue.Queue[Any],
+    def __init__(self, session: RemoteSession, events: EventBacklog,
                  options: dict[str, Any], on_finish: Callable[[], Any] | None = None,
                  exec_id: str | None = None) -> None:
         self.session = session
@@ -165,7 +169,11 @@ class RemoteExecution:
     # -- called on connection threads ----------------------------------------------------
 
     def _on_events(self, batch: Any) -> None:
-        """The server's callback: a tuple of events (validated here, by exact types)."""
+        """The server's callback: a tuple of events (validated here, by exact types).
+        Once the cell is abandoned it fails, so the server stops sending."""
+        if self.events.refuses():
+            raise BrokenPipeError("the notebook stopped following this cell: send no more "
+                                  "of its output")
         if type(batch) is not tuple:
             return
         for event in batch:
@@ -319,8 +327,8 @@ class RemoteExecution:
             return NO_VALUE
         kind, payload = value
         if kind == "value":
-            try:
-                return unpack(payload, allow_pickle=self.session.pickle_allowed)
+            try:  # -o has no --pickle: a value that is not plain data comes as a netref
+                return unpack(payload, allow_pickle=self.session.unpickles(False))
             except (NotByValue, ValueError, TypeError):
                 return NO_VALUE
         if kind == "ref":
@@ -344,7 +352,7 @@ class RemoteExecution:
 Handler = Callable[[RemoteExecution, tuple[Any, ...]], None]
 
 
-def _drain(pending: set[RemoteExecution], events: Any, handler: Handler,
+def _drain(pending: set[RemoteExecution], events: EventBacklog, handler: Handler,
            deadline: float | None) -> None:
     """Dispatch events until every execution in ``pending`` is done or the deadline passes."""
     while pending:
@@ -366,7 +374,7 @@ def _drain(pending: set[RemoteExecution], events: Any, handler: Handler,
         handler(execution, event)
 
 
-def wait_all(executions: Iterable[RemoteExecution], events: Any, handler: Handler, *,
+def wait_all(executions: Iterable[RemoteExecution], events: EventBacklog, handler: Handler, *,
              timeout: float | None = None, grace: float = 2.0,
              notify: Callable[[str], None] | None = None,
              stop_cancels: bool = True) -> list[ExecutionOutcome]:
@@ -377,28 +385,32 @@ def wait_all(executions: Iterable[RemoteExecution], events: Any, handler: Handle
     interrupt forces the cancel and stops waiting sooner), then re-raise
     ``KeyboardInterrupt`` so "run all" stops; without ``stop_cancels`` (following
     a background job) it only stops waiting. After ``timeout`` seconds: the same
-    cancel, then :class:`RemoteTimeoutError`.
+    cancel, then :class:`RemoteTimeoutError`. Either way ``events`` is closed at the
+    end: what is still running is abandoned (see the module docstring).
     """
     runs = list(executions)
     pending = set(runs)
     say = notify or (lambda text: None)
     deadline = None if not timeout else time.monotonic() + timeout
     try:
-        _drain(pending, events, handler, deadline)
-    except KeyboardInterrupt:
-        if stop_cancels:
-            _stop(pending, events, handler, grace, say, "interrupted")
-        raise KeyboardInterrupt from None
-    if pending:
-        _stop(pending, events, handler, grace, say, f"timed out after {timeout:g} s")
-        names = ", ".join(sorted(run.session.name for run in runs if run.outcome is None
-                                 or run.outcome.status == "cancelled"))
-        raise RemoteTimeoutError(f"the cell ran longer than {timeout:g} s on {names}; "
-                                 "it was cancelled")
-    return [run.outcome for run in runs if run.outcome is not None]
+        try:
+            _drain(pending, events, handler, deadline)
+        except KeyboardInterrupt:
+            if stop_cancels:
+                _stop(pending, events, handler, grace, say, "interrupted")
+            raise KeyboardInterrupt from None
+        if pending:
+            _stop(pending, events, handler, grace, say, f"timed out after {timeout:g} s")
+            names = ", ".join(sorted(run.session.name for run in runs if run.outcome is None
+                                     or run.outcome.status == "cancelled"))
+            raise RemoteTimeoutError(f"the cell ran longer than {timeout:g} s on {names}; "
+                                     "it was cancelled")
+        return [run.outcome for run in runs if run.outcome is not None]
+    finally:
+        events.close()
 
 
-def _stop(pending: set[RemoteExecution], events: Any, handler: Handler, grace: float,
+def _stop(pending: set[RemoteExecution], events: EventBacklog, handler: Handler, grace: float,
           say: Callable[[str], None], why: str) -> None:
     """Interrupt; a cell that does not stop within ``grace`` (or at a second stop) has its
     worker restarted where sessions have workers, each step told through ``say``."""

@@ -8,7 +8,11 @@ Loading registers, on one shell:
   pretty printers);
 * ``?`` on netrefs (a wrapper of the inspector's ``info``);
 * completion (a context matcher, ``Completer.policy_overrides`` additions,
-  ``complete_command`` hooks for session names).
+  ``complete_command`` hooks for session names);
+* the display of exceptions rebuilt from a server (raised by a netref call in any
+  cell) and of our own errors: their traceback is sanitized like every other remote
+  text (a wrapper of the shell's ``_showtraceback``, the sink IPython and ipykernel
+  show every traceback through).
 
 Unloading removes each of those, closes the sessions and unbinds their names.
 IPython's ``unload_extension`` removes nothing by itself, so we track what we
@@ -20,6 +24,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from rpyc_ipy.errors import RemoteExceptionMixin, RPyCError
 from rpyc_ipy.ipython.completion import RemoteCompleter
 from rpyc_ipy.ipython.display import NetrefDisplay
 from rpyc_ipy.ipython.inspection import NetrefInspector
@@ -27,6 +32,7 @@ from rpyc_ipy.ipython.magics import RPyCMagics
 from rpyc_ipy.ipython.registry import SessionRegistry
 from rpyc_ipy.ipython.session import RemoteSession
 from rpyc_ipy.ipython.settings import RPyCPolicy
+from rpyc_ipy.ipython.text import sanitize_text
 
 __all__ = ["Extension", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -42,10 +48,12 @@ class Extension:
         self.policy = RPyCPolicy(parent=shell)
         self.magics = RPyCMagics(shell, self.policy, self.registry)
         self.display = NetrefDisplay(shell, self.policy, self.registry)
-        self.inspector = NetrefInspector(shell, self.policy, self.registry)
         self.completer = RemoteCompleter(shell, self.magics, self.policy, self.registry)
+        self.inspector = NetrefInspector(shell, self.policy, self.registry,
+                                         self.completer.resolve)
         self.magics.completion_listeners.append(self.completer.cache.clear)
         self.policy.observe(self._policy_changed, names=["allow_pickle", "connection_config"])
+        self._original_showtraceback: Any = None
 
     def install(self) -> None:
         shell = self.shell
@@ -56,9 +64,13 @@ class Extension:
         self.display.install()
         self.inspector.install()
         self.completer.install()
+        self._original_showtraceback = shell._showtraceback
+        shell._showtraceback = self._showtraceback  # instance attribute: shadows the method
 
     def uninstall(self) -> None:
         shell = self.shell
+        if shell.__dict__.get("_showtraceback") == self._showtraceback:
+            del shell._showtraceback
         self.completer.uninstall()
         self.inspector.uninstall()
         self.display.uninstall()
@@ -79,6 +91,13 @@ class Extension:
         with contextlib.suppress(ValueError):
             self.policy.unobserve(self._policy_changed, names=["allow_pickle",
                                                                 "connection_config"])
+
+    def _showtraceback(self, etype: type, evalue: BaseException, stb: Any) -> Any:
+        """The shell's ``_showtraceback``, with the traceback of a remote exception (or
+        of one of ours, which may quote a server) sanitized line by line."""
+        if isinstance(evalue, (RemoteExceptionMixin, RPyCError)) and isinstance(stb, list):
+            stb = [sanitize_text(line) if type(line) is str else line for line in stb]
+        return self._original_showtraceback(etype, evalue, stb)
 
     def _policy_changed(self, change: Any) -> None:
         """RPyCPolicy changed: apply it to the open sessions' connections."""

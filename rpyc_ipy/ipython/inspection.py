@@ -8,7 +8,11 @@ wraps the shell inspector's ``info`` so that a netref is described by
   inspector fills the fields, by value, bounded), or
 * two requests otherwise (a bounded ``repr`` and ``__doc__``).
 
-Everything else goes to IPython unchanged. ``uninstall()`` removes the wrapper.
+Everything else goes to IPython unchanged. It also wraps the shell's name lookup
+(``_ofind``) for dotted names that start at a remote object (``slow.attr?``), so the
+walk to the object is bounded too. Each of the two waits on the server at most
+``RPyCPolicy.display_timeout``, whatever the object does in ``__getattr__``.
+``uninstall()`` removes both wrappers.
 
 :func:`info_bundle` formats the info a session returns for code (``sess.inspect``)
 the way IPython formats ``?``: what a kernel's ``do_inspect`` sends.
@@ -16,10 +20,13 @@ the way IPython formats ``?``: what a kernel's ``do_inspect`` sends.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rpyc_ipy.core.netref import BaseNetref, RemoteMethod, resolve_method
+from rpyc_ipy.ipython.completion import MISSING
+from rpyc_ipy.ipython.session import RemoteSession
 from rpyc_ipy.ipython.text import netref_connection, netref_text, remote_type_name, sanitize_text
 from rpyc_ipy.protocol import consts
 
@@ -30,28 +37,58 @@ if TYPE_CHECKING:
 __all__ = ["NetrefInspector", "info_bundle"]
 
 MAX_DOC = 20_000
+#: walks a dotted name to an object by a deadline (``RemoteCompleter.resolve``)
+Resolve = Callable[[str, float], Any]
 
 
 class NetrefInspector:
     """Install into a shell with :meth:`install`; see the module docstring."""
 
-    def __init__(self, shell: Any, policy: RPyCPolicy, registry: SessionRegistry) -> None:
+    def __init__(self, shell: Any, policy: RPyCPolicy, registry: SessionRegistry,
+                 resolve: Resolve) -> None:
         self.shell = shell
         self.policy = policy
         self.registry = registry
+        self.resolve = resolve
         self._inspector: Any = None
         self._original: Callable[..., Any] | None = None
+        self._original_ofind: Callable[..., Any] | None = None
 
     def install(self) -> None:
         inspector = self.shell.inspector
         self._inspector = inspector
         self._original = inspector.info
         inspector.info = self.info  # instance attribute: shadows the method
+        self._original_ofind = self.shell._ofind
+        self.shell._ofind = self.find
 
     def uninstall(self) -> None:
         if self._inspector is not None and self._inspector.__dict__.get("info") == self.info:
             del self._inspector.info
         self._inspector = None
+        if self.shell.__dict__.get("_ofind") == self.find:
+            del self.shell._ofind
+        self._original_ofind = None
+
+    def find(self, oname: str, namespaces: Any = None) -> Any:
+        """The shell's ``_ofind``, with dotted names from a remote object walked by
+        bounded lookups (a lookup that does not end in time: not found)."""
+        assert self._original_ofind is not None
+        parts = oname.strip().split(".")
+        head = self.shell.user_ns.get(parts[0]) if namespaces is None else None
+        if len(parts) < 2 or not all(p.isidentifier() for p in parts) or not (
+                isinstance(head, (BaseNetref, RemoteSession)) or type(head) is RemoteMethod):
+            return self._original_ofind(oname, namespaces)
+        from IPython.core.oinspect import OInfo
+
+        deadline = time.monotonic() + self.policy.display_timeout
+        parent = self.resolve(".".join(parts[:-1]), deadline)
+        obj = MISSING if parent is MISSING else self.resolve(".".join(parts), deadline)
+        if obj is MISSING:
+            return OInfo(ismagic=False, isalias=False, found=False, obj=None, namespace=None,
+                         parent=None)
+        return OInfo(ismagic=False, isalias=False, found=True, obj=obj,
+                     namespace="Interactive", parent=parent)
 
     def info(self, obj: Any, oname: str = "", info: Any = None, detail_level: int = 0
              ) -> Any:
@@ -70,11 +107,11 @@ class NetrefInspector:
 
     def _remote_fields(self, obj: Any, oname: str, detail_level: int) -> dict[str, Any]:
         session = self.registry.for_conn(netref_connection(obj))
-        timeout = self.policy.display_timeout
+        deadline = time.monotonic() + self.policy.display_timeout
         if session is not None and session.has_engine and type(obj) is not RemoteMethod:
             try:
                 remote = session.inspect(oname, obj=obj, detail_level=detail_level,
-                                         timeout=timeout)
+                                         timeout=_left(deadline))
             except Exception:
                 remote = None
             if remote:
@@ -84,8 +121,8 @@ class NetrefInspector:
             "type_name": type_name,
             "base_class": f"remote {type_name}",
             "string_form": netref_text(obj, 200 if not detail_level else
-                                       self.policy.max_repr_chars, timeout),
-            "docstring": self._doc(obj, timeout),
+                                       self.policy.max_repr_chars, _left(deadline)),
+            "docstring": self._doc(obj, _left(deadline)),
         }
         return fields
 
@@ -102,6 +139,10 @@ class NetrefInspector:
             return "<no docstring>"
         doc = sanitize_text(doc)
         return doc if len(doc) <= MAX_DOC else doc[:MAX_DOC] + "…"
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
 
 
 def info_bundle(inspector: Any, info: dict[str, Any], oname: str = "",

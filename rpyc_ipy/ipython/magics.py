@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import getpass
-import queue
 import re
 import sys
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from traitlets import observe
 from rpyc_ipy.credentials import read_password
 from rpyc_ipy.errors import AuthenticationError, RPyCError
 from rpyc_ipy.errors import UsageError as CoreUsageError
+from rpyc_ipy.ipython.backlog import EventBacklog
 from rpyc_ipy.ipython.browse import Browser, render_html, widget
 from rpyc_ipy.ipython.cards import JobTable, PolicyReport, SessionTable
 from rpyc_ipy.ipython.display import CellOutput, RemoteResult, filter_bundle
@@ -38,7 +38,7 @@ from rpyc_ipy.ipython.registry import SessionRegistry
 from rpyc_ipy.ipython.session import RemoteSession, SessionError, open_session
 from rpyc_ipy.ipython.settings import MagicsSettings, RPyCPolicy
 from rpyc_ipy.ipython.syntax import split_options
-from rpyc_ipy.ipython.text import RED, RESET
+from rpyc_ipy.ipython.text import RED, RESET, sanitize_text, say
 from rpyc_ipy.target import ConnectionTarget
 
 __all__ = ["RPyCMagics"]
@@ -48,13 +48,13 @@ _TARGET = re.compile(r"^(?:(?P<name>[A-Za-z_]\w*)=)?(?P<host>\[[^\]]+\]|[^:\s]+)
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Show our UsageError (a bad name, a value that cannot travel) as IPython's
-    one-line ``UsageError``."""
+    one-line ``UsageError``, sanitized (it may quote a server)."""
     @functools.wraps(func)
     def magic(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except CoreUsageError as exc:
-            raise UsageError(str(exc)) from None
+        except (CoreUsageError, UsageError) as exc:
+            raise UsageError(sanitize_text(str(exc))) from None
 
     return magic
 
@@ -85,6 +85,8 @@ class RPyCMagics(MagicsSettings):
         self.policy = policy
         self.registry = registry
         self.completion_listeners: list[Any] = []
+        #: the events of the running (or last) cell: what is held, dropped, refused
+        self.backlog = EventBacklog(policy.max_output_backlog)
         if self.default_session:
             registry.default = self.default_session
 
@@ -97,7 +99,7 @@ class RPyCMagics(MagicsSettings):
             listener()
 
     def _notify(self, text: str) -> None:
-        print(f"{RED}[rpyc] {text}{RESET}", file=sys.stderr, flush=True)
+        say(f"{RED}[rpyc] {text}{RESET}", sys.stderr)
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -240,10 +242,10 @@ class RPyCMagics(MagicsSettings):
                 session.end()
             self.registry.remove(session.name)
             if args.end and session.has_worker:
-                print(f"session {session.name!r} ended on the server (its worker and "
+                say(f"session {session.name!r} ended on the server (its worker and "
                       "namespace are gone)")
             elif session.has_worker:
-                print(f"disconnected from session {session.name!r}; it stays on the server "
+                say(f"disconnected from session {session.name!r}; it stays on the server "
                       f"with its namespace and jobs: %rpyc_connect {session.name}=HOST:PORT "
                       "re-attaches, --end ends it")
         if self.default_session not in self.registry:
@@ -266,7 +268,7 @@ class RPyCMagics(MagicsSettings):
         except (OSError, RPyCError) as exc:
             raise SessionError(f"cannot restart session {session.name!r}: "
                                f"{_first_line(exc)}") from None
-        print(f"session {session.name!r} restarted: a fresh worker (pid {facts.get('pid')}); "
+        say(f"session {session.name!r} restarted: a fresh worker (pid {facts.get('pid')}); "
               "the old namespace is gone")
 
     # -- running code -----------------------------------------------------------------------------
@@ -336,7 +338,7 @@ class RPyCMagics(MagicsSettings):
         job = self._job_request(session, functools.partial(
             session.start_job, code, include=tuple(sorted(self.policy.mimetypes())),
             max_bundle_bytes=self.policy.max_bundle_bytes, grace=self.cancel_grace))
-        print(f"started job {job} on session {session.name!r}: "
+        say(f"started job {job} on session {session.name!r}: "
               f"%rpyc_result {session.name} {job} shows it")
 
     def _targets(self, names: str | None, all_sessions: bool) -> list[RemoteSession]:
@@ -352,7 +354,7 @@ class RPyCMagics(MagicsSettings):
 
     def _run(self, sessions: list[RemoteSession], code: str, timeout: float | None,
              output: str | None, stream: bool) -> Any:
-        events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        events = self.backlog = EventBacklog(self.policy.max_output_backlog)
         fan_out = len(sessions) > 1
         cell_output = CellOutput(self.policy, labels=fan_out, stream=self.stream and stream)
         runs: list[RemoteExecution] = []
@@ -401,7 +403,7 @@ class RPyCMagics(MagicsSettings):
 
             data, metadata = filter_bundle(outcome.data, outcome.metadata,
                                            self.policy.mimetypes(), self.policy.max_bundle_bytes)
-            print(f"[{outcome.session}] Out:")
+            say(f"[{outcome.session}] Out:")
             display(data, raw=True, metadata=metadata or None)
 
     def _store(self, name: str, outcomes: list[ExecutionOutcome], fan_out: bool) -> None:
@@ -467,7 +469,7 @@ class RPyCMagics(MagicsSettings):
                              f"are kept for a while): %rpyc_jobs {session.name} lists them")
         if args.cancel:
             state = self._job_request(session, session.cancel_job, job)
-            print(f"job {job} on session {session.name!r}: "
+            say(f"job {job} on session {session.name!r}: "
                   + ("cancelling" if state == "cancelling" else "not running"))
             return None
         return self._follow(session, job)
@@ -483,7 +485,7 @@ class RPyCMagics(MagicsSettings):
             raise SessionError(f"session {session.name!r}: {_first_line(exc)}") from None
 
     def _follow(self, session: RemoteSession, job: str) -> Any:
-        events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        events = self.backlog = EventBacklog(self.policy.max_output_backlog)
         cell_output = CellOutput(self.policy, stream=self.stream)
         run = self._job_request(session, session.follow, job, events)
         try:
@@ -525,7 +527,7 @@ class RPyCMagics(MagicsSettings):
             values[remote] = self.shell.user_ns[local]
         sizes = session.push(values, allow_pickle=args.pickle and self.policy.allow_pickle,
                              max_bytes=self.policy.max_push_bytes)
-        print(f"pushed to {session.name}: " +
+        say(f"pushed to {session.name}: " +
               ", ".join(f"{k} ({_size(v)})" for k, v in sizes.items()))
 
     @magic_arguments()
@@ -556,7 +558,7 @@ class RPyCMagics(MagicsSettings):
                            max_bytes=self.policy.max_pull_bytes)
         for local, remote in wanted.items():
             self.shell.user_ns[local] = got[remote][0]
-        print(f"pulled from {session.name}: " +
+        say(f"pulled from {session.name}: " +
               ", ".join(f"{local} ({_size(got[remote][1])})" for local, remote in wanted.items()))
 
     # -- looking around ----------------------------------------------------------------------------

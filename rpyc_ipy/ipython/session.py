@@ -31,7 +31,6 @@ This module does not import IPython: a kernel can use it as is.
 from __future__ import annotations
 
 import contextlib
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -42,10 +41,12 @@ from rpyc_ipy.core.connection import Connection
 from rpyc_ipy.core.helpers import async_
 from rpyc_ipy.core.service import ClassicClient, VoidService
 from rpyc_ipy.errors import RPyCError, UsageError
+from rpyc_ipy.ipython.backlog import EventBacklog
 from rpyc_ipy.ipython.cards import session_html, session_text
 from rpyc_ipy.ipython.events import DisplayCallback, StreamCallback, dispatch_event, parse_bundle
 from rpyc_ipy.ipython.execution import ExecutionOutcome, RemoteExecution, wait_all
 from rpyc_ipy.ipython.plain_classic import PlainClassic
+from rpyc_ipy.ipython.text import sanitize_text
 from rpyc_ipy.remote.bootstrap import install_engine
 from rpyc_ipy.remote.values import NotByValue, TooLarge, pack, unpack
 from rpyc_ipy.target import ConnectionTarget
@@ -58,7 +59,7 @@ class SessionError(RPyCError):
     of server). IPython shows it as one line."""
 
     def _render_traceback_(self) -> list[str]:
-        return [f"\x1b[31m{type(self).__name__}: {self}\x1b[0m"]
+        return [f"\x1b[31m{type(self).__name__}: {sanitize_text(str(self))}\x1b[0m"]
 
 
 def open_session(target: ConnectionTarget, *, password: str | None = None,
@@ -307,7 +308,7 @@ class RemoteSession:
         self.executions += 1
         return str(self._call("start", code, None, options))
 
-    def follow(self, exec_id: str, events: Any) -> RemoteExecution:
+    def follow(self, exec_id: str, events: EventBacklog) -> RemoteExecution:
         """Follow a job (or any kept execution): its output so far, then what it prints,
         then its outcome go to ``events`` as for :meth:`start`; wait with ``wait_all``."""
         self._require_jobs()
@@ -369,7 +370,14 @@ class RemoteSession:
     @property
     def pickle_allowed(self) -> bool:
         """Pickle may be used for values: both this side's policy and the server's agree."""
-        return bool(self.conn.policy.allow_pickle and self.info.get("allow_pickle"))
+        return bool(self.conn.policy.allow_pickle) and self.info.get("allow_pickle") is True
+
+    def unpickles(self, requested: bool) -> bool:
+        """The one rule for every value this notebook might unpickle: only when the user
+        asked for it for this value (``--pickle``), ``RPyCPolicy.allow_pickle`` is on
+        here and the server says it allows pickle too. The server's word alone is
+        never enough: unpickling runs code the server chose."""
+        return requested is True and self.pickle_allowed
 
     @property
     def can_execute(self) -> bool:
@@ -496,7 +504,7 @@ class RemoteSession:
              max_bytes: int = 64 << 20) -> dict[str, tuple[Any, int]]:
         """Remote values by value: ``{name: (value, bytes)}``; a failure raises UsageError."""
         self._require_engine("pull")
-        use_pickle = allow_pickle and self.pickle_allowed
+        use_pickle = self.unpickles(allow_pickle)
         raw = self._call("pull", tuple(names), use_pickle, max_bytes)
         out: dict[str, tuple[Any, int]] = {}
         for item in raw if type(raw) is tuple else ():
@@ -514,8 +522,9 @@ class RemoteSession:
 
     # -- running cells ------------------------------------------------------------------------
 
-    def start(self, code: str, events: Any, *, silent: bool = False, want_value: bool = False,
-              include: tuple[str, ...] | None = None, stream_interval: float = 0.05,
+    def start(self, code: str, events: EventBacklog, *, silent: bool = False,
+              want_value: bool = False, include: tuple[str, ...] | None = None,
+              stream_interval: float = 0.05,
               capture_fd: bool | None = None, grace: float = 0.25,
               max_bundle_bytes: int = 8 << 20, max_value_bytes: int = 64 << 20
               ) -> RemoteExecution:
@@ -556,7 +565,7 @@ class RemoteSession:
         propagates; ``timeout`` does the same and raises ``RemoteTimeoutError``.
         Errors are in the outcome (``status == "error"``), not raised.
         """
-        events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        events = EventBacklog()
         run = self.start(code, events, **options)
 
         def handle(_: RemoteExecution, event: tuple[Any, ...]) -> None:

@@ -95,6 +95,18 @@ class RPyCPolicy(Configurable):
     max_bundle_bytes = Int(
         8 << 20, help="Largest display value (one MIME type) accepted from a server."
     ).tag(config=True)
+    max_output_backlog = Int(
+        32 << 20,
+        help="""Characters of a cell's output held in the notebook, waiting to be shown
+        (or, with --no-stream, until the cell ends). Output a server sends faster than
+        that is dropped, and a note in the cell says how much.""",
+    ).tag(config=True)
+    max_cell_output = Int(
+        64 << 20,
+        help="""Characters of output one cell shows (IPython keeps what a cell shows in
+        memory, and so does the browser); what a server sends past it is not shown,
+        and the cell ends with a note saying how much.""",
+    ).tag(config=True)
     max_repr_chars = Int(
         10_000, help="Characters of a netref's repr shown at the prompt (the rest is cut)."
     ).tag(config=True)
@@ -107,7 +119,8 @@ class RPyCPolicy(Configurable):
         "placeholder.",
     ).tag(config=True)
 
-    @validate("max_pull_bytes", "max_push_bytes", "max_bundle_bytes", "max_repr_chars",
+    @validate("max_pull_bytes", "max_push_bytes", "max_bundle_bytes", "max_output_backlog",
+              "max_cell_output", "max_repr_chars",
               "max_dir_names", "max_items", "display_timeout")
     def _check_positive(self, proposal: Any) -> Any:
         return _positive(proposal)

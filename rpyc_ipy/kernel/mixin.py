@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import queue
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -325,7 +324,10 @@ class RemoteKernelMixin(Configurable):
             display(session)
 
     def _notify(self, text: str) -> None:
-        print(f"{RED}[rpyc_ipy] {text}{RESET}", file=sys.stderr, flush=True)
+        """A note on the cell's stderr, sanitized (it may quote the server)."""
+        from rpyc_ipy.ipython.text import say
+
+        say(f"{RED}[rpyc_ipy] {text}{RESET}", sys.stderr)
 
     # -- execute ----------------------------------------------------------------------------------
 
@@ -374,6 +376,7 @@ class RemoteKernelMixin(Configurable):
                 shell.execution_count = count + 1
 
     def _run_remote(self, code: str, count: int, silent: bool) -> dict[str, Any]:
+        from rpyc_ipy.ipython.backlog import EventBacklog
         from rpyc_ipy.ipython.display import CellOutput, filter_bundle
         from rpyc_ipy.ipython.execution import (
             ExecutionOutcome,
@@ -396,7 +399,7 @@ class RemoteKernelMixin(Configurable):
         ext = self._extension()
         magics, policy = ext.magics, ext.policy
         output = CellOutput(policy, labels=False, stream=magics.stream)
-        events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        events = EventBacklog(policy.max_output_backlog)
         try:
             run = session.start(code, events, silent=silent,
                                 include=tuple(sorted(policy.mimetypes())),
@@ -489,6 +492,11 @@ class RemoteKernelMixin(Configurable):
 
     def _error(self, count: int, silent: bool, ename: str, evalue: str,
                traceback: list[str]) -> dict[str, Any]:
+        """An error reply (and message), every text sanitized: it may quote the server."""
+        from rpyc_ipy.ipython.text import sanitize_text
+
+        ename, evalue = sanitize_text(ename), sanitize_text(evalue)
+        traceback = [sanitize_text(line) for line in traceback]
         if not silent:
             self._publish("error", {"ename": ename, "evalue": evalue, "traceback": traceback})
         return _reply("error", count, ename=ename, evalue=evalue, traceback=traceback,

@@ -44,6 +44,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -154,6 +155,9 @@ class Engine:
         self._running: dict[str, _Execution] = {}
         self._finished: dict[str, _Execution] = {}  # oldest first, at most KEEP_FINISHED
         self._cell_files: list[str] = []
+        # a session's cell sources leave linecache when it ends: at shutdown, or when
+        # the engine is collected (a classic server's engine, when its client went away)
+        weakref.finalize(self, _forget_cells, self._cell_files)
         self._ids = itertools.count(1)
         self._closed = False
         if shell is None:
@@ -323,9 +327,10 @@ class Engine:
                 return
 
     def shutdown(self) -> None:
-        """Cancel everything (the client went away)."""
+        """Cancel everything (the client went away); the cells' sources leave linecache."""
         self._closed = True
         self.cancel(None, force=True)
+        _forget_cells(self._cell_files)
 
     def _begin(self, code: str, options: Any) -> _Execution:
         if self._closed:
@@ -568,6 +573,8 @@ class Engine:
         return bound_traceback(text)
 
     def _cell_file(self, execution: _Execution, code: str) -> str:
+        if self._closed:  # shut down while this cell started: keep nothing
+            return f"<remote-cell-{execution.count}-{execution.exec_id}>"
         filename = f"<remote-cell-{execution.count}-{execution.exec_id}>"
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         self._cell_files.append(filename)
@@ -675,3 +682,9 @@ def _safe_cwd() -> str:
         return os.getcwd()
     except OSError:
         return "?"
+
+
+def _forget_cells(files: list[str]) -> None:
+    """Take the cells' sources out of linecache (``files`` is emptied)."""
+    while files:  # bounded: nothing is added once the engine is closed
+        linecache.cache.pop(files.pop(), None)

@@ -52,6 +52,9 @@ def test_interrupting_a_busy_loop_in_a_notebook_cell(ip: InteractiveShell,
 def test_a_printing_loop_stops_cooperatively(ip: InteractiveShell, exec_server: ServerProcess,
                                              interrupt_soon: threading.Timer) -> None:
     connect(ip, "s", exec_server)
+    # the loop stops at its next print; a long grace keeps a loaded machine from reaching
+    # the SIGINT step first
+    ip.magics_manager.registry["RPyCMagics"].cancel_grace = 10.0
     interrupt_soon.start()
     result, captured = run(ip, "%%remote\nimport time\nwhile True:\n"
                                "    print('tick')\n    time.sleep(0.01)")
