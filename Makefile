@@ -47,9 +47,9 @@ TEST_HELPER_PATH := tests:tests/auth:tests/protocol:tests/kernel
 TEST_DIRS := $(sort $(patsubst %/,%,$(dir $(wildcard tests/*.py tests/*/*.py tests/*/*/*.py))))
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check rpyc_ipy tests bench
+	$(VENV)/bin/ruff check rpyc_ipy tests bench tools
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy bench/*.py
+	$(VENV)/bin/mypy bench/*.py tools/*.py
 	@status=0; for dir in $(TEST_DIRS); do \
 		echo "mypy $$dir"; \
 		MYPYPATH=$(TEST_HELPER_PATH) $(VENV)/bin/mypy $$dir/*.py || status=1; \

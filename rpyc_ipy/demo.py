@@ -297,8 +297,21 @@ def cell_outputs(cell: Any) -> list[str]:
     return [_ANSI.sub("", text) for text in texts]
 
 
-def summarize(nb: Any, lines_per_cell: int = 6) -> str:
-    """A few lines per code cell: its first source line, then its outputs."""
+def clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters with a trailing ``…``, between words when it
+    can: half a name ("RPYC_IPY_DEMO" of "RPYC_IPY_DEMO_PASSWORD") reads as a wrong one."""
+    if len(text) <= width:
+        return text
+    head = text[:width - 2]  # room for " …"
+    space = head.rfind(" ")
+    if text[width - 2] != " " and space > width // 2:
+        head = head[:space]
+    return head.rstrip() + " …"
+
+
+def summarize(nb: Any, lines_per_cell: int = 6, width: int = 120) -> str:
+    """A few lines per code cell, each at most ``width`` characters: its first source
+    line, then its outputs."""
     parts: list[str] = []
     for cell in nb.cells:
         if cell.get("cell_type") != "code":
@@ -308,11 +321,12 @@ def summarize(nb: Any, lines_per_cell: int = 6) -> str:
         if not source:
             continue
         count = cell.get("execution_count")
-        parts.append(f"In [{count if count is not None else ' '}]: {source[0][:100]}")
+        prompt = f"In [{count if count is not None else ' '}]: "
+        parts.append(prompt + clip(source[0], width - len(prompt)))
         lines = [line for text in cell_outputs(cell) for line in text.rstrip().splitlines()]
         lines = [line for line in lines if line.strip()]
         for line in lines[:lines_per_cell]:
-            parts.append(f"      {line[:110]}")
+            parts.append("      " + clip(line, width - 6))
         if len(lines) > lines_per_cell:
             parts.append(f"      … ({len(lines) - lines_per_cell} more lines)")
     return "\n".join(parts)

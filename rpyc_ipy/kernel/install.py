@@ -36,6 +36,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
+from importlib import resources
 from typing import Any
 
 from rpyc_ipy.credentials import check_owner_only
@@ -44,6 +45,7 @@ from rpyc_ipy.target import DEFAULT_PORT, DEFAULT_SESSION_NAME, DEFAULT_TIMEOUT,
 
 __all__ = [
     "ACTIONS",
+    "LOGOS",
     "STATIC_SPEC_NAME",
     "add_arguments",
     "install_kernel_spec",
@@ -62,6 +64,9 @@ KERNEL_MODULE = "rpyc_ipy.kernel"
 #: the extension loaded)
 STATIC_SPEC_NAME = "rpyc_ipy"
 EXTENSION_ARG = "--ext=rpyc_ipy"
+#: the logos every kernelspec gets (drawn by tools/make_logos.py)
+LOGOS = ("logo-32x32.png", "logo-64x64.png")
+_RESOURCES = resources.files(KERNEL_MODULE).joinpath("resources")
 _KERNEL_NAME = re.compile(r"^[a-z0-9._-]+$", re.IGNORECASE)  # what jupyter_client accepts
 _TRAIT_ARG = re.compile(r"^--(?P<cls>[A-Za-z_]\w*)\.(?P<trait>[A-Za-z_]\w*)=(?P<value>.*)$",
                         re.DOTALL)
@@ -173,6 +178,9 @@ def install_kernel_spec(name: str, *, host: str, port: int = DEFAULT_PORT,
         with open(os.path.join(source, "kernel.json"), "w", encoding="utf-8") as f:
             json.dump(spec, f, indent=1)
             f.write("\n")
+        for logo in LOGOS:  # the launcher shows them instead of a letter
+            with open(os.path.join(source, logo), "wb") as f:
+                f.write(_RESOURCES.joinpath(logo).read_bytes())
         destination: str = ksm.install_kernel_spec(source, kernel_name=name, user=user,
                                                    prefix=prefix)
     return destination

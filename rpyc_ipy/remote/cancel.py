@@ -40,8 +40,6 @@ from collections.abc import Callable
 __all__ = ["Cancellation", "UserCodeGate", "cancelled", "raise_in_thread"]
 
 NONE, COOPERATIVE, INTERRUPT, ABANDON = 0, 1, 2, 3
-LEVEL_NAMES = {NONE: "running", COOPERATIVE: "cooperative", INTERRUPT: "interrupt",
-               ABANDON: "abandoned"}
 
 _current: dict[int, Cancellation] = {}
 

@@ -54,7 +54,7 @@ from . import capture as _capture
 from . import cells as _cells
 from . import introspect as _introspect
 from . import values as _values
-from .cancel import ABANDON, INTERRUPT, LEVEL_NAMES, Cancellation, UserCodeGate
+from .cancel import ABANDON, INTERRUPT, Cancellation, UserCodeGate
 from .cells import (
     NO_SHELL,
     NOT_IN_BACKGROUND,
@@ -427,9 +427,8 @@ class Engine:
         if events:
             execution.log.append(events)
         elapsed = time.monotonic() - (execution.cancel.requested_at or execution.started)
-        note = (f"abandoned the cell's thread after {elapsed:.2f} s: it is blocked outside "
-                "Python (a sleep, a lock, I/O) and stops when it returns to Python; its "
-                "later output is dropped")
+        note = (f"abandoned after {elapsed:.2f} s: the cell is blocked outside Python (a "
+                "sleep, a lock, I/O); it ends when it returns, and its later output is dropped")
         error = ("KeyboardInterrupt", "the execution was cancelled", "")
         execution.outcome = ("cancelled", execution.count, None, (), error, note, None)
         execution.ended = time.monotonic()
@@ -469,15 +468,14 @@ class Engine:
             execution.sink.wake()
 
     def _cancelled_outcome(self, execution: _Execution, tb: str) -> tuple[Any, ...]:
-        level = execution.cancel.level
-        if level < INTERRUPT:
-            how = "cooperatively"
+        if execution.cancel.level < INTERRUPT:
+            how = "at its next output"  # the sink raised on the cell's write
         elif execution.runner is not None:
-            how = "by SIGINT"  # a cell on the worker's main thread: a real signal
+            how = "by an interrupt (SIGINT)"  # a cell on the worker's main thread
         else:
-            how = "by the asynchronous KeyboardInterrupt"
+            how = "by an asynchronous KeyboardInterrupt"
         elapsed = time.monotonic() - (execution.cancel.requested_at or execution.started)
-        note = f"stopped {how} after {elapsed:.2f} s ({LEVEL_NAMES.get(level, '?')})"
+        note = f"stopped {how} after {elapsed:.2f} s"
         return ("cancelled", execution.count, None, (), ("KeyboardInterrupt", "", tb), note, None)
 
     def _run_cell(self, execution: _Execution, code: str) -> tuple[Any, ...]:

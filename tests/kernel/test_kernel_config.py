@@ -111,6 +111,9 @@ def test_the_wheel_installs_the_kernelspec_and_the_example_config(tmp_path: Path
     assert "rpyc_ipy/kernel/__main__.py" in names and "rpyc_ipy/demo.py" in names
     assert _pyproject_maps_the_kernelspec()
     assert f"{data}/share/jupyter/kernels/rpyc_ipy/kernel.json" in names
+    for logo in ("logo-32x32.png", "logo-64x64.png"):  # the static spec's and install's
+        assert f"{data}/share/jupyter/kernels/rpyc_ipy/{logo}" in names
+        assert f"rpyc_ipy/kernel/resources/{logo}" in names
 
     # a fresh environment sees it (jupyter_client is borrowed from this one)
     fresh = tmp_path / "fresh"
@@ -129,5 +132,7 @@ def test_the_wheel_installs_the_kernelspec_and_the_example_config(tmp_path: Path
     specs = json.loads(listed.stdout)["kernelspecs"]
     assert "rpyc_ipy" in specs
     assert specs["rpyc_ipy"]["spec"]["display_name"] == "Python 3 (rpyc_ipy)"
+    assert {"logo-32x32.png", "logo-64x64.png"} <= set(os.listdir(
+        specs["rpyc_ipy"]["resource_dir"]))
     assert os.path.realpath(specs["rpyc_ipy"]["resource_dir"]).startswith(
         os.path.realpath(fresh))

@@ -105,9 +105,9 @@ def _execute_within(engine: Engine, code: str, options: Any = ()) -> tuple[Any, 
 
 
 @pytest.mark.parametrize("code, level", [
-    ("while True:\n    print('x', end='')", "cooperatively"),
-    ("while True:\n    pass", "asynchronous KeyboardInterrupt"),
-    ("import time\ntime.sleep(300)", "abandoned"),  # far beyond the wait: cut short
+    ("while True:\n    print('x', end='')", "stopped at its next output after"),
+    ("while True:\n    pass", "stopped by an asynchronous KeyboardInterrupt after"),
+    ("import time\ntime.sleep(300)", "abandoned after"),  # far beyond the wait: cut short
 ])
 def test_cancel_escalates(engine: Engine, code: str, level: str) -> None:
     _cancel_later(engine)
