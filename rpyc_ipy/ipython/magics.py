@@ -29,6 +29,7 @@ from rpyc_ipy.ipython.browse import Browser, render_html, widget
 from rpyc_ipy.ipython.cards import JobTable, PolicyReport, SessionTable
 from rpyc_ipy.ipython.display import CellOutput, RemoteResult, filter_bundle
 from rpyc_ipy.ipython.execution import (
+    CellInterrupted,
     ExecutionOutcome,
     RemoteExecution,
     RemoteExecutionError,
@@ -48,13 +49,18 @@ _TARGET = re.compile(r"^(?:(?P<name>[A-Za-z_]\w*)=)?(?P<host>\[[^\]]+\]|[^:\s]+)
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Show our UsageError (a bad name, a value that cannot travel) as IPython's
-    one-line ``UsageError``, sanitized (it may quote a server)."""
+    one-line ``UsageError``, sanitized (it may quote a server), and an interrupt as
+    one line (:class:`CellInterrupted`, still a ``KeyboardInterrupt``)."""
     @functools.wraps(func)
     def magic(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except (CoreUsageError, UsageError) as exc:
             raise UsageError(sanitize_text(str(exc))) from None
+        except CellInterrupted:
+            raise
+        except KeyboardInterrupt:  # outside a wait for a cell: one line, not our frames
+            raise CellInterrupted(f"%{func.__name__} was interrupted") from None
 
     return magic
 
@@ -382,13 +388,15 @@ class RPyCMagics(MagicsSettings):
                             notify=self._notify)
         if output:
             self._store(output, outcomes, fan_out)
-        return self._cell_value(outcomes, fan_out)
+        return self._cell_value(outcomes, fan_out, prompt=self.shell.execution_count)
 
-    def _cell_value(self, outcomes: list[ExecutionOutcome], fan_out: bool) -> Any:
-        """The cell's ``Out`` (one session's result), or the remote errors raised."""
+    def _cell_value(self, outcomes: list[ExecutionOutcome], fan_out: bool,
+                    prompt: int | None) -> Any:
+        """The cell's ``Out`` (one session's result), or the remote errors raised
+        (labelled with the notebook's ``prompt`` number, when the cell is this one)."""
         failed = [o for o in outcomes if o.status != "ok"]
         if failed:
-            raise RemoteExecutionError(failed)
+            raise RemoteExecutionError(failed, prompt)
         if not fan_out and outcomes and outcomes[0].data:
             data, metadata = filter_bundle(outcomes[0].data, outcomes[0].metadata,
                                            self.policy.mimetypes(), self.policy.max_bundle_bytes)
@@ -492,10 +500,10 @@ class RPyCMagics(MagicsSettings):
             outcomes = wait_all([run], events, cell_output, notify=self._notify,
                                 stop_cancels=False)
         except KeyboardInterrupt:
-            self._notify(f"stopped waiting; job {job} keeps running: %rpyc_result again to "
-                         "follow it")
-            raise
-        return self._cell_value(outcomes, False)
+            raise CellInterrupted(f"stopped waiting; job {job} keeps running on session "
+                                  f"{session.name!r}: %rpyc_result {session.name} {job} "
+                                  "follows it again") from None
+        return self._cell_value(outcomes, False, prompt=None)
 
     # -- values ---------------------------------------------------------------------------------
 
