@@ -12,11 +12,12 @@ from __future__ import annotations
 import functools
 import getpass
 import re
+import socket
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from IPython.core.error import UsageError
+from IPython.core.error import StdinNotImplementedError, UsageError
 from IPython.core.magic import line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import observe
@@ -63,6 +64,28 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             raise CellInterrupted(f"%{func.__name__} was interrupted") from None
 
     return magic
+
+
+def _ask_password(prompt: str) -> str:
+    """The password from the front end's prompt; a front end without one (nbclient, some
+    hosted notebooks) gets a one-line answer on what to do instead."""
+    try:
+        return getpass.getpass(prompt)
+    except StdinNotImplementedError:
+        raise UsageError("this front end cannot ask for a password: put it in an environment "
+                         "variable and add --password-env VAR, or use a front end with a "
+                         "password prompt (JupyterLab, Notebook, terminal IPython)") from None
+
+
+def _check_reachable(target: ConnectionTarget) -> None:
+    """Open and close a TCP connection to ``target``, so a wrong host or port is said
+    before the password is asked for, not after."""
+    try:
+        with socket.create_connection((target.host, target.port), timeout=target.timeout):
+            pass
+    except OSError as exc:
+        raise SessionError(f"cannot connect to {target.address}: "
+                           f"{exc.strerror or exc or type(exc).__name__}") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -162,7 +185,9 @@ class RPyCMagics(MagicsSettings):
         if target.classic:
             self._notify("classic mode: the server runs any code sent to it; use only "
                          "servers you own")
-        password = read_password(target, getpass.getpass) if target.srp_user else None
+        if target.password_source == "prompt":
+            _check_reachable(target)
+        password = read_password(target, _ask_password) if target.srp_user else None
         try:
             session = open_session(target, password=password,
                                    config=self.policy.client_config(self.request_timeout),

@@ -7,16 +7,21 @@ Each test runs the failing cell in a real InteractiveShell against a real server
 from __future__ import annotations
 
 import _thread
+import os
+import socket
+import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from ipy_rig import connect, run
+from ipy_rig import WAIT, connect, run
 from ipy_servers import ServerProcess
 from IPython.core.interactiveshell import InteractiveShell
 
 from rpyc_ipy.ipython.execution import CellInterrupted, RemoteTimeoutError
 
+ROOT = Path(__file__).resolve().parents[2]
 INTERNALS = ("rpyc_ipy/", "rpyc_ipy.ipython", "rpyc_ipy.core", "Traceback",
              "magics.py", "execution.py")
 
@@ -70,3 +75,54 @@ def test_a_remote_error_is_labelled_with_the_prompt_number(
     text = assert_no_internals(captured, remote_traceback=True)
     assert "Remote error on session 's' in cell [40]" in text
     assert "ZeroDivisionError" in text
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_front_end_without_stdin_is_told_what_to_do(srp_server: ServerProcess,
+                                                       tmp_path: Path) -> None:
+    """In nbclient (no stdin), a wrong port is said before the password is asked for,
+    and the missing prompt is one line naming --password-env."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    cells = ["%load_ext rpyc_ipy",
+             f"%rpyc_connect s=127.0.0.1:{_closed_port()} --srp-user alice",
+             f"%rpyc_connect s=127.0.0.1:{srp_server.port} --srp-user alice"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
+    NotebookClient(nb, kernel_name="python3", timeout=int(WAIT), startup_timeout=60,
+                   allow_errors=True).execute(env=env, stderr=subprocess.DEVNULL)
+    outputs = [cell.outputs for cell in nb.cells]
+    assert not outputs[0]
+    refused, no_stdin = ("\n".join("\n".join(o.get("traceback", ())) + o.get("text", "")
+                                   for o in cell) for cell in outputs[1:])
+    assert "cannot connect to 127.0.0.1:" in refused and "refused" in refused
+    assert "password" not in refused
+    assert "--password-env VAR" in no_stdin
+    for text in (refused, no_stdin):
+        assert "StdinNotImplementedError" not in text
+        for marker in INTERNALS:
+            assert marker not in text, f"{marker!r} shown to the user:\n{text}"
+        assert len(text.strip().splitlines()) <= 2, text
+
+
+def test_a_closed_session_says_how_to_get_back(ip: InteractiveShell,
+                                               exec_server: ServerProcess) -> None:
+    session = connect(ip, "s", exec_server)
+    session.conn.close()
+    if session.control is not None:
+        session.control.close()
+    for cell in ("%remote 1", "%rpyc_push s x"):
+        ip.user_ns["x"] = 1
+        result, captured = run(ip, cell)
+        assert result.error_in_exec is not None
+        text = assert_no_internals(captured)
+        assert "session 's' is closed" in text
+        assert f"%rpyc_connect s=127.0.0.1:{exec_server.port}" in text
