@@ -19,6 +19,8 @@ from ipy_rig import WAIT, connect, run
 from ipy_servers import ServerProcess
 from IPython.core.interactiveshell import InteractiveShell
 
+import rpyc_ipy
+from rpyc_ipy.errors import ProtocolError
 from rpyc_ipy.ipython.execution import CellInterrupted, RemoteTimeoutError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,3 +128,26 @@ def test_a_closed_session_says_how_to_get_back(ip: InteractiveShell,
         text = assert_no_internals(captured)
         assert "session 's' is closed" in text
         assert f"%rpyc_connect s=127.0.0.1:{exec_server.port}" in text
+
+
+def test_plaintext_to_a_tls_srp_server_fails_at_connect_time(srp_server: ServerProcess,
+                                                             tls_server: ServerProcess) -> None:
+    """connect() makes its first request at once: a TLS server fails it there, with the
+    option to use, instead of returning a connection that fails on first use."""
+    with pytest.raises(ProtocolError) as srp:
+        rpyc_ipy.connect("127.0.0.1", srp_server.port)
+    assert f"127.0.0.1:{srp_server.port} speaks TLS, not plaintext RPyC" in str(srp.value)
+    with pytest.raises(ProtocolError) as tls:  # OpenSSL resets rather than answering
+        rpyc_ipy.connect("127.0.0.1", tls_server.port)
+    for message in (str(srp.value), str(tls.value)):
+        assert "ssl_connect or srp_connect" in message and "--srp-user" in message
+        assert "compression flag" not in message
+
+
+def test_the_magic_names_the_option_for_a_tls_server(ip: InteractiveShell,
+                                                     srp_server: ServerProcess) -> None:
+    result, captured = run(ip, f"%rpyc_connect s=127.0.0.1:{srp_server.port}")
+    assert result.error_in_exec is not None
+    text = assert_no_internals(captured)
+    assert "speaks TLS, not plaintext RPyC" in text and "--srp-user USER" in text
+    assert len(text.strip().splitlines()) == 1
