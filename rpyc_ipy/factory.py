@@ -93,7 +93,12 @@ def connect(host: str, port: int, service: Any = VoidService, config: Config = N
         conn.fetch_root(timeout)
     except (ConnectionClosed, ProtocolError, TimeoutError) as exc:
         conn.close()
-        raise ProtocolError(_not_plaintext(host, port, exc, timeout)) from None
+        # a TLS answer is a ProtocolError; else the failure's family (EOFError for a
+        # closed connection, as in RPyC)
+        family = ProtocolError if TLS_RECORD in str(exc) else next(
+            kind for kind in (ConnectionClosed, ProtocolError, TimeoutError)
+            if isinstance(exc, kind))
+        raise family(_not_plaintext(host, port, exc, timeout)) from None
     except BaseException:
         conn.close()
         raise

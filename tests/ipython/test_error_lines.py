@@ -20,7 +20,7 @@ from ipy_servers import ServerProcess
 from IPython.core.interactiveshell import InteractiveShell
 
 import rpyc_ipy
-from rpyc_ipy.errors import ProtocolError
+from rpyc_ipy.errors import ConnectionClosed, ProtocolError
 from rpyc_ipy.ipython.execution import CellInterrupted, RemoteTimeoutError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,7 +137,7 @@ def test_plaintext_to_a_tls_srp_server_fails_at_connect_time(srp_server: ServerP
     with pytest.raises(ProtocolError) as srp:
         rpyc_ipy.connect("127.0.0.1", srp_server.port)
     assert f"127.0.0.1:{srp_server.port} speaks TLS, not plaintext RPyC" in str(srp.value)
-    with pytest.raises(ProtocolError) as tls:  # OpenSSL resets rather than answering
+    with pytest.raises(ConnectionClosed) as tls:  # OpenSSL resets rather than answering
         rpyc_ipy.connect("127.0.0.1", tls_server.port)
     for message in (str(srp.value), str(tls.value)):
         assert "ssl_connect or srp_connect" in message and "--srp-user" in message
