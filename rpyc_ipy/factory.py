@@ -22,6 +22,7 @@ from rpyc_ipy.core.connection import Connection
 from rpyc_ipy.core.service import Slave, VoidService
 from rpyc_ipy.core.transport import Transport
 from rpyc_ipy.errors import (
+    AuthenticationError,
     ConnectionClosed,
     DiscoveryError,
     ForbiddenError,
@@ -151,6 +152,9 @@ def ssl_connect(host: str, port: int, keyfile: str | None = None, certfile: str 
                                       keepalive=keepalive), channel_ticket)
     try:
         tls = wrap_client_socket(sock, host, context)
+    except AuthenticationError as exc:
+        sock.close()
+        raise AuthenticationError(_with_hint(exc, _NOT_TLS)) from None
     except Exception:
         sock.close()
         raise
@@ -166,10 +170,28 @@ def srp_connect(host: str, port: int, username: str, password: str, service: Any
     sock = _channel_start(tcp_connect(host, port, timeout=timeout, ipv6=ipv6), channel_ticket)
     try:
         tls = srp_client_socket(sock, username, password, timeout)
+    except AuthenticationError as exc:
+        sock.close()
+        raise AuthenticationError(_with_hint(exc, _NOT_SRP)) from None
     except Exception:
         sock.close()
         raise
     return connect_socket(_channel_ticket(tls, channel_ticket), service, config)
+
+
+_NOT_TLS = ("if the server uses TLS-SRP, connect with srp_connect (%rpyc_connect --srp-user "
+            "USER); if it is plaintext, with connect() (no TLS options)")
+_NOT_SRP = ("if the server uses certificates, connect with ssl_connect (%rpyc_connect --ca "
+            "FILE or --fingerprint); if it is plaintext, with connect() (no --srp-user)")
+
+
+def _with_hint(exc: AuthenticationError, hint: str) -> str:
+    """A failed handshake (not a refused password or certificate) may be the wrong
+    method: say which one to try."""
+    text = str(exc)
+    if text.startswith(("TLS handshake failed", "TLS-SRP handshake failed")):
+        return f"{text}: {hint}"
+    return text
 
 
 def _channel_start(sock: Any, ticket: str | None) -> Any:

@@ -20,7 +20,7 @@ from ipy_servers import ServerProcess
 from IPython.core.interactiveshell import InteractiveShell
 
 import rpyc_ipy
-from rpyc_ipy.errors import ConnectionClosed, ProtocolError
+from rpyc_ipy.errors import AuthenticationError, ConnectionClosed, ProtocolError
 from rpyc_ipy.ipython.execution import CellInterrupted, RemoteTimeoutError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,3 +151,28 @@ def test_the_magic_names_the_option_for_a_tls_server(ip: InteractiveShell,
     text = assert_no_internals(captured)
     assert "speaks TLS, not plaintext RPyC" in text and "--srp-user USER" in text
     assert len(text.strip().splitlines()) == 1
+
+
+def test_a_handshake_with_the_wrong_method_names_the_right_one(
+        exec_server: ServerProcess, srp_server: ServerProcess,
+        tls_server: ServerProcess) -> None:
+    attempts = {
+        "ssl_connect to TLS-SRP": (lambda: rpyc_ipy.ssl_connect(
+            "127.0.0.1", srp_server.port, verify=False, timeout=WAIT), "srp_connect"),
+        "ssl_connect to plaintext": (lambda: rpyc_ipy.ssl_connect(
+            "127.0.0.1", exec_server.port, verify=False, timeout=WAIT), "with connect()"),
+        "srp_connect to certificates": (lambda: rpyc_ipy.srp_connect(
+            "127.0.0.1", tls_server.port, "alice", "not-the-password", timeout=WAIT),
+            "ssl_connect (%rpyc_connect --ca FILE"),
+        "srp_connect to plaintext": (lambda: rpyc_ipy.srp_connect(
+            "127.0.0.1", exec_server.port, "alice", "not-the-password", timeout=WAIT),
+            "with connect()"),
+    }
+    for what, (attempt, hint) in attempts.items():
+        with pytest.raises(AuthenticationError) as failed:
+            attempt()
+        assert hint in str(failed.value), (what, str(failed.value))
+    with pytest.raises(AuthenticationError) as refused:  # the right method: no hint
+        rpyc_ipy.srp_connect("127.0.0.1", srp_server.port, "alice", "not-the-password",
+                             timeout=WAIT)
+    assert "ssl_connect" not in str(refused.value)
