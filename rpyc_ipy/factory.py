@@ -94,11 +94,10 @@ def connect(host: str, port: int, service: Any = VoidService, config: Config = N
         conn.fetch_root(timeout)
     except (ConnectionClosed, ProtocolError, TimeoutError) as exc:
         conn.close()
-        # a TLS answer is a ProtocolError; else the failure's family (EOFError for a
-        # closed connection, as in RPyC)
-        family = ProtocolError if TLS_RECORD in str(exc) else next(
-            kind for kind in (ConnectionClosed, ProtocolError, TimeoutError)
-            if isinstance(exc, kind))
+        # the failure's own family: EOFError for a closed connection (as in RPyC), which
+        # is how a TLS answer ends too
+        family = next(kind for kind in (ConnectionClosed, ProtocolError, TimeoutError)
+                      if isinstance(exc, kind))
         raise family(_not_plaintext(host, port, exc, timeout)) from None
     except BaseException:
         conn.close()

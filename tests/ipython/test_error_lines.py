@@ -20,7 +20,7 @@ from ipy_servers import ServerProcess
 from IPython.core.interactiveshell import InteractiveShell
 
 import rpyc_ipy
-from rpyc_ipy.errors import AuthenticationError, ConnectionClosed, ProtocolError
+from rpyc_ipy.errors import AuthenticationError, ConnectionClosed
 from rpyc_ipy.ipython.execution import CellInterrupted, RemoteTimeoutError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,7 +134,7 @@ def test_plaintext_to_a_tls_srp_server_fails_at_connect_time(srp_server: ServerP
                                                              tls_server: ServerProcess) -> None:
     """connect() makes its first request at once: a TLS server fails it there, with the
     option to use, instead of returning a connection that fails on first use."""
-    with pytest.raises(ProtocolError) as srp:
+    with pytest.raises(ConnectionClosed) as srp:  # an EOFError, as in RPyC
         rpyc_ipy.connect("127.0.0.1", srp_server.port)
     assert f"127.0.0.1:{srp_server.port} speaks TLS, not plaintext RPyC" in str(srp.value)
     with pytest.raises(ConnectionClosed) as tls:  # OpenSSL resets rather than answering
