@@ -438,6 +438,10 @@ def wait_all(executions: Iterable[RemoteExecution], events: EventBacklog, handle
 def _interrupted(runs: list[RemoteExecution], pending: set[RemoteExecution]) -> str:
     """The one line that ends an interrupted cell: where it stopped, or may still run."""
     names = ", ".join(sorted({run.session.name for run in runs}))
+    restarted = sorted({run.session.name for run in runs if run.restarting})
+    if not pending and restarted:
+        return (f"the cell on {names} was stopped; {', '.join(restarted)} got a fresh worker "
+                "(its namespace is gone)")
     if not pending:
         return f"the cell on {names} was stopped; the session is ready for the next cell"
     still = sorted({run.session.name for run in pending})

@@ -176,3 +176,21 @@ def test_a_handshake_with_the_wrong_method_names_the_right_one(
         rpyc_ipy.srp_connect("127.0.0.1", srp_server.port, "alice", "not-the-password",
                              timeout=WAIT)
     assert "ssl_connect" not in str(refused.value)
+
+
+def test_a_cell_that_ignores_the_stop_button_ends_in_one_line_too(
+        ip: InteractiveShell, exec_server: ServerProcess,
+        interrupt_soon: threading.Timer) -> None:
+    connect(ip, "stubborn", exec_server, "--new")
+    ip.magics_manager.registry["RPyCMagics"].interrupt_grace = 0.5
+    try:
+        interrupt_soon.start()
+        result, captured = run(ip, "%%remote\nimport signal, time\n"
+                                   "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                                   "time.sleep(120)")
+    finally:
+        ip.magics_manager.registry["RPyCMagics"].interrupt_grace = 5.0
+        run(ip, "%rpyc_disconnect stubborn --end")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    text = assert_no_internals(captured)
+    assert "the cell on stubborn was stopped; stubborn got a fresh worker" in text
