@@ -128,6 +128,9 @@ def test_a_closed_session_says_how_to_get_back(ip: InteractiveShell,
         text = assert_no_internals(captured)
         assert "session 's' is closed" in text
         assert f"%rpyc_connect s=127.0.0.1:{exec_server.port}" in text
+    connect(ip, "s", exec_server)  # what the message says to do
+    result, _ = run(ip, "%remote 6 * 7")
+    assert repr(result.result) == "42"
 
 
 def test_plaintext_to_a_tls_srp_server_fails_at_connect_time(srp_server: ServerProcess,
