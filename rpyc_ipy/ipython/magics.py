@@ -165,9 +165,9 @@ class RPyCMagics(MagicsSettings):
             %rpyc_connect local=127.0.0.1:18861
 
         Passwords are never part of the command (so never in your history): they
-        are asked for, or read from the environment variable named by
-        ``--password-env``. Plaintext is refused beyond loopback unless
-        ``--insecure``. The card shows the peer, transport and cipher, user,
+        are asked for (after checking the server is reachable), or read from the
+        environment variable named by ``--password-env``. Plaintext is refused
+        beyond loopback unless ``--insecure``. The card shows the peer, transport and cipher, user,
         round trip, the service and what it grants, and what we grant it.
 
         On an rpyc_ipy execution server the session NAME lives in a worker
@@ -291,6 +291,8 @@ class RPyCMagics(MagicsSettings):
         and jobs are gone (the way out after the worker died, or a cell hangs)."""
         args = parse_argstring(self.rpyc_restart, line)
         session = self.registry.get(args.name)
+        if session.closed:
+            raise session.closed_error()
         if not session.has_worker:
             raise SessionError(f"session {session.name!r} has no worker to restart: only "
                                "rpyc_ipy execution servers run sessions in workers")

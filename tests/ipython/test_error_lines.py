@@ -121,7 +121,7 @@ def test_a_closed_session_says_how_to_get_back(ip: InteractiveShell,
     session.conn.close()
     if session.control is not None:
         session.control.close()
-    for cell in ("%remote 1", "%rpyc_push s x"):
+    for cell in ("%remote 1", "%rpyc_push s x", "%rpyc_restart s", "%rpyc_jobs s"):
         ip.user_ns["x"] = 1
         result, captured = run(ip, cell)
         assert result.error_in_exec is not None
