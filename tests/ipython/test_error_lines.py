@@ -197,3 +197,28 @@ def test_a_cell_that_ignores_the_stop_button_ends_in_one_line_too(
     assert isinstance(result.error_in_exec, KeyboardInterrupt)
     text = assert_no_internals(captured)
     assert "the cell on stubborn was stopped; stubborn got a fresh worker" in text
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port that accepts TCP connections and never says a word."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        yield int(listener.getsockname()[1])
+
+
+def test_a_silent_server_fails_the_connect_in_one_line(ip: InteractiveShell,
+                                                       silent_port: int) -> None:
+    result, captured = run(ip, f"%rpyc_connect s=127.0.0.1:{silent_port} --timeout 0.5")
+    assert result.error_in_exec is not None
+    text = assert_no_internals(captured)
+    assert "did not answer as a plaintext RPyC server (no reply within 0.5 s)" in text
+    assert len(text.strip().splitlines()) == 1
+
+
+def test_interrupting_a_connect_ends_in_one_line(ip: InteractiveShell, silent_port: int,
+                                                  interrupt_soon: threading.Timer) -> None:
+    interrupt_soon.start()
+    result, captured = run(ip, f"%rpyc_connect s=127.0.0.1:{silent_port} --timeout {WAIT}")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    text = assert_no_internals(captured)
+    assert "KeyboardInterrupt: %rpyc_connect was interrupted" in text
