@@ -27,6 +27,7 @@ from rpyc_ipy import classic, lib, utils
 from rpyc_ipy._lazy import lazy_attributes
 from rpyc_ipy._version import __version__
 from rpyc_ipy.core.async_result import AsyncResult
+from rpyc_ipy.core.budget import FrameBudget
 from rpyc_ipy.core.connection import Connection
 from rpyc_ipy.core.helpers import BgServingThread, async_, buffiter, spawn, timed
 from rpyc_ipy.core.netref import BaseNetref
@@ -85,6 +86,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionLost",
     "ForkingServer",
+    "FrameBudget",
     "GenericException",
     "MasterService",
     "OneShotServer",

@@ -20,6 +20,7 @@ RPYC_NAMES = {
 }
 OUR_NAMES = {
     "AsyncResult", "AuthenticationError", "Connection", "ConnectionClosed", "ConnectionLost",
+    "FrameBudget",
     "MasterService", "PingError", "ProtocolError", "RPyCError", "RemoteError",
     "SRPAuthenticator", "SecurityError", "SecurityPolicy", "UserDB", "__version__",
     "connect_socket", "connect_subproc", "load_ipython_extension", "ssl_connect", "srp_connect",

@@ -146,6 +146,16 @@ def _serve_command(parser: argparse.ArgumentParser) -> None:
                            "stdio: as --stdio")
     misc.add_argument("--max-connections", type=_positive_int, default=1024, metavar="N",
                       help="clients served at once; more are refused (default 1024)")
+    misc.add_argument("--max-pending-connections", type=_positive_int, default=64, metavar="N",
+                      help="clients not yet logged in (nor sent a valid request) kept at once; "
+                           "more are closed (default 64)")
+    misc.add_argument("--max-pending-per-address", type=_positive_int, default=16, metavar="N",
+                      help="the same, from one source address (default 16)")
+    misc.add_argument("--pending-frame-limit", type=_size, default=1 << 20, metavar="SIZE",
+                      help="largest frame from a client not yet logged in (default 1M)")
+    misc.add_argument("--frame-budget", type=_size, default=512 << 20, metavar="SIZE",
+                      help="memory for large frames being received, all clients together; "
+                           "a frame that does not fit is refused (default 512M)")
     misc.add_argument("--log-level", default="info",
                       choices=["debug", "info", "warning", "error"],
                       help="logging level on stderr (default info: one line per connection)")
@@ -506,6 +516,9 @@ def _serve_socket(args: argparse.Namespace, service: Any, name: str, authenticat
         server = _server_class(args.mode)(
             service, hostname=host, port=port, authenticator=authenticator,
             max_connections=args.max_connections, allow_insecure_remote=args.insecure_no_auth,
+            max_pending_connections=args.max_pending_connections,
+            max_pending_per_address=args.max_pending_per_address,
+            pending_frame_limit=args.pending_frame_limit, frame_budget=args.frame_budget,
             registrar=_registrar(args), auto_register=args.register,
             channel_handler=None if sessions is None else service.channel_handler())
     except OSError as exc:

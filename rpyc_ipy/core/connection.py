@@ -112,7 +112,13 @@ class Connection(RequestHandlers):
                                    or self._config["credentials"] is not None
                                    or self._config["traceback_to_unauthenticated"])
         limits: Limits = self._config["limits"]
-        self._engine = Engine(limits, self._config["compress_threshold"])
+        # an authenticated peer gets the full frame limit from the start
+        pending_limit = None if self._config.get("credentials") is not None \
+            else self._config["pending_frame_limit"]
+        self._engine = Engine(limits, self._config["compress_threshold"],
+                              budget=self._config["frame_budget"].share(),
+                              first_frame_limit=pending_limit)
+        self._on_established: Callable[[], None] | None = None
         self._reader = FrameReader(transport, self._engine, self._config["frame_deadline"])
         if transport.supports_busy_poll:
             transport.set_busy_poll(self._config["busy_poll_window"])
@@ -341,6 +347,19 @@ class Connection(RequestHandlers):
 
     # -- served by an event loop ------------------------------------------------------
 
+    @property
+    def established(self) -> bool:
+        """True once the peer has logged in (it has credentials) or sent a valid message."""
+        return self._engine.established
+
+    def when_established(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once, when :attr:`established` becomes true (at once if it
+        is); the reading thread calls it, so it must be quick. Set before serving."""
+        if self._engine.established:
+            callback()
+        else:
+            self._on_established = callback
+
     def attach_loop(self, loop: Any) -> None:
         """Let ``loop`` read this connection instead of a thread of its own: from now
         on, giving up the reader role calls ``loop.rearm(self)`` (see servers/loop.py)."""
@@ -430,6 +449,8 @@ class Connection(RequestHandlers):
                 self.abort(exc.with_traceback(None))
                 return False
             self._last_frame = time.monotonic()
+            if self._on_established is not None:
+                self._established_now()
             if on_frame is not None:
                 on_frame[0] = True
             if type(event) is Request:
@@ -441,6 +462,14 @@ class Connection(RequestHandlers):
                 return True
             self._complete(event)  # type: ignore[arg-type]
         return False
+
+    def _established_now(self) -> None:
+        callback, self._on_established = self._on_established, None
+        if callback is not None:
+            try:
+                callback()
+            except Exception:
+                log.exception("%s: the established callback failed", self._config["connid"])
 
     def _check_idle(self, config: dict[str, Any]) -> None:
         now = time.monotonic()
@@ -615,6 +644,7 @@ class Connection(RequestHandlers):
         if loop is not None:
             loop.forget(self)  # before the close: the socket's number may be reused after
         self._transport.close()
+        self._engine.close()  # gives the frame budget back
         lost = ConnectionLost(f"connection {self._config['connid']} lost"
                               + (f": {reason}" if reason else ""))
         for result in pending:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rpyc_ipy.core.budget import CLIENT_FRAME_BUDGET, FrameBudget
 from rpyc_ipy.core.policy import DEFAULT_CONFIG
 from rpyc_ipy.core.transport import DEFAULT_BUSY_POLL_WINDOW
 from rpyc_ipy.errors import ConfigError
@@ -17,6 +18,11 @@ __all__ = ["CONNECTION_OPTIONS", "validated_config"]
 #: options of ours, accepted in a config dict beside RPyC's keys
 CONNECTION_OPTIONS: dict[str, Any] = {
     "limits": DEFAULT_LIMITS,  # decoder and frame limits
+    # bytes of large frames in flight, shared with other connections (core/budget.py);
+    # servers give their clients one of their own
+    "frame_budget": CLIENT_FRAME_BUDGET,
+    # servers set this: frame limit until the peer logs in or sends a valid message
+    "pending_frame_limit": None,
     "compress_threshold": None,  # compress payloads above this many bytes; None = never
     "max_dispatch_threads": 64,  # threads that may run the peer's requests at once
     "max_exported_objects": 1_000_000,  # objects the peer may hold references to
@@ -47,6 +53,11 @@ def validated_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
         merged.update(config)
     if not isinstance(merged["limits"], Limits):
         raise ConfigError("config['limits'] must be a rpyc_ipy.protocol.limits.Limits")
+    if not isinstance(merged["frame_budget"], FrameBudget):
+        raise ConfigError("config['frame_budget'] must be a rpyc_ipy.FrameBudget")
+    pending = merged["pending_frame_limit"]
+    if pending is not None and (type(pending) is not int or pending <= 0):
+        raise ConfigError("pending_frame_limit must be a positive int of bytes or None")
     if merged["instantiate_oldstyle_exceptions"]:
         raise ConfigError("instantiate_oldstyle_exceptions is for Python 2's old-style "
                           "exception classes, which Python 3 does not have: leave it False")

@@ -24,6 +24,7 @@ from typing import Any
 
 from rpyc_ipy.errors import CodecError, ProtocolError, UnexpectedMessage
 from rpyc_ipy.protocol import brine
+from rpyc_ipy.protocol.budget import Budget
 from rpyc_ipy.protocol.consts import HANDLER_NAMES, MSG_EXCEPTION, MSG_REPLY, MSG_REQUEST
 from rpyc_ipy.protocol.framing import FrameDecoder, frame_parts
 from rpyc_ipy.protocol.limits import DEFAULT_LIMITS, Limits
@@ -64,15 +65,23 @@ _EXCEPTION_BYTE = bytes((MSG_EXCEPTION,))
 
 
 class Engine:
-    """Sequence numbers and message (de)coding for one connection end."""
+    """Sequence numbers and message (de)coding for one connection end.
+
+    ``budget`` and ``first_frame_limit`` go to the frame decoder
+    (:class:`~rpyc_ipy.protocol.framing.FrameDecoder`): the first frame limit holds
+    until the peer's first valid message, or :meth:`lift_frame_limit`.
+    """
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS,
-                 compress_threshold: int | None = None) -> None:
+                 compress_threshold: int | None = None, *, budget: Budget | None = None,
+                 first_frame_limit: int | None = None) -> None:
         self.limits = limits
         self.compress_threshold = compress_threshold
         self._seq = itertools.count()  # next() is atomic under the GIL
-        self._decoder = FrameDecoder(limits)
+        self._decoder = FrameDecoder(limits, budget, first_frame_limit)
         self._error: ProtocolError | None = None
+        #: True once the peer sent a valid message (or the limit was lifted)
+        self.established = first_frame_limit is None
 
     # -- outgoing ---------------------------------------------------------------
 
@@ -129,15 +138,32 @@ class Engine:
         """
         if self._error is not None:
             raise self._error
-        next_payload = self._decoder.next_payload
+        decoder = self._decoder
+        next_payload = decoder.next_payload
         try:
             while (payload := next_payload()) is not None:
                 if len(payload):
-                    return self._parse(payload)
+                    try:
+                        event = self._parse(payload)
+                    finally:
+                        del payload
+                        decoder.release_payload()
+                    if not self.established:
+                        self.lift_frame_limit()
+                    return event
         except ProtocolError as exc:
             self._error = exc
             raise
         return None
+
+    def lift_frame_limit(self) -> None:
+        """Accept frames up to ``limits.max_frame_size`` from now on."""
+        self.established = True
+        self._decoder.lift_frame_limit()
+
+    def close(self) -> None:
+        """Drop the buffered input and give its bytes back to the budget."""
+        self._decoder.close()
 
     def has_frame(self) -> bool:
         """True if a whole frame has arrived, so :meth:`next_event` may need no more bytes."""

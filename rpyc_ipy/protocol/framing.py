@@ -26,6 +26,8 @@ import zlib
 from collections.abc import Sequence
 
 from rpyc_ipy.errors import CodecError, LimitExceeded
+from rpyc_ipy.protocol.budget import Budget
+from rpyc_ipy.protocol.inflate import inflate
 from rpyc_ipy.protocol.limits import DEFAULT_LIMITS, Limits
 
 __all__ = [
@@ -84,28 +86,6 @@ def frame_bytes(payload: bytes, compress_threshold: int | None = None) -> bytes:
     return b"".join(frame_parts([payload], compress_threshold))
 
 
-def _inflate(body: Payload, limits: Limits) -> bytes:
-    """The payload of a compressed body, at most ``limits.max_frame_size`` bytes of it."""
-    inflater = zlib.decompressobj()
-    try:
-        payload = inflater.decompress(body, limits.max_frame_size)
-        # output full with input left: either more output follows (over the limit)
-        # or only the end of the stream does (a payload of exactly the limit)
-        over = bool(inflater.unconsumed_tail) and \
-            bool(inflater.decompress(inflater.unconsumed_tail, 1))
-    except zlib.error as exc:
-        raise CodecError(f"frame: invalid zlib body: {exc}") from None
-    if over:
-        raise LimitExceeded(
-            f"frame: compressed body inflates beyond max_frame_size={limits.max_frame_size}"
-        )
-    if not inflater.eof:
-        raise CodecError("frame: truncated zlib body")
-    if inflater.unused_data:
-        raise CodecError("frame: trailing bytes after the zlib stream")
-    return payload
-
-
 class FrameDecoder:
     """Splits a byte stream into payloads; bytes in, payloads out, no I/O.
 
@@ -115,12 +95,28 @@ class FrameDecoder:
     buffer, so one read can bring several. A frame too large for it gets an
     anonymous ``mmap`` of exactly its body size: the kernel hands out pages only
     as bytes land, so a header alone costs no memory, and the body is received in
-    place and returned uncopied. Declared sizes over ``limits.max_frame_size``
-    are refused from the header, before a body byte is accepted.
+    place and returned uncopied. Declared sizes over the frame limit are refused
+    from the header, before a body byte is accepted.
+
+    The frame limit is ``limits.max_frame_size``, or ``first_frame_limit`` (if
+    smaller) until :meth:`lift_frame_limit`. With a ``budget``, a large body is
+    reserved from it before its buffer exists, and so is every inflated byte
+    beyond the small-payload size; a frame that does not fit is refused. A large
+    payload keeps its reservation until :meth:`release_payload` (call it once
+    the payload is decoded) and :meth:`close` gives back everything.
     """
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, budget: Budget | None = None,
+                 first_frame_limit: int | None = None) -> None:
         self._limits = limits
+        self._frame_limit = limits.max_frame_size if first_frame_limit is None \
+            else min(first_frame_limit, limits.max_frame_size)
+        self._budget = budget
+        self._held = 0  # bytes reserved from the budget (the reader's count; close() may
+        # come from another thread, so the budget keeps its own)
+        # the large payload last returned, and the bytes reserved for it
+        self._payload: memoryview | None = None
+        self._payload_held = 0
         self._buffer = bytearray(_BUFFER_SIZE)
         self._view = memoryview(self._buffer)
         self._start = 0  # bytes before _start are consumed, from _end on free
@@ -131,6 +127,15 @@ class FrameDecoder:
         self._big: mmap.mmap | None = None
         self._big_filled = 0
         self._big_compressed = False
+
+    @property
+    def frame_limit(self) -> int:
+        """The largest frame body (declared or inflated) accepted now."""
+        return self._frame_limit
+
+    def lift_frame_limit(self) -> None:
+        """From now on accept frames up to ``limits.max_frame_size``."""
+        self._frame_limit = self._limits.max_frame_size
 
     @property
     def buffered(self) -> int:
@@ -155,7 +160,7 @@ class FrameDecoder:
         if pending < HEADER_SIZE:
             return False
         length, flag = _header.unpack_from(self._buffer, self._start)
-        return flag > 1 or length > self._limits.max_frame_size or pending > HEADER_SIZE + length
+        return flag > 1 or length > self._frame_limit or pending > HEADER_SIZE + length
 
     def receive_buffer(self) -> memoryview:
         """Where the next bytes of the stream go; read into it, then call :meth:`received`.
@@ -206,7 +211,13 @@ class FrameDecoder:
 
         Raises ``LimitExceeded`` or ``CodecError`` for a refused frame; the
         decoder is then unusable (the stream has no resynchronisation point).
+        A large payload not yet released is done with now: its bytes go back to
+        the budget (its buffer goes with the last reference to it).
         """
+        if self._payload is not None:
+            self._payload = None
+            self._give(self._payload_held)
+            self._payload_held = 0
         big = self._big
         if big is None:
             length = self._length
@@ -221,7 +232,16 @@ class FrameDecoder:
                 return None
             self._big = None
             body = memoryview(big)[:-1]
-            return _inflate(body, self._limits) if self._big_compressed else body
+            size = len(big)
+            if not self._big_compressed:
+                return self._hand_out(body, size)
+            try:
+                payload = inflate(body, self._frame_limit, self._take, self._give)
+            finally:  # the compressed body goes as soon as it is inflated
+                body.release()
+                _unmap(big)
+                self._give(size)
+            return self._hand_out(payload, self._held)
         start = self._start + HEADER_SIZE
         stop = start + length
         if stop >= self._end:  # the flusher has not arrived yet
@@ -229,7 +249,66 @@ class FrameDecoder:
         body_bytes = bytes(self._view[start:stop])  # the one copy of a small body
         self._start = stop + 1
         self._length = -1
-        return _inflate(body_bytes, self._limits) if self._compressed else body_bytes
+        if not self._compressed:
+            return body_bytes
+        return self._hand_out(inflate(body_bytes, self._frame_limit, self._take, self._give),
+                              self._held)
+
+    def release_payload(self) -> None:
+        """The last payload is decoded (or dropped): free its buffer if it had one of
+        its own, and give its bytes back to the budget."""
+        payload = self._payload
+        if payload is None:
+            return
+        self._payload = None
+        held, self._payload_held = self._payload_held, 0
+        mapping = payload.obj
+        try:
+            payload.release()
+        except BufferError:
+            pass  # a view of it is still in use: freed with that view
+        _unmap(mapping)
+        self._give(held)
+
+    def close(self) -> None:
+        """Give every reserved byte back, and the pages of a frame still arriving to the
+        system; the decoder takes no more budget. Safe from another thread while the
+        reader works: it changes no state the reader uses, and the buffer stays mapped
+        (a write into it lands in a fresh zero page)."""
+        if self._budget is not None:
+            self._budget.close()
+        big = self._big
+        if big is not None:
+            try:
+                big.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):
+                pass  # unmapped already: nothing to give back
+
+    def _hand_out(self, payload: Payload, held: int) -> Payload:
+        """Return ``payload``; a large one is remembered for :meth:`release_payload`."""
+        if type(payload) is memoryview:
+            self._payload, self._payload_held = payload, held
+        return payload
+
+    def _take(self, size: int) -> None:
+        """Reserve ``size`` bytes of the budget, or refuse the frame."""
+        budget = self._budget
+        if budget is None:
+            return
+        if not budget.reserve(size):
+            raise LimitExceeded(
+                f"frame: {size} more bytes would exceed the memory budget for frames "
+                "shared by this side's connections; raise frame_budget, or retry when "
+                "fewer large frames are in flight")
+        self._held += size
+
+    def _give(self, size: int) -> None:
+        budget = self._budget
+        if budget is None:
+            return
+        size = min(size, self._held)
+        self._held -= size
+        budget.release(size)
 
     def _read_header(self) -> None:
         """Check the header at ``_start``; a large frame moves into a body buffer of its own."""
@@ -240,7 +319,12 @@ class FrameDecoder:
             raise CodecError(f"frame: {TLS_RECORD}: it speaks TLS, not plaintext RPyC")
         if flag > 1:
             raise CodecError(f"frame: compression flag must be 0 or 1, not {flag}")
-        if length > self._limits.max_frame_size:
+        if length > self._frame_limit:
+            if self._frame_limit < self._limits.max_frame_size:
+                raise LimitExceeded(
+                    f"frame: declared body of {length} bytes exceeds the limit of "
+                    f"{self._frame_limit} bytes for a peer that has not logged in or sent a "
+                    "valid request yet (pending_frame_limit)")
             raise LimitExceeded(
                 f"frame: declared body of {length} bytes exceeds "
                 f"max_frame_size={self._limits.max_frame_size}"
@@ -250,6 +334,7 @@ class FrameDecoder:
             return
         start += HEADER_SIZE
         have = min(self._end - start, length + 1)
+        self._take(length + 1)  # before the buffer exists
         # private: cheaper to fault in than the default shared mapping, and no child inherits it
         big = mmap.mmap(-1, length + 1, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         big[:have] = self._view[start:start + have]
@@ -261,3 +346,12 @@ class FrameDecoder:
         buffer = bytearray(2 * len(self._buffer))
         buffer[:self._end] = self._view[:self._end]
         self._buffer, self._view = buffer, memoryview(buffer)
+
+
+def _unmap(mapping: object) -> None:
+    """Unmap a buffer of ours now, unless a view of it is still in use."""
+    if isinstance(mapping, mmap.mmap):
+        try:
+            mapping.close()
+        except BufferError:
+            pass  # unmapped when the last view goes

@@ -22,11 +22,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from rpyc_ipy.core.budget import DEFAULT_FRAME_BUDGET, FrameBudget
 from rpyc_ipy.core.connection import Connection, user_of
 from rpyc_ipy.core.transport import Transport
 from rpyc_ipy.errors import AuthenticationError, UsageError
+from rpyc_ipy.protocol.limits import DEFAULT_LIMITS
 from rpyc_ipy.servers.channels import opens_channel
 from rpyc_ipy.servers.loop import ServerLoop, loop_available
+from rpyc_ipy.servers.pending import PendingSlots, Slot
 from rpyc_ipy.servers.registration import AutoRegistration
 from rpyc_ipy.transports.sockets import SocketTransport, is_loopback
 
@@ -35,6 +38,8 @@ __all__ = ["Authenticator", "Server"]
 Authenticator = Callable[[socket.socket], tuple[Any, Any]]
 _S = TypeVar("_S", bound="Server")
 log = logging.getLogger("rpyc_ipy.server")
+#: the default frame limit for a client that has not logged in or sent a valid message
+PENDING_FRAME_LIMIT = 1 << 20
 
 
 class Server:
@@ -46,7 +51,14 @@ class Server:
     ``protocol_config`` is the connection config (RPyC keys and ours) for every
     client. ``max_connections`` caps concurrent clients (extra ones are closed
     at once); ``auth_timeout`` bounds the authenticator; ``first_frame_timeout``
-    drops a client that sends nothing after authenticating. ``channel_handler``
+    drops a client that sends nothing after authenticating.
+
+    Until a client is established (authenticated, or it sent a valid message) it
+    is *pending*: at most ``max_pending_connections`` such clients in all and
+    ``max_pending_per_address`` from one host are kept (others are closed at
+    once), and its frames may not exceed ``pending_frame_limit`` bytes. All
+    clients share ``frame_budget`` (bytes, or a :class:`~rpyc_ipy.FrameBudget`)
+    for their large frames in flight. ``channel_handler``
     takes the clients that open a data channel (:mod:`rpyc_ipy.servers.channels`),
     once authenticated, instead of serving them.
     """
@@ -74,6 +86,10 @@ class Server:
         first_frame_timeout: float | None = 30.0,
         allow_insecure_remote: bool = False,
         channel_handler: Callable[[Transport, Any], None] | None = None,
+        max_pending_connections: int = 64,
+        max_pending_per_address: int = 16,
+        pending_frame_limit: int | None = PENDING_FRAME_LIMIT,
+        frame_budget: int | FrameBudget = DEFAULT_FRAME_BUDGET,
     ) -> None:
         if socket_path is not None and (registrar is not None or auto_register):
             raise UsageError("a server on a unix socket cannot register with a registry: "
@@ -84,10 +100,22 @@ class Server:
         self.protocol_config = dict(protocol_config or {})
         if first_frame_timeout is not None:
             self.protocol_config.setdefault("first_frame_timeout", first_frame_timeout)
+        self.frame_budget = frame_budget if isinstance(frame_budget, FrameBudget) \
+            else FrameBudget(frame_budget)
+        max_frame = self.protocol_config.get("limits", DEFAULT_LIMITS).max_frame_size
+        if self.frame_budget.limit <= max_frame:
+            raise UsageError(
+                f"frame_budget={self.frame_budget.limit} leaves no room for a frame of "
+                f"max_frame_size={max_frame} bytes: raise the budget or lower the limit")
+        self.protocol_config["frame_budget"] = self.frame_budget
+        if pending_frame_limit is not None:
+            self.protocol_config.setdefault("pending_frame_limit", pending_frame_limit)
+        self.pending = PendingSlots(max_pending_connections, max_pending_per_address)
         self.logger = logger or log
         self.max_connections = max_connections
         self.auth_timeout = auth_timeout
         self.clients: set[Connection] = set()
+        self._slots: dict[Connection, Slot] = {}  # the pending slot of each client
         self._clients_lock = threading.Lock()
         self._active = False
         self._closed = False
@@ -225,10 +253,15 @@ class Server:
                     self.logger.warning("refusing %s: %d connections already", address, busy)
                     sock.close()
                     continue
+                slot = self.pending.take(address)
+                if not isinstance(slot, Slot):
+                    self.logger.warning("refusing %s: %s", address, slot)
+                    sock.close()
+                    continue
                 self._handshakes += 1
-            self._dispatch(sock, address)
+            self._dispatch(sock, address, slot)
 
-    def _dispatch(self, sock: socket.socket, address: Any) -> None:
+    def _dispatch(self, sock: socket.socket, address: Any, slot: Slot) -> None:
         """Run :meth:`_handle_client` somewhere; subclasses choose where."""
         raise NotImplementedError
 
@@ -267,8 +300,9 @@ class Server:
             pass
         return result, credentials
 
-    def _handle_client(self, sock: socket.socket, address: Any) -> None:
-        """Authenticate, build the connection, serve it until it closes."""
+    def _handle_client(self, sock: socket.socket, address: Any, slot: Slot) -> None:
+        """Authenticate, build the connection, serve it until it closes; ``slot`` is
+        the client's pending slot, given back once it is established or gone."""
         counted_as_handshake = True
         try:
             try:
@@ -286,6 +320,8 @@ class Server:
                 self.logger.info("authentication error for %s: %r", address, exc)
                 _close_quietly(sock)
                 return
+            if credentials is not None:
+                slot.release()  # logged in
             transport = SocketTransport(sock)
             if channel:
                 self._hand_over_channel(transport, credentials, address)
@@ -307,6 +343,8 @@ class Server:
                 self._handshakes -= 1
                 counted_as_handshake = False
                 self.clients.add(conn)
+                self._slots[conn] = slot  # given back by _client_closed
+            conn.when_established(slot.release)
             if self._loop is not None and transport.supports_nowait:
                 self._loop.set_busy_poll(conn.config["busy_poll_window"])
                 try:
@@ -323,7 +361,8 @@ class Server:
             finally:
                 self._client_closed(conn)
         finally:
-            if counted_as_handshake:
+            if counted_as_handshake:  # never became a client (a second release does nothing)
+                slot.release()
                 with self._clients_lock:
                     self._handshakes -= 1
 
@@ -343,6 +382,9 @@ class Server:
             if conn not in self.clients:
                 return
             self.clients.discard(conn)
+            slot = self._slots.pop(conn, None)
+        if slot is not None:
+            slot.release()
         self.logger.info("connection %s closed", conn.config["connid"])
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from rpyc_ipy.errors import UsageError
 from rpyc_ipy.servers.base import Server
+from rpyc_ipy.servers.pending import Slot
 
 __all__ = ["OneShotServer", "ThreadPoolServer", "ThreadedServer"]
 
@@ -34,8 +35,8 @@ class ThreadedServer(Server):
 
     multiplex_clients = True
 
-    def _dispatch(self, sock: socket.socket, address: Any) -> None:
-        threading.Thread(target=self._handle_client, args=(sock, address),
+    def _dispatch(self, sock: socket.socket, address: Any, slot: Slot) -> None:
+        threading.Thread(target=self._handle_client, args=(sock, address, slot),
                          name=f"rpyc_ipy-client-{address}", daemon=True).start()
 
 
@@ -56,8 +57,8 @@ class ThreadPoolServer(Server):
         super().__init__(*args, **kwargs)
         self._pool = ThreadPoolExecutor(max_workers=nbThreads, thread_name_prefix="rpyc_ipy-pool")
 
-    def _dispatch(self, sock: socket.socket, address: Any) -> None:
-        self._pool.submit(self._handle_client, sock, address)
+    def _dispatch(self, sock: socket.socket, address: Any, slot: Slot) -> None:
+        self._pool.submit(self._handle_client, sock, address, slot)
 
     def close(self) -> None:
         super().close()
@@ -67,13 +68,13 @@ class ThreadPoolServer(Server):
 class OneShotServer(Server):
     """Serves one client, then stops accepting and closes."""
 
-    def _dispatch(self, sock: socket.socket, address: Any) -> None:
+    def _dispatch(self, sock: socket.socket, address: Any, slot: Slot) -> None:
         self._active = False
         try:
             self.listener.close()
         except OSError:
             pass
         try:  # in the accepting thread, as rpyc does: start() returns when the client leaves
-            self._handle_client(sock, address)
+            self._handle_client(sock, address, slot)
         finally:
             self.close()

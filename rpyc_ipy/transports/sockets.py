@@ -124,6 +124,11 @@ class SocketTransport:
         # plain sockets are non-blocking and waited on with poll(): one syscall per read
         # when data is there, and a short polling window before sleeping (see spin.py)
         self._polled = self._gather and hasattr(select, "poll")
+        # OpenSSL must not read and write one TLS connection from two threads at once
+        # (a reader and a writer would, and a relay always does): TLS sockets are
+        # non-blocking, waited on outside the lock, and each read or write of records
+        # takes this lock
+        self._tls_lock: threading.Lock | None = None
         if self._polled and isinstance(sock, socket.socket):
             sock.setblocking(False)
             self._readable = select.poll()
@@ -131,6 +136,10 @@ class SocketTransport:
             self._writable = select.poll()
             self._writable.register(sock.fileno(), select.POLLOUT)
             self._spin = spin.policy(max_spin)
+        elif isinstance(sock, ssl.SSLSocket):
+            self._spin = spin.policy(0.0)
+            self._tls_lock = threading.Lock()
+            sock.setblocking(False)
         else:
             self._spin = spin.policy(0.0)
             sock.settimeout(poll_interval)
@@ -174,6 +183,8 @@ class SocketTransport:
     def recv_into(self, buffer: memoryview) -> int:
         if self._polled:
             return self._recv_polled(buffer)
+        if self._tls_lock is not None:
+            return self._recv_tls(buffer, self._tls_lock)
         try:
             return int(self.sock.recv_into(buffer))
         except TimeoutError:
@@ -184,6 +195,41 @@ class SocketTransport:
             if self._closed:
                 return 0
             raise ConnectionClosed(f"connection reset: {exc}") from None
+
+    def _recv_tls(self, buffer: memoryview, lock: threading.Lock) -> int:
+        sock = self.sock
+        try:
+            if not sock.pending() and \
+                    not select.select([sock], [], [], self._poll_interval)[0]:
+                raise TimeoutError("no data within the poll interval")
+            with lock:
+                return int(sock.recv_into(buffer))
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            # part of a record (the rest is on its way), or a handshake message to answer
+            raise TimeoutError("no whole TLS record yet") from None
+        except TimeoutError:
+            if self._closed:
+                return 0
+            raise
+        except (OSError, ValueError) as exc:  # ValueError: closed under us
+            if self._closed:
+                return 0
+            raise ConnectionClosed(f"connection reset: {exc}") from None
+
+    def _send_tls(self, data: bytes, lock: threading.Lock) -> None:
+        view = memoryview(data)
+        while view:
+            with lock:
+                try:
+                    sent = self.sock.send(view)
+                except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                    sent = 0  # retried with the same bytes, as OpenSSL requires
+            if sent:
+                view = view[sent:]
+                continue
+            if self._closed:
+                raise ConnectionClosed("connection closed while sending")
+            select.select([], [self.sock], [], self._poll_interval)
 
     def _recv_polled(self, buffer: memoryview) -> int:
         # A small read comes between frames, when the reader expects to wait (a reply,
@@ -247,6 +293,9 @@ class SocketTransport:
             raise ConnectionClosed(f"cannot send: {exc}") from None
 
     def _sendall(self, data: bytes) -> None:
+        if self._tls_lock is not None:
+            self._send_tls(data, self._tls_lock)
+            return
         # sendall with a timeout would give up on a slow reader; wait it out instead
         try:
             sent = self.sock.send(data)

@@ -67,6 +67,19 @@ def test_default_ports(fake_server: list[dict[str, Any]], pki: Any, userdb: Any,
     assert "stopped (interrupt); server closed" in err
 
 
+def test_pending_and_frame_budget_flags(fake_server: list[dict[str, Any]],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    app = ["--app-dir", str(HERE), "cli_services:WhoAmIService"]
+    assert run(capsys, "serve", *app)[0] == 0
+    assert run(capsys, "serve", *app, "--max-pending-connections", "9",
+               "--max-pending-per-address", "3", "--pending-frame-limit", "64K",
+               "--frame-budget", "1G")[0] == 0
+    keys = ("max_pending_connections", "max_pending_per_address", "pending_frame_limit",
+            "frame_budget")
+    assert [fake_server[0][key] for key in keys] == [64, 16, 1 << 20, 512 << 20]
+    assert [fake_server[1][key] for key in keys] == [9, 3, 64 << 10, 1 << 30]
+
+
 def test_auth_kinds_and_mutual_tls(fake_server: list[dict[str, Any]], pki: Any, userdb: Any,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     from rpyc_ipy.auth import SRPAuthenticator, SSLAuthenticator
@@ -141,6 +154,10 @@ def test_insecure_no_auth_is_explicit(fake_server: list[dict[str, Any]],
     (["--classic", "--stdio", "--srp-db", "u.json"], "--stdio"),
     (["--classic", "--port", "70000"], "out of range"),
     (["--classic", "--max-connections", "0"], "at least 1"),
+    (["--classic", "--max-pending-per-address", "0"], "at least 1"),
+    (["--classic", "--max-pending-connections", "0"], "at least 1"),
+    (["--classic", "--frame-budget", "lots"], "NUMBER[K|M|G]"),
+    (["--classic", "--pending-frame-limit", "0"], "NUMBER[K|M|G]"),
     (["--notebook", "--worker-limit", "RLIMIT_AS"], "RLIMIT_NAME=NUMBER"),
     (["--notebook", "--worker-limit", "RLIMIT_NOPE=5"], "not a resource limit"),
     (["--notebook", "--run-as", "alice"], "USER=ACCOUNT"),

@@ -6,13 +6,20 @@ thread join with a timeout.
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from waitkit import wait_until
 
 import rpyc_ipy
@@ -309,3 +316,73 @@ def test_busy_poll_window_config() -> None:
 def test_default_window_is_small() -> None:
     # the window bounds how long another thread of the process can wait for the GIL
     assert 0 < spin.DEFAULT_MAX_SPIN <= 1e-3
+
+
+def test_tls_carries_both_directions_at_once_from_separate_threads(tmp_path: Any) -> None:
+    """A relay reads a TLS connection in one thread while it writes it in another: 4 MiB
+    each way, both ends reading and writing at once, arrive whole."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert_path, key_path)
+    client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_ctx.load_verify_locations(cert_path)
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[Any] = []
+    acceptor = threading.Thread(
+        target=lambda: accepted.append(server_ctx.wrap_socket(listener.accept()[0],
+                                                              server_side=True)),
+        daemon=True)
+    acceptor.start()
+    client = client_ctx.wrap_socket(socket.create_connection(listener.getsockname()),
+                                    server_hostname="127.0.0.1")
+    acceptor.join(10)
+    listener.close()
+    ours, theirs = SocketTransport(accepted[0]), SocketTransport(client)
+    chunk, count = bytes(range(256)) * 256, 64  # 64 KiB writes, 4 MiB each way
+    errors: list[BaseException] = []
+
+    def write(transport: SocketTransport) -> None:
+        try:
+            for _ in range(count):
+                transport.send_parts([chunk])
+        except BaseException as exc:
+            errors.append(exc)
+
+    def read(transport: SocketTransport, got: list[int]) -> None:
+        buffer = memoryview(bytearray(1 << 16))
+        try:
+            while got[0] < count * len(chunk):
+                try:
+                    got[0] += transport.recv_into(buffer)
+                except TimeoutError:
+                    continue
+        except BaseException as exc:
+            errors.append(exc)
+
+    got_ours, got_theirs = [0], [0]
+    threads = [threading.Thread(target=write, args=(ours,), daemon=True),
+               threading.Thread(target=write, args=(theirs,), daemon=True),
+               threading.Thread(target=read, args=(ours, got_ours), daemon=True),
+               threading.Thread(target=read, args=(theirs, got_theirs), daemon=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    ours.close()
+    theirs.close()
+    assert errors == []
+    assert got_ours[0] == got_theirs[0] == count * len(chunk)

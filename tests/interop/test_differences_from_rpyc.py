@@ -19,7 +19,7 @@ from rpyc_ipy import classic
 from rpyc_ipy.auth.tls_server import SSLAuthenticator
 from rpyc_ipy.core.connection import Connection
 from rpyc_ipy.core.transport import TransportInfo
-from rpyc_ipy.errors import AuthenticationError, SecurityError, UsageError
+from rpyc_ipy.errors import AuthenticationError, ConnectionLost, SecurityError, UsageError
 from rpyc_ipy.transports.sockets import SocketTransport
 
 __all__ = ["pki"]  # the certificates fixture, shared with tests/auth
@@ -128,3 +128,16 @@ def test_registry_servers_bind_loopback_unless_a_host_is_given() -> None:
             assert registry.host == "127.0.0.1"  # rpyc binds every interface by default
         with kind(host="0.0.0.0", port=0) as registry:
             assert registry.host == "0.0.0.0"
+
+
+def test_frame_and_decoding_limits_are_raised_by_config(rpyc_server: Any) -> None:
+    from rpyc_ipy.protocol.limits import Limits
+
+    server = rpyc_server(rpyc.SlaveService)
+    size = 161 << 20  # past the default 160 MiB frame limit; rpyc has none
+    with classic.connect("127.0.0.1", server.port) as conn:
+        with pytest.raises(ConnectionLost, match="beyond the frame limit"):
+            conn.eval(f"b'x' * {size}")
+    raised = Limits(max_frame_size=256 << 20, max_bytes_len=256 << 20)
+    with classic.connect("127.0.0.1", server.port, config={"limits": raised}) as conn:
+        assert len(conn.eval(f"b'x' * {size}")) == size
