@@ -21,7 +21,15 @@ from typing import IO, Any
 from rpyc_ipy.core.connection import Connection
 from rpyc_ipy.core.service import Slave, VoidService
 from rpyc_ipy.core.transport import Transport
-from rpyc_ipy.errors import DiscoveryError, ForbiddenError, UsageError
+from rpyc_ipy.errors import (
+    AuthenticationError,
+    ConnectionClosed,
+    DiscoveryError,
+    ForbiddenError,
+    ProtocolError,
+    UsageError,
+)
+from rpyc_ipy.protocol.framing import TLS_RECORD
 from rpyc_ipy.servers.channels import CHANNEL_PREFIX, ticket_line
 from rpyc_ipy.servers.registry import RegistryClient, UDPRegistryClient
 from rpyc_ipy.transports.memory import PipeTransport, memory_pair
@@ -79,7 +87,38 @@ def connect(host: str, port: int, service: Any = VoidService, config: Config = N
         )
     sock = _channel_start(tcp_connect(host, port, timeout=timeout, ipv6=ipv6,
                                       keepalive=keepalive), channel_ticket)
-    return connect_socket(_channel_ticket(sock, channel_ticket), service, config)
+    conn = connect_socket(_channel_ticket(sock, channel_ticket), service, config)
+    try:
+        # the first request, made now: a server that speaks TLS or TLS-SRP fails here, at
+        # connect time, rather than on first use (the root is fetched once, then kept)
+        conn.fetch_root(timeout)
+    except (ConnectionClosed, ProtocolError, TimeoutError) as exc:
+        conn.close()
+        # the failure's own family: EOFError for a closed connection (as in RPyC), which
+        # is how a TLS answer ends too
+        family = next(kind for kind in (ConnectionClosed, ProtocolError, TimeoutError)
+                      if isinstance(exc, kind))
+        raise family(_not_plaintext(host, port, exc, timeout)) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _not_plaintext(host: str, port: int, exc: BaseException, timeout: float) -> str:
+    """Why the first reply of a plaintext connection failed, and what to use instead."""
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if isinstance(exc, TimeoutError):
+        what = f"no reply within {timeout:g} s"
+    else:
+        what = str(exc).split(" lost: ", 1)[-1]  # "connection c1 lost: <what the peer did>"
+    if TLS_RECORD in what:
+        why, hint = "speaks TLS, not plaintext RPyC", "connect"
+    else:
+        why = f"did not answer as a plaintext RPyC server ({what})"
+        hint = "if it uses TLS, connect"
+    return (f"{address} {why}: {hint} with ssl_connect or srp_connect (in IPython: "
+            "%rpyc_connect with --ca FILE, --fingerprint or --srp-user USER)")
 
 
 def unix_connect(path: str, service: Any = VoidService, config: Config = None) -> Connection:
@@ -112,6 +151,9 @@ def ssl_connect(host: str, port: int, keyfile: str | None = None, certfile: str 
                                       keepalive=keepalive), channel_ticket)
     try:
         tls = wrap_client_socket(sock, host, context)
+    except AuthenticationError as exc:
+        sock.close()
+        raise AuthenticationError(_with_hint(exc, _NOT_TLS)) from None
     except Exception:
         sock.close()
         raise
@@ -127,10 +169,28 @@ def srp_connect(host: str, port: int, username: str, password: str, service: Any
     sock = _channel_start(tcp_connect(host, port, timeout=timeout, ipv6=ipv6), channel_ticket)
     try:
         tls = srp_client_socket(sock, username, password, timeout)
+    except AuthenticationError as exc:
+        sock.close()
+        raise AuthenticationError(_with_hint(exc, _NOT_SRP)) from None
     except Exception:
         sock.close()
         raise
     return connect_socket(_channel_ticket(tls, channel_ticket), service, config)
+
+
+_NOT_TLS = ("if the server uses TLS-SRP, connect with srp_connect (%rpyc_connect --srp-user "
+            "USER); if it is plaintext, with connect() (no TLS options)")
+_NOT_SRP = ("if the server uses certificates, connect with ssl_connect (%rpyc_connect --ca "
+            "FILE or --fingerprint); if it is plaintext, with connect() (no --srp-user)")
+
+
+def _with_hint(exc: AuthenticationError, hint: str) -> str:
+    """A failed handshake (not a refused password or certificate) may be the wrong
+    method: say which one to try."""
+    text = str(exc)
+    if text.startswith(("TLS handshake failed", "TLS-SRP handshake failed")):
+        return f"{text}: {hint}"
+    return text
 
 
 def _channel_start(sock: Any, ticket: str | None) -> Any:

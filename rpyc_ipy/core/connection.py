@@ -175,6 +175,15 @@ class Connection(RequestHandlers):
             self._remote_root = self.sync_request(consts.HANDLE_GETROOT)
         return self._remote_root
 
+    def fetch_root(self, timeout: float) -> Any:
+        """:attr:`root`, waiting at most ``timeout`` seconds for it (``TimeoutError``):
+        a connect makes it its first request, to find out what the peer speaks."""
+        if self._remote_root is None:
+            result = self.async_request(consts.HANDLE_GETROOT)
+            result.set_expiry(timeout)
+            self._remote_root = result.value
+        return self._remote_root
+
     @property
     def policy(self) -> SecurityPolicy:
         """What this side grants the peer."""

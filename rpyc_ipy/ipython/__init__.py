@@ -9,6 +9,7 @@ they do not need IPython.
 from __future__ import annotations
 
 from rpyc_ipy.ipython.execution import (
+    CellInterrupted,
     ExecutionOutcome,
     RemoteExecution,
     RemoteExecutionError,
@@ -18,6 +19,7 @@ from rpyc_ipy.ipython.registry import SessionRegistry
 from rpyc_ipy.ipython.session import RemoteSession, SessionError, open_session
 
 __all__ = [
+    "CellInterrupted",
     "ExecutionOutcome",
     "RemoteExecution",
     "RemoteExecutionError",

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from rpyc_ipy.ipython.session import RemoteSession
 
 __all__ = [
+    "CellInterrupted",
     "ExecutionOutcome",
     "RemoteExecution",
     "RemoteExecutionError",
@@ -75,11 +76,20 @@ class ExecutionOutcome:
         return self.value is not NO_VALUE
 
 
-class RemoteExecutionError(RPyCError):
-    """A cell failed on one or more sessions; IPython shows the remote tracebacks."""
+def one_line(exc: BaseException, name: str = "") -> list[str]:
+    """What IPython shows for ``exc`` instead of a traceback: its class and message."""
+    return [f"{RED}{name or type(exc).__name__}: {sanitize_text(str(exc))}{RESET}"]
 
-    def __init__(self, outcomes: list[ExecutionOutcome]) -> None:
+
+class RemoteExecutionError(RPyCError):
+    """A cell failed on one or more sessions; IPython shows the remote tracebacks.
+
+    ``prompt`` is the notebook's execution count of the cell (``In [4]``), which the
+    label shows; without it the label names the server's own cell count."""
+
+    def __init__(self, outcomes: list[ExecutionOutcome], prompt: int | None = None) -> None:
         self.outcomes = outcomes
+        self.prompt = prompt
         names = ", ".join(o.session for o in outcomes)
         first = outcomes[0].error or ("Error", "", "")
         super().__init__(f"{first[0]}: {first[1]} (on {names})" if len(outcomes) == 1
@@ -96,15 +106,29 @@ class RemoteExecutionError(RPyCError):
                 lines.append(f"{RED}{sanitize_text(outcome.death)}{RESET}")
                 continue
             ename, evalue, tb = outcome.error or ("Error", "", "")
-            lines.append(f"{RED}Remote error on session {outcome.session!r} "
-                         f"(cell {outcome.execution_count}){RESET}")
+            where = f"in cell [{self.prompt}]" if self.prompt is not None else \
+                f"(remote cell {outcome.execution_count})"
+            lines.append(f"{RED}Remote error on session {outcome.session!r} {where}{RESET}")
             text = sanitize_text(tb).rstrip() or sanitize_text(f"{ename}: {evalue}")
             lines.extend(text.splitlines())
         return lines
 
 
 class RemoteTimeoutError(RPyCError, TimeoutError):
-    """A cell ran longer than its timeout and was cancelled."""
+    """A cell ran longer than its timeout and was cancelled; IPython shows one line."""
+
+    def _render_traceback_(self) -> list[str]:
+        return one_line(self)
+
+
+class CellInterrupted(KeyboardInterrupt):
+    """The stop button (or Ctrl-C) ended a remote cell, or the wait for it.
+
+    A ``KeyboardInterrupt``, so "run all" stops after it; IPython shows its one-line
+    message (what happened, what to do) rather than a traceback of the wait."""
+
+    def _render_traceback_(self) -> list[str]:
+        return one_line(self, "KeyboardInterrupt")
 
 
 def _new_id() -> str:
@@ -396,9 +420,10 @@ def wait_all(executions: Iterable[RemoteExecution], events: EventBacklog, handle
         try:
             _drain(pending, events, handler, deadline)
         except KeyboardInterrupt:
-            if stop_cancels:
-                _stop(pending, events, handler, grace, say, "interrupted")
-            raise KeyboardInterrupt from None
+            if not stop_cancels:
+                raise CellInterrupted("stopped waiting") from None
+            _stop(pending, events, handler, grace, say, "interrupted")
+            raise CellInterrupted(_interrupted(runs, pending)) from None
         if pending:
             _stop(pending, events, handler, grace, say, f"timed out after {timeout:g} s")
             names = ", ".join(sorted(run.session.name for run in runs if run.outcome is None
@@ -408,6 +433,23 @@ def wait_all(executions: Iterable[RemoteExecution], events: EventBacklog, handle
         return [run.outcome for run in runs if run.outcome is not None]
     finally:
         events.close()
+
+
+def _interrupted(runs: list[RemoteExecution], pending: set[RemoteExecution]) -> str:
+    """The one line that ends an interrupted cell: where it stopped, or may still run."""
+    names = ", ".join(sorted({run.session.name for run in runs}))
+    restarted = sorted({run.session.name for run in runs if run.restarting})
+    if not pending and restarted:
+        return (f"the cell on {names} was stopped; {', '.join(restarted)} got a fresh worker "
+                "(its namespace is gone)")
+    if not pending:
+        return f"the cell on {names} was stopped; the session is ready for the next cell"
+    still = sorted({run.session.name for run in pending})
+    workers = sorted({run.session.name for run in pending if run.session.has_worker})
+    hint = (f": %rpyc_restart {workers[0]} stops it (its namespace is lost)" if workers
+            else "")
+    return (f"the cell on {names} was interrupted but may still be running on "
+            f"{', '.join(still)}{hint}")
 
 
 def _stop(pending: set[RemoteExecution], events: EventBacklog, handler: Handler, grace: float,

@@ -12,11 +12,12 @@ from __future__ import annotations
 import functools
 import getpass
 import re
+import socket
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from IPython.core.error import UsageError
+from IPython.core.error import StdinNotImplementedError, UsageError
 from IPython.core.magic import line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import observe
@@ -29,6 +30,7 @@ from rpyc_ipy.ipython.browse import Browser, render_html, widget
 from rpyc_ipy.ipython.cards import JobTable, PolicyReport, SessionTable
 from rpyc_ipy.ipython.display import CellOutput, RemoteResult, filter_bundle
 from rpyc_ipy.ipython.execution import (
+    CellInterrupted,
     ExecutionOutcome,
     RemoteExecution,
     RemoteExecutionError,
@@ -48,15 +50,42 @@ _TARGET = re.compile(r"^(?:(?P<name>[A-Za-z_]\w*)=)?(?P<host>\[[^\]]+\]|[^:\s]+)
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Show our UsageError (a bad name, a value that cannot travel) as IPython's
-    one-line ``UsageError``, sanitized (it may quote a server)."""
+    one-line ``UsageError``, sanitized (it may quote a server), and an interrupt as
+    one line (:class:`CellInterrupted`, still a ``KeyboardInterrupt``)."""
     @functools.wraps(func)
     def magic(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except (CoreUsageError, UsageError) as exc:
             raise UsageError(sanitize_text(str(exc))) from None
+        except CellInterrupted:
+            raise
+        except KeyboardInterrupt:  # outside a wait for a cell: one line, not our frames
+            raise CellInterrupted(f"%{func.__name__} was interrupted") from None
 
     return magic
+
+
+def _ask_password(prompt: str) -> str:
+    """The password from the front end's prompt; a front end without one (nbclient, some
+    hosted notebooks) gets a one-line answer on what to do instead."""
+    try:
+        return getpass.getpass(prompt)
+    except StdinNotImplementedError:
+        raise UsageError("this front end cannot ask for a password: put it in an environment "
+                         "variable and add --password-env VAR, or use a front end with a "
+                         "password prompt (JupyterLab, Notebook, terminal IPython)") from None
+
+
+def _check_reachable(target: ConnectionTarget) -> None:
+    """Open and close a TCP connection to ``target``, so a wrong host or port is said
+    before the password is asked for, not after."""
+    try:
+        with socket.create_connection((target.host, target.port), timeout=target.timeout):
+            pass
+    except OSError as exc:
+        raise SessionError(f"cannot connect to {target.address}: "
+                           f"{exc.strerror or exc or type(exc).__name__}") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -136,9 +165,9 @@ class RPyCMagics(MagicsSettings):
             %rpyc_connect local=127.0.0.1:18861
 
         Passwords are never part of the command (so never in your history): they
-        are asked for, or read from the environment variable named by
-        ``--password-env``. Plaintext is refused beyond loopback unless
-        ``--insecure``. The card shows the peer, transport and cipher, user,
+        are asked for (after checking the server is reachable), or read from the
+        environment variable named by ``--password-env``. Plaintext is refused
+        beyond loopback unless ``--insecure``. The card shows the peer, transport and cipher, user,
         round trip, the service and what it grants, and what we grant it.
 
         On an rpyc_ipy execution server the session NAME lives in a worker
@@ -156,7 +185,9 @@ class RPyCMagics(MagicsSettings):
         if target.classic:
             self._notify("classic mode: the server runs any code sent to it; use only "
                          "servers you own")
-        password = read_password(target, getpass.getpass) if target.srp_user else None
+        if target.password_source == "prompt":
+            _check_reachable(target)
+        password = read_password(target, _ask_password) if target.srp_user else None
         try:
             session = open_session(target, password=password,
                                    config=self.policy.client_config(self.request_timeout),
@@ -260,6 +291,8 @@ class RPyCMagics(MagicsSettings):
         and jobs are gone (the way out after the worker died, or a cell hangs)."""
         args = parse_argstring(self.rpyc_restart, line)
         session = self.registry.get(args.name)
+        if session.closed:
+            raise session.closed_error()
         if not session.has_worker:
             raise SessionError(f"session {session.name!r} has no worker to restart: only "
                                "rpyc_ipy execution servers run sessions in workers")
@@ -382,13 +415,15 @@ class RPyCMagics(MagicsSettings):
                             notify=self._notify)
         if output:
             self._store(output, outcomes, fan_out)
-        return self._cell_value(outcomes, fan_out)
+        return self._cell_value(outcomes, fan_out, prompt=self.shell.execution_count)
 
-    def _cell_value(self, outcomes: list[ExecutionOutcome], fan_out: bool) -> Any:
-        """The cell's ``Out`` (one session's result), or the remote errors raised."""
+    def _cell_value(self, outcomes: list[ExecutionOutcome], fan_out: bool,
+                    prompt: int | None) -> Any:
+        """The cell's ``Out`` (one session's result), or the remote errors raised
+        (labelled with the notebook's ``prompt`` number, when the cell is this one)."""
         failed = [o for o in outcomes if o.status != "ok"]
         if failed:
-            raise RemoteExecutionError(failed)
+            raise RemoteExecutionError(failed, prompt)
         if not fan_out and outcomes and outcomes[0].data:
             data, metadata = filter_bundle(outcomes[0].data, outcomes[0].metadata,
                                            self.policy.mimetypes(), self.policy.max_bundle_bytes)
@@ -492,10 +527,10 @@ class RPyCMagics(MagicsSettings):
             outcomes = wait_all([run], events, cell_output, notify=self._notify,
                                 stop_cancels=False)
         except KeyboardInterrupt:
-            self._notify(f"stopped waiting; job {job} keeps running: %rpyc_result again to "
-                         "follow it")
-            raise
-        return self._cell_value(outcomes, False)
+            raise CellInterrupted(f"stopped waiting; job {job} keeps running on session "
+                                  f"{session.name!r}: %rpyc_result {session.name} {job} "
+                                  "follows it again") from None
+        return self._cell_value(outcomes, False, prompt=None)
 
     # -- values ---------------------------------------------------------------------------------
 

@@ -360,6 +360,13 @@ class RemoteSession:
     def closed(self) -> bool:
         return self.conn.closed and (self.control is None or self.control.closed)
 
+    def closed_error(self) -> SessionError:
+        """The error for using a closed session: what happened and how to get back."""
+        where = f"{self.host}:{self.port}" if self.host else "HOST:PORT"
+        return SessionError(f"session {self.name!r} is closed (its connection ended, e.g. the "
+                            f"server restarted): %rpyc_connect {self.name}={where} with the "
+                            "same options connects it again")
+
     @property
     def user(self) -> str | None:
         credentials = self.conn.credentials
@@ -418,7 +425,7 @@ class RemoteSession:
 
     def _require_engine(self, what: str) -> None:
         if self.closed:
-            raise SessionError(f"session {self.name!r} is closed")
+            raise self.closed_error()
         if not self.has_engine:
             raise SessionError(f"{what} needs an execution service; session {self.name!r} "
                                f"talks to {self.info.get('service', '?')!r}"
@@ -427,6 +434,8 @@ class RemoteSession:
     # -- requests -----------------------------------------------------------------------------
 
     def _call(self, name: str, *args: Any, timeout: float | None = None) -> Any:
+        if self.closed:
+            raise self.closed_error()
         result = async_(getattr(self.backend, name))(*args)
         result.wait(self.request_timeout if timeout is None else timeout)
         return result.value
@@ -530,7 +539,7 @@ class RemoteSession:
               ) -> RemoteExecution:
         """Start a cell; its events go to ``events`` (see :mod:`.execution`)."""
         if self.closed:
-            raise SessionError(f"session {self.name!r} is closed")
+            raise self.closed_error()
         if not self.can_execute:
             raise SessionError(
                 f"session {self.name!r} talks to the service "

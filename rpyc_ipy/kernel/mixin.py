@@ -452,7 +452,7 @@ class RemoteKernelMixin(Configurable):
             return self._error(count, silent, "Cancelled", note,
                                [f"{RED}Cancelled{RESET}: {note}"])
         ename, evalue, _ = outcome.error or ("Error", "", "")
-        lines = RemoteExecutionError([outcome])._render_traceback_()
+        lines = RemoteExecutionError([outcome], count)._render_traceback_()
         if session.closed:
             self._lost = f"{ename}: {_first_line_text(evalue)}"
             lines.append(f"{RED}The connection to {self.where} was lost while the cell ran; "

@@ -34,6 +34,7 @@ __all__ = [
     "FLUSHER",
     "HEADER_SIZE",
     "RPYC_COMPRESSION_THRESHOLD",
+    "TLS_RECORD",
     "FrameDecoder",
     "frame_bytes",
     "frame_parts",
@@ -44,12 +45,23 @@ FLUSHER = b"\n"
 #: rpyc 6.0.2 compresses payloads strictly longer than this (at zlib level 1).
 RPYC_COMPRESSION_THRESHOLD = 3000
 _header = struct.Struct(">IB")
+#: TLS record content types (change_cipher_spec, alert, handshake, application_data)
+_TLS_TYPES = range(0x14, 0x18)
+#: what a frame error says when the peer sent TLS instead of frames
+TLS_RECORD = "the peer sent a TLS record"
+
 # below this payload size one joined buffer beats a gathered write of many pieces
 _GATHER_THRESHOLD = 1 << 16
 # the receive buffer for small frames; a frame that does not fit gets a body buffer of its own
 _BUFFER_SIZE = 1 << 16
 
 Payload = bytes | bytearray | memoryview
+
+
+def _is_tls_record(buffer: bytearray, start: int) -> bool:
+    """Whether the bytes at ``start`` begin a TLS record (type, then version 3.x):
+    checked only on a bad header, to say why it is bad."""
+    return buffer[start] in _TLS_TYPES and buffer[start + 1] == 3
 
 
 def frame_parts(parts: Sequence[bytes], compress_threshold: int | None = None) -> list[bytes]:
@@ -302,6 +314,9 @@ class FrameDecoder:
         """Check the header at ``_start``; a large frame moves into a body buffer of its own."""
         start = self._start
         length, flag = _header.unpack_from(self._buffer, start)
+        if (flag > 1 or length > self._limits.max_frame_size) and \
+                _is_tls_record(self._buffer, start):
+            raise CodecError(f"frame: {TLS_RECORD}: it speaks TLS, not plaintext RPyC")
         if flag > 1:
             raise CodecError(f"frame: compression flag must be 0 or 1, not {flag}")
         if length > self._frame_limit:

@@ -147,7 +147,9 @@ def test_the_stop_button_stops_waiting_not_the_job(
     when_shown("waiting", _thread.interrupt_main)
     result, captured = run(ip, f"%rpyc_result {job}")
     assert isinstance(result.error_in_exec, KeyboardInterrupt)
-    assert f"stopped waiting; job {job} keeps running" in captured.stderr
+    shown = captured.stdout + captured.stderr  # the one line that ends the cell
+    assert f"stopped waiting; job {job} keeps running" in shown
+    assert "Traceback" not in shown and "rpyc_ipy/" not in shown
     _, captured = run(ip, f"%rpyc_jobs {name}")
     assert "running" in captured.outputs[0].data["text/plain"]
     flag.touch()
@@ -161,9 +163,13 @@ def test_cancel_stops_a_job_and_its_result_says_so(
     job = start_job(ip, name, waiting_cell(tmp_path / "never"))
     _, captured = run(ip, f"%rpyc_result --cancel {job}")
     assert f"job {job} on session '{name}': cancelling" in captured.stdout
-    result, _ = run(ip, f"%rpyc_result {name} {job}")
+    result, captured = run(ip, f"%rpyc_result {name} {job}")
     assert isinstance(result.error_in_exec, RemoteExecutionError)
     assert result.error_in_exec.outcomes[0].status == "cancelled"
+    shown = captured.stdout + captured.stderr
+    # a job is not this cell: its label is the server's cell count, said as such
+    assert f"Remote error on session '{name}' (remote cell" in shown
+    assert "rpyc_ipy/" not in shown and "rpyc_ipy.ipython" not in shown, shown
     _, captured = run(ip, f"%rpyc_result --cancel {job}")
     assert "not running" in captured.stdout
 

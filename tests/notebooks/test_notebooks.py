@@ -129,6 +129,8 @@ def test_quickstart(server: NotebookServer, tmp_path: Path) -> None:
     timed_out = run.cell("%%remote --timeout 1")
     errors = [o for o in timed_out.outputs if o["output_type"] == "error"]
     assert errors and errors[0]["ename"] == "RemoteTimeoutError"
+    shown = plain("\n".join(errors[0]["traceback"]))  # one line, none of our frames
+    assert shown == "RemoteTimeoutError: the cell ran longer than 1 s on demo; it was cancelled"
     assert "sleeping for 30 s" in run.stream("%%remote --timeout 1")
     assert "timed out after 1 s: interrupting the cell on demo" in \
         run.stream("%%remote --timeout 1", "stderr")

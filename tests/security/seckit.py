@@ -474,7 +474,10 @@ def readline_within(proc: subprocess.Popen[str], timeout: float) -> str:
 class RawServer:
     """A hostile server that speaks raw frames: ``respond(event)`` returns the bytes to
     send for each message a client sends (or ``None`` to stay silent). One client at
-    a time, served in a daemon thread; 127.0.0.1, port 0."""
+    a time, served in a daemon thread; 127.0.0.1, port 0.
+
+    A root fetch that ``respond`` leaves unanswered is answered with ``None``:
+    ``rpyc_ipy.connect()`` makes it first, and waits for it."""
 
     def __init__(self, respond: Callable[[Any], bytes | None]) -> None:
         self.respond = respond
@@ -509,6 +512,9 @@ class RawServer:
             engine.receive_data(data)
             while (event := engine.next_event()) is not None:
                 out = self.respond(event)
+                if out is None and isinstance(event, Request) and \
+                        event.handler == consts.HANDLE_GETROOT:
+                    out = reply_frame(event.seq, (consts.LABEL_VALUE, None))
                 if out:
                     try:
                         sock.sendall(out)

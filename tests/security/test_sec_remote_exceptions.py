@@ -67,13 +67,12 @@ def test_a_direct_reply_naming_a_stdlib_exception_is_a_remote_error(module: str,
 
     hostile = RawServer(respond)
     try:
-        with rpyc_ipy.connect("127.0.0.1", hostile.port,
-                              config={"sync_request_timeout": WAIT}) as conn:
-            with pytest.raises(RemoteError) as caught:
-                conn.root  # noqa: B018 - the GETROOT request is answered with the exception
-            assert type(caught.value) is RemoteError
-            assert caught.value.remote_type == f"{module}.{name}"
-            assert caught.value.args == ("from the peer",)
+        with pytest.raises(RemoteError) as caught:
+            # connect() fetches the root first: that request is answered with the exception
+            rpyc_ipy.connect("127.0.0.1", hostile.port, config={"sync_request_timeout": WAIT})
+        assert type(caught.value) is RemoteError
+        assert caught.value.remote_type == f"{module}.{name}"
+        assert caught.value.args == ("from the peer",)
     finally:
         hostile.close()
 
@@ -127,10 +126,10 @@ def test_instantiate_custom_exceptions_rebuilds_a_loaded_stdlib_class(serve: Any
     try:
         import threading
 
-        with rpyc_ipy.connect("127.0.0.1", hostile.port,
-                              config={"sync_request_timeout": WAIT,
-                                      "instantiate_custom_exceptions": True}) as conn:
-            with pytest.raises(threading.BrokenBarrierError):
-                conn.root  # noqa: B018 - the GETROOT request is answered with the exception
+        with pytest.raises(threading.BrokenBarrierError):
+            # connect() fetches the root first: that request is answered with the exception
+            rpyc_ipy.connect("127.0.0.1", hostile.port,
+                             config={"sync_request_timeout": WAIT,
+                                     "instantiate_custom_exceptions": True})
     finally:
         hostile.close()
