@@ -375,7 +375,7 @@ class Connection(RequestHandlers):
 
     def has_frame(self) -> bool:
         """True if a whole frame is buffered, so :meth:`pump` has work without a read."""
-        return self._reader.has_frame()
+        return self._engine.has_frame()  # asked after every request a loop serves: no layer between
 
     def next_deadline(self) -> float | None:
         """When :meth:`check_deadlines` may next find one passed (``time.monotonic``),

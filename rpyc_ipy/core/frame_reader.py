@@ -46,10 +46,6 @@ class FrameReader:
         """True if the transport offers the non-waiting read :meth:`read_available` needs."""
         return self._recv_nowait is not None
 
-    def has_frame(self) -> bool:
-        """True if a whole frame is already buffered (no read needed to get it)."""
-        return self._engine.has_frame()
-
     def read_available(self) -> Event:
         """The next event, if what the transport has now completes one; raises
         ``TimeoutError`` otherwise without waiting (nothing is lost: call again

@@ -114,12 +114,6 @@ class SpinCoordinator:
             self._crowd, self._over = over and self._over, over
         return self._crowd
 
-    def received(self, reader: SpinPolicy, now: float) -> None:
-        """Note that ``reader`` got data at ``now``."""
-        if self._last_reader is not reader:
-            self._last_reader = reader
-            self._last_switch = now
-
     def take_token(self, reader: SpinPolicy, now: float) -> bool:
         """True if ``reader`` may poll now: it alone has been receiving for :data:`SOLO`
         seconds, the CPUs are not all taken, and nobody else polls. Then it holds
@@ -178,8 +172,12 @@ class SpinPolicy:
 
     def received(self) -> float:
         """Note that this reader got data now; returns now, on the coordinator's clock."""
-        now = self._coordinator.clock()
-        self._coordinator.received(self, now)
+        coordinator = self._coordinator
+        now = coordinator.clock()
+        # SpinCoordinator.received, inlined: this runs for every frame a reader gets
+        if coordinator._last_reader is not self:
+            coordinator._last_reader = self
+            coordinator._last_switch = now
         return now
 
     def begin(self, now: float) -> float:

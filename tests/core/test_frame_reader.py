@@ -44,10 +44,11 @@ def test_eof_in_the_middle_of_a_frame() -> None:
 def test_oversized_header_is_refused_before_its_body() -> None:
     near, far = memory_pair(poll_interval=0.05)
     near.send_parts([frame_bytes(b"y" * 2000)[:5]])  # the header alone
-    reader = FrameReader(far, Engine(Limits(max_frame_size=1000)), frame_deadline=None)
+    engine = Engine(Limits(max_frame_size=1000))
+    reader = FrameReader(far, engine, frame_deadline=None)
     with pytest.raises(LimitExceeded):
         reader.read_event()
-    assert reader.has_frame()  # the refused header is all there is, and it is final
+    assert engine.has_frame()  # the refused header is all there is, and it is final
 
 
 def test_a_half_sent_frame_misses_its_deadline() -> None:
