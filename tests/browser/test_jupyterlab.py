@@ -117,6 +117,10 @@ def test_quickstart_in_jupyterlab(page: Page, lab: Lab, shots: Screenshots,
             shots.take("stop-running", nb.cell(index))
             nb.stop_button().click()
             nb.wait_done(index, timeout=30)  # well before the remote sleep's 300 s
+            # one line a person can act on, not our traceback
+            expect(nb.output(index)).to_contain_text("the session is ready for the next cell")
+            expect(nb.output(index)).not_to_contain_text("Traceback")
+            expect(nb.output(index)).not_to_contain_text("rpyc_ipy/")
             shots.take("stopped", nb.cell(index))
         elif index == timeout:  # ends at its 1 s timeout, long before the 30 s sleep
             nb.run(index, timeout=20)
@@ -167,6 +171,8 @@ def test_quickstart_in_jupyterlab(page: Page, lab: Lab, shots: Screenshots,
             expect(output).to_contain_text("the session answers after the stop button")
         elif index == timeout:
             expect(output).to_contain_text("sleeping for 30 s")
+            expect(output).not_to_contain_text("Traceback")
+            expect(output).not_to_contain_text("rpyc_ipy/")
             shots.take("timeout", nb.cell(index))
     shots.take("quickstart-done", page)
 
