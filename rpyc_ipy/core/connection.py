@@ -18,6 +18,12 @@ How threads share the connection (the "leader/followers" rule):
 Values are boxed and unboxed by :class:`~rpyc_ipy.core.boxing.Boxing`. ``__del__``
 of a netref never does I/O: releases are queued and flushed with the next write,
 or by a background flusher shortly after.
+
+Why this module is over 600 lines: it is rpyc's ``Connection`` API (the names rpyc
+code calls on a connection, plus the few that netrefs, services and servers call),
+each method short and each delegating to the module that does the work (engine,
+reader role, boxing, writer, handlers); moving the API itself elsewhere would only
+add a layer on every request.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ Start with ``%rpyc_connect``, run cells with ``%%remote``, look around with
 ``%rpyc_policy``. Each magic's ``%name?`` shows its options. Settings are the
 ``RPyCMagics`` traits (:class:`~rpyc_ipy.ipython.settings.MagicsSettings`) and
 ``RPyCPolicy``; change them with ``%config``.
+
+Over 600 lines because each magic's ``@argument`` declarations are its help text;
+what the magics do is in session, execution, browse, display and completion.
 """
 
 from __future__ import annotations

@@ -30,7 +30,10 @@ In a session worker the engine is given a :class:`CellShell` (IPython, from
 classic server's), run cells as plain Python, where such a line gets one clear
 error.
 
-Pure standard library: also shipped by source to classic peers.
+Pure standard library: also shipped by source to classic peers. Why it is
+over 600 lines: it is the execution state machine (begin, run, stream, cancel,
+abandon, retire, follow); the parts with a job of their own are already modules
+beside it (values, capture, cancel, joblog, bundle, introspect, cells, namespace).
 """
 
 from __future__ import annotations
