@@ -10,7 +10,8 @@ server must not be able to run code in the notebook. So:
   server runs our engine, and then its bundle comes by value in one request;
 * every remote text is sanitized (terminal escapes other than colours are
   removed) and every remote string in our HTML is escaped;
-* remote MIME bundles are filtered by :meth:`RPyCPolicy.mimetypes` and sizes.
+* remote MIME bundles are filtered by :meth:`RPyCPolicy.mimetypes` and sizes;
+  without trust, HTML is sanitized and SVG shown as an image (:mod:`.safehtml`).
 
 :class:`NetrefDisplay` installs the prompt side into a shell (and removes it);
 :class:`CellOutput` routes a ``%%remote`` cell's events into the cell.
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from rpyc_ipy.core.netref import BaseNetref, RemoteMethod
 from rpyc_ipy.ipython.backlog import cut_note, dropped_note, output_size
 from rpyc_ipy.ipython.events import dispatch_event
+from rpyc_ipy.ipython.safehtml import sanitize_html, svg_image
 from rpyc_ipy.ipython.text import (
     escape,
     netref_connection,
@@ -43,13 +45,15 @@ if TYPE_CHECKING:
     from rpyc_ipy.ipython.registry import SessionRegistry
     from rpyc_ipy.ipython.settings import RPyCPolicy
 
-__all__ = ["CellOutput", "NetrefDisplay", "RemoteResult", "filter_bundle"]
+__all__ = ["CellOutput", "NetrefDisplay", "RemoteResult", "filter_bundle", "policy_bundle"]
 
 
 def filter_bundle(data: dict[str, Any], metadata: dict[str, Any], allowed: frozenset[str],
-                  max_bytes: int) -> tuple[dict[str, Any], dict[str, Any]]:
+                  max_bytes: int, sanitized: frozenset[str] = frozenset()
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Keep allowed, small-enough MIME types; images base64 as Jupyter expects;
-    ``text/plain`` sanitized; JSON parsed."""
+    ``text/plain`` sanitized; JSON parsed. The ``sanitized`` types are made inert:
+    HTML cleaned, SVG shown as an ``<img>`` (as HTML, unless the bundle has HTML)."""
     out: dict[str, Any] = {}
     for mime, value in data.items():
         if mime not in allowed or type(value) not in (str, bytes) or len(value) > max_bytes:
@@ -57,6 +61,12 @@ def filter_bundle(data: dict[str, Any], metadata: dict[str, Any], allowed: froze
         if mime == "text/plain":
             out[mime] = sanitize_text(value if type(value) is str else
                                       value.decode("utf-8", "replace"))
+        elif mime in sanitized:
+            text = value if type(value) is str else value.decode("utf-8", "replace")
+            if mime == "text/html":
+                out[mime] = sanitize_html(text)
+            elif mime == "image/svg+xml" and "text/html" not in data:
+                out["text/html"] = svg_image(text)
         elif mime.startswith("image/") and mime != "image/svg+xml":
             out[mime] = base64.b64encode(value).decode("ascii") if type(value) is bytes \
                 else value
@@ -71,6 +81,13 @@ def filter_bundle(data: dict[str, Any], metadata: dict[str, Any], allowed: froze
         out["text/plain"] = "<remote output: no MIME type allowed by RPyCPolicy>" if data else ""
     kept_md = {k: v for k, v in metadata.items() if k in out and isinstance(v, dict)}
     return out, kept_md
+
+
+def policy_bundle(data: dict[str, Any], metadata: dict[str, Any], policy: RPyCPolicy
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`filter_bundle` as ``policy`` says: its MIME types, sizes and sanitizing."""
+    return filter_bundle(data, metadata, policy.mimetypes(), policy.max_bundle_bytes,
+                         policy.sanitized_mimetypes())
 
 
 class _Budget(threading.local):
@@ -165,8 +182,7 @@ class NetrefDisplay:
                 data, metadata = session.mimebundle(
                     obj, tuple(sorted(policy.mimetypes())), policy.max_bundle_bytes,
                     timeout=policy.display_timeout)
-                return filter_bundle(data, metadata, policy.mimetypes(),
-                                     policy.max_bundle_bytes)
+                return policy_bundle(data, metadata, policy)
             except Exception:  # fall back to the plain repr
                 pass
         text = netref_text(obj, policy.max_repr_chars, policy.display_timeout, session)
@@ -300,8 +316,7 @@ class CellOutput:
         from IPython.display import display
 
         policy = self.policy
-        data, metadata = filter_bundle(data, metadata, policy.mimetypes(),
-                                       policy.max_bundle_bytes)
+        data, metadata = policy_bundle(data, metadata, policy)
         if self.labels:
             self.end_lines(name)
             say(f"[{name}]")

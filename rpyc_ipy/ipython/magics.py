@@ -31,7 +31,7 @@ from rpyc_ipy.errors import UsageError as CoreUsageError
 from rpyc_ipy.ipython.backlog import EventBacklog
 from rpyc_ipy.ipython.browse import Browser, render_html, widget
 from rpyc_ipy.ipython.cards import JobTable, PolicyReport, SessionTable
-from rpyc_ipy.ipython.display import CellOutput, RemoteResult, filter_bundle
+from rpyc_ipy.ipython.display import CellOutput, RemoteResult, policy_bundle
 from rpyc_ipy.ipython.execution import (
     CellInterrupted,
     ExecutionOutcome,
@@ -428,8 +428,7 @@ class RPyCMagics(MagicsSettings):
         if failed:
             raise RemoteExecutionError(failed, prompt)
         if not fan_out and outcomes and outcomes[0].data:
-            data, metadata = filter_bundle(outcomes[0].data, outcomes[0].metadata,
-                                           self.policy.mimetypes(), self.policy.max_bundle_bytes)
+            data, metadata = policy_bundle(outcomes[0].data, outcomes[0].metadata, self.policy)
             return RemoteResult(outcomes[0].session, data, metadata)
         return None
 
@@ -439,8 +438,7 @@ class RPyCMagics(MagicsSettings):
         if fan_out and outcome.status == "ok" and outcome.data:
             from IPython.display import display
 
-            data, metadata = filter_bundle(outcome.data, outcome.metadata,
-                                           self.policy.mimetypes(), self.policy.max_bundle_bytes)
+            data, metadata = policy_bundle(outcome.data, outcome.metadata, self.policy)
             say(f"[{outcome.session}] Out:")
             display(data, raw=True, metadata=metadata or None)
 

@@ -26,6 +26,7 @@ from traitlets.config import Configurable
 
 from rpyc_ipy.core.policy import DEFAULT_CONFIG
 from rpyc_ipy.errors import UsageError
+from rpyc_ipy.ipython.safehtml import SANITIZED_MIMETYPES
 from rpyc_ipy.target import ConnectionTarget
 
 __all__ = ["MagicsSettings", "RPyCPolicy"]
@@ -56,7 +57,15 @@ class RPyCPolicy(Configurable):
         help="""Render rich output (HTML, Markdown, SVG, LaTeX, JSON) that a server sends,
         and ask servers for a netref's own display (its _repr_*_ hooks, by value, in one
         request). A malicious server can run JavaScript in your notebook through HTML:
-        enable this only for servers you trust. Off: text and raster images only.""",
+        enable this only for servers you trust. Off: text, raster images, and (with
+        sanitize_remote_html) HTML and SVG made inert.""",
+    ).tag(config=True)
+    sanitize_remote_html = Bool(
+        True,
+        help="""Without trust_remote_display, still show a server's HTML (tables, pandas
+        DataFrames) after removing scripts, styles, event handlers, links, forms, frames
+        and external loads, and its SVG as an image (a browser runs no script in an
+        image). False: text and raster images only.""",
     ).tag(config=True)
     safe_mimetypes = List(
         Unicode(), ["text/plain", "image/png", "image/jpeg", "image/gif"],
@@ -144,11 +153,19 @@ class RPyCPolicy(Configurable):
         return config
 
     def mimetypes(self) -> frozenset[str]:
-        """The MIME types rendered from servers right now."""
+        """The MIME types rendered from servers right now (some only sanitized:
+        :meth:`sanitized_mimetypes`)."""
         allowed = set(self.safe_mimetypes)
         if self.trust_remote_display:
             allowed.update(self.trusted_mimetypes)
-        return frozenset(allowed)
+        return frozenset(allowed | self.sanitized_mimetypes())
+
+    def sanitized_mimetypes(self) -> frozenset[str]:
+        """The MIME types rendered only after making them inert (untrusted servers)."""
+        if self.trust_remote_display or not self.sanitize_remote_html:
+            return frozenset()
+        return frozenset(mime for mime in SANITIZED_MIMETYPES
+                         if mime in self.trusted_mimetypes and mime not in self.safe_mimetypes)
 
     def check_target(self, target: ConnectionTarget) -> None:
         """Refuse (``UsageError``) a target this policy forbids: classic mode without

@@ -377,7 +377,7 @@ class RemoteKernelMixin(Configurable):
 
     def _run_remote(self, code: str, count: int, silent: bool) -> dict[str, Any]:
         from rpyc_ipy.ipython.backlog import EventBacklog
-        from rpyc_ipy.ipython.display import CellOutput, filter_bundle
+        from rpyc_ipy.ipython.display import CellOutput, policy_bundle
         from rpyc_ipy.ipython.execution import (
             ExecutionOutcome,
             RemoteExecution,
@@ -442,8 +442,7 @@ class RemoteKernelMixin(Configurable):
         outcome = outcomes[0] if outcomes else ExecutionOutcome(session.name, "error")
         if outcome.status == "ok":
             if outcome.data and not silent:
-                data, metadata = filter_bundle(outcome.data, outcome.metadata,
-                                               policy.mimetypes(), policy.max_bundle_bytes)
+                data, metadata = policy_bundle(outcome.data, outcome.metadata, policy)
                 self._publish("execute_result", {"execution_count": count, "data": data,
                                                  "metadata": metadata})
             return _reply("ok", count)
@@ -462,7 +461,7 @@ class RemoteKernelMixin(Configurable):
     def _user_expressions(self, expressions: dict[str, Any]) -> dict[str, Any]:
         """Evaluate a request's ``user_expressions`` remotely (one request each; their
         output is dropped)."""
-        from rpyc_ipy.ipython.display import filter_bundle
+        from rpyc_ipy.ipython.display import policy_bundle
 
         session = self._open_session()
         policy = self._extension().policy
@@ -480,8 +479,7 @@ class RemoteKernelMixin(Configurable):
                 outcome = None
                 error = (type(exc).__name__, str(exc))
             if outcome is not None and outcome.status == "ok":
-                data, metadata = filter_bundle(outcome.data, outcome.metadata,
-                                               policy.mimetypes(), policy.max_bundle_bytes)
+                data, metadata = policy_bundle(outcome.data, outcome.metadata, policy)
                 results[key] = {"status": "ok", "data": data, "metadata": metadata}
                 continue
             if outcome is not None:

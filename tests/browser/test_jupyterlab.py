@@ -84,7 +84,8 @@ def test_quickstart_in_jupyterlab(page: Page, lab: Lab, shots: Screenshots,
     connect = _code_index(cells, "%rpyc_connect demo=")
     hello = _code_index(cells, "hello from the server")
     streaming = _code_index(cells, "step 1 of 2")
-    trusted = _code_index(cells, "display(chart)   # trusted")
+    rich = _code_index(cells, "display(chart, table)   # safe by default")
+    trusted = _code_index(cells, "display(chart, table)   # trusted")
     pull = _code_index(cells, "%rpyc_pull demo summary")
     netref = _code_index(cells, "ns = demo.ns")
     browse = _code_index(cells, "%rpyc_browse")
@@ -140,6 +141,11 @@ def test_quickstart_in_jupyterlab(page: Page, lab: Lab, shots: Screenshots,
             expect(output).to_contain_text("step 2")
             expect(output.locator(".jp-OutputArea-executeResult")).to_contain_text("45")
             shots.take("remote-cell", nb.cell(index))
+        elif index == rich:  # an untrusted server: the chart as an image, the table sanitized
+            chart = output.locator('img[src^="data:image/svg+xml;base64,"]')
+            expect(chart).to_be_visible()
+            expect(output.locator("table tr")).to_have_count(6)
+            shots.take("safe-display", nb.cell(index))
         elif index == trusted:
             table = output.locator("table")
             expect(table.locator("tr")).to_have_count(6)

@@ -3,6 +3,7 @@ outputs say what the notebook promises (content, not only the absence of errors)
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -106,19 +107,23 @@ def test_quickstart(server: NotebookServer, tmp_path: Path) -> None:
                if o["output_type"] == "stream"]
     assert len(streams) >= 2  # it arrived in pieces, while the cell ran
 
-    untrusted = run.data("chart = Bars(")
-    assert untrusted == [{"text/plain": "Bars([3, 7, 2, 9, 5])"}]
-    trusted = run.data("display(chart)   # trusted")
-    assert len(trusted) == 1
+    chart, table = run.data("chart, table = Bars(")  # not trusted: made inert
+    assert chart["text/plain"] == "Bars([3, 7, 2, 9, 5])" and "image/svg+xml" not in chart
+    image = re.fullmatch(r'<img src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)" alt="[^"]*">',
+                         chart["text/html"])
+    assert image and base64.b64decode(image.group(1)).decode().count("<rect") == 5
+    assert table["text/plain"] == "Table([3, 7, 2, 9, 5])" and "<td>9</td>" in table["text/html"]
+    trusted = run.data("display(chart, table)   # trusted")
+    assert len(trusted) == 2
     assert trusted[0]["image/svg+xml"].count("<rect") == 5
-    assert "<td>9</td>" in trusted[0]["text/html"]
+    assert "<td>9</td>" in trusted[1]["text/html"]
 
     assert re.match(r"pushed to demo: measurements \(\d+ B\)", run.stream("%rpyc_push"))
     assert "computed on the server: {'n': 5, 'mean': 13.28, 'max': 14.2}" in \
         run.stream('"mean": round(')
     assert run.stream("%rpyc_pull demo summary").startswith("pulled from demo: summary (")
     assert run.plain("%rpyc_pull demo summary") == "{'n': 5, 'mean': 13.28, 'max': 14.2}"
-    assert run.plain("ns = demo.ns").startswith("(13.28, ['Bars', 'chart', 'measurements'")
+    assert run.plain("ns = demo.ns").startswith("(13.28, ['Bars', 'Table', 'chart', 'measurements'")
 
     browse = run.data("%rpyc_browse")[0]["text/html"]
     assert "summary" in browse and "measurements" in browse
@@ -213,7 +218,8 @@ def test_make_demo_runs_the_quickstart_and_prints_its_key_outputs(tmp_path: Path
     assert "RemoteSession 'demo' (execution)" in out  # the card's text
     assert "step 2" in out and "hello from the server, pid" in out  # streamed output
     assert "{'n': 5, 'mean': 13.28, 'max': 14.2}" in out  # the pulled value
-    assert "[image/svg+xml, text/html]" in out  # trusted display
+    assert "Bars([3, 7, 2, 9, 5])\n[text/html]" in out  # the chart, safely
+    assert "Bars([3, 7, 2, 9, 5])\n[image/svg+xml]" in out  # trusted display
     assert "RemoteTimeoutError" in out
     assert "rpyc_ipy demo: ok:" in out and "the server is stopped" in out
     assert f"executed notebook: {output}" in out
