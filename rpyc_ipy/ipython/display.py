@@ -53,7 +53,8 @@ def filter_bundle(data: dict[str, Any], metadata: dict[str, Any], allowed: froze
                   ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Keep allowed, small-enough MIME types; images base64 as Jupyter expects;
     ``text/plain`` sanitized; JSON parsed. The ``sanitized`` types are made inert:
-    HTML cleaned, SVG shown as an ``<img>`` (as HTML, unless the bundle has HTML)."""
+    HTML cleaned (dropped if nothing is left), SVG shown as an ``<img>`` (as HTML,
+    unless the bundle has HTML)."""
     out: dict[str, Any] = {}
     for mime, value in data.items():
         if mime not in allowed or type(value) not in (str, bytes) or len(value) > max_bytes:
@@ -64,8 +65,10 @@ def filter_bundle(data: dict[str, Any], metadata: dict[str, Any], allowed: froze
         elif mime in sanitized:
             text = value if type(value) is str else value.decode("utf-8", "replace")
             if mime == "text/html":
-                out[mime] = sanitize_html(text)
-            elif mime == "image/svg+xml" and "text/html" not in data:
+                clean = sanitize_html(text)
+                if clean.strip():  # nothing left: the text/plain form shows instead
+                    out[mime] = clean
+            elif "text/html" not in data:  # image/svg+xml; HTML is what JupyterLab shows
                 out["text/html"] = svg_image(text)
         elif mime.startswith("image/") and mime != "image/svg+xml":
             out[mime] = base64.b64encode(value).decode("ascii") if type(value) is bytes \

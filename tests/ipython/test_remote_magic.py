@@ -90,16 +90,19 @@ def test_display_calls_and_output_variable(ip: InteractiveShell,
     assert isinstance(ip.user_ns["mod"], BaseNetref) and ip.user_ns["mod"].sep == "/"
 
 
-def test_remote_html_is_dropped_unless_trusted(ip: InteractiveShell,
-                                               exec_server: ServerProcess) -> None:
+def test_remote_html_is_sanitized_unless_trusted(ip: InteractiveShell,
+                                                 exec_server: ServerProcess) -> None:
     connect(ip, "s", exec_server)
-    cell = ("%%remote\nclass H:\n    def _repr_html_(self): return '<b>bold</b>'\n"
+    cell = ("%%remote\nclass H:\n    def _repr_html_(self): return '<b onclick=\"x()\">bold</b>'\n"
             "    def __repr__(self): return 'H()'\nH()")
+    result, _ = run(ip, cell)
+    assert result.result.data == {"text/plain": "H()", "text/html": "<b>bold</b>"}
+    ip.run_line_magic("config", "RPyCPolicy.sanitize_remote_html = False")
     result, _ = run(ip, cell)
     assert result.result.data == {"text/plain": "H()"}
     ip.run_line_magic("config", "RPyCPolicy.trust_remote_display = True")
     result, _ = run(ip, cell)
-    assert result.result.data["text/html"] == "<b>bold</b>"
+    assert result.result.data["text/html"] == '<b onclick="x()">bold</b>'
 
 
 def test_remote_errors_show_the_remote_traceback(ip: InteractiveShell,

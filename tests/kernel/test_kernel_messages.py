@@ -64,7 +64,7 @@ def test_stderr_is_its_own_stream(kernel: KernelRig) -> None:
 def test_display_comes_by_value_and_follows_the_policy(kernel: KernelRig) -> None:
     define = ("class Card:\n"
               "    def _repr_html_(self):\n"
-              "        return '<b>remote card</b>'\n"
+              "        return '<b onmouseover=\"x()\">remote card</b>'\n"
               "    def __repr__(self):\n"
               "        return 'Card()'\n"
               "display(Card())\n"
@@ -72,15 +72,17 @@ def test_display_comes_by_value_and_follows_the_policy(kernel: KernelRig) -> Non
     cell = kernel.run(define)
     assert cell.status == "ok", cell.text
     shown = cell.of("display_data")
-    assert [d["data"] for d in shown] == [{"text/plain": "Card()"}]  # HTML is not trusted
-    assert cell.result == {"text/plain": "Card()"}
+    sanitized = {"text/plain": "Card()", "text/html": "<b>remote card</b>"}  # not trusted
+    assert [d["data"] for d in shown] == [sanitized]
+    assert cell.result == sanitized
 
     trust = kernel.run("%%local\n%config RPyCPolicy.trust_remote_display = True")
     assert trust.status == "ok", trust.text
     try:
         cell = kernel.run("display(Card())\nCard()")
-        assert cell.of("display_data")[0]["data"]["text/html"] == "<b>remote card</b>"
-        assert cell.result is not None and cell.result["text/html"] == "<b>remote card</b>"
+        sent = '<b onmouseover="x()">remote card</b>'
+        assert cell.of("display_data")[0]["data"]["text/html"] == sent
+        assert cell.result is not None and cell.result["text/html"] == sent
     finally:
         kernel.run("%%local\n%config RPyCPolicy.trust_remote_display = False")
 
