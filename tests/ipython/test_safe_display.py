@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+from typing import Any
 
 import pytest
 from ipy_rig import connect, html_of, run
@@ -92,7 +93,7 @@ def test_policy_decides_what_is_sanitized_and_what_needs_trust() -> None:
             "text/markdown": "<img src=x onerror=alert(1)>",
             "application/vnd.jupyter.widget-view+json": '{"model_id": "x"}'}
 
-    def shown(policy: RPyCPolicy) -> dict[str, object]:
+    def shown(policy: RPyCPolicy) -> dict[str, Any]:
         return filter_bundle(data, {}, policy.mimetypes(), policy.max_bundle_bytes,
                              policy.sanitized_mimetypes())[0]
 
@@ -155,11 +156,8 @@ def test_a_remote_svg_displays_as_an_image(ip: InteractiveShell, rich: RemoteSes
 
 def test_plain_text_only_when_sanitizing_is_off(ip: InteractiveShell,
                                                 rich: RemoteSession) -> None:
-    ip.run_line_magic("config", "RPyCPolicy.sanitize_remote_html = False")
-    try:
-        result, captured = run(ip, "%%remote\ndisplay(Chart(), Frame())")
-        assert result.error_in_exec is None and html_of(captured) == ""
-        assert [o.data for o in captured.outputs] == [{"text/plain": "Chart()"},
-                                                      {"text/plain": "Frame()"}]
-    finally:
-        ip.run_line_magic("config", "RPyCPolicy.sanitize_remote_html = True")
+    ip.run_line_magic("config", "RPyCPolicy.sanitize_remote_html = False")  # reset by ip
+    result, captured = run(ip, "%%remote\ndisplay(Chart(), Frame())")
+    assert result.error_in_exec is None and html_of(captured) == ""
+    assert [o.data for o in captured.outputs] == [{"text/plain": "Chart()"},
+                                                  {"text/plain": "Frame()"}]
