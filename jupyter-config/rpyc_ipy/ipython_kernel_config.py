@@ -26,13 +26,21 @@ c = get_config()  # noqa: F821 (provided by IPython when it loads this file)
 # Render rich output (HTML, Markdown, SVG, LaTeX, JSON) that a server sends, and ask
 # servers for a netref's own display (its _repr_*_ hooks, by value, in one request). A
 # malicious server can run JavaScript in your notebook through HTML: enable this only
-# for servers you trust. Off: text and raster images only.
+# for servers you trust. Off: text, raster images, and (with sanitize_remote_html)
+# HTML and SVG made inert.
 c.RPyCPolicy.trust_remote_display = False
+
+# Without trust_remote_display, still show a server's HTML (tables, pandas DataFrames)
+# after removing scripts, styles, event handlers, links, forms, frames and external
+# loads, and its SVG as an image (a browser runs no script in an image).
+# False: text and raster images only.
+c.RPyCPolicy.sanitize_remote_html = True
 
 # MIME types rendered from any server (they cannot run code in the notebook).
 c.RPyCPolicy.safe_mimetypes = ["text/plain", "image/png", "image/jpeg", "image/gif"]
 
-# MIME types rendered only with trust_remote_display.
+# MIME types rendered only with trust_remote_display (text/html and image/svg+xml
+# without it too, made inert, while sanitize_remote_html is on).
 c.RPyCPolicy.trusted_mimetypes = [
     "text/html", "text/markdown", "image/svg+xml", "text/latex", "application/json",
 ]

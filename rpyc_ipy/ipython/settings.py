@@ -74,7 +74,8 @@ class RPyCPolicy(Configurable):
     trusted_mimetypes = List(
         Unicode(), ["text/html", "text/markdown", "image/svg+xml", "text/latex",
                     "application/json"],
-        help="MIME types rendered only with trust_remote_display.",
+        help="""MIME types rendered only with trust_remote_display (text/html and
+        image/svg+xml without it too, made inert, while sanitize_remote_html is on).""",
     ).tag(config=True)
     allow_pickle = Bool(
         False,
