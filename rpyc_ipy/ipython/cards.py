@@ -236,6 +236,49 @@ class PolicyReport:
         self.policy = policy
         self.settings = settings
 
+    def summary(self) -> list[tuple[str, str]]:
+        """``(sentence, level)``: the answers first, in plain words: how the connection is
+        protected, what this server may do to the notebook, what we may do there."""
+        session, policy = self.session, self.policy
+        facts = session.transport_facts()
+        user = session.user or session.info.get("user")
+        if facts["encrypted"]:
+            who = f" as {user!r}" if user else ""
+            link = (f"Encrypted ({facts['transport']}); you are logged in{who}.", "ok")
+        elif facts["loopback"]:
+            link = ("Not encrypted, on this machine only (loopback).", "warn")
+        else:
+            link = ("NOT encrypted across the network: anyone on the path can read and change "
+                    "everything.", "danger")
+        local = [key for key, _ in _local_policy(session)]
+        if local:
+            to_us = (f"The server may use more of this notebook than the defaults allow: "
+                     f"{', '.join(local)}.", "danger" if "allow_all_attrs" in local else "warn")
+        else:
+            to_us = ("The server can reach only the callbacks you hand it; it cannot read "
+                     "your variables.", "ok")
+        if policy.trust_remote_display:
+            shown = ("Its rich output is shown as it is, scripts included "
+                     "(trust_remote_display is on).", "warn")
+        elif policy.sanitize_remote_html:
+            shown = ("Its HTML and SVG are shown sanitized; nothing it sends runs here.", "ok")
+        else:
+            shown = ("Its output is shown as text and images only; nothing it sends runs "
+                     "here.", "ok")
+        pickle = ("Values may be unpickled here when you ask with --pickle: that runs code "
+                  "the server chose.", "warn") if session.pickle_allowed else \
+            ("Values come by value without pickle; nothing is unpickled.", "ok")
+        if session.kind == "classic":
+            there = ("Classic mode: you (and this connection) can run anything in the server's "
+                     "Python.", "danger")
+        elif session.kind == "execution":
+            where = "in a worker process of its own" if session.has_worker else \
+                "in the server's process"
+            there = (f"You can run cells there, {where}.", "ok")
+        else:
+            there = ("You can call the service's exposed methods only; no cells.", "info")
+        return [link, to_us, shown, pickle, there]
+
     def sections(self) -> list[tuple[str, list[tuple[str, str, str]]]]:
         session = self.session
         facts = session_facts(session)
@@ -265,7 +308,11 @@ class PolicyReport:
                 ("values", values), ("RPyCPolicy", traits), ("RPyCMagics", magics)]
 
     def __repr__(self) -> str:
-        lines = [f"Policy of session {self.session.name!r}"]
+        lines = [f"Policy of session {self.session.name!r}, in short:"]
+        for sentence, level in self.summary():
+            colour = _COLOURS[level]
+            lines.append(f"  - {colour}{sanitize_text(sentence)}{RESET if colour else ''}")
+        lines.append("In detail:")
         for title, rows in self.sections():
             lines.append(f"{title}:")
             for label, value, level in rows:
@@ -275,12 +322,15 @@ class PolicyReport:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        parts = [f"<b>Policy of session {escape(self.session.name)}</b>"]
-        for title, rows in self.sections():
+        points = "".join(f'<li style="{_CSS[level]}">{escape(sentence)}</li>'
+                         for sentence, level in self.summary())
+        parts = [f"<b>Policy of session {escape(self.session.name)}</b>",
+                 f'<ul class="rpyc-ipy-policy-summary">{points}</ul>']
+        for title, rows in self.sections():  # the details, closed until asked for
             body = "".join(
                 f'<tr><th style="text-align:left;padding-right:1em">{escape(label)}</th>'
                 f'<td style="text-align:left;{_CSS[level]}">{escape(value)}</td></tr>'
                 for label, value, level in rows)
-            parts.append(f"<details open><summary>{escape(title)}</summary>"
+            parts.append(f"<details><summary>{escape(title)}</summary>"
                          f"<table>{body}</table></details>")
         return "<div class=\"rpyc-ipy-policy\">" + "".join(parts) + "</div>"

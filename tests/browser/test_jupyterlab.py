@@ -171,6 +171,11 @@ def test_quickstart_in_jupyterlab(page: Page, lab: Lab, shots: Screenshots,
             shots.take("browse", nb.cell(index))
         elif index == policy:
             expect(output.locator(".rpyc-ipy-policy")).to_be_visible()
+            # the answers first, visible; the details collapsed under them
+            expect(output.locator(".rpyc-ipy-policy-summary")).to_contain_text(
+                "Encrypted (TLS-SRP)")
+            expect(output.locator(".rpyc-ipy-policy-summary")).to_contain_text(
+                "nothing it sends runs here")
             expect(output).to_contain_text("trust_remote_display")
             shots.take("policy", nb.cell(index), max_height=560)
         elif index == after_stop:

@@ -99,6 +99,20 @@ def test_policy_report_shows_both_directions(ip: InteractiveShell,
         assert needle in html, needle
     text = captured.outputs[0].data["text/plain"]
     assert "trust_remote_display" in text and "True" in text
+    # the answers come first, in plain words; the details are collapsed below them
+    summary = text.split("In detail:")[0]
+    for sentence in ("Not encrypted, on this machine only (loopback).",
+                     "The server can reach only the callbacks you hand it",
+                     "shown as it is, scripts included (trust_remote_display is on)",
+                     "Values come by value without pickle",
+                     "You can run cells there, in a worker process of its own."):
+        assert sentence in summary, sentence
+    assert html.index("rpyc-ipy-policy-summary") < html.index("<details>")
+    ip.run_line_magic("config", "RPyCPolicy.trust_remote_display = False")
+    with capture_output() as captured:
+        ip.run_line_magic("rpyc_policy", "s")
+    assert "shown sanitized; nothing it sends runs here" in \
+        captured.outputs[0].data["text/plain"]
 
 
 def test_browse_the_namespace_one_request_per_level(ip: InteractiveShell,
