@@ -4,12 +4,12 @@ A :class:`Browser` fetches nodes; one expansion is one request (the engine's
 ``describe`` returns a node with its children summarised, by value, bounded).
 It is shown as an ipywidgets tree when ipywidgets is installed (``pip install
 rpyc_ipy[widgets]``): each click expands one node with one request. Otherwise
-:func:`render_html` prefetches a few levels, one batched request per level,
-into static ``<details>`` elements::
+a :class:`TreeView` prefetches a few levels, one batched request per level, and
+shows static ``<details>`` elements in a notebook, indented text in a terminal::
 
     browser = Browser(session)                      # the remote namespace
     browser = Browser(session, root=sess.ns.df)     # a netref: its paths start at "this"
-    display(HTML(render_html(browser, "", depth=2)))
+    display(TreeView(browser, "", depth=2))
 
 Sessions without our engine (plain services) are browsed through netrefs, at
 most three requests per expansion (repr, dir, and the attribute).
@@ -17,6 +17,7 @@ most three requests per expansion (repr, dir, and the attribute).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from rpyc_ipy.protocol import consts
 if TYPE_CHECKING:
     from rpyc_ipy.ipython.session import RemoteSession
 
-__all__ = ["Browser", "Node", "render_html", "widget"]
+__all__ = ["Browser", "Node", "TreeView", "render_html", "widget"]
 
 
 @dataclass
@@ -161,41 +162,95 @@ def _summary(label: str, type_: str, text: str) -> str:
 def render_html(browser: Browser, path: str | None = None, depth: int = 2) -> str:
     """A static tree of ``path`` (the root by default), ``depth`` levels prefetched,
     one request per level."""
-    start = browser.root_path if path is None else path
-    levels: dict[str, Node] = {}
-    frontier = [start]
-    for _ in range(max(1, depth)):
-        for p in frontier:
-            browser.attribute(p)
-        nodes = browser.fetch(frontier)
-        levels.update({p: n for p, n in zip(frontier, nodes, strict=False)})
-        frontier = [c.path for n in nodes for c in n.children if c.expandable and c.path]
-        frontier = frontier[:200]  # bounded: one request, a few hundred nodes at most
-        if not frontier:
-            break
+    return TreeView(browser, path, depth)._repr_html_()
 
-    rendered: set[str] = set()  # a server may answer with cycles: each path once
 
-    def render(node_path: str, label: str) -> str:
-        rendered.add(node_path)
-        node = levels[node_path]
-        if node.error:
-            return f"<div>{escape(label)}: <i>{escape(node.error)}</i></div>"
-        items = []
-        for child in node.children:
-            if child.path in levels and child.path not in rendered:
-                items.append(render(child.path, child.label))
-            else:
-                items.append(f"<div style=\"margin-left:1.2em\">"
-                             f"{_summary(child.label, child.type, child.repr)}</div>")
-        if node.more:
-            items.append(f"<div style=\"margin-left:1.2em;opacity:.6\">… {node.more} more</div>")
-        head = _summary(label, node.type, node.repr)
-        return (f"<details{' open' if node_path == start else ''}><summary>{head}</summary>"
-                f"<div style=\"margin-left:1.2em\">{''.join(items)}</div></details>")
+class TreeView:
+    """A tree fetched once (``depth`` levels, one request per level), shown as HTML in a
+    notebook and as indented text in a terminal: what ``%rpyc_browse`` displays."""
 
-    title = start or f"namespace of {browser.session.name}"
-    return f'<div class="rpyc-ipy-browse">{render(start, title)}</div>'
+    def __init__(self, browser: Browser, path: str | None = None, depth: int = 2) -> None:
+        self.title = (browser.root_path if path is None else path) or \
+            f"namespace of {browser.session.name}"
+        self.start = browser.root_path if path is None else path
+        self.levels: dict[str, Node] = {}
+        frontier = [self.start]
+        for _ in range(max(1, depth)):
+            for p in frontier:
+                browser.attribute(p)
+            nodes = browser.fetch(frontier)
+            self.levels.update({p: n for p, n in zip(frontier, nodes, strict=False)})
+            frontier = [c.path for n in nodes for c in n.children if c.expandable and c.path]
+            frontier = frontier[:200]  # bounded: one request, a few hundred nodes at most
+            if not frontier:
+                break
+
+    def _walk(self, visit: Callable[[int, str, Node | None, Child | None], None]) -> None:
+        """Calls ``visit(depth, label, node, child)`` in display order: ``node`` for a
+        fetched level, else ``child`` for a leaf. A server may answer with cycles: each
+        path is shown once."""
+        rendered: set[str] = set()
+
+        def walk(node_path: str, label: str, depth: int) -> None:
+            rendered.add(node_path)
+            node = self.levels[node_path]
+            visit(depth, label, node, None)
+            if node.error:
+                return
+            for child in node.children:
+                if child.path in self.levels and child.path not in rendered:
+                    walk(child.path, child.label, depth + 1)
+                else:
+                    visit(depth + 1, child.label, None, child)
+
+        walk(self.start, self.title, 0)
+
+    def _repr_html_(self) -> str:
+        rendered: set[str] = set()  # a server may answer with cycles: each path once
+
+        def render(node_path: str, label: str) -> str:
+            rendered.add(node_path)
+            node = self.levels[node_path]
+            if node.error:
+                return f"<div>{escape(label)}: <i>{escape(node.error)}</i></div>"
+            items = []
+            for child in node.children:
+                if child.path in self.levels and child.path not in rendered:
+                    items.append(render(child.path, child.label))
+                else:
+                    items.append(f"<div style=\"margin-left:1.2em\">"
+                                 f"{_summary(child.label, child.type, child.repr)}</div>")
+            if node.more:
+                items.append(f"<div style=\"margin-left:1.2em;opacity:.6\">… {node.more} "
+                             "more</div>")
+            head = _summary(label, node.type, node.repr)
+            opened = " open" if node_path == self.start else ""
+            return (f"<details{opened}><summary>{head}</summary>"
+                    f"<div style=\"margin-left:1.2em\">{''.join(items)}</div></details>")
+
+        return f'<div class="rpyc-ipy-browse">{render(self.start, self.title)}</div>'
+
+    def __repr__(self) -> str:
+        lines: list[str] = []
+
+        def visit(depth: int, label: str, node: Node | None, child: Child | None) -> None:
+            indent = "  " * depth
+            if child is not None:
+                lines.append(_text_line(indent, child.label, child.type, child.repr))
+            elif node is not None and node.error:
+                lines.append(f"{indent}{label}: {node.error}")
+            elif node is not None:
+                more = f"  (… {node.more} more)" if node.more else ""
+                lines.append(_text_line(indent, label, node.type, node.repr) + more)
+        self._walk(visit)
+        return "\n".join(lines)
+
+
+def _text_line(indent: str, label: str, type_: str, text: str) -> str:
+    kind = f" ({type_})" if type_ else ""
+    value = f" = {text}" if text else ""
+    line = f"{indent}{label}{kind}{value}"
+    return line if len(line) <= 120 else line[:119] + "…"
 
 
 # -- ipywidgets -------------------------------------------------------------------------------

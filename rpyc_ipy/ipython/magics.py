@@ -29,7 +29,7 @@ from rpyc_ipy.credentials import read_password
 from rpyc_ipy.errors import AuthenticationError, RPyCError
 from rpyc_ipy.errors import UsageError as CoreUsageError
 from rpyc_ipy.ipython.backlog import EventBacklog
-from rpyc_ipy.ipython.browse import Browser, render_html, widget
+from rpyc_ipy.ipython.browse import Browser, TreeView, widget
 from rpyc_ipy.ipython.cards import JobTable, PolicyReport, SessionTable
 from rpyc_ipy.ipython.display import CellOutput, RemoteResult, policy_bundle
 from rpyc_ipy.ipython.execution import (
@@ -626,7 +626,7 @@ class RPyCMagics(MagicsSettings):
         With ipywidgets installed (``pip install rpyc_ipy[widgets]``) each click
         expands a node; otherwise a static HTML tree of ``--depth`` levels.
         """
-        from IPython.display import HTML, display
+        from IPython.display import display
 
         args = parse_argstring(self.rpyc_browse, line)
         expr = " ".join(args.expr).strip()
@@ -639,7 +639,7 @@ class RPyCMagics(MagicsSettings):
                 return
             except ImportError:
                 pass
-        display(HTML(render_html(browser, path, depth=args.depth)))
+        display(TreeView(browser, path, depth=args.depth))  # HTML, or text in a terminal
 
     def _browse_target(self, expr: str, name: str | None) -> tuple[Any, str | None, Any]:
         from rpyc_ipy.core.netref import BaseNetref

@@ -13,7 +13,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from rpyc_ipy.ipython.browse import Browser, render_html
+from rpyc_ipy.ipython.browse import Browser, TreeView, render_html
 
 
 class Point:
@@ -169,3 +169,18 @@ def test_browse_widget_when_ipywidgets_is_installed(ip: InteractiveShell,
     assert browser.requests == 0  # lazy: nothing fetched until a click
     root.children[0].children[0].click()
     assert browser.requests == 1 and len(root.children[1].children) >= 1
+
+
+def test_browse_shows_text_in_a_terminal(ip: InteractiveShell, exec_server: ServerProcess) -> None:
+    session = connect(ip, "s", exec_server)
+    session.execute("config = {'name': 'run1', 'sizes': [1, 2, 3]}")
+    view = TreeView(Browser(session), "config", depth=2)
+    text = repr(view)  # what a terminal's display() prints: the tree, not an HTML object
+    assert "<IPython" not in text and "<details" not in text
+    lines = text.splitlines()
+    assert lines[0].startswith("config (dict)")
+    assert any(line.startswith("  'sizes'") and "[1, 2, 3]" in line for line in lines)
+    assert "sizes" in view._repr_html_()  # the same fetch, as HTML in a notebook
+    result, captured = run(ip, "%rpyc_browse --html config")
+    assert result.error_in_exec is None
+    assert "'name'" in captured.outputs[0].data["text/plain"]
