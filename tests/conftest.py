@@ -18,6 +18,7 @@ for _helpers in ("auth", "protocol"):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+import threading  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -25,8 +26,15 @@ import pytest  # noqa: E402
 from authkit import pki, userdb  # noqa: E402
 
 import rpyc_ipy  # noqa: E402
+from rpyc_ipy.utils.registry import (  # noqa: E402
+    RegistryServer,
+    TCPRegistryServer,
+    UDPRegistryServer,
+)
 
-__all__ = ["pki", "start_server", "userdb"]
+__all__ = ["pki", "registry", "start_server", "userdb"]
+
+REGISTRY_KINDS = {"udp": UDPRegistryServer, "tcp": TCPRegistryServer}
 
 
 @pytest.fixture
@@ -48,3 +56,25 @@ def start_server() -> Iterator[Callable[..., rpyc_ipy.ThreadedServer]]:
     finally:
         for server in servers:
             server.close()
+
+
+@pytest.fixture
+def registry() -> Iterator[Callable[..., RegistryServer]]:
+    """``registry(kind, **kwargs)``: our UDP or TCP registry on 127.0.0.1 port 0,
+    serving from a thread, closed at the end of the test."""
+    started: list[tuple[RegistryServer, threading.Thread]] = []
+
+    def start(kind: str = "udp", **kwargs: Any) -> RegistryServer:
+        server = REGISTRY_KINDS[kind](host="127.0.0.1", port=0, **kwargs)
+        thread = threading.Thread(target=server.start, name="registry", daemon=True)
+        thread.start()
+        started.append((server, thread))
+        return server
+
+    try:
+        yield start
+    finally:
+        for server, thread in started:
+            server.close()
+            thread.join(20.0)
+            assert not thread.is_alive()

@@ -1,6 +1,6 @@
-"""Fixtures for tests/compat live in compatkit.py."""
+"""Fixtures for tests/compat: the certificates (tests/auth/authkit.py); the registry
+fixture is shared from tests/conftest.py."""
 
 from authkit import pki
-from compatkit import registry
 
-__all__ = ["pki", "registry"]
+__all__ = ["pki"]

@@ -83,27 +83,6 @@ def rpyc_registry_process() -> Iterator[Callable[[str], int]]:
             proc.communicate(timeout=WAIT)
 
 
-@pytest.fixture
-def our_registry_server() -> Iterator[Callable[[str], our_registry.RegistryServer]]:
-    started: list[tuple[our_registry.RegistryServer, threading.Thread]] = []
-
-    def start(kind: str) -> our_registry.RegistryServer:
-        cls = our_registry.UDPRegistryServer if kind == "udp" else \
-            our_registry.TCPRegistryServer
-        server = cls(host="127.0.0.1", port=0, allow_listing=True)
-        thread = threading.Thread(target=server.start, daemon=True)
-        thread.start()
-        started.append((server, thread))
-        return server
-
-    try:
-        yield start
-    finally:
-        for server, thread in started:
-            server.close()
-            thread.join(WAIT)
-
-
 @pytest.mark.parametrize("kind", ["udp", "tcp"])
 def test_rpyc_registry_with_our_server_and_both_clients(
         rpyc_registry_process: Callable[[str], int], kind: str) -> None:
@@ -129,21 +108,21 @@ def test_rpyc_registry_with_our_server_and_both_clients(
 
 @pytest.mark.parametrize("kind", ["udp", "tcp"])
 def test_our_registry_with_an_rpyc_server_and_both_clients(
-        our_registry_server: Callable[[str], our_registry.RegistryServer], kind: str) -> None:
-    registry = our_registry_server(kind)
+        registry: Callable[..., our_registry.RegistryServer], kind: str) -> None:
+    registry_server = registry(kind, allow_listing=True)
     server = RpycThreadedServer(RpycEcho, hostname="127.0.0.1", port=0,
-                                registrar=rpyc_client(kind, registry.port), auto_register=True,
-                                listener_timeout=0.2,
+                                registrar=rpyc_client(kind, registry_server.port),
+                                auto_register=True, listener_timeout=0.2,
                                 protocol_config={"sync_request_timeout": WAIT})
     thread = threading.Thread(target=server.start, daemon=True)
     thread.start()
     try:
-        ours = our_client(kind, registry.port)
+        ours = our_client(kind, registry_server.port)
         wait_until(lambda: ours.discover("RPYCECHO") == (("127.0.0.1", server.port),), WAIT,
                    what="rpyc's server registered in our registry")
-        assert rpyc_factory.list_services(rpyc_client(kind, registry.port)) == ("RPYCECHO",)
+        assert rpyc_factory.list_services(rpyc_client(kind, registry_server.port)) == ("RPYCECHO",)
         conn = rpyc_factory.connect_by_service("RPYCECHO",
-                                               registrar=rpyc_client(kind, registry.port))
+                                               registrar=rpyc_client(kind, registry_server.port))
         try:
             assert conn.root.echo("from rpyc") == "from rpyc"
         finally:
@@ -154,5 +133,5 @@ def test_our_registry_with_an_rpyc_server_and_both_clients(
     finally:
         server.close()
         thread.join(WAIT)
-    wait_until(lambda: registry.services == {}, WAIT,
+    wait_until(lambda: registry_server.services == {}, WAIT,
                what="rpyc's server unregistered from our registry")
