@@ -12,6 +12,7 @@ what the magics do is in session, execution, browse, display and completion.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import re
@@ -39,6 +40,7 @@ from rpyc_ipy.ipython.execution import (
     RemoteExecutionError,
     wait_all,
 )
+from rpyc_ipy.ipython.progress import Progress, Unit
 from rpyc_ipy.ipython.registry import SessionRegistry
 from rpyc_ipy.ipython.session import RemoteSession, SessionError, open_session
 from rpyc_ipy.ipython.settings import MagicsSettings, RPyCPolicy
@@ -191,10 +193,17 @@ class RPyCMagics(MagicsSettings):
         if target.password_source == "prompt":
             _check_reachable(target)
         password = read_password(target, _ask_password) if target.srp_user else None
+        bar = self._progress(f"connect {target.session_name}", "items")
         try:
-            session = open_session(target, password=password,
-                                   config=self.policy.client_config(self.request_timeout),
-                                   capture_fd=self.capture_fd, new=args.new)
+            with bar:
+                session = open_session(target, password=password,
+                                       config=self.policy.client_config(self.request_timeout),
+                                       capture_fd=self.capture_fd, new=args.new,
+                                       on_stage=bar.stage)
+        except KeyboardInterrupt:
+            step = "" if bar.stage_text.startswith("connecting") else f" ({bar.stage_text})"
+            raise CellInterrupted(f"stopped connecting to {target.address}{step}; nothing is "
+                                  "left open") from None
         except CoreUsageError as exc:
             raise UsageError(str(exc)) from None
         except (AuthenticationError, SessionError) as exc:
@@ -409,13 +418,22 @@ class RPyCMagics(MagicsSettings):
                 raise
             raise SessionError(f"cannot start the cell: {exc}") from None
 
+        # several sessions: "sessions done: 2 of 3" once the cell outlasts progress_delay
+        bar = self._progress("sessions done", "items", len(sessions)) if fan_out else None
+
         def handle(execution: RemoteExecution, event: tuple[Any, ...]) -> None:
             cell_output(execution, event)
             if event[0] == "done":
                 self._finished(event[1], fan_out)
+            if bar is not None and event[0] == "done":
+                bar.advance(1)
+                bar.stage(f"{execution.session.name} finished")  # drawn at once: few sessions
+            elif bar is not None:  # any event redraws: the bar shows while output flows
+                bar.update(bar.done)
 
-        outcomes = wait_all(runs, events, handle, timeout=timeout, grace=self.interrupt_grace,
-                            notify=self._notify)
+        with bar or contextlib.nullcontext():
+            outcomes = wait_all(runs, events, handle, timeout=timeout,
+                                grace=self.interrupt_grace, notify=self._notify)
         if output:
             self._store(output, outcomes, fan_out)
         return self._cell_value(outcomes, fan_out, prompt=self.shell.execution_count)
@@ -561,8 +579,13 @@ class RPyCMagics(MagicsSettings):
             if local not in self.shell.user_ns:
                 raise UsageError(f"no local variable {local!r}")
             values[remote] = self.shell.user_ns[local]
-        sizes = session.push(values, allow_pickle=args.pickle and self.policy.allow_pickle,
-                             max_bytes=self.policy.max_push_bytes)
+        try:
+            with self._progress(f"push to {session.name}", "bytes") as bar:
+                sizes = session.push(values, allow_pickle=args.pickle and self.policy.allow_pickle,
+                                     max_bytes=self.policy.max_push_bytes, on_progress=bar)
+        except KeyboardInterrupt:
+            raise CellInterrupted(f"push to {session.name} stopped: nothing was assigned "
+                                  "there") from None
         say(f"pushed to {session.name}: " +
               ", ".join(f"{k} ({_size(v)})" for k, v in sizes.items()))
 
@@ -589,13 +612,24 @@ class RPyCMagics(MagicsSettings):
             if not local.isidentifier():
                 raise UsageError(f"{spec!r}: {local!r} is not a variable name")
             wanted[local] = remote
-        got = session.pull(list(dict.fromkeys(wanted.values())),
-                           allow_pickle=args.pickle and self.policy.allow_pickle,
-                           max_bytes=self.policy.max_pull_bytes)
+        try:
+            with self._progress(f"pull from {session.name}", "items") as bar:
+                got = session.pull(list(dict.fromkeys(wanted.values())),
+                                   allow_pickle=args.pickle and self.policy.allow_pickle,
+                                   max_bytes=self.policy.max_pull_bytes, on_progress=bar)
+        except KeyboardInterrupt:
+            raise CellInterrupted(f"pull from {session.name} stopped: nothing was assigned "
+                                  "here") from None
         for local, remote in wanted.items():
             self.shell.user_ns[local] = got[remote][0]
         say(f"pulled from {session.name}: " +
               ", ".join(f"{local} ({_size(got[remote][1])})" for local, remote in wanted.items()))
+
+    def _progress(self, label: str, unit: Unit, total: int | None = None) -> Progress:
+        """A progress line for work that ends in its own one-line message if it stops or
+        fails (so an unseen bar stays hidden then)."""
+        return Progress(label, total, unit=unit, delay=self.progress_delay, shell=self.shell,
+                        quiet_unseen=True)
 
     # -- looking around ----------------------------------------------------------------------------
 
