@@ -649,6 +649,9 @@ class RPyCMagics(MagicsSettings):
     @argument("expr", nargs="*", help="what to browse: a remote name/path (df.columns), or a "
               "local netref variable; default: the remote namespace")
     @argument("-s", "--session", help="the session (default: the default session)")
+    @argument("-l", "--local", action="store_true",
+              help="EXPR is a local variable holding a netref, even if the session has "
+                   "the same name")
     @argument("--depth", type=int, default=2, help="levels prefetched for the HTML view")
     @argument("--private", action="store_true", help="show _private names too")
     @argument("--html", action="store_true", help="static HTML even if ipywidgets is installed")
@@ -657,38 +660,75 @@ class RPyCMagics(MagicsSettings):
     def rpyc_browse(self, line: str) -> None:
         """Browse a remote object: a tree that expands lazily, one request per expansion.
 
-        With ipywidgets installed (``pip install rpyc_ipy[widgets]``) each click
-        expands a node; otherwise a static HTML tree of ``--depth`` levels.
+        Examples::
+
+            %rpyc_browse                 # the default session's namespace
+            %rpyc_browse df.columns      # a path there
+            %rpyc_browse -s lab config   # in another session
+            %rpyc_browse -l cols         # the local variable cols (a netref)
+
+        A name is looked up in the session's namespace first, so ``b`` is the
+        remote ``b`` even if this notebook has a ``b`` too; when the session has
+        no such name (or no namespace, as a plain service), a local variable
+        holding a netref is browsed instead; ``-l`` asks for the local one.
+        Each node shows its type and short repr. With ipywidgets installed
+        (``pip install rpyc_ipy[widgets]``) each click expands a node;
+        otherwise a static HTML tree of ``--depth`` levels.
         """
         from IPython.display import display
 
         args = parse_argstring(self.rpyc_browse, line)
         expr = " ".join(args.expr).strip()
-        root, path, session = self._browse_target(expr, args.session)
-        browser = Browser(session, root, max_items=self.policy.max_items,
-                          private=args.private, timeout=self.request_timeout)
+        browser, path = self._browse_target(expr, args)
+        title = expr or None
         if not args.html:
             try:
-                display(widget(browser, path))
+                display(widget(browser, path, title))
                 return
             except ImportError:
                 pass
-        display(TreeView(browser, path, depth=args.depth))  # HTML, or text in a terminal
+        display(TreeView(browser, path, depth=args.depth, title=title))  # text in a terminal
 
-    def _browse_target(self, expr: str, name: str | None) -> tuple[Any, str | None, Any]:
+    def _browse_target(self, expr: str, args: Any) -> tuple[Browser, str | None]:
+        """The browser and path ``%rpyc_browse`` shows: remote first, then a local netref
+        (``None`` path: the netref itself)."""
+        head = re.match(r"[A-Za-z_]\w*", expr)
+        local = head is not None and head.group() in self.shell.user_ns
+        if args.local:
+            if not local:
+                raise UsageError(f"-l: no local variable {expr!r}")
+            return self._local_browser(expr, args), None
+        if local and args.session is None:
+            try:
+                session: RemoteSession | None = self.registry.get(None)
+            except CoreUsageError:  # no default session: the netref names its own
+                session = None
+            if session is None or session.closed or not session.has_engine:
+                return self._local_browser(expr, args), None
+            # the same name may be here and there: ask the session first (that node is
+            # kept, so the view costs no extra request)
+            remote = self._browser(session, None, args)
+            if not remote.fetch([expr])[0].undefined:
+                return remote, expr
+            return self._local_browser(expr, args, remote_too=session.name), None
+        return self._browser(self.registry.get(args.session), None, args), expr
+
+    def _local_browser(self, expr: str, args: Any, remote_too: str = "") -> Browser:
         from rpyc_ipy.core.netref import BaseNetref
 
-        head = re.match(r"[A-Za-z_]\w*", expr)
-        if head and head.group() in self.shell.user_ns and name is None:
-            value = self.shell.ev(expr)
-            if not isinstance(value, BaseNetref):
-                raise UsageError(f"{expr!r} is a local {type(value).__name__}, not a remote "
-                                 "object")
-            session = self.registry.for_conn(object.__getattribute__(value, "____conn__"))
-            if session is None:
-                raise UsageError(f"{expr!r} belongs to a connection that is not a session")
-            return value, None, session
-        return None, expr, self.registry.get(name)
+        value = self.shell.ev(expr)
+        if not isinstance(value, BaseNetref):
+            where = f"; session {remote_too!r} has no such name" if remote_too else ""
+            raise UsageError(f"{expr!r} is a local {type(value).__name__}, not a remote "
+                             f"object{where}")
+        session = self.registry.for_conn(object.__getattribute__(value, "____conn__"))
+        if session is None:
+            raise UsageError(f"{expr!r} belongs to a connection that is not a session")
+        return self._browser(session, value, args)
+
+    def _browser(self, session: RemoteSession, root: Any, args: Any) -> Browser:
+        return Browser(session, root, max_items=self.policy.max_items, private=args.private,
+                       timeout=self.request_timeout)
 
     def close(self) -> None:
         """Close every session (the extension is unloading)."""
