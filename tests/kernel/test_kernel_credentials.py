@@ -122,6 +122,30 @@ def test_a_credentials_file_logs_in_and_the_first_cell_shows_the_card(
         rig.shutdown()
 
 
+def test_the_first_cell_shows_the_connect_steps(server: NotebookServer,
+                                                tmp_path: Path) -> None:
+    """With RPyCMagics.progress_delay = 0 the cell that connects shows each step (a bar in
+    the cell, its line updated through the widget's state)."""
+    path = tmp_path / "password"
+    path.write_text(PASSWORD + "\n")
+    path.chmod(0o600)
+    rig = _kernel(tmp_path, server, "steps", srp_user=USER, credentials_file=str(path))
+    try:
+        assert rig.run("%%local\n%config RPyCMagics.progress_delay = 0").status == "ok"
+        cell = rig.run("'hello'")
+        assert cell.status == "ok", cell.text
+        lines = [state["value"] for kind in ("comm_open", "comm_msg")
+                 for content in cell.of(kind)
+                 for state in [content.get("data", {}).get("state", {})]
+                 if isinstance(state.get("value"), str) and state["value"].startswith("connect")]
+        label = f"connect {USER}@127.0.0.1:{server.port}"
+        assert f"{label} [SRP login]" in lines
+        assert f"{label} [starting the session's worker]" in lines
+        assert any(line.startswith(f"{label}, done in") for line in lines)
+    finally:
+        rig.shutdown()
+
+
 def test_a_credentials_file_others_can_read_is_refused_clearly(server: NotebookServer,
                                                                tmp_path: Path) -> None:
     path = tmp_path / "password"
