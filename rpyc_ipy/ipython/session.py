@@ -558,24 +558,29 @@ class RemoteSession:
         return sizes
 
     def pull(self, names: list[str], *, allow_pickle: bool = False,
-             max_bytes: int = 64 << 20, on_progress: ProgressCallback | None = None
-             ) -> dict[str, tuple[Any, int]]:
+             max_bytes: int = 64 << 20, on_progress: ProgressCallback | None = None,
+             batch_bytes: int = PUSH_BATCH_BYTES) -> dict[str, tuple[Any, int]]:
         """Remote values by value: ``{name: (value, bytes)}``; a failure raises UsageError.
 
-        With ``on_progress(done, total)`` several names are fetched one request each
-        and it is told how many have come, so a ``KeyboardInterrupt`` can stop between
-        them (nothing is returned then).
+        With ``on_progress(done, total)`` the names are fetched in groups, told how many
+        have come after each: the first alone, then twice as many each time while the
+        values are small (a group brings about ``batch_bytes``), so a
+        ``KeyboardInterrupt`` can stop between them (nothing is returned then).
         """
         self._require_engine("pull")
         use_pickle = self.unpickles(allow_pickle)
-        groups = [[name] for name in names] if on_progress is not None else [names]
         report = on_progress or _no_progress
         out: dict[str, tuple[Any, int]] = {}
         report(0, len(names))
-        for group in groups:
-            raw = self._call("pull", tuple(group), use_pickle, max_bytes)
+        done, group = 0, 1 if on_progress is not None else max(1, len(names))
+        while done < len(names):  # each round takes at least one name
+            chunk = names[done:done + group]
+            raw = self._call("pull", tuple(chunk), use_pickle, max_bytes)
             self._unpack_pulled(raw, use_pickle, out)
-            report(len(out), len(names))
+            done += len(chunk)
+            report(done, len(names))
+            per_value = sum(out[name][1] for name in chunk if name in out) // len(chunk)
+            group = max(1, min(group * 2, batch_bytes // max(1, per_value)))
         return out
 
     def _unpack_pulled(self, raw: Any, use_pickle: bool, out: dict[str, tuple[Any, int]]

@@ -193,3 +193,24 @@ def test_fan_out_counts_sessions_done(progress_now: InteractiveShell,
         assert f"{n} of 3" in counts
     assert lines[-1].startswith("sessions done: 3 of 3 (100%)") and "done in" in lines[-1]
     assert captured.stdout.count("hi") == 3
+
+
+def test_pull_groups_small_values_and_fetches_large_ones_alone(
+        ip: InteractiveShell, exec_server: ServerProcess) -> None:
+    """Progress over a pull costs few requests: small values come in growing groups."""
+    from ipy_rig import RequestCounter
+
+    session = connect(ip, "s", exec_server)
+    session.execute("small = {f's{i}': i for i in range(64)}\nglobals().update(small)\n"
+                    "big0, big1, big2 = (bytes(3000) for _ in range(3))")
+    counter = RequestCounter(session.conn)
+    reports: list[tuple[int, int]] = []
+    got = session.pull([f"s{i}" for i in range(64)],
+                       on_progress=lambda done, total: reports.append((done, total)))
+    assert got["s63"][0] == 63 and reports[-1] == (64, 64)
+    assert counter.count == 7  # groups of 1, 2, 4, 8, 16, 32 and the last 1
+    counter.reset()
+    session.pull(["big0", "big1", "big2"], on_progress=lambda done, total: None,
+                 batch_bytes=2000)
+    assert counter.count == 3  # each over the batch size: one request each
+    counter.remove()
