@@ -566,7 +566,10 @@ class RPyCMagics(MagicsSettings):
 
         Plain data (numbers, str, bytes, and lists/tuples/dicts/sets of them) travels
         by value; anything else needs ``--pickle`` and RPyCPolicy.allow_pickle on
-        both sides. Sizes are bounded by RPyCPolicy.max_push_bytes.
+        both sides. Sizes are bounded by RPyCPolicy.max_push_bytes. A long push
+        shows a progress line (after RPyCMagics.progress_delay); more than 4 MiB
+        goes in several requests and the names are bound together by the last one,
+        so the stop button before it binds none.
         """
         args = parse_argstring(self.rpyc_push, line)
         session = self.registry.get(args.session)
@@ -583,9 +586,11 @@ class RPyCMagics(MagicsSettings):
             with self._progress(f"push to {session.name}", "bytes") as bar:
                 sizes = session.push(values, allow_pickle=args.pickle and self.policy.allow_pickle,
                                      max_bytes=self.policy.max_push_bytes, on_progress=bar)
+        except CellInterrupted:  # during the request that binds: it may have
+            raise
         except KeyboardInterrupt:
-            raise CellInterrupted(f"push to {session.name} stopped: nothing was assigned "
-                                  "there") from None
+            raise CellInterrupted(f"push to {session.name} stopped before its last request: "
+                                  "nothing was assigned there") from None
         say(f"pushed to {session.name}: " +
               ", ".join(f"{k} ({_size(v)})" for k, v in sizes.items()))
 
@@ -602,6 +607,8 @@ class RPyCMagics(MagicsSettings):
         """Copy values from a session into local variables, by value.
 
         The counterpart of %rpyc_push; sizes are bounded by RPyCPolicy.max_pull_bytes.
+        A long pull shows a progress line; the names are assigned here only once
+        every value came, so the stop button leaves them as they were.
         """
         args = parse_argstring(self.rpyc_pull, line)
         session = self.registry.get(args.session)

@@ -44,7 +44,12 @@ from rpyc_ipy.errors import RPyCError, UsageError
 from rpyc_ipy.ipython.backlog import EventBacklog
 from rpyc_ipy.ipython.cards import session_html, session_text
 from rpyc_ipy.ipython.events import DisplayCallback, StreamCallback, dispatch_event, parse_bundle
-from rpyc_ipy.ipython.execution import ExecutionOutcome, RemoteExecution, wait_all
+from rpyc_ipy.ipython.execution import (
+    CellInterrupted,
+    ExecutionOutcome,
+    RemoteExecution,
+    wait_all,
+)
 from rpyc_ipy.ipython.plain_classic import PlainClassic
 from rpyc_ipy.ipython.text import sanitize_text
 from rpyc_ipy.remote.bootstrap import install_engine
@@ -539,7 +544,7 @@ class RemoteSession:
         report(0, total)
         batches = _batches(items, sizes, batch_bytes)
         if len(batches) == 1 or "staged_push" not in self.info.get("features", ()):
-            self._call("push", tuple(items), use_pickle)  # one request (or an older engine)
+            self._bind(tuple(items), use_pickle, False)  # one request (or an older engine)
             report(total, total)
             return sizes
         done = 0
@@ -553,9 +558,20 @@ class RemoteSession:
             with contextlib.suppress(Exception):
                 self._call("stage", (), False, True)
             raise
-        self._call("push", tuple(batches[-1]), use_pickle, True)
+        self._bind(tuple(batches[-1]), use_pickle, True)
         report(total, total)
         return sizes
+
+    def _bind(self, items: tuple[tuple[str, Any], ...], use_pickle: bool, staged: bool) -> None:
+        """The request that binds a push's names (with what was staged, if ``staged``)."""
+        try:
+            if staged:
+                self._call("push", items, use_pickle, True)
+            else:
+                self._call("push", items, use_pickle)
+        except KeyboardInterrupt:
+            raise CellInterrupted(f"push to {self.name} stopped while its last request was "
+                                  "under way: the names may be bound there") from None
 
     def pull(self, names: list[str], *, allow_pickle: bool = False,
              max_bytes: int = 64 << 20, on_progress: ProgressCallback | None = None,
