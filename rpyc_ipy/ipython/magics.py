@@ -201,7 +201,8 @@ class RPyCMagics(MagicsSettings):
                                        capture_fd=self.capture_fd, new=args.new,
                                        on_stage=bar.stage)
         except KeyboardInterrupt:
-            step = "" if bar.stage_text.startswith("connecting") else f" ({bar.stage_text})"
+            step = f" ({bar.stage_text})" if bar.stage_text and \
+                not bar.stage_text.startswith("connecting") else ""
             raise CellInterrupted(f"stopped connecting to {target.address}{step}; nothing is "
                                   "left open") from None
         except CoreUsageError as exc:

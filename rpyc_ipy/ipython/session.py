@@ -592,26 +592,12 @@ class RemoteSession:
         while done < len(names):  # each round takes at least one name
             chunk = names[done:done + group]
             raw = self._call("pull", tuple(chunk), use_pickle, max_bytes)
-            self._unpack_pulled(raw, use_pickle, out)
+            _unpack_pulled(raw, use_pickle, out)
             done += len(chunk)
             report(done, len(names))
             per_value = sum(out[name][1] for name in chunk if name in out) // len(chunk)
             group = max(1, min(group * 2, batch_bytes // max(1, per_value)))
         return out
-
-    def _unpack_pulled(self, raw: Any, use_pickle: bool, out: dict[str, tuple[Any, int]]
-                       ) -> None:
-        for item in raw if type(raw) is tuple else ():
-            if type(item) is not tuple or len(item) != 3 or type(item[0]) is not str:
-                continue
-            name, status, payload = item
-            if status != "ok":
-                why = payload if type(payload) is str else "?"
-                raise UsageError(f"cannot pull {name!r}: {why}")
-            try:
-                out[name] = (unpack(payload, allow_pickle=use_pickle), _packed_size(payload))
-            except (NotByValue, ValueError, TypeError) as exc:
-                raise UsageError(f"cannot pull {name!r}: {exc}") from None
 
     # -- running cells ------------------------------------------------------------------------
 
@@ -695,6 +681,22 @@ class RemoteSession:
             with contextlib.suppress(Exception):
                 self.control.root.close_session(self.name)
         self.close()
+
+
+def _unpack_pulled(raw: Any, use_pickle: bool, out: dict[str, tuple[Any, int]]) -> None:
+    """A pull's answer into ``out``: ``{name: (value, packed bytes)}``; a refused value
+    raises ``UsageError``."""
+    for item in raw if type(raw) is tuple else ():
+        if type(item) is not tuple or len(item) != 3 or type(item[0]) is not str:
+            continue
+        name, status, payload = item
+        if status != "ok":
+            why = payload if type(payload) is str else "?"
+            raise UsageError(f"cannot pull {name!r}: {why}")
+        try:
+            out[name] = (unpack(payload, allow_pickle=use_pickle), _packed_size(payload))
+        except (NotByValue, ValueError, TypeError) as exc:
+            raise UsageError(f"cannot pull {name!r}: {exc}") from None
 
 
 def _no_progress(done: int, total: int) -> None:
