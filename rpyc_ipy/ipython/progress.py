@@ -32,7 +32,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, Protocol, TextIO
 
-from rpyc_ipy.ipython.text import sanitize_text
+from rpyc_ipy.ipython.text import sanitize_text, say
 
 __all__ = ["Progress", "describe_progress", "format_amount"]
 
@@ -110,13 +110,13 @@ class _TerminalLine:
     def show(self, line: str, fraction: float | None) -> None:
         padding = " " * max(0, self._width - len(line))
         self._width = len(line)
-        self._stream.write(f"\r{line}{padding}")
-        self._stream.flush()
+        # through the sanitizing sink like all notebook text; the \r is ours, not the line's
+        say("", self._stream, end="\r")
+        say(line + padding, self._stream, end="")
 
     def finish(self, line: str, fraction: float | None, outcome: Outcome) -> None:
         self.show(line, fraction)
-        self._stream.write("\n")
-        self._stream.flush()
+        say("", self._stream)
 
 
 class _KernelLine:

@@ -162,7 +162,7 @@ def test_browse_widget_when_ipywidgets_is_installed(ip: InteractiveShell,
     pytest.importorskip("ipywidgets")
     from rpyc_ipy.ipython.browse import widget
 
-    session = connect(ip, "s", exec_server)
+    session = connect(ip, "s", exec_server, "--new")  # a namespace of its own
     session.execute("tree = {'a': {'b': 1}}\nbox = [1, 2]")
     names = int(session.execute("len([n for n in globals() if not n.startswith('_')])")
                 .data["text/plain"])
@@ -233,7 +233,7 @@ def test_browse_looks_in_the_session_first(ip: InteractiveShell,
 
 def test_every_node_shows_its_type_and_repr(ip: InteractiveShell,
                                             exec_server: ServerProcess) -> None:
-    session = connect(ip, "s", exec_server)
+    session = connect(ip, "s", exec_server, "--new")  # a namespace of its own
     session.execute("config = {'name': 'run1', 'sizes': [1, 2, 3]}")
     names = int(session.execute("len([n for n in globals() if not n.startswith('_')])")
                 .data["text/plain"])
