@@ -55,6 +55,23 @@ def test_connect_shows_its_steps_in_order(progress_now: InteractiveShell,
     assert lines[-1].startswith("connect s, done in ")
 
 
+def test_tls_and_plaintext_connects_name_their_own_steps(
+        progress_now: InteractiveShell, tls_server: ServerProcess,
+        exec_server: ServerProcess) -> None:
+    d = tls_server.dir
+    with capture_output() as captured:
+        progress_now.run_line_magic(
+            "rpyc_connect", f"lab=127.0.0.1:{tls_server.port} --ca {d}/ca.pem "
+                            f"--cert {d}/client.pem --key {d}/client.key")
+        progress_now.run_line_magic("rpyc_connect", f"plain=127.0.0.1:{exec_server.port}")
+    lines = drawn(captured.stderr)
+    assert stages(lines, "connect lab")[:3] == [
+        f"connecting to 127.0.0.1:{tls_server.port}", "TLS handshake", "identifying the server"]
+    assert stages(lines, "connect plain")[:3] == [
+        f"connecting to 127.0.0.1:{exec_server.port}", "first request",
+        "identifying the server"]
+
+
 def test_a_quick_connect_shows_nothing(ip: InteractiveShell, exec_server: ServerProcess) -> None:
     ip.run_line_magic("config", "RPyCMagics.progress_delay = 3600")
     with capture_output() as captured:
