@@ -565,10 +565,7 @@ class RemoteSession:
     def _bind(self, items: tuple[tuple[str, Any], ...], use_pickle: bool, staged: bool) -> None:
         """The request that binds a push's names (with what was staged, if ``staged``)."""
         try:
-            if staged:
-                self._call("push", items, use_pickle, True)
-            else:
-                self._call("push", items, use_pickle)
+            self._call("push_staged" if staged else "push", items, use_pickle)
         except KeyboardInterrupt:
             raise CellInterrupted(f"push to {self.name} stopped while its last request was "
                                   "under way: the names may be bound there") from None

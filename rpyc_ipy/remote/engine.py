@@ -82,7 +82,7 @@ ENGINE_API: dict[str, str] = {
     name: name for name in (
         "hello", "execute", "start", "resume", "jobs", "cancel", "running", "complete",
         "inspect", "inspect_object", "describe", "repr_text", "mimebundle", "push", "stage",
-        "pull")
+        "push_staged", "pull")
 } | {"namespace": "namespace_view"}
 #: finished executions kept for ``resume``/``jobs`` (their output within the budget)
 KEEP_FINISHED = 32
@@ -633,21 +633,30 @@ class Engine:
 
     # -- moving values ---------------------------------------------------------------------
 
-    def push(self, items: tuple[tuple[str, Any], ...], allow_pickle: bool = False,
-             staged: bool = False) -> tuple[str, ...]:
+    def push(self, items: tuple[tuple[str, Any], ...], allow_pickle: bool = False
+             ) -> tuple[str, ...]:
         """Bind ``(name, packed)`` pairs in the namespace, all or none; returns the names
-        bound. ``staged``: bind what :meth:`stage` holds too, in the same step."""
+        bound (what an unfinished staged push held is dropped)."""
         values = self._unpack_items(items, allow_pickle)
-        held, self._staged = (self._staged if staged else {}), {}
+        self._staged = {}
+        self.namespace.update(values)
+        return tuple(values)
+
+    def push_staged(self, items: tuple[tuple[str, Any], ...], allow_pickle: bool = False
+                    ) -> tuple[str, ...]:
+        """The last request of a push in several: bind what :meth:`stage` holds and
+        ``items``, in one step; returns the names bound."""
+        values = self._unpack_items(items, allow_pickle)
+        held, self._staged = self._staged, {}
         held.update(values)
         self.namespace.update(held)
         return tuple(held)
 
     def stage(self, items: tuple[tuple[str, Any], ...], allow_pickle: bool = False,
               first: bool = False) -> int:
-        """Hold ``(name, packed)`` pairs for the closing ``push(..., staged=True)``: a push
-        sent in several requests binds nothing until its last one, so a stopped push
-        leaves the namespace as it was. ``first`` drops what an unfinished push held."""
+        """Hold ``(name, packed)`` pairs for the closing :meth:`push_staged`: a push sent
+        in several requests binds nothing until its last one, so a stopped push leaves
+        the namespace as it was. ``first`` drops what an unfinished push held."""
         if first:
             self._staged = {}
         self._staged.update(self._unpack_items(items, allow_pickle))

@@ -182,19 +182,19 @@ def test_push_binds_all_names_or_none() -> None:
     with pytest.raises(ValueError):  # the second name is bad: the first is not bound either
         engine.push((("a", 1), ("not a name", 2)))
     assert "a" not in engine.namespace
-    # a push in several requests: held by stage, bound together by the last push
+    # a push in several requests: held by stage, bound together by push_staged
     assert engine.stage((("a", 1),), first=True) == 1
     assert engine.stage((("b", ("list", (2,))),)) == 2
     assert "a" not in engine.namespace and "b" not in engine.namespace
-    assert engine.push((("c", 3),), False, True) == ("a", "b", "c")
+    assert engine.push_staged((("c", 3),)) == ("a", "b", "c")
     assert (engine.namespace["a"], engine.namespace["b"], engine.namespace["c"]) == (1, [2], 3)
     # a stopped one is dropped by the next push's first part, and by a plain push
     engine.stage((("x", 1),), first=True)
     engine.stage((("y", 1),), first=True)
-    assert engine.push((("z", 1),), False, True) == ("y", "z")
+    assert engine.push_staged((("z", 1),)) == ("y", "z")
     engine.stage((("w", 1),), first=True)
     assert engine.push((("v", 1),)) == ("v",)
-    assert engine.push((), False, True) == ()
+    assert engine.push_staged(()) == ()
     assert not {"w", "x"} & set(engine.namespace)
 
 
