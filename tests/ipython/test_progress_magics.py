@@ -63,11 +63,11 @@ def test_tls_and_plaintext_connects_name_their_own_steps(
         progress_now.run_line_magic(
             "rpyc_connect", f"lab=127.0.0.1:{tls_server.port} --ca {d}/ca.pem "
                             f"--cert {d}/client.pem --key {d}/client.key")
-        progress_now.run_line_magic("rpyc_connect", f"plain=127.0.0.1:{exec_server.port}")
+        progress_now.run_line_magic("rpyc_connect", f"s=127.0.0.1:{exec_server.port}")
     lines = drawn(captured.stderr)
     assert stages(lines, "connect lab")[:3] == [
         f"connecting to 127.0.0.1:{tls_server.port}", "TLS handshake", "identifying the server"]
-    assert stages(lines, "connect plain")[:3] == [
+    assert stages(lines, "connect s")[:3] == [
         f"connecting to 127.0.0.1:{exec_server.port}", "first request",
         "identifying the server"]
 
@@ -139,7 +139,7 @@ def test_ctrl_c_during_a_handshake_is_one_line_and_closes_the_socket(
 
 def test_push_of_several_values_shows_one_bar(progress_now: InteractiveShell,
                                               exec_server: ServerProcess) -> None:
-    session = connect(progress_now, "s", exec_server)
+    session = connect(progress_now, "s", exec_server, "--new")
     progress_now.user_ns.update(a=b"a" * (3 * MIB), b=b"b" * (3 * MIB), c="c" * (3 * MIB))
     with capture_output() as captured:
         progress_now.run_line_magic("rpyc_push", "s a b c")
@@ -152,7 +152,7 @@ def test_push_of_several_values_shows_one_bar(progress_now: InteractiveShell,
 
 def test_a_push_stopped_between_batches_binds_nothing(ip: InteractiveShell,
                                                       exec_server: ServerProcess) -> None:
-    session = connect(ip, "s", exec_server)
+    session = connect(ip, "s", exec_server, "--new")
     values = {name: name * 2000 for name in ("v", "w", "x", "y", "z")}
     reports: list[tuple[int, int]] = []
 
@@ -179,7 +179,7 @@ def test_a_push_stopped_between_batches_binds_nothing(ip: InteractiveShell,
 
 def test_pull_counts_values_and_a_stop_assigns_nothing(progress_now: InteractiveShell,
                                                        exec_server: ServerProcess) -> None:
-    session = connect(progress_now, "s", exec_server)
+    session = connect(progress_now, "s", exec_server, "--new")
     session.execute("a, b, c = 'x' * 100, list(range(10)), {'k': 1}")
     with capture_output() as captured:
         progress_now.run_line_magic("rpyc_pull", "s a b c")
@@ -198,10 +198,12 @@ def test_pull_counts_values_and_a_stop_assigns_nothing(progress_now: Interactive
 
 def test_fan_out_counts_sessions_done(progress_now: InteractiveShell,
                                       exec_server: ServerProcess) -> None:
-    connect(progress_now, "s1", exec_server)
-    connect(progress_now, "s2", exec_server)
-    connect(progress_now, "s3", exec_server)
-    result, captured = run(progress_now, "%%remote -s s1,s2,s3\nprint('hi')")
+    try:
+        for name in ("s1", "s2", "s3"):
+            connect(progress_now, name, exec_server)
+        result, captured = run(progress_now, "%%remote -s s1,s2,s3\nprint('hi')")
+    finally:  # the shared server counts sessions per user: end these there
+        run(progress_now, "%rpyc_disconnect --all --end")
     assert result.error_in_exec is None
     lines = [line for line in drawn(captured.stderr) if line.startswith("sessions done")]
     counts = [line.split(": ", 1)[1].split(" (", 1)[0] for line in lines]
@@ -217,7 +219,7 @@ def test_pull_groups_small_values_and_fetches_large_ones_alone(
     """Progress over a pull costs few requests: small values come in growing groups."""
     from ipy_rig import RequestCounter
 
-    session = connect(ip, "s", exec_server)
+    session = connect(ip, "s", exec_server, "--new")
     session.execute("small = {f's{i}': i for i in range(64)}\nglobals().update(small)\n"
                     "big0, big1, big2 = (bytes(3000) for _ in range(3))")
     counter = RequestCounter(session.conn)

@@ -207,7 +207,7 @@ def test_browse_looks_in_the_session_first(ip: InteractiveShell,
                                            exec_server: ServerProcess) -> None:
     """A name both here and there is the remote one; a local netref is used when the
     session has no such name; -l asks for the local one."""
-    session = connect(ip, "s", exec_server)
+    session = connect(ip, "s", exec_server, "--new")
     session.execute("b = {'remote_key': 1}\ndata = {'inner_key': 2}\nshadow = {'there': 3}")
     ip.user_ns.update(b=5, only_here=3, cols=session.ns.data, shadow=session.ns.data)
     result, captured = run(ip, "%rpyc_browse --html b")
