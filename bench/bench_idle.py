@@ -84,7 +84,7 @@ def snapshot():
     lines = []
     for stat in stats[:{top}]:
         where = " < ".join(f"{{f.filename.rpartition('/')[2]}}:{{f.lineno}}"
-                           for f in stat.traceback[:4])
+                           for f in reversed(stat.traceback[-5:]))
         lines.append(f"{{stat.size_diff}}|{{stat.count_diff}}|{{where}}")
     return "\\t".join(lines)
 threading.Thread(target=serve_commands, args=(snapshot,), daemon=True).start()
