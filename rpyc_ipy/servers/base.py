@@ -348,7 +348,8 @@ class Server:
             if self._loop is not None and transport.supports_nowait:
                 self._loop.set_busy_poll(conn.config["busy_poll_window"])
                 try:
-                    self._loop.add(conn, transport.fileno())
+                    held = transport.held_bytes if transport.info.kind == "tls" else None
+                    self._loop.add(conn, transport.fileno(), held)
                     return  # the loop serves it from now on, and calls _client_closed
                 except Exception:
                     if not self._closed:

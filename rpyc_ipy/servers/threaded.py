@@ -1,8 +1,8 @@
 """Server strategies: where each client's connection runs.
 
-* :class:`ThreadedServer`: every client served at once; plain-socket clients
-  are read from one event loop (:mod:`rpyc_ipy.servers.loop`), TLS clients by
-  a thread each (requests of one client still run on that connection's
+* :class:`ThreadedServer`: every client served at once; plain and TLS clients
+  are read from one event loop (:mod:`rpyc_ipy.servers.loop`), TLS-SRP clients
+  by a thread each (requests of one client still run on that connection's
   bounded pool).
 * :class:`ThreadPoolServer`: at most ``nbThreads`` clients served at once;
   later clients wait in line (their authentication still has its deadline).
@@ -26,11 +26,12 @@ __all__ = ["OneShotServer", "ThreadPoolServer", "ThreadedServer"]
 class ThreadedServer(Server):
     """Serves every client at once, none waiting for another.
 
-    Each client gets a thread for its handshake; after that, plain-socket
+    Each client gets a thread for its handshake; after that, plain and TLS
     clients are read from one shared event loop whose leader runs quick
     requests itself and hands leadership on when a request runs long (see
-    :mod:`rpyc_ipy.servers.loop`), and TLS clients keep their thread. Either
-    way a client's requests run on that connection's bounded pool.
+    :mod:`rpyc_ipy.servers.loop`), so an idle client holds no thread; TLS-SRP
+    clients keep their thread. Either way a client's requests run on that
+    connection's bounded pool.
     """
 
     multiplex_clients = True
