@@ -12,6 +12,7 @@ the clients, and the ratios; errors (exceptions or wrong results) are counted
 and must be zero.
 
     .venv/bin/python bench/bench_load.py [--duration 10] [--rounds 3] [--processes 4] [--threads 16]
+    .venv/bin/python bench/bench_load.py --server-processes 2   # ThreadedServer(processes=2)
 
 By default every pairing carries the 64 clients for 3 x 10 s = 30 s in all.
 
