@@ -222,7 +222,7 @@ def run_library(library: str, client_library: str, duration: float, processes: i
         server.wait()
     latencies.sort()
     return {
-        "library": library,
+        "library": library + (f" x{server_processes}" if server_processes > 1 else ""),
         "clients": client_library,
         "server_cpu_us": server_cpu / ops * 1e6 if ops else float("nan"),
         "client_cpu_us": clients_cpu / ops * 1e6 if ops else float("nan"),
@@ -276,32 +276,37 @@ def main() -> int:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; {clients} clients "
           f"({options.processes} processes x {options.threads} threads); {rounds} rounds of "
           f"{duration:g} s per pairing, medians of the rounds; one round trip per request; "
-          f"rpyc_ipy's server in {options.server_processes} process(es); load average "
-          f"{os.getloadavg()[0]:.2f}")
+          f"load average {os.getloadavg()[0]:.2f}")
     # each library with its own clients, then each server with the other's clients: the
     # clients share the cores with the server, so comparing servers under the same
     # clients isolates the server. The pairings take turns within each round, so the
     # noise of a shared machine falls on all of them alike.
-    pairings = (("rpyc_ipy", "rpyc_ipy"), ("rpyc 6.0.2", "rpyc"),
-                ("rpyc_ipy", "rpyc"), ("rpyc 6.0.2", "rpyc_ipy"))
+    # With --server-processes N, a fifth pairing: our server in N worker processes.
+    pairings = [("rpyc_ipy", "rpyc_ipy", 1), ("rpyc 6.0.2", "rpyc", 1),
+                ("rpyc_ipy", "rpyc", 1), ("rpyc 6.0.2", "rpyc_ipy", 1)]
+    if options.server_processes > 1:
+        pairings.append(("rpyc_ipy", "rpyc_ipy", options.server_processes))
     runs: list[list[dict[str, Any]]] = [[] for _ in pairings]
     for _ in range(rounds):
-        for index, (library, client) in enumerate(pairings):
-            runs[index].append(run_library(
-                library, client, duration, options.processes, options.threads,
-                options.server_processes if library == "rpyc_ipy" else 1))
+        for index, (library, client, server_processes) in enumerate(pairings):
+            runs[index].append(run_library(library, client, duration, options.processes,
+                                           options.threads, server_processes))
     rows = [_median_row(results) for results in runs]
-    print(f"{'server':<11} {'clients':<9} {'ops/s':>8} {'p50 us':>8} {'p99 us':>8} "
+    print(f"{'server':<13} {'clients':<9} {'ops/s':>8} {'p50 us':>8} {'p99 us':>8} "
           f"{'p99.9 us':>9} {'mean us':>8} {'srv cpu/op':>10} {'cli cpu/op':>10} "
           f"{'requests':>9} {'errors':>6}")
     for row in rows:
-        print(f"{row['library']:<11} {row['clients']:<9} {row['throughput']:>8.0f} "
+        print(f"{row['library']:<13} {row['clients']:<9} {row['throughput']:>8.0f} "
               f"{row['p50']:>8.0f} {row['p99']:>8.0f} {row['p999']:>9.0f} {row['mean']:>8.0f} "
               f"{row['server_cpu_us']:>8.0f}us {row['client_cpu_us']:>8.0f}us "
               f"{row['ops']:>9} {row['errors']:>6}")
-    for ours, theirs, label in ((rows[0], rows[1], "whole stacks: ours vs rpyc"),
-                                (rows[2], rows[1], "servers, rpyc's clients: ours vs rpyc"),
-                                (rows[0], rows[3], "servers, our clients: ours vs rpyc")):
+    comparisons = [(rows[0], rows[1], "whole stacks: ours vs rpyc"),
+                   (rows[2], rows[1], "servers, rpyc's clients: ours vs rpyc"),
+                   (rows[0], rows[3], "servers, our clients: ours vs rpyc")]
+    if len(rows) > 4:
+        comparisons.append((rows[4], rows[1], f"whole stacks, ours in {options.server_processes} "
+                                              "processes vs rpyc"))
+    for ours, theirs, label in comparisons:
         if theirs["throughput"] and ours["p50"] and ours["p99"] and ours["server_cpu_us"]:
             print(f"{label}: throughput "
                   f"x{ours['throughput'] / theirs['throughput']:.2f}, "
