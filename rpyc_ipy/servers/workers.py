@@ -101,7 +101,7 @@ class WorkerPool:
                                 self._pids[index], exc)
                     channel.close()
                     del self._channels[index]
-                    self._reap(self._pids.pop(index), 0.0)
+                    self._reap(self._pids.pop(index), self._stop_grace)  # it is exiting
             return False
 
     def stop(self) -> None:
