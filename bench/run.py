@@ -24,7 +24,7 @@ def main() -> int:
             continue
         print(f"\n=== {script} ===", flush=True)
         args = [sys.executable, path]
-        if "--quick" in extra and script in ("bench_core.py", "bench_runtime.py", "bench_files.py"):
+        if "--quick" in extra and script in ("bench_core.py", "bench_runtime.py"):
             args.append("--quick")
         failed |= subprocess.call(args) != 0
     return 1 if failed else 0
