@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import server_process  # noqa: E402
-from bench_tls import make_certificate  # noqa: E402
+from _common import server_process
+from bench_tls import make_certificate
 
 MiB = 1 << 20
 BLOCK = 4 * MiB

@@ -57,7 +57,6 @@ from . import capture as _capture
 from . import cells as _cells
 from . import introspect as _introspect
 from . import values as _values
-from .files import FileStore
 from .cancel import ABANDON, INTERRUPT, Cancellation, UserCodeGate
 from .cells import (
     NO_SHELL,
@@ -70,6 +69,7 @@ from .cells import (
     shell_syntax,
     split_cell,
 )
+from .files import FileStore
 from .joblog import DEFAULT_MAX_CHARS, OutputLog
 from .namespace import NamespaceView
 

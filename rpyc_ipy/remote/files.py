@@ -34,11 +34,11 @@ import stat
 import threading
 from typing import Any
 
-__all__ = ["DEFAULT_MAX_ENTRIES", "FileStore", "default_roots"]
+__all__ = ["DEFAULT_MAX_ENTRIES", "MAX_CHUNK", "FileStore", "default_roots"]
 
 #: most entries a tree listing returns
 DEFAULT_MAX_ENTRIES = 100_000
-#: largest chunk a single write or read may carry
+#: largest chunk a single write or read may carry (by default)
 MAX_CHUNK = 16 << 20
 _PART = ".part"
 _HASH_BLOCK = 4 << 20
@@ -80,18 +80,21 @@ class _Reader:
 class FileStore:
     """Reads and writes files for one session; see the module docstring.
 
-    ``max_open``: transfers open at once; ``max_pending``: bytes of chunks that arrived
-    ahead of a gap, per file.
+    Limits, each refused with a clear error past it: ``max_open`` transfers open at
+    once; ``max_chunk`` bytes per write or read; ``max_pending`` bytes of chunks that
+    arrived ahead of a gap, per file; ``max_entries`` in a folder listing.
     """
 
-    def __init__(self, roots: Any = None, *, max_open: int = 16,
-                 max_pending: int = 64 << 20) -> None:
+    def __init__(self, roots: Any = None, *, max_open: int = 16, max_chunk: int = MAX_CHUNK,
+                 max_pending: int = 64 << 20, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
         if roots is None:
             self._roots: tuple[str, ...] | None = None
         else:
             self._roots = tuple(os.path.realpath(os.path.expanduser(str(r))) for r in roots)
         self._max_open = max_open
         self._max_pending = max_pending
+        self._max_chunk = max_chunk
+        self._max_entries = max_entries
         self._handles: dict[int, _Writer | _Reader] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -128,8 +131,7 @@ class FileStore:
             return ("missing", 0, 0, 0)
         return (_kind(st.st_mode), st.st_size, st.st_mode & 0o777, st.st_mtime_ns)
 
-    def listing(self, path: str, max_entries: int = DEFAULT_MAX_ENTRIES
-                ) -> tuple[tuple[str, str, int, int, int], ...]:
+    def listing(self, path: str) -> tuple[tuple[str, str, int, int, int], ...]:
         """Every entry of the tree at ``path``: ``(relative name, kind, size, mode,
         mtime_ns)``, names with ``/``, parents before children. A symbolic link to a
         file inside the roots is listed as that file; other links are listed as
@@ -144,9 +146,9 @@ class FileStore:
                 full = os.path.join(folder, name)
                 rel = name if rel_folder == "." else f"{rel_folder}/{name}"
                 out.append((rel, *self._entry(full)))
-                if len(out) > max_entries:
-                    raise OSError(f"{path!r} holds more than {max_entries} entries; move "
-                                  "a part of it at a time")
+                if len(out) > self._max_entries:
+                    raise OSError(f"{path!r} holds more than {self._max_entries} entries; "
+                                  "move a part of it at a time")
             dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
         return tuple(out)
 
@@ -234,8 +236,9 @@ class FileStore:
     def write(self, handle: int, offset: int, data: bytes) -> int:
         """Write ``data`` at ``offset``; returns the bytes written in order so far."""
         writer = self._get(handle, _Writer)
-        if type(data) is not bytes or len(data) > MAX_CHUNK:
-            raise ValueError(f"a chunk is bytes of at most {MAX_CHUNK} bytes")
+        if type(data) is not bytes or len(data) > self._max_chunk:
+            raise ValueError(f"a chunk is bytes, at most {self._max_chunk} of them; send "
+                             "smaller chunks")
         if type(offset) is not int or offset < 0 or offset + len(data) > writer.size:
             raise ValueError(f"a chunk at {offset} does not fit a {writer.size}-byte file")
         with writer.lock:
@@ -301,9 +304,10 @@ class FileStore:
     def read(self, handle: int, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes at ``offset``."""
         reader = self._get(handle, _Reader)
-        if type(size) is not int or not 0 < size <= MAX_CHUNK or type(offset) is not int \
-                or offset < 0:
-            raise ValueError(f"read at most {MAX_CHUNK} bytes at a non-negative offset")
+        if type(size) is not int or not 0 < size <= self._max_chunk or \
+                type(offset) is not int or offset < 0:
+            raise ValueError(f"read at most {self._max_chunk} bytes at a time, at a "
+                             "non-negative offset")
         data = os.pread(reader.fd, size, offset)
         with reader.lock:
             if offset == reader.hashed:  # in order: hash now rather than read twice

@@ -116,7 +116,8 @@ class RuntimeSettings:
         return WorkerSpec(user=user, session=session, allow_pickle=self.allow_pickle,
                           capture_fd=self.capture_fd,
                           max_buffered_output=self.max_buffered_output, limits=self.limits,
-                          file_roots=self.file_roots, run_as=RunAs.for_account(account) if account else None)
+                          file_roots=self.file_roots,
+                          run_as=RunAs.for_account(account) if account else None)
 
 
 class Session:
