@@ -207,7 +207,7 @@ class FileStore:
         if os.path.lexists(real) and not stat.S_ISREG(os.lstat(real).st_mode):
             raise PermissionError(f"{path!r} exists and is not a regular file")
         part = real + _PART
-        flags = os.O_WRONLY | os.O_CREAT | (0 if resume else os.O_TRUNC)
+        flags = os.O_RDWR | os.O_CREAT | (0 if resume else os.O_TRUNC)
         fd = _open_regular(part, flags, path + _PART)
         try:
             offset = os.fstat(fd).st_size if resume else 0
@@ -297,9 +297,13 @@ class FileStore:
         """Start reading the regular file ``path``: ``(handle, size, mode, mtime_ns)``."""
         real = self._resolve(path)
         fd = _open_regular(real, os.O_RDONLY, path)
-        st = os.fstat(fd)
-        return (self._add(_Reader(fd, st.st_size)), st.st_size, st.st_mode & 0o777,
-                st.st_mtime_ns)
+        try:
+            st = os.fstat(fd)
+            return (self._add(_Reader(fd, st.st_size)), st.st_size, st.st_mode & 0o777,
+                    st.st_mtime_ns)
+        except BaseException:
+            os.close(fd)
+            raise
 
     def read(self, handle: int, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes at ``offset``."""
@@ -341,7 +345,6 @@ class FileStore:
     def _add(self, item: _Writer | _Reader) -> int:
         with self._lock:
             if len(self._handles) >= self._max_open:
-                os.close(item.fd)
                 raise OSError(f"{self._max_open} transfers are open in this session; finish "
                               "one first")
             handle = next(self._ids)
