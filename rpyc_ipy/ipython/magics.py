@@ -99,6 +99,13 @@ def _first_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def _unquote(path: str) -> str:
+    """A path as typed, without the quotes that kept its spaces together."""
+    if len(path) >= 2 and path[0] == path[-1] and path[0] in "'\"":
+        return path[1:-1]
+    return path
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -638,16 +645,30 @@ class RPyCMagics(MagicsSettings):
                   resume: bool) -> None:
         session = self.registry.get(name)
         method = session.upload if direction == "upload" else session.download
+        source, destination = _unquote(source), _unquote(destination)
+        bar: Progress | None = None
+
+        def report(done: int, total: int) -> None:
+            nonlocal bar  # shown once the transfer is under way, not for a refusal
+            bar = bar or Progress(f"{direction} {source}", total)
+            bar.update(done, total)
+
         try:
-            with Progress(f"{direction} {source}") as bar:
-                result = method(source, destination, resume=resume, on_progress=bar)
+            result = method(source, destination, resume=resume, on_progress=report)
         except KeyboardInterrupt:
+            if bar is not None:
+                bar.close("stopped")
             raise CellInterrupted(f"{direction} stopped; the partial file is kept: the same "
                                   "line with --resume continues") from None
-        except (TransferError, SessionError):
-            raise
-        except (OSError, RPyCError) as exc:
+        except BaseException as exc:
+            if bar is not None:
+                bar.close("failed")
+            if isinstance(exc, (TransferError, SessionError)) or \
+                    not isinstance(exc, (OSError, RPyCError)):
+                raise
             raise SessionError(f"session {session.name!r}: {_first_line(exc)}") from None
+        if bar is not None:
+            bar.close("done")
         resumed = f", {_size(result.moved)} sent this time" if result.moved < result.size \
             else ""
         say(f"{direction}ed {result.files} file{'s' * (result.files != 1)} "

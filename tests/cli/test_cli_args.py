@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -244,8 +245,8 @@ def test_notebook_serves_the_execution_service(fake_server: list[dict[str, Any]]
 
 
 def test_file_roots_are_absolute_folders(fake_server: list[dict[str, Any]],
-                                         capsys: pytest.CaptureFixture[str],
-                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+                                         capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert run(capsys, "serve", "--notebook", "--file-root", "data", "--file-root",
                str(tmp_path))[0] == 0

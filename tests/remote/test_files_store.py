@@ -13,6 +13,8 @@ from rpyc_ipy.errors import ConfigError
 from rpyc_ipy.remote import RuntimeSettings
 from rpyc_ipy.remote.files import FileStore
 
+REFUSED = r"outside the folders this server lets sessions use|'\.\.' is not allowed"
+
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
@@ -77,9 +79,9 @@ def test_paths_outside_the_roots_are_refused(root: Path, path: str) -> None:
     (root / "linked_dir").symlink_to(tmp / "outside")
     store = FileStore([str(root)])
     path = path.format(root=root, tmp=tmp)
-    with pytest.raises(PermissionError, match="outside the folders|'..' is not allowed"):
+    with pytest.raises(PermissionError, match=REFUSED):
         store.open_read(path)
-    with pytest.raises(PermissionError, match="outside the folders|'..' is not allowed"):
+    with pytest.raises(PermissionError, match=REFUSED):
         store.open_write(path, 1)
     with pytest.raises(PermissionError):
         store.checksum(path)
