@@ -29,12 +29,14 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import queue
 import stat
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from rpyc_ipy.core.async_result import AsyncResult
 from rpyc_ipy.core.helpers import async_
@@ -88,17 +90,16 @@ class _Options:
 
 
 class _Meter:
-    """Bytes done of the whole transfer, reported to ``on_progress``."""
+    """Bytes done of the whole transfer, reported as they move."""
 
-    def __init__(self, total: int, on_progress: Progress | None) -> None:
+    def __init__(self, total: int, report: Progress) -> None:
         self.total = total
         self.done = 0
-        self.on_progress = on_progress
+        self.report = report
 
     def advance(self, amount: int) -> None:
         self.done += amount
-        if self.on_progress is not None:
-            self.on_progress(self.done, self.total)
+        self.report(self.done, self.total)
 
 
 @dataclass
@@ -120,6 +121,68 @@ def upload(store: Any, local: str, remote: str, *, resume: bool = False,
            window: int = DEFAULT_WINDOW, timeout: float = 120.0) -> TransferResult:
     """Send the file or folder ``local`` to ``remote`` on the server (into it, if it
     is an existing folder or ends with ``/``); see the module docstring."""
+    return _run_aside(lambda report: _upload(store, local, remote, resume, report, chunk_size,
+                                             window, timeout), on_progress)
+
+
+def download(store: Any, remote: str, local: str, *, resume: bool = False,
+             on_progress: Progress | None = None, chunk_size: int = DEFAULT_CHUNK,
+             window: int = DEFAULT_WINDOW, timeout: float = 120.0) -> TransferResult:
+    """Fetch the file or folder ``remote`` to ``local`` (into it, if it is an existing
+    folder or ends with ``/``); see the module docstring."""
+    return _run_aside(lambda report: _download(store, remote, local, resume, report,
+                                               chunk_size, window, timeout), on_progress)
+
+
+def _run_aside(work: Callable[[Progress], TransferResult],
+               on_progress: Progress | None) -> TransferResult:
+    """Run ``work`` on a thread of its own, which reads the connection; this thread only
+    waits for its reports and calls ``on_progress`` with them, so a ``KeyboardInterrupt``
+    (the stop button, or raised by ``on_progress``) lands where no socket is read. The
+    work then stops at its next chunk, waits for its requests in flight and keeps the
+    ``.part`` file; a second interrupt stops waiting for that."""
+    reports: queue.Queue[tuple[str, Any, Any]] = queue.Queue()
+    answers: queue.Queue[bool] = queue.Queue()
+    stop = threading.Event()
+
+    def report(done: int, total: int) -> None:
+        if not stop.is_set():
+            reports.put(("progress", done, total))
+            if answers.get():
+                return
+        raise KeyboardInterrupt
+
+    def run() -> None:
+        try:
+            reports.put(("done", work(report), None))
+        except BaseException as exc:  # handed to the caller's thread, raised there
+            reports.put(("failed", exc, None))
+
+    threading.Thread(target=run, name="rpyc_ipy-transfer", daemon=True).start()
+    try:
+        kind, value, total = reports.get()
+        while kind == "progress":
+            go_on = False
+            try:
+                if on_progress is not None:
+                    on_progress(value, total)
+                go_on = True
+            finally:
+                answers.put(go_on)
+            kind, value, total = reports.get()
+    except BaseException:
+        stop.set()
+        answers.put(False)
+        while reports.get()[0] == "progress":  # the work ends once it sees the stop
+            answers.put(False)
+        raise
+    if kind == "failed":
+        raise value
+    return cast(TransferResult, value)
+
+
+def _upload(store: Any, local: str, remote: str, resume: bool, report: Progress,
+            chunk_size: int, window: int, timeout: float) -> TransferResult:
     started = time.monotonic()
     rs = _Remote(store)
     source = os.path.abspath(os.path.expanduser(local))
@@ -140,7 +203,7 @@ def upload(store: Any, local: str, remote: str, *, resume: bool = False,
         raise TransferError(f"cannot upload {local!r}: it is not a file or a folder")
     files = [e for e in entries if e[1] == "file"]
     options = _Options(resume, chunk_size, window, timeout,
-                       _Meter(sum(e[2] for e in files), on_progress))
+                       _Meter(sum(e[2] for e in files), report))
     if stat.S_ISDIR(top.st_mode):
         _remote(rs.makedirs, target)
         for rel, kind, *_ in entries:
@@ -161,11 +224,8 @@ def upload(store: Any, local: str, remote: str, *, resume: bool = False,
     return result
 
 
-def download(store: Any, remote: str, local: str, *, resume: bool = False,
-             on_progress: Progress | None = None, chunk_size: int = DEFAULT_CHUNK,
-             window: int = DEFAULT_WINDOW, timeout: float = 120.0) -> TransferResult:
-    """Fetch the file or folder ``remote`` to ``local`` (into it, if it is an existing
-    folder or ends with ``/``); see the module docstring."""
+def _download(store: Any, remote: str, local: str, resume: bool, report: Progress,
+              chunk_size: int, window: int, timeout: float) -> TransferResult:
     started = time.monotonic()
     rs = _Remote(store)
     kind, size, mode, mtime = _remote(rs.stat, remote)
@@ -193,7 +253,7 @@ def download(store: Any, remote: str, local: str, *, resume: bool = False,
         raise TransferError(f"cannot download {remote!r}: it is not a file or a folder")
     files = [e for e in entries if e[1] == "file"]
     options = _Options(resume, chunk_size, window, timeout,
-                       _Meter(sum(e[2] for e in files), on_progress))
+                       _Meter(sum(e[2] for e in files), report))
     if kind == "dir":
         _make_local_dir(target, target)
         for rel, what, *_ in entries:
