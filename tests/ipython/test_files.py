@@ -3,6 +3,7 @@ real files in tmp_path (the ``files`` server may only use ``DIR/root``)."""
 
 from __future__ import annotations
 
+import _thread
 import hashlib
 import os
 import threading
@@ -176,6 +177,30 @@ def test_an_interrupted_upload_resumes_with_only_the_rest(session: RemoteSession
     assert result.sha256 == sha_of(local) == sha_of(remote) and not part.exists()
     again = session.upload(str(local), str(remote), resume=True)
     assert again.moved == 0 and again.sha256 == result.sha256  # already there, verified
+
+
+def test_the_stop_button_mid_transfer_leaves_the_session_usable(session: RemoteSession,
+                                                                files_dir: Path,
+                                                                tmp_path: Path) -> None:
+    """A real interrupt of the main thread (what the stop button sends a kernel), from
+    another thread, while the transfer runs: it lands where no socket is read."""
+    local = make_file(tmp_path / "i.bin", 16 * MiB)
+    remote = files_dir / "root" / "i.bin"
+    calls = 0
+
+    def press_stop(done: int, total: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            threading.Thread(target=_thread.interrupt_main).start()
+
+    with pytest.raises(KeyboardInterrupt):
+        session.upload(str(local), str(remote), on_progress=press_stop, chunk_size=MiB)
+    kept = Path(str(remote) + ".part").stat().st_size
+    assert 0 < kept < 16 * MiB
+    assert session.execute("6 * 7").data["text/plain"] == "42"  # the connection is intact
+    result = session.upload(str(local), str(remote), resume=True, chunk_size=MiB)
+    assert result.moved == 16 * MiB - kept and sha_of(remote) == sha_of(local)
 
 
 def test_a_resume_whose_prefix_differs_starts_over(session: RemoteSession, files_dir: Path,
