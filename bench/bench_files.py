@@ -16,9 +16,10 @@ written to disk there, over loopback:
   (on 8 MiB: it writes in small synchronous chunks).
 
 Medians over ``--runs`` runs (raw and ours alternate), the ratio of each rpyc_ipy
-row to its floor, and the peak growth of resident memory during an rpyc_ipy upload
-(client, server, session worker; sampled from /proc every 2 ms) against the file
-size. Files live in a temporary folder, deleted at the end.
+row to its floor, the CPU seconds each spent (all its processes: a figure the
+machine's other load disturbs less than the clock), and the peak growth of resident
+memory during an rpyc_ipy upload (client, server, session worker; sampled from /proc
+every 2 ms) against the file size. Files live in a temporary folder, deleted at the end.
 
 This is a benchmark, not a test: nothing here asserts on timing.
 """
@@ -183,13 +184,31 @@ def session_for(port: int, cert: str | None) -> Any:
     return open_session(target)
 
 
-def measure(name: str, ours: Callable[[], float], floor: Callable[[], float], runs: int
-            ) -> tuple[str, float, float]:
-    ours_times, floor_times = [], []
+Timing = tuple[float, float]  # (wall-clock seconds, CPU seconds of every process involved)
+Row = tuple[str, float, float, float, float]
+
+
+def measure(name: str, ours: Callable[[], Timing], floor: Callable[[], Timing], runs: int
+            ) -> Row:
+    """Medians: ``(name, ours wall, floor wall, ours CPU, floor CPU)``."""
+    ours_runs, floor_runs = [], []
     for _ in range(runs):
-        floor_times.append(floor())
-        ours_times.append(ours())
-    return name, statistics.median(ours_times), statistics.median(floor_times)
+        floor_runs.append(floor())
+        ours_runs.append(ours())
+    return (name, statistics.median(t[0] for t in ours_runs),
+            statistics.median(t[0] for t in floor_runs),
+            statistics.median(t[1] for t in ours_runs),
+            statistics.median(t[1] for t in floor_runs))
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time so far of ``pids`` (all their threads)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     size = (64 if args.quick else args.size_mib) * MiB
     runs = 1 if args.quick else args.runs
-    rows: list[tuple[str, float, float]] = []
+    rows: list[Row] = []
     memory: list[tuple[str, dict[str, int]]] = []
     with tempfile.TemporaryDirectory(prefix="bench_files_") as tmp:
         folder = Path(tmp)
@@ -219,16 +238,20 @@ def main(argv: list[str] | None = None) -> int:
                         "worker": int(session.status().get("pid") or 0)}
 
                 def ours(session: Any = session, pids: dict[str, int] = pids,
-                         label: str = label) -> float:
+                         label: str = label) -> Timing:
                     with PeakRSS(pids) as peak:
+                        cpu = cpu_seconds(list(pids.values()))
                         started = time.perf_counter()
                         session.upload(str(source), f"{dest}/ours.bin")
                         seconds = time.perf_counter() - started
+                        cpu = cpu_seconds(list(pids.values())) - cpu
                     memory.append((label, peak.growth()))
-                    return seconds
+                    return seconds, cpu
 
-                def floor(port: int = raw.port, tls: bool = tls) -> float:
-                    return raw_upload(port, source, client_context if tls else None)
+                def floor(port: int = raw.port, tls: bool = tls) -> Timing:
+                    cpu = cpu_seconds([os.getpid(), raw.pid])
+                    seconds = raw_upload(port, source, client_context if tls else None)
+                    return seconds, cpu_seconds([os.getpid(), raw.pid]) - cpu
 
                 rows.append(measure(f"upload over {label}", ours, floor, runs))
                 session.end()
@@ -242,15 +265,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(rows: list[tuple[str, float, float]], memory: list[tuple[str, dict[str, int]]],
+def report(rows: list[Row], memory: list[tuple[str, dict[str, int]]],
            size: int, runs: int) -> None:
     print(f"file upload over loopback, {size // MiB} MiB, median of {runs} run(s); "
           f"Python {platform.python_version()}, {ssl.OPENSSL_VERSION}")
     print(f"{'case':<22} {'rpyc_ipy':>9} {'floor':>9} {'MiB/s ours':>11} {'MiB/s floor':>12} "
-          "ours/floor")
-    for name, ours_t, floor_t in rows:
+          f"{'ours/floor':>10} {'CPU s ours':>11} {'CPU s floor':>12}")
+    for name, ours_t, floor_t, ours_cpu, floor_cpu in rows:
         print(f"{name:<22} {ours_t:8.2f}s {floor_t:8.2f}s {size / MiB / ours_t:11.0f} "
-              f"{size / MiB / floor_t:12.0f} {floor_t / ours_t:9.0%}")
+              f"{size / MiB / floor_t:12.0f} {floor_t / ours_t:10.0%} {ours_cpu:11.2f} "
+              f"{floor_cpu:12.2f}")
+    print("(ours/floor: the rate of rpyc_ipy as a share of the floor's; CPU s: user+system "
+          "seconds of all processes of each side: client, server, worker / client, receiver)")
     print("peak resident memory growth during an rpyc_ipy upload, the largest of the runs "
           f"(file size {size // MiB} MiB):")
     largest: dict[str, dict[str, int]] = {}

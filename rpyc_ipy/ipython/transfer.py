@@ -313,6 +313,8 @@ def _upload_file(rs: _Remote, path: str, dest: str, size: int, mode: int, mtime:
                     options.meter.advance(len(data))
             finally:
                 _drain(pending, options.timeout)
+            if os.fstat(source.fileno()).st_size != size:
+                raise TransferError(f"{path!r} changed size while it was sent; send it again")
             digest = hasher.hexdigest()
             _remote(rs.finish, handle, digest, mode, mtime)
             return digest
