@@ -343,7 +343,6 @@ def _download_file(rs: _Remote, source: str, path: str, top: str, options: _Opti
                                                                       offset)):
                 offset, hasher = 0, hashlib.sha256()
             sink.truncate(offset)
-            sink.seek(offset)
             options.meter.advance(offset)
             read = async_(rs.read)
             pending: deque[AsyncResult] = deque()
@@ -357,14 +356,13 @@ def _download_file(rs: _Remote, source: str, path: str, top: str, options: _Opti
                     if type(data) is not bytes or not data:
                         raise TransferError(f"{source!r} got shorter on the server while it "
                                             "was read; fetch it again")
-                    sink.write(data)
+                    _write_at(fd, data, offset)
                     hasher.update(data)
                     offset += len(data)
                     result.moved += len(data)
                     options.meter.advance(len(data))
             finally:
                 _drain(pending, options.timeout)
-            sink.flush()
             digest = hasher.hexdigest()
             if digest != _remote(rs.digest, handle, size):
                 os.unlink(part)
@@ -460,6 +458,14 @@ def _open_local(path: str, top: str, flags: int) -> int:
         os.close(fd)
         raise TransferError(f"cannot write {path!r}: it is not a regular file")
     return fd
+
+
+def _write_at(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
 
 
 def _hash_file(source: Any, length: int, hasher: Any = None) -> str:
