@@ -16,11 +16,13 @@ are opened with ``O_NOFOLLOW`` so a link swapped in after the check is not follo
 Only regular files move: devices, FIFOs and sockets are refused.
 
 A write goes to ``NAME.part`` (kept when a transfer stops, continued by
-``resume``), chunk by chunk at their offsets: chunks may arrive out of order
-(requests run concurrently), the bytes before the first gap are written at once and
-the others wait, up to ``max_pending`` bytes. The SHA-256 of the file is computed as
-its bytes land, compared with the sender's at the end, and only then is the file
-renamed into place with its mode (``& 0o777``: never setuid) and modification time.
+``resume``), each chunk at its offset as soon as it arrives: requests run
+concurrently, so chunks may land out of order and the disk write of one overlaps
+the hashing of another. The SHA-256 takes them in order (those that arrived ahead
+of a gap wait for it, up to ``max_pending`` bytes), is compared with the sender's
+at the end, and only then is the file renamed into place with its mode
+(``& 0o777``: never setuid) and modification time. A stopped write is cut back to
+the bytes hashed in order, so its ``.part`` file is always a prefix to resume from.
 
 Pure standard library: also shipped by source to classic peers.
 """
@@ -42,6 +44,8 @@ DEFAULT_MAX_ENTRIES = 100_000
 MAX_CHUNK = 16 << 20
 _PART = ".part"
 _HASH_BLOCK = 4 << 20
+#: seconds a stop or finish waits for the chunks being written to land
+_SETTLE_TIMEOUT = 60.0
 
 
 def default_roots() -> tuple[str, ...]:
@@ -61,9 +65,17 @@ class _Writer:
         self.offset = offset  # bytes written in order (and hashed)
         self.hasher = hasher
         self.size = size
-        self.pending: dict[int, bytes] = {}
+        self.pending: dict[int, bytes] = {}  # written, waiting for the hash
         self.pending_bytes = 0
-        self.lock = threading.Lock()
+        self.writing: set[int] = set()  # offsets being written now
+        self.closed = False
+        self.lock = threading.Condition()
+
+    def settle(self) -> None:
+        """Wait (holding ``lock``) until no chunk is being written, then refuse more:
+        the descriptor may then be closed."""
+        self.closed = True
+        self.lock.wait_for(lambda: not self.writing, timeout=_SETTLE_TIMEOUT)
 
 
 class _Reader:
@@ -227,6 +239,8 @@ class FileStore:
         """Empty the ``.part`` file of a write (its prefix did not match the sender's)."""
         writer = self._get(handle, _Writer)
         with writer.lock:
+            if writer.writing or writer.pending:
+                raise ValueError("restart a transfer before its first chunk")
             os.ftruncate(writer.fd, 0)
             writer.offset = 0
             writer.hasher = hashlib.sha256()
@@ -234,7 +248,11 @@ class FileStore:
             writer.pending_bytes = 0
 
     def write(self, handle: int, offset: int, data: bytes) -> int:
-        """Write ``data`` at ``offset``; returns the bytes written in order so far."""
+        """Write ``data`` at ``offset``; returns the bytes hashed in order so far.
+
+        Chunks land at their offsets at once, several at a time (the disk write of
+        one overlaps the hashing of another); the hash takes them in order, keeping
+        those that arrived ahead of a gap."""
         writer = self._get(handle, _Writer)
         if type(data) is not bytes or len(data) > self._max_chunk:
             raise ValueError(f"a chunk is bytes, at most {self._max_chunk} of them; send "
@@ -242,24 +260,35 @@ class FileStore:
         if type(offset) is not int or offset < 0 or offset + len(data) > writer.size:
             raise ValueError(f"a chunk at {offset} does not fit a {writer.size}-byte file")
         with writer.lock:
-            if offset < writer.offset or offset in writer.pending:
+            if writer.closed:
+                raise ValueError("the transfer was stopped or finished")
+            if offset < writer.offset or offset in writer.pending or offset in writer.writing:
                 raise ValueError(f"the chunk at {offset} was already written")
-            if offset > writer.offset:
-                if writer.pending_bytes + len(data) > self._max_pending:
-                    raise OSError(f"more than {self._max_pending} bytes arrived ahead of "
-                                  "a missing chunk; send fewer chunks at once")
-                writer.pending[offset] = data
-                writer.pending_bytes += len(data)
-                return writer.offset
-            chunk: bytes | None = data
+            if offset > writer.offset and \
+                    writer.pending_bytes + len(data) > self._max_pending:
+                raise OSError(f"more than {self._max_pending} bytes arrived ahead of a "
+                              "missing chunk; send fewer chunks at once")
+            writer.writing.add(offset)
+            writer.pending_bytes += len(data)
+        try:
+            _write_all(writer.fd, data, offset)
+        except BaseException:  # a gap stays there: finish says what is missing
+            with writer.lock:
+                writer.writing.discard(offset)
+                writer.pending_bytes -= len(data)
+                writer.lock.notify_all()
+            raise
+        with writer.lock:
+            writer.writing.discard(offset)
+            writer.pending[offset] = data
+            chunk = writer.pending.pop(writer.offset, None)
             while chunk is not None:
-                _write_all(writer.fd, chunk, writer.offset)
+                writer.pending_bytes -= len(chunk)
                 writer.hasher.update(chunk)
                 writer.offset += len(chunk)
                 chunk = writer.pending.pop(writer.offset, None)
-                if chunk is not None:
-                    writer.pending_bytes -= len(chunk)
-            return writer.offset
+            writer.lock.notify_all()
+        return writer.offset
 
     def finish(self, handle: int, sha256: str, mode: int, mtime_ns: int) -> str:
         """Check the written file against the sender's SHA-256, then rename it into place
@@ -268,8 +297,11 @@ class FileStore:
         writer = self._pop(handle, _Writer)
         part = writer.final + _PART
         try:
+            with writer.lock:
+                writer.settle()
             got = writer.hasher.hexdigest()
             if writer.offset != writer.size or writer.pending:
+                os.ftruncate(writer.fd, writer.offset)
                 raise OSError(f"{os.path.basename(writer.final)!r}: {writer.offset} of "
                               f"{writer.size} bytes arrived; send it again with resume")
             if got != sha256:
@@ -288,7 +320,11 @@ class FileStore:
         """Stop a write, keeping the ``.part`` file for ``resume``; returns its size."""
         writer = self._pop(handle, _Writer)
         with writer.lock:
-            os.close(writer.fd)
+            writer.settle()
+            try:  # chunks past a gap were written but not hashed: a resume sends them again
+                os.ftruncate(writer.fd, writer.offset)
+            finally:
+                os.close(writer.fd)
             return writer.offset
 
     # -- reading -----------------------------------------------------------------------
@@ -338,6 +374,9 @@ class FileStore:
         with self._lock:
             handles, self._handles = list(self._handles.values()), {}
         for item in handles:
+            if isinstance(item, _Writer):
+                with item.lock:
+                    item.settle()
             os.close(item.fd)
 
     # -- handles -----------------------------------------------------------------------

@@ -158,3 +158,16 @@ def test_roots_are_a_server_setting(tmp_path: Path) -> None:
     assert RuntimeSettings(file_roots=(str(tmp_path),)).file_roots == (str(tmp_path),)
     with pytest.raises(ConfigError, match="absolute folder paths"):
         RuntimeSettings(file_roots=("relative/path",))
+
+
+def test_a_stopped_write_keeps_only_the_prefix_before_a_gap(root: Path) -> None:
+    store = FileStore([str(root)])
+    handle, _, _ = store.open_write(str(root / "f.bin"), 9)
+    store.write(handle, 0, b"abc")
+    store.write(handle, 6, b"ghi")  # written at its offset, not hashed: a gap before it
+    assert store.abort(handle) == 3
+    assert (root / "f.bin.part").read_bytes() == b"abc"
+    with pytest.raises(ValueError, match="no open transfer"):
+        store.write(handle, 3, b"def")
+    handle, offset, prefix = store.open_write(str(root / "f.bin"), 9, True)
+    assert (offset, prefix) == (3, sha(b"abc"))
