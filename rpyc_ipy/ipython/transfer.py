@@ -356,6 +356,9 @@ def _download_file(rs: _Remote, source: str, path: str, top: str, options: _Opti
                     if type(data) is not bytes or not data:
                         raise TransferError(f"{source!r} got shorter on the server while it "
                                             "was read; fetch it again")
+                    if len(data) > min(options.chunk, size - offset):
+                        raise TransferError(f"the server sent more of {source!r} than was "
+                                            "asked for; nothing more was written")
                     _write_at(fd, data, offset)
                     hasher.update(data)
                     offset += len(data)

@@ -4,11 +4,13 @@ real files in tmp_path (the ``files`` server may only use ``DIR/root``)."""
 from __future__ import annotations
 
 import _thread
+import contextlib
 import hashlib
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ipy_rig import connect, run
@@ -265,12 +267,9 @@ class HostileStore(FileStore):
         return tuple((name, "file", 1, 0o644, 0) for name in self.names)
 
 
-@pytest.mark.parametrize("name", ["../escaped", "/tmp/escaped", "sub/../../escaped", "",
-                                  "a//b", "./x"])
-def test_the_client_refuses_hostile_names_in_a_remote_listing(tmp_path: Path,
-                                                              name: str) -> None:
-    store = HostileStore(None)
-    store.names = (name,)
+@contextlib.contextmanager
+def served(store: FileStore) -> Iterator[Any]:
+    """``store`` served by a real server on 127.0.0.1; yields the client's netref to it."""
 
     class Files(Service):
         def exposed_files(self) -> FileStore:
@@ -282,14 +281,48 @@ def test_the_client_refuses_hostile_names_in_a_remote_listing(tmp_path: Path,
     thread.start()
     try:
         with rpyc_ipy.connect("127.0.0.1", server.port) as conn:
-            (tmp_path / "local").mkdir()
-            with pytest.raises(TransferError, match="would land outside the local folder"):
-                download(conn.root.files(), "anything", str(tmp_path / "local" / "dest"))
+            yield conn.root.files()
     finally:
         server.close()
         thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("name", ["../escaped", "/tmp/escaped", "sub/../../escaped", "",
+                                  "a//b", "./x"])
+def test_the_client_refuses_hostile_names_in_a_remote_listing(tmp_path: Path,
+                                                              name: str) -> None:
+    store = HostileStore(None)
+    store.names = (name,)
+    (tmp_path / "local").mkdir()
+    with served(store) as remote, \
+            pytest.raises(TransferError, match="would land outside the local folder"):
+        download(remote, "anything", str(tmp_path / "local" / "dest"))
     assert [p.name for p in tmp_path.iterdir()] == ["local"]
     assert list((tmp_path / "local").iterdir()) == []  # nothing written, not even the top
+
+
+class Flooding(FileStore):
+    """A server's file store that answers a read with far more than was asked."""
+
+    def stat(self, path: str) -> tuple[str, int, int, int]:
+        return ("file", 10, 0o644, 0)
+
+    def open_read(self, path: str) -> tuple[int, int, int, int]:
+        return (1, 10, 0o644, 0)
+
+    def read(self, handle: int, offset: int, size: int) -> bytes:
+        return b"x" * (1 << 20)
+
+    def close(self, handle: int) -> None:
+        pass
+
+
+def test_the_client_refuses_more_bytes_than_it_asked_for(tmp_path: Path) -> None:
+    with served(Flooding(None)) as remote, \
+            pytest.raises(TransferError, match="more of 'f' than was asked for"):
+        download(remote, "f", str(tmp_path / "f"))
+    assert not (tmp_path / "f").exists()
+    assert (tmp_path / "f.part").stat().st_size == 0
 
 
 def test_a_planted_local_link_is_not_followed_out(session: RemoteSession, files_dir: Path,
