@@ -337,6 +337,11 @@ def _load_service(args: argparse.Namespace) -> Any:
                 "--allow-loopback-plaintext: any local user of this machine can run code "
                 "through this server without a password")
             options["allow_loopback_plaintext"] = True
+        elif not (args.srp_db or args.cert):
+            # said at start, or a first-time user learns it only from a refused connect
+            logging.getLogger("rpyc_ipy.cli").warning(
+                "--notebook without --srp-db or --cert refuses every client; for a local demo "
+                "add --allow-loopback-plaintext")
         return service.configured(**options)
     return import_service(args.service, args.app_dir)
 

@@ -445,7 +445,9 @@ class RPyCMagics(MagicsSettings):
                                 grace=self.interrupt_grace, notify=self._notify)
         if output:
             self._store(output, outcomes, fan_out)
-        return self._cell_value(outcomes, fan_out, prompt=self.shell.execution_count)
+        # the number on the cell's prompt: IPython 9 counts the running cell already in
+        # execution_count, older versions do not; the display hook knows which
+        return self._cell_value(outcomes, fan_out, prompt=self.shell.displayhook.prompt_count)
 
     def _cell_value(self, outcomes: list[ExecutionOutcome], fan_out: bool,
                     prompt: int | None) -> Any:
@@ -768,7 +770,9 @@ class RPyCMagics(MagicsSettings):
         expr = " ".join(args.expr).strip()
         browser, path = self._browse_target(expr, args)
         title = expr or None
-        if not args.html:
+        # widgets need a front end that renders them: a terminal would print the
+        # widget's repr, so it gets the text tree
+        if not args.html and self.shell.has_trait("kernel"):
             try:
                 display(widget(browser, path, title))
                 return
@@ -798,7 +802,14 @@ class RPyCMagics(MagicsSettings):
             if not remote.fetch([expr])[0].undefined:
                 return remote, expr
             return self._local_browser(expr, args, remote_too=session.name), None
-        return self._browser(self.registry.get(args.session), None, args), expr
+        session = self.registry.get(args.session)
+        browser = self._browser(session, None, args)
+        # a name defined nowhere is an error, not a tree of one failed node (the node is
+        # kept, so the view costs no extra request)
+        if head is not None and session.has_engine and browser.fetch([expr])[0].undefined:
+            raise UsageError(f"session {session.name!r} has no name {head.group()!r}, and "
+                             "this notebook has no such variable")
+        return browser, expr
 
     def _local_browser(self, expr: str, args: Any, remote_too: str = "") -> Browser:
         from rpyc_ipy.core.netref import BaseNetref

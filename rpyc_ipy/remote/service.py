@@ -131,9 +131,9 @@ class ExecutionService(Service):
         if credentials is None:
             if not self.allow_loopback_plaintext:
                 self._refusal = ("this execution service requires an authenticated connection "
-                                 "(TLS certificates or SRP username/password); the server may "
-                                 "allow unauthenticated loopback demos with "
-                                 "ExecutionService.configured(allow_loopback_plaintext=True)")
+                                 "(TLS certificates or SRP username/password); for a local "
+                                 "demo its operator can start it with `rpyc-ipy serve "
+                                 "--notebook --allow-loopback-plaintext`")
             elif not _is_local_peer(conn.config.get("endpoints")):
                 self._refusal = ("unauthenticated connections are accepted from the loopback "
                                  "interface only")

@@ -51,7 +51,7 @@ class RequestCounter:
 
 
 
-def run(ip: InteractiveShell, cell: str) -> tuple[Any, Any]:
+def run(ip: InteractiveShell, cell: str, store_history: bool = False) -> tuple[Any, Any]:
     """Run a cell with output captured: ``(result, captured)``.
 
     The wait is bounded: a cell still running after WAIT seconds is interrupted (as the
@@ -70,7 +70,7 @@ def run(ip: InteractiveShell, cell: str) -> tuple[Any, Any]:
     watchdog.start()
     try:
         with capture_output() as captured:
-            result = ip.run_cell(cell)
+            result = ip.run_cell(cell, store_history=store_history)
     finally:
         watchdog.cancel()
     assert not overran.is_set(), f"the cell was still running after {WAIT} s:\n{cell}"

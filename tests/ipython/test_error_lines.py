@@ -72,11 +72,16 @@ def test_a_remote_error_is_labelled_with_the_prompt_number(
         ip: InteractiveShell, exec_server: ServerProcess) -> None:
     connect(ip, "s", exec_server)
     ip.execution_count = 40  # the notebook's prompt differs from the server's cell count
-    result, captured = run(ip, "%%remote\n1 / 0")
-    assert result.error_in_exec is not None
+    # as a front end runs it: the cell is In [40] (IPython 9 counts it before it runs)
+    result, captured = run(ip, "%%remote\n1 / 0", store_history=True)
+    assert result.execution_count == 40 and result.error_in_exec is not None
     text = assert_no_internals(captured, remote_traceback=True)
     assert "Remote error on session 's' in cell [40]" in text
     assert "ZeroDivisionError" in text
+    result, captured = run(ip, "%remote 1 / 0", store_history=True)  # the line magic too
+    assert result.execution_count == 41
+    assert "Remote error on session 's' in cell [41]" in assert_no_internals(
+        captured, remote_traceback=True)
 
 
 def _closed_port() -> int:

@@ -203,6 +203,28 @@ def test_browse_shows_text_in_a_terminal(ip: InteractiveShell, exec_server: Serv
     assert "'name'" in captured.outputs[0].data["text/plain"]
 
 
+def test_browse_in_a_terminal_is_text_even_with_ipywidgets(
+        ip: InteractiveShell, exec_server: ServerProcess) -> None:
+    """A shell without a kernel renders no widgets: it would print the widget's repr."""
+    session = connect(ip, "s", exec_server)
+    session.execute("config = {'name': 'run1', 'sizes': [1, 2, 3]}")
+    result, captured = run(ip, "%rpyc_browse config")
+    assert result.error_in_exec is None
+    text = captured.outputs[0].data["text/plain"]
+    assert text.startswith("config (dict)") and "'sizes'" in text
+    assert "VBox" not in text and "Button" not in text
+
+
+def test_browse_of_a_name_defined_nowhere_says_so(ip: InteractiveShell,
+                                                  exec_server: ServerProcess) -> None:
+    connect(ip, "s", exec_server)
+    with pytest.raises(UsageError, match="session 's' has no name 'nowhere_at_all', and this "
+                                         "notebook has no such variable"):
+        ip.run_line_magic("rpyc_browse", "nowhere_at_all.attr")
+    result, captured = run(ip, "%rpyc_browse --html --depth 1 nowhere_at_all")
+    assert isinstance(result.error_in_exec, UsageError) and not captured.outputs
+
+
 def test_browse_looks_in_the_session_first(ip: InteractiveShell,
                                            exec_server: ServerProcess) -> None:
     """A name both here and there is the remote one; a local netref is used when the
