@@ -123,7 +123,8 @@ class Connection(RequestHandlers):
             else self._config["pending_frame_limit"]
         self._engine = Engine(limits, self._config["compress_threshold"],
                               budget=self._config["frame_budget"].share(),
-                              first_frame_limit=pending_limit)
+                              first_frame_limit=pending_limit,
+                              keep_buffer=self._config["keep_frame_buffer"])
         self._on_established: Callable[[], None] | None = None
         self._reader = FrameReader(transport, self._engine, self._config["frame_deadline"])
         if transport.supports_busy_poll:
