@@ -215,3 +215,18 @@ def test_large_values_in_a_row_arrive_intact_with_or_without_a_kept_buffer(
 def test_keep_frame_buffer_must_be_bytes(bad: Any) -> None:
     with pytest.raises(ConfigError, match="keep_frame_buffer"):
         rpyc_ipy.connect_stream(None, config={"keep_frame_buffer": bad})  # type: ignore[arg-type]
+
+
+def test_a_callback_passed_on_every_call_is_released_once_dropped(pair: Any) -> None:
+    """However the server's releases of it interleave with the calls (sent, or taken
+    back by the next call that passes it again), the client's export goes once the
+    server drops its last reference, and every call in between works."""
+    client = pair.client
+
+    def echo(depth: int) -> int:
+        return depth
+
+    for i in range(200):
+        assert client.root.bounce(echo, i) == i
+    # the client reads (and so takes the server's release) only while it calls
+    assert wait_until(lambda: client.root.add1(0) == 1 and len(client._exports) == 0)
