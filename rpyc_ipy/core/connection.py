@@ -578,8 +578,8 @@ class Connection(RequestHandlers):
             parts = self._engine.reply(event.seq, self._box(self._handlers[event.handler](*args)))
         except Exception:
             parts = self._exception_parts(event.seq, event.handler)
-        if self._writer.queue_frame(parts):
-            self._schedule_flush()
+        self._writer.queue_frame(parts)
+        self._schedule_flush()
 
     def _exception_parts(self, seq: int, handler: int) -> list[bytes]:
         exc = sys.exc_info()[1]
@@ -624,8 +624,8 @@ class Connection(RequestHandlers):
         """Called from netref finalizers: no lock, no I/O, reentrant."""
         if self._closed or sys.is_finalizing():
             return
-        if self._writer.queue_release(id_pack, count):
-            self._schedule_flush()
+        self._writer.queue_release(id_pack, count)
+        self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         # one flush pending per connection: the next write usually takes what is queued
