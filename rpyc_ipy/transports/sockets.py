@@ -103,9 +103,9 @@ class SocketTransport:
 
     Plain sockets are read non-blocking (so they support ``recv_nowait``, busy
     polling and a server loop) and written with ``sendmsg``; TLS and socket-likes
-    are read with a timeout and write one frame per call. A plain socket's reader
-    polls briefly before sleeping, for up to ``max_spin`` seconds, as ``spin``
-    allows (see transports/spin.py).
+    are read with a timeout and write one frame per call. The reader of a plain or
+    a TLS socket polls briefly before sleeping, for up to ``max_spin`` seconds, as
+    ``spin`` allows (see transports/spin.py).
     """
 
     def __init__(self, sock: socket.socket | DescribedSocket, poll_interval: float = POLL_INTERVAL,
@@ -129,6 +129,7 @@ class SocketTransport:
         # non-blocking, waited on outside the lock, and each read or write of records
         # takes this lock
         self._tls_lock: threading.Lock | None = None
+        self._tls_polled = False
         if self._polled and isinstance(sock, socket.socket):
             sock.setblocking(False)
             self._readable = select.poll()
@@ -137,9 +138,16 @@ class SocketTransport:
             self._writable.register(sock.fileno(), select.POLLOUT)
             self._spin = spin.policy(max_spin)
         elif isinstance(sock, ssl.SSLSocket):
-            self._spin = spin.policy(0.0)
             self._tls_lock = threading.Lock()
             sock.setblocking(False)
+            self._tls_polled = hasattr(select, "poll")
+            if self._tls_polled:
+                # a round trip costs two thread wake-ups with TLS as without: poll alike
+                self._spin = spin.policy(max_spin)
+                self._readable = select.poll()
+                self._readable.register(sock.fileno(), select.POLLIN)
+            else:
+                self._spin = spin.policy(0.0)
         else:
             self._spin = spin.policy(0.0)
             sock.settimeout(poll_interval)
@@ -164,15 +172,15 @@ class SocketTransport:
 
     @property
     def supports_busy_poll(self) -> bool:
-        return self._polled
+        return self._polled or self._tls_polled
 
     def fileno(self) -> int:
         return int(self.sock.fileno())
 
     def set_busy_poll(self, window: float) -> None:
         """The longest this transport polls for data before sleeping (0: never)."""
-        if not self._polled:
-            raise UsageError("only a plain socket transport busy-polls")
+        if not self.supports_busy_poll:
+            raise UsageError("only a plain or TLS socket transport busy-polls")
         self._spin.set_maximum(window)
 
     @property
@@ -199,11 +207,12 @@ class SocketTransport:
     def _recv_tls(self, buffer: memoryview, lock: threading.Lock) -> int:
         sock = self.sock
         try:
-            if not sock.pending() and \
-                    not select.select([sock], [], [], self._poll_interval)[0]:
+            if not sock.pending() and not self._wait_tls(sock):
                 raise TimeoutError("no data within the poll interval")
             with lock:
-                return int(sock.recv_into(buffer))
+                received = sock.recv_into(buffer)
+            self._spin.received()
+            return int(received)
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             # part of a record (the rest is on its way), or a handshake message to answer
             raise TimeoutError("no whole TLS record yet") from None
@@ -215,6 +224,12 @@ class SocketTransport:
             if self._closed:
                 return 0
             raise ConnectionClosed(f"connection reset: {exc}") from None
+
+    def _wait_tls(self, sock: ssl.SSLSocket) -> bool:
+        """Wait for bytes on a TLS socket's descriptor (perhaps only part of a record)."""
+        if self._tls_polled:
+            return bool(self._spin.wait(self._readable.poll, self._poll_ms, self._poll_interval))
+        return bool(select.select([sock], [], [], self._poll_interval)[0])
 
     def _send_tls(self, data: bytes, lock: threading.Lock) -> None:
         view = memoryview(data)
