@@ -77,6 +77,11 @@ class DescribedSocket(Protocol):
 
     def fileno(self) -> int: ...
 
+    def pending(self) -> int:
+        """Bytes it holds above the kernel (received, perhaps still encrypted), which a
+        wait on :meth:`fileno` would not see: the transport reads before waiting."""
+        ...
+
     def describe(self) -> TransportInfo:
         """What this socket is: kind, addresses, TLS facts."""
         ...
@@ -103,9 +108,9 @@ class SocketTransport:
 
     Plain sockets are read non-blocking (so they support ``recv_nowait``, busy
     polling and a server loop) and written with ``sendmsg``; TLS and socket-likes
-    are read with a timeout and write one frame per call. The reader of a plain or
-    a TLS socket polls briefly before sleeping, for up to ``max_spin`` seconds, as
-    ``spin`` allows (see transports/spin.py).
+    are read with a timeout and write one frame per call. The reader of a plain, a
+    TLS or a TLS-SRP socket polls briefly before sleeping, for up to ``max_spin``
+    seconds, as ``spin`` allows (see transports/spin.py).
     """
 
     def __init__(self, sock: socket.socket | DescribedSocket, poll_interval: float = POLL_INTERVAL,
@@ -149,8 +154,14 @@ class SocketTransport:
             else:
                 self._spin = spin.policy(0.0)
         else:
-            self._spin = spin.policy(0.0)
             sock.settimeout(poll_interval)
+            # a socket-like (TLS-SRP) is waited on like a TLS socket: its descriptor,
+            # unless it holds bytes above the kernel (pending)
+            self._tls_polled = not isinstance(sock, socket.socket) and hasattr(select, "poll")
+            self._spin = spin.policy(max_spin if self._tls_polled else 0.0)
+            if self._tls_polled:
+                self._readable = select.poll()
+                self._readable.register(sock.fileno(), select.POLLIN)
         try:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -193,8 +204,15 @@ class SocketTransport:
             return self._recv_polled(buffer)
         if self._tls_lock is not None:
             return self._recv_tls(buffer, self._tls_lock)
+        sock = self.sock
         try:
-            return int(self.sock.recv_into(buffer))
+            if self._tls_polled:
+                if not sock.pending() and not self._wait_tls(sock):
+                    raise TimeoutError("no data within the poll interval")
+                received = int(sock.recv_into(buffer))
+                self._spin.received()
+                return received
+            return int(sock.recv_into(buffer))
         except TimeoutError:
             if self._closed:
                 return 0
@@ -225,7 +243,7 @@ class SocketTransport:
                 return 0
             raise ConnectionClosed(f"connection reset: {exc}") from None
 
-    def _wait_tls(self, sock: ssl.SSLSocket) -> bool:
+    def _wait_tls(self, sock: ssl.SSLSocket | DescribedSocket) -> bool:
         """Wait for bytes on a TLS socket's descriptor (perhaps only part of a record)."""
         if self._tls_polled:
             return bool(self._spin.wait(self._readable.poll, self._poll_ms, self._poll_interval))
