@@ -81,7 +81,11 @@ class FrameWriter:
     def write(self, parts: list[bytes]) -> None:
         """Write one frame, preceded by the queued frames and the releases queued
         before the last write."""
-        frames = self._queued_frames(self._writes) if self._releases or self._frames else []
+        if not self._releases and not self._frames:  # the usual: nothing queued
+            self._writes += 1
+            self._transport.send_parts(parts)
+            return
+        frames = self._queued_frames(self._writes)
         self._writes += 1
         frames.append(parts)
         self._send(frames)

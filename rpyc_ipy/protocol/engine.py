@@ -143,6 +143,11 @@ class Engine:
         try:
             while (payload := next_payload()) is not None:
                 if len(payload):
+                    if type(payload) is not memoryview:  # a small body: nothing to release
+                        event = self._parse(payload)
+                        if not self.established:
+                            self.lift_frame_limit()
+                        return event
                     try:
                         event = self._parse(payload)
                     finally:

@@ -279,7 +279,14 @@ class SocketTransport:
             return 0
         if not self._spin.wait(self._readable.poll, self._poll_ms, self._poll_interval):
             raise TimeoutError("no data within the poll interval")
-        return self._recv_ready(buffer)
+        try:  # the read after the wait, here rather than in a helper: once per frame
+            received = self.sock.recv_into(buffer)
+            self._spin.received()
+            return int(received)
+        except BlockingIOError:  # a spurious wake-up: the reader just calls again
+            raise TimeoutError("no data yet") from None
+        except OSError as exc:
+            return self._recv_failed(exc)
 
     def recv_nowait(self, buffer: memoryview) -> int:
         """One read of what has arrived; ``TimeoutError`` at once if nothing has."""
@@ -288,16 +295,6 @@ class SocketTransport:
         try:
             return int(self.sock.recv_into(buffer))
         except BlockingIOError:
-            raise TimeoutError("no data yet") from None
-        except OSError as exc:
-            return self._recv_failed(exc)
-
-    def _recv_ready(self, buffer: memoryview) -> int:
-        try:
-            received = self.sock.recv_into(buffer)
-            self._spin.received()
-            return int(received)
-        except BlockingIOError:  # a spurious wake-up: the reader just calls again
             raise TimeoutError("no data yet") from None
         except OSError as exc:
             return self._recv_failed(exc)
