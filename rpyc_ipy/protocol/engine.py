@@ -78,7 +78,9 @@ class Engine:
         self.limits = limits
         self.compress_threshold = compress_threshold
         self._seq = itertools.count()  # next() is atomic under the GIL
-        self._decoder = FrameDecoder(limits, budget, first_frame_limit, keep_buffer)
+        # its payloads are messages: a large bytes value may be received apart
+        self._decoder = FrameDecoder(limits, budget, first_frame_limit, keep_buffer,
+                                     split_values=True)
         self._error: ProtocolError | None = None
         #: True once the peer sent a valid message (or the limit was lifted)
         self.established = first_frame_limit is None
@@ -143,7 +145,7 @@ class Engine:
         try:
             while (payload := next_payload()) is not None:
                 if len(payload):
-                    if type(payload) is not memoryview:  # a small body: nothing to release
+                    if type(payload) is bytes:  # a small body: nothing to release
                         event = self._parse(payload)
                         if not self.established:
                             self.lift_frame_limit()

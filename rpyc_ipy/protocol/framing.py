@@ -29,6 +29,7 @@ from rpyc_ipy.errors import CodecError, LimitExceeded
 from rpyc_ipy.protocol.budget import Budget
 from rpyc_ipy.protocol.inflate import inflate
 from rpyc_ipy.protocol.limits import DEFAULT_LIMITS, Limits
+from rpyc_ipy.protocol.spliced import Spliced, find_hole, new_bytes, splice
 
 __all__ = [
     "FLUSHER",
@@ -59,6 +60,39 @@ _BUFFER_SIZE = 1 << 16
 KEEP_BUFFER = 64 << 20
 
 Payload = bytes | bytearray | memoryview
+
+
+class _Split:
+    """A large frame whose large bytes value is received into its final object
+    (:mod:`rpyc_ipy.protocol.spliced`): the body's head up to the value's length,
+    then the value, then the tail and the flusher."""
+
+    __slots__ = ("filled", "head", "hole", "index", "targets", "value")
+
+    def __init__(self, head: bytes, hole: int, value: bytes, view: memoryview,
+                 tail: bytearray) -> None:
+        self.head, self.hole, self.value = head, hole, value
+        self.targets = [view, memoryview(tail)]
+        self.index = 0  # the target being filled
+        self.filled = 0  # bytes of it received
+
+    def received(self, count: int) -> None:
+        self.filled += count
+        if self.filled == len(self.targets[self.index]):
+            self.index += 1
+            self.filled = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.index == 2
+
+    def payload(self) -> Spliced:
+        """The body as brine decodes it; the value's view is given up first."""
+        view, tail = self.targets
+        view.release()
+        body = self.head + tail[:-1].tobytes()
+        tail.release()
+        return splice(body, self.hole, self.value)
 
 
 def _is_tls_record(buffer: bytearray, start: int) -> bool:
@@ -98,7 +132,11 @@ class FrameDecoder:
     buffer, so one read can bring several. A frame too large for it gets an
     anonymous ``mmap`` of exactly its body size: the kernel hands out pages only
     as bytes land, so a header alone costs no memory, and the body is received in
-    place and returned uncopied. Declared sizes over the frame limit are refused
+    place and returned uncopied; with ``split_values`` (the engine's choice: its
+    payloads are messages), a body's large bytes value is received straight into
+    its final ``bytes`` instead, and the payload is a
+    :class:`~rpyc_ipy.protocol.spliced.Spliced` that brine decodes. Declared sizes
+    over the frame limit are refused
     from the header, before a body byte is accepted. Once its payload is released,
     a body buffer of up to ``keep_buffer`` bytes (default :data:`KEEP_BUFFER`; 0
     keeps none) is kept, once the frame limit is lifted, for the next large
@@ -115,8 +153,10 @@ class FrameDecoder:
     """
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS, budget: Budget | None = None,
-                 first_frame_limit: int | None = None, keep_buffer: int = KEEP_BUFFER) -> None:
+                 first_frame_limit: int | None = None, keep_buffer: int = KEEP_BUFFER,
+                 split_values: bool = False) -> None:
         self._limits = limits
+        self._split_values = split_values
         self._keep_buffer = keep_buffer
         self._frame_limit = limits.max_frame_size if first_frame_limit is None \
             else min(first_frame_limit, limits.max_frame_size)
@@ -124,7 +164,7 @@ class FrameDecoder:
         self._held = 0  # bytes reserved from the budget (the reader's count; close() may
         # come from another thread, so the budget keeps its own)
         # the large payload last returned, and the bytes reserved for it
-        self._payload: memoryview | None = None
+        self._payload: memoryview | Spliced | None = None
         self._payload_held = 0
         self._buffer = bytearray(_BUFFER_SIZE)
         self._view = memoryview(self._buffer)
@@ -138,8 +178,10 @@ class FrameDecoder:
         self._big_size = 0
         self._big_filled = 0
         self._big_compressed = False
+        self._split: _Split | None = None  # a large frame whose large value is apart
         self._body_map: mmap.mmap | None = None  # the buffer of the payload handed out
         self._spare: mmap.mmap | None = None  # a body buffer kept for the next large frame
+        self._held_for_split = 0
 
     @property
     def frame_limit(self) -> int:
@@ -154,12 +196,16 @@ class FrameDecoder:
     def buffered(self) -> int:
         """Bytes received but not yet returned as a payload."""
         pending = self._end - self._start
+        split = self._split
+        if split is not None:
+            done = sum(len(target) for target in split.targets[:split.index])
+            return pending + HEADER_SIZE + len(split.head) + done + split.filled
         return pending if self._big is None else pending + HEADER_SIZE + self._big_filled
 
     @property
     def in_frame(self) -> bool:
         """True while bytes of a frame not yet returned by :meth:`next_payload` are held."""
-        return self._end != self._start or self._big is not None
+        return self._end != self._start or self._big is not None or self._split is not None
 
     def has_frame(self) -> bool:
         """True if :meth:`next_payload` has a payload (or an error) without more bytes.
@@ -168,6 +214,8 @@ class FrameDecoder:
         """
         if self._big is not None:
             return self._big_filled == self._big_size
+        if self._split is not None:
+            return self._split.complete
         pending = self._end - self._start
         if pending < HEADER_SIZE:
             return False
@@ -181,9 +229,13 @@ class FrameDecoder:
         """
         big = self._big
         if big is None:
-            if self._length < 0 and self._end - self._start >= HEADER_SIZE:
+            if self._length < 0 and self._split is None and \
+                    self._end - self._start >= HEADER_SIZE:
                 self._read_header()
                 big = self._big
+            split = self._split
+            if split is not None and not split.complete:
+                return split.targets[split.index][split.filled:]
         if big is not None and self._big_filled < self._big_size:
             return memoryview(big)[self._big_filled:self._big_size]
         start = self._start
@@ -201,6 +253,8 @@ class FrameDecoder:
         """``count`` bytes landed at the start of the last :meth:`receive_buffer`."""
         if self._big is not None and self._big_filled < self._big_size:
             self._big_filled += count
+        elif self._split is not None and not self._split.complete:
+            self._split.received(count)
         else:
             self._end += count
 
@@ -233,9 +287,17 @@ class FrameDecoder:
         if big is None:
             length = self._length
             if length < 0:
-                if self._end - self._start < HEADER_SIZE:
-                    return None
-                self._read_header()
+                split = self._split
+                if split is None:
+                    if self._end - self._start < HEADER_SIZE:
+                        return None
+                    self._read_header()
+                    split = self._split
+                if split is not None:
+                    if not split.complete:
+                        return None
+                    self._split = None
+                    return self._hand_out(split.payload(), self._held_for_split)
                 big = self._big
                 length = self._length
         if big is not None:
@@ -274,6 +336,9 @@ class FrameDecoder:
             return
         self._payload = None
         held, self._payload_held = self._payload_held, 0
+        if type(payload) is not memoryview:  # a Spliced body: nothing mapped
+            self._give(held)
+            return
         mapping = payload.obj
         try:
             payload.release()
@@ -336,7 +401,7 @@ class FrameDecoder:
 
     def _hand_out(self, payload: Payload, held: int) -> Payload:
         """Return ``payload``; a large one is remembered for :meth:`release_payload`."""
-        if type(payload) is memoryview:
+        if type(payload) is memoryview or type(payload) is Spliced:
             self._payload, self._payload_held = payload, held
         return payload
 
@@ -385,11 +450,39 @@ class FrameDecoder:
         start += HEADER_SIZE
         have = min(self._end - start, length + 1)
         self._take(length + 1)  # before the buffer exists
+        if self._split_values and not flag and self._split_value(start, have, length):
+            return
         big = self._body_buffer(length + 1)
         big[:have] = self._view[start:start + have]
         self._start = start + have
         self._big, self._big_size = big, length + 1
         self._big_filled, self._big_compressed = have, bool(flag)
+
+    def _split_value(self, start: int, have: int, length: int) -> bool:
+        """Receive the body's large bytes value, if its tag is among the ``have`` bytes
+        at ``start``, straight into its final ``bytes``; False to take the whole body
+        into one buffer instead. The budget is reserved already."""
+        found = find_hole(self._view, start + 1, start + have, _BUFFER_SIZE)  # 1: msg type
+        if found is None:
+            return False
+        tag, size = found
+        hole = tag - start
+        value_at = hole + 5
+        if size > self._limits.max_bytes_len or value_at + size > length or \
+                have > value_at + size:
+            return False  # refused or malformed: the whole-body path says why
+        made = new_bytes(size)
+        if made is None:
+            return False
+        value, view = made
+        got = have - value_at
+        view[:got] = self._view[start + value_at:start + have]
+        split = _Split(bytes(self._view[start:start + value_at]), hole, value, view,
+                       bytearray(length - value_at - size + 1))
+        split.received(got)
+        self._start = start + have
+        self._split, self._held_for_split = split, length + 1
+        return True
 
     def _grow(self) -> None:
         """Double the small buffer: only :meth:`feed` without draining fills it up."""
