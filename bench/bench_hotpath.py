@@ -158,6 +158,15 @@ def count_calls(func: Callable[[], Any], number: int = 50) -> float:
     return calls / number
 
 
+def _status_mib(pid: int, field: str) -> int:
+    """A memory figure of process ``pid`` from /proc (Linux), in MiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) // 1024
+    raise KeyError(field)
+
+
 def make_certificate(directory: Path) -> tuple[str, str]:
     from bench_tls import make_certificate as make
 
@@ -245,6 +254,15 @@ def main() -> None:
                 label = f"{size >> 20} MiB echo"
                 row(f"{label} raw TCP", rate(size, got["raw"]), unit="MB/s")
                 row(f"{label} rpyc_ipy", rate(size, got["ours"]), f"{label} raw TCP", "MB/s")
+            if sys.platform == "linux":
+                huge = os.urandom(128 << 20)
+                pid = procs[0].pid  # the plain server
+                idle = _status_mib(pid, "VmRSS")
+                begin = time.perf_counter()
+                assert plain.root.echo(huge) == huge
+                took = time.perf_counter() - begin
+                print(f"{'128 MiB echo':<34}{took * 1e3:9.0f} ms   server peak memory over "
+                      f"idle: {_status_mib(pid, 'VmHWM') - idle} MiB (payload: 128 MiB)")
 
         if "tls" in groups:
             from rpyc_ipy.auth.tls_client import create_client_context
