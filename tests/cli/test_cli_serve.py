@@ -246,8 +246,8 @@ def test_notebook_loopback_plaintext_needs_its_flag(serve_cli: Any) -> None:
     refused.wait_for_stderr("refuses every client; for a local demo add "
                             "--allow-loopback-plaintext")
     with rpyc_ipy.connect("127.0.0.1", refused.port, config=CONFIG) as conn:
-        with pytest.raises(Exception, match="requires an authenticated connection.*"
-                           "rpyc-ipy serve --notebook --allow-loopback-plaintext"):
+        with pytest.raises(Exception, match=r"requires an authenticated connection.*"
+                           r"rpyc-ipy serve --notebook --allow-loopback-plaintext"):
             conn.root.execute("1 + 1")
     assert refused.stop() == 0
     allowed = serve_cli(["--notebook", "--allow-loopback-plaintext", "--port", "0"])
