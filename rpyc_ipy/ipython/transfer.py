@@ -456,6 +456,10 @@ def _open_local(path: str, top: str, flags: int) -> int:
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
+        folder = os.path.dirname(path) or "."
+        if not os.path.isdir(folder):  # name the missing folder, not the .part file
+            raise TransferError(f"the folder {folder!r} does not exist here; create it "
+                                "first") from None
         raise TransferError(f"cannot write {path!r}: {exc.strerror}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)

@@ -218,6 +218,9 @@ class FileStore:
             raise IsADirectoryError(f"{path!r} is a folder on the server")
         if os.path.lexists(real) and not stat.S_ISREG(os.lstat(real).st_mode):
             raise PermissionError(f"{path!r} exists and is not a regular file")
+        if not os.path.isdir(os.path.dirname(real)):  # said so, not as the .part's errno
+            raise FileNotFoundError(f"the folder {os.path.dirname(path) or '.'!r} does not "
+                                    "exist on the server; create it first")
         part = real + _PART
         flags = os.O_RDWR | os.O_CREAT | (0 if resume else os.O_TRUNC)
         fd = _open_regular(part, flags, path + _PART)

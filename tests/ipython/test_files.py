@@ -382,16 +382,22 @@ def test_the_magics_move_files_and_report_in_one_line(ip: InteractiveShell,
     ("%rpyc_upload -s m {tmp}/real.txt /etc/x", "outside the folders this server lets"),
     ("%rpyc_download -s m {root}/nothing-here {tmp}/y", "no such file or folder"),
     ("%rpyc_download -s m {root}/../outside/secret {tmp}/y", "'..' is not allowed"),
+    ("%rpyc_upload -s m {tmp}/real.txt {root}/no/such/x",
+     "/root/no/such' does not exist on the server; create it first"),
+    ("%rpyc_download -s m {root}/present.txt {tmp}/no/such/y",
+     "/no/such' does not exist here; create it first"),
 ])
 def test_the_magics_errors_are_one_line(ip: InteractiveShell, files_server: ServerProcess,
                                         files_dir: Path, tmp_path: Path, line: str,
                                         expected: str) -> None:
     connect(ip, "m", files_server)
     (tmp_path / "real.txt").write_text("x")
+    (files_dir / "root" / "present.txt").write_text("p")
     result, captured = run(ip, line.format(tmp=tmp_path, root=files_dir / "root"))
     assert isinstance(result.error_in_exec, TransferError)
     text = assert_no_internals(captured)
     assert expected in text and len(text.strip().splitlines()) == 1
+    assert ".part" not in text and "Errno" not in text  # our file names are not the user's
 
 
 def test_a_closed_session_and_a_stop_are_one_line(ip: InteractiveShell,
