@@ -693,7 +693,9 @@ class RPyCMagics(MagicsSettings):
 
         def report(done: int, total: int) -> None:
             nonlocal bar  # shown once the transfer is under way, not for a refusal
-            bar = bar or Progress(f"{direction} {source}", total)
+            # the first report is what a resume kept: it is not part of this run's rate
+            bar = bar or Progress(f"{direction} {source}", total, delay=self.progress_delay,
+                                  shell=self.shell, start=done)
             bar.update(done, total)
 
         try:
@@ -712,8 +714,8 @@ class RPyCMagics(MagicsSettings):
             raise SessionError(f"session {session.name!r}: {_first_line(exc)}") from None
         if bar is not None:
             bar.close("done")
-        resumed = f", {_size(result.moved)} sent this time" if result.moved < result.size \
-            else ""
+        resumed = f", {_size(result.moved)} {'sent' if direction == 'upload' else 'received'}" \
+            " this time" if result.moved < result.size else ""
         say(f"{direction}ed {result.files} file{'s' * (result.files != 1)} "
             f"({_size(result.size)}{resumed}) to {result.destination}"
             f"{' on ' + session.name if direction == 'upload' else ''}, SHA-256 verified")

@@ -70,8 +70,11 @@ def _format_duration(seconds: float) -> str:
 
 
 def describe_progress(label: str, done: int, total: int | None, elapsed: float, unit: Unit,
-                      stage: str = "", outcome: Outcome | None = None) -> str:
-    """The one line a bar shows: how far, how fast and how long is left (or how it ended)."""
+                      stage: str = "", outcome: Outcome | None = None, start: int = 0) -> str:
+    """The one line a bar shows: how far, how fast and how long is left (or how it ended).
+
+    ``start`` units were done before this run (a resumed transfer's kept part): they
+    count in how far, not in how fast."""
     amount = format_amount(done, unit)
     if total is not None:
         share = 100 * done // total if total else 100
@@ -79,7 +82,7 @@ def describe_progress(label: str, done: int, total: int | None, elapsed: float, 
     parts = [f"{label}: {amount}"] if done or total is not None else [label]
     if stage:
         parts[0] += f" [{stage}]"
-    rate = done / elapsed if elapsed > 0 else 0.0
+    rate = max(done - start, 0) / elapsed if elapsed > 0 else 0.0
     if outcome is None:
         if rate > 0 and unit == "bytes":
             parts.append(f"{format_amount(rate, unit)}/s")
@@ -188,6 +191,8 @@ class Progress:
     ``shell`` is the IPython shell (``None``: the current one, if any);
     ``quiet_unseen``: a bar never shown stays hidden even if the work stops or fails
     (for work that says so in its own one-line error);
+    ``start``: units done before this run (a resumed transfer's kept part), counted
+    in how far but not in the rate;
     ``clock`` and ``stream`` are there for tests and terminals (with a clock of the
     caller's, only reports draw: no timer).
     """
@@ -195,11 +200,11 @@ class Progress:
     def __init__(self, label: str, total: int | None = None, *, unit: Unit = "bytes",
                  delay: float = 0.5, shell: Any = None, stream: TextIO | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 quiet_unseen: bool = False) -> None:
+                 quiet_unseen: bool = False, start: int = 0) -> None:
         self.label = sanitize_text(label)
         self.total = total
         self.unit: Unit = unit
-        self.done = 0
+        self.start = self.done = start
         self.stage_text = ""
         self.outcome: Outcome | None = None
         self._delay = delay
@@ -244,7 +249,7 @@ class Progress:
     def line(self) -> str:
         """The line the bar shows now."""
         return describe_progress(self.label, self.done, self.total, self.elapsed, self.unit,
-                                 self.stage_text, self.outcome)
+                                 self.stage_text, self.outcome, self.start)
 
     @property
     def shown(self) -> bool:

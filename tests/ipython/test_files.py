@@ -438,7 +438,20 @@ def test_the_stop_button_keeps_the_partial_file(ip: InteractiveShell,
     assert "upload stopped; the partial file is kept: the same line with --resume" in text
     assert Path(f"{files_dir}/root/s.bin.part").exists()
     monkeypatch.undo()
+    kept = Path(f"{files_dir}/root/s.bin.part").stat().st_size
+    bars: list[magics.Progress] = []
+
+    class SeenProgress(magics.Progress):
+        """The real bar, kept for a look at what it was told."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(magics, "Progress", SeenProgress)
     result, captured = run(ip, f"%rpyc_upload -s m --resume {local} {files_dir}/root/s.bin")
     assert result.success and "sent this time" in captured.stdout
     assert sha_of(files_dir / "root" / "s.bin") == sha_of(local)
+    # the kept part counts in how far, not in this run's rate
+    assert len(bars) == 1 and bars[0].start == kept > 0 and bars[0].done == 8 * MiB
     assert session.name == "m"

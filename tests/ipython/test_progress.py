@@ -60,6 +60,18 @@ def test_the_line_says_how_far_how_fast_and_how_long_is_left() -> None:
     assert describe_progress("x", 0, 0, 0.0, "bytes") == "x: 0 B of 0 B (100%)"
 
 
+def test_a_resumed_part_counts_in_how_far_not_in_how_fast() -> None:
+    line = describe_progress("download big", 160 * MIB, 256 * MIB, 2.0, "bytes", start=128 * MIB)
+    assert line == "download big: 160.0 MiB of 256.0 MiB (62%), 16.0 MiB/s, 6 s left"
+    clock = Clock()
+    bar, stream = terminal_bar(clock, start=128 * MIB)
+    with bar:
+        clock.now += 4.0
+        bar.update(256 * MIB)
+    assert stream.getvalue().split("\r")[-1].startswith(
+        "pull df: 256.0 MiB of 256.0 MiB (100%), done in 4 s, 32.0 MiB/s")
+
+
 def test_quick_work_shows_nothing() -> None:
     clock = Clock()
     bar, stream = terminal_bar(clock)
