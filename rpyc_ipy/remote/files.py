@@ -128,7 +128,9 @@ class FileStore:
         real = os.path.realpath(os.path.join(os.getcwd(), expanded))
         if self._roots is not None and not any(_inside(real, root) for root in self._roots):
             where = " or ".join(self._roots) or "none"
-            raise PermissionError(f"{path!r} is outside the folders this server lets sessions "
+            # a relative or ~ path: say where it led, the session's folder is not in view
+            shown = repr(path) if real == path else f"{path!r} ({real} on the server)"
+            raise PermissionError(f"{shown} is outside the folders this server lets sessions "
                                   f"use: {where}; ask its operator to add a root with "
                                   "--file-root")
         return real

@@ -379,7 +379,9 @@ def test_the_magics_move_files_and_report_in_one_line(ip: InteractiveShell,
 
 @pytest.mark.parametrize("line,expected", [
     ("%rpyc_upload -s m {tmp}/missing.bin {root}/x", "cannot upload"),
-    ("%rpyc_upload -s m {tmp}/real.txt /etc/x", "outside the folders this server lets"),
+    ("%rpyc_upload -s m {tmp}/real.txt /etc/x", "'/etc/x' is outside the folders this server"),
+    ("%rpyc_upload -s m {tmp}/real.txt rel.txt",
+     "rel.txt on the server) is outside the folders this server lets sessions use"),
     ("%rpyc_download -s m {root}/nothing-here {tmp}/y", "no such file or folder"),
     ("%rpyc_download -s m {root}/../outside/secret {tmp}/y", "'..' is not allowed"),
     ("%rpyc_upload -s m {tmp}/real.txt {root}/no/such/x",
