@@ -40,7 +40,7 @@ from rpyc_ipy.ipython.execution import (
     RemoteExecutionError,
     wait_all,
 )
-from rpyc_ipy.ipython.progress import Progress, Unit
+from rpyc_ipy.ipython.progress import Progress, Unit, in_kernel
 from rpyc_ipy.ipython.registry import SessionRegistry
 from rpyc_ipy.ipython.session import RemoteSession, SessionError, open_session
 from rpyc_ipy.ipython.settings import MagicsSettings, RPyCPolicy
@@ -431,6 +431,8 @@ class RPyCMagics(MagicsSettings):
         bar = self._progress("sessions done", "items", len(sessions)) if fan_out else None
 
         def handle(execution: RemoteExecution, event: tuple[Any, ...]) -> None:
+            if bar is not None:  # a session's output starts a line, not after the bar
+                bar.hide()
             cell_output(execution, event)
             if event[0] == "done":
                 self._finished(event[1], fan_out)
@@ -774,7 +776,7 @@ class RPyCMagics(MagicsSettings):
         title = expr or None
         # widgets need a front end that renders them: a terminal would print the
         # widget's repr, so it gets the text tree
-        if not args.html and self.shell.has_trait("kernel"):
+        if not args.html and in_kernel(self.shell):
             try:
                 display(widget(browser, path, title))
                 return

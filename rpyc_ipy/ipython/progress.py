@@ -34,7 +34,7 @@ from typing import Any, Literal, Protocol, TextIO
 
 from rpyc_ipy.ipython.text import sanitize_text, say
 
-__all__ = ["Progress", "describe_progress", "format_amount"]
+__all__ = ["Progress", "describe_progress", "format_amount", "in_kernel"]
 
 Unit = Literal["bytes", "items"]
 Outcome = Literal["done", "stopped", "failed"]
@@ -100,6 +100,8 @@ def describe_progress(label: str, done: int, total: int | None, elapsed: float, 
 class _Renderer(Protocol):
     def show(self, line: str, fraction: float | None) -> None: ...
 
+    def hide(self) -> None: ...
+
     def finish(self, line: str, fraction: float | None, outcome: Outcome) -> None: ...
 
 
@@ -117,6 +119,13 @@ class _TerminalLine:
         say("", self._stream, end="\r")
         say(line + padding, self._stream, end="")
 
+    def hide(self) -> None:
+        if self._width:
+            say("", self._stream, end="\r")
+            say(" " * self._width, self._stream, end="")
+            say("", self._stream, end="\r")
+            self._width = 0
+
     def finish(self, line: str, fraction: float | None, outcome: Outcome) -> None:
         self.show(line, fraction)
         say("", self._stream)
@@ -133,6 +142,9 @@ class _KernelLine:
     def show(self, line: str, fraction: float | None) -> None:
         if self._handle is not None:
             self._handle.update({"text/plain": line}, raw=True)
+
+    def hide(self) -> None:
+        """Nothing to do: the line is an output of its own, other output goes below it."""
 
     def finish(self, line: str, fraction: float | None, outcome: Outcome) -> None:
         self.show(line, fraction)
@@ -158,6 +170,9 @@ class _KernelWidget:
         else:
             self._bar.value = min(1.0, fraction)
 
+    def hide(self) -> None:
+        """Nothing to do: the bar is an output of its own, other output goes below it."""
+
     def finish(self, line: str, fraction: float | None, outcome: Outcome) -> None:
         self.show(line, 1.0 if outcome == "done" else fraction)
         self._bar.bar_style = {"done": "success", "stopped": "warning", "failed": "danger"}[outcome]
@@ -165,7 +180,7 @@ class _KernelWidget:
 
 def _renderer_for(shell: Any, stream: TextIO) -> _Renderer:
     """Where a bar shows: a widget or a display line in a kernel, ``stream`` otherwise."""
-    if not _in_kernel(shell):
+    if not in_kernel(shell):
         return _TerminalLine(stream)
     try:
         return _KernelWidget()
@@ -173,7 +188,9 @@ def _renderer_for(shell: Any, stream: TextIO) -> _Renderer:
         return _KernelLine()
 
 
-def _in_kernel(shell: Any) -> bool:
+def in_kernel(shell: Any) -> bool:
+    """Whether ``shell`` runs in a Jupyter kernel (whose front end renders widgets and
+    display updates), not a terminal."""
     if shell is None:
         return False
     try:
@@ -255,6 +272,14 @@ class Progress:
     def shown(self) -> bool:
         """Whether anything has been drawn (work that ends within ``delay`` shows nothing)."""
         return self._renderer is not None
+
+    def hide(self) -> None:
+        """Clear a terminal's line so other output starts at its beginning instead of
+        after the bar's text; the next report draws it again at once."""
+        with self._lock:
+            if self._renderer is not None and self.outcome is None:
+                self._renderer.hide()
+                self._last_draw = float("-inf")
 
     # -- ending ------------------------------------------------------------------------------
 

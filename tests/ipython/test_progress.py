@@ -72,6 +72,24 @@ def test_a_resumed_part_counts_in_how_far_not_in_how_fast() -> None:
         "pull df: 256.0 MiB of 256.0 MiB (100%), done in 4 s, 32.0 MiB/s")
 
 
+def test_hide_clears_the_terminal_line_and_the_next_report_redraws_it() -> None:
+    clock = Clock()
+    bar, stream = terminal_bar(clock)
+    with bar:
+        clock.now += 1.0
+        bar.advance(32 * MIB)
+        drawn = stream.getvalue()
+        bar.hide()
+        cleared = stream.getvalue()[len(drawn):]
+        width = len(drawn.split("\r")[-1])
+        assert cleared == "\r" + " " * width + "\r"  # other output now starts the line
+        bar.hide()  # already clear: nothing more
+        assert stream.getvalue() == drawn + cleared
+        bar.update(bar.done)  # at once, however soon after the last draw
+        assert stream.getvalue().endswith("pull df: 32.0 MiB of 256.0 MiB (12%), "
+                                          "32.0 MiB/s, 7 s left")
+
+
 def test_quick_work_shows_nothing() -> None:
     clock = Clock()
     bar, stream = terminal_bar(clock)

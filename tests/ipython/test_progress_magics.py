@@ -4,16 +4,21 @@ binds nothing), and %%remote on several sessions (sessions done)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 import signal
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from ipy_rig import WAIT, connect, run
 from ipy_servers import ServerProcess
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from waitkit import wait_until
 
 from rpyc_ipy.ipython.execution import CellInterrupted
 
@@ -212,6 +217,39 @@ def test_fan_out_counts_sessions_done(progress_now: InteractiveShell,
         assert f"{n} of 3" in counts
     assert lines[-1].startswith("sessions done: 3 of 3 (100%)") and "done in" in lines[-1]
     assert captured.stdout.count("hi") == 3
+
+
+def test_fan_out_output_starts_a_line_of_its_own(progress_now: InteractiveShell,
+                                                exec_server: ServerProcess,
+                                                tmp_path: Path) -> None:
+    """In a terminal the bar and the sessions' output share the screen: a session's
+    output after the bar showed starts at the line's beginning, not after the bar."""
+    go = tmp_path / "go"
+    screen = io.StringIO()  # stdout and stderr, as on a terminal
+
+    def release() -> None:  # the late session prints once the bar said the early one ended
+        wait_until(lambda: "[early finished]" in screen.getvalue(), timeout=WAIT,
+                   what="the bar to show the early session finished")
+        go.touch()
+
+    cell = ("%%remote -s early,late --timeout 60\nimport os, time\n"
+            "for _ in range(5000):  # bounded: the test's thread touches the file\n"
+            "    if wait_for is None or os.path.exists(wait_for):\n        break\n"
+            "    time.sleep(0.01)\nprint('output of', 'late' if wait_for else 'early')")
+    try:
+        connect(progress_now, "early", exec_server, "--new").execute("wait_for = None")
+        connect(progress_now, "late", exec_server, "--new").execute(f"wait_for = {str(go)!r}")
+        releaser = threading.Thread(target=release, daemon=True)
+        releaser.start()
+        with contextlib.redirect_stdout(screen), contextlib.redirect_stderr(screen):
+            result = progress_now.run_cell(cell)
+        releaser.join(WAIT)
+    finally:  # the shared server counts sessions per user: end these there
+        run(progress_now, "%rpyc_disconnect --all --end")
+    assert result.error_in_exec is None
+    text = screen.getvalue()
+    assert "[early finished]" in text and "[late] output of late" in text
+    assert re.search(r"[^\r\n]\[late\] output", text) is None, text
 
 
 def test_pull_groups_small_values_and_fetches_large_ones_alone(
