@@ -442,9 +442,14 @@ class RPyCMagics(MagicsSettings):
             elif bar is not None:  # any event redraws: the bar shows while output flows
                 bar.update(bar.done)
 
+        def notify(text: str) -> None:
+            if bar is not None:  # the note starts a line too
+                bar.hide()
+            self._notify(text)
+
         with bar or contextlib.nullcontext():
             outcomes = wait_all(runs, events, handle, timeout=timeout,
-                                grace=self.interrupt_grace, notify=self._notify)
+                                grace=self.interrupt_grace, notify=notify)
         if output:
             self._store(output, outcomes, fan_out)
         # the number on the cell's prompt: IPython 9 counts the running cell already in

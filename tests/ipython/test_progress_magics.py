@@ -252,6 +252,26 @@ def test_fan_out_output_starts_a_line_of_its_own(progress_now: InteractiveShell,
     assert re.search(r"[^\r\n]\[late\] output", text) is None, text
 
 
+
+def test_fan_out_notes_start_a_line_of_their_own(progress_now: InteractiveShell,
+                                                 exec_server: ServerProcess) -> None:
+    """The timeout's notes ("[rpyc] timed out ...") do not follow the bar's text."""
+    screen = io.StringIO()
+    try:
+        connect(progress_now, "n1", exec_server, "--new")
+        connect(progress_now, "n2", exec_server, "--new")
+        with contextlib.redirect_stdout(screen), contextlib.redirect_stderr(screen):
+            # the first output draws the bar; the timeout's notes come after it
+            result = progress_now.run_cell("%%remote -s n1,n2 --timeout 3\nimport time\n"
+                                           "print('started', flush=True)\ntime.sleep(120)")
+    finally:  # the shared server counts sessions per user: end these there
+        run(progress_now, "%rpyc_disconnect --all --end")
+    assert result.error_in_exec is not None
+    text = screen.getvalue()
+    assert "sessions done: 0 of 2" in text and "[rpyc] timed out" in text
+    assert re.search(r"[^\r\n]\x1b\[31m\[rpyc\]", text) is None, text
+
+
 def test_pull_groups_small_values_and_fetches_large_ones_alone(
         ip: InteractiveShell, exec_server: ServerProcess) -> None:
     """Progress over a pull costs few requests: small values come in growing groups."""
