@@ -245,7 +245,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.mode == "stdio":
         args.stdio = True
     _check_serve_options(args)
-    _configure_logging(args.log_level, args.logfile)
+    _configure_logging(args.log_level, args.logfile, args.processes)
     service = _load_service(args)
     name = _service_name(service)
     if args.classic:
@@ -315,11 +315,13 @@ def _is_loopback(host: str) -> bool:
     return host != "" and is_loopback(host)
 
 
-def _configure_logging(level: str, logfile: str | None = None) -> None:
+def _configure_logging(level: str, logfile: str | None = None, processes: int = 1) -> None:
+    # each worker process numbers its own connections: the pid tells their conn1s apart
+    where = " [pid %(process)d]" if processes > 1 else ""
     logging.basicConfig(
         level=getattr(logging, level.upper()),
         **({"filename": logfile} if logfile else {"stream": sys.stderr}),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s %(name)s{where}: %(message)s",
     )
     logging.captureWarnings(True)
 

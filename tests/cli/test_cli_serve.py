@@ -275,6 +275,8 @@ def test_processes_serve_from_workers_and_stop_with_the_server(sig: int, serve_c
         pids = [conn.root.pid() for conn in conns]
         assert len(set(pids)) == 2 and server.proc.pid not in pids
         assert pids[:2] == pids[2:]  # in turn
+        for pid in set(pids):  # each worker numbers its connections: the log names it
+            server.wait_for_stderr(rf"\[pid {pid}\]: connection conn\d+ from 127\.0\.0\.1")
         assert server.stop(sig) == 0
         assert "server closed" in server.stderr and "Traceback" not in server.stderr
         assert wait_until(lambda: all(_exited(pid) for pid in pids), WAIT)
