@@ -444,7 +444,7 @@ class RPyCMagics(MagicsSettings):
 
     def _store(self, name: str, outcomes: list[ExecutionOutcome], fan_out: bool) -> None:
         def value(outcome: ExecutionOutcome) -> Any:
-            return outcome.value if outcome.has_value else None
+            return outcome.load_value()
 
         if fan_out:
             self.shell.user_ns[name] = {o.session: value(o) for o in outcomes

@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 from rpyc_ipy import factory
@@ -48,7 +48,16 @@ from rpyc_ipy.ipython.execution import ExecutionOutcome, RemoteExecution, wait_a
 from rpyc_ipy.ipython.plain_classic import PlainClassic
 from rpyc_ipy.ipython.text import sanitize_text
 from rpyc_ipy.remote.bootstrap import install_engine
-from rpyc_ipy.remote.values import NotByValue, TooLarge, pack, unpack
+from rpyc_ipy.remote.values import (
+    CHUNK,
+    DATA_EXTRA,
+    NotByValue,
+    Outbox,
+    TooLarge,
+    available_kinds,
+    pack,
+    unpack,
+)
 from rpyc_ipy.target import ConnectionTarget
 from rpyc_ipy.transports.sockets import is_loopback
 
@@ -491,43 +500,118 @@ class RemoteSession:
         self._require_engine("remote display")
         return parse_bundle(self._call("mimebundle", obj, include, max_bytes, timeout=timeout))
 
+    @property
+    def moves_arrays(self) -> bool:
+        """The server's engine moves numpy/pandas values typed, in chunks (``arrays``)."""
+        features = self.info.get("features", ())
+        return type(features) is tuple and "arrays" in features
+
     def push(self, values: dict[str, Any], *, allow_pickle: bool = False,
              max_bytes: int = 64 << 20) -> dict[str, int]:
-        """Bind local values in the remote namespace, by value; returns bytes per name."""
+        """Bind local values in the remote namespace, by value; returns bytes per name.
+
+        numpy arrays and pandas frames go typed when the server can build them (it
+        says so in ``hello``); large ones are read by the server in chunks."""
         self._require_engine("push")
         use_pickle = allow_pickle and self.pickle_allowed
+        arrays = self.moves_arrays
+        remote_kinds = self.info.get("data", ())
+        accept = remote_kinds if arrays and type(remote_kinds) is tuple else ()
+        outbox = Outbox()
         items, sizes = [], {}
         for key, value in values.items():
             try:
-                packed = pack(value, max_bytes=max_bytes, allow_pickle=use_pickle)
+                packed = pack(value, max_bytes=max_bytes, allow_pickle=use_pickle,
+                              accept=accept, stream=outbox.add if arrays else None)
             except (NotByValue, TooLarge) as exc:
                 hint = "" if use_pickle or not allow_pickle else \
                     " (pickle needs allow_pickle on both sides)"
-                raise UsageError(f"cannot push {key!r}: {exc}{hint}") from None
+                message = str(exc).replace("the receiving side", "the server")
+                raise UsageError(f"cannot push {key!r}: {message}{hint}") from None
             items.append((key, packed))
             sizes[key] = _packed_size(packed)
-        self._call("push", tuple(items), use_pickle)
+        if not arrays:
+            self._call("push", tuple(items), use_pickle)
+            return sizes
+        # the server reads streamed buffers back from our outbox while this call waits
+        self._call("push", tuple(items), use_pickle, outbox.read if len(outbox) else None,
+                   max_bytes, timeout=self._transfer_timeout(max_bytes))
         return sizes
 
     def pull(self, names: list[str], *, allow_pickle: bool = False,
-             max_bytes: int = 64 << 20) -> dict[str, tuple[Any, int]]:
-        """Remote values by value: ``{name: (value, bytes)}``; a failure raises UsageError."""
+             max_bytes: int = 64 << 20,
+             on_progress: Callable[[int, int], None] | None = None
+             ) -> dict[str, tuple[Any, int]]:
+        """Remote values by value: ``{name: (value, bytes)}``; a failure raises UsageError.
+
+        numpy arrays and pandas frames arrive as local objects (numpy/pandas needed
+        here: ``pip install 'rpyc_ipy[data]'``); their declared sizes are checked
+        against ``max_bytes`` before anything is allocated, and large buffers are
+        read in chunks straight into the destination (``on_progress(done, total)``
+        after each)."""
         self._require_engine("pull")
         use_pickle = self.unpickles(allow_pickle)
-        raw = self._call("pull", tuple(names), use_pickle, max_bytes)
+        if self.moves_arrays:
+            raw = self._call("pull", tuple(names), use_pickle, max_bytes, available_kinds())
+        else:
+            raw = self._call("pull", tuple(names), use_pickle, max_bytes)
         out: dict[str, tuple[Any, int]] = {}
         for item in raw if type(raw) is tuple else ():
             if type(item) is not tuple or len(item) != 3 or type(item[0]) is not str:
                 continue
             name, status, payload = item
             if status != "ok":
-                why = payload if type(payload) is str else "?"
+                why = payload.replace("the receiving side", "this notebook") \
+                    if type(payload) is str else "?"
                 raise UsageError(f"cannot pull {name!r}: {why}")
             try:
-                out[name] = (unpack(payload, allow_pickle=use_pickle), _packed_size(payload))
+                value = unpack(payload, allow_pickle=use_pickle, max_bytes=max_bytes,
+                               read=self.stream_reader(on_progress))
+            except ImportError as exc:
+                raise UsageError(f"cannot pull {name!r}: it needs {exc.name} here: "
+                                 f"{DATA_EXTRA}") from None
             except (NotByValue, ValueError, TypeError) as exc:
                 raise UsageError(f"cannot pull {name!r}: {exc}") from None
+            out[name] = (value, _packed_size(payload))
         return out
+
+    def stream_reader(self, on_progress: Callable[[int, int], None] | None = None,
+                      window: int = 2, chunk: int = CHUNK
+                      ) -> Callable[[str, int], Generator[bytes, None, None]]:
+        """Reads a streamed value from the server's outbox: ``window`` chunk requests in
+        flight, so the server copies the next chunk while this side stores one."""
+
+        def read(token: str, nbytes: int) -> Generator[bytes, None, None]:
+            offsets = iter(range(0, nbytes, chunk))
+            pending: list[Any] = []
+            done = 0
+            try:
+                while True:  # bounded by nbytes / chunk requests
+                    while len(pending) < window:
+                        offset = next(offsets, None)
+                        if offset is None:
+                            break
+                        pending.append(async_(self.backend.pull_chunk)(
+                            token, offset, min(chunk, nbytes - offset)))
+                    if not pending:
+                        return
+                    result = pending.pop(0)
+                    result.wait(self.request_timeout)
+                    data = result.value
+                    done += len(data) if type(data) is bytes else 0
+                    yield data
+                    if on_progress is not None:
+                        on_progress(done, nbytes)
+            finally:
+                if done < nbytes and not self.closed:  # stopped early: the server forgets it
+                    with contextlib.suppress(Exception):
+                        async_(self.backend.pull_release)(token)
+
+        return read
+
+    def _transfer_timeout(self, nbytes: int) -> float:
+        """A request that moves ``nbytes`` in chunks: the usual timeout per 64 MiB."""
+        return self.request_timeout * max(1, -(-nbytes // (64 << 20)))
 
     # -- running cells ------------------------------------------------------------------------
 
@@ -549,7 +633,7 @@ class RemoteSession:
                    "stream_interval": float(stream_interval),
                    "capture_fd": self.capture_fd if capture_fd is None else capture_fd,
                    "grace": float(grace), "max_bundle_bytes": int(max_bundle_bytes),
-                   "max_value_bytes": int(max_value_bytes)}
+                   "max_value_bytes": int(max_value_bytes), "accept": available_kinds()}
         self._serve_in_background()
         execution = RemoteExecution(self, events, options, on_finish=self._stop_background)
         self.executions += 1
