@@ -599,9 +599,9 @@ class RemoteSession:
                     result.wait(self.request_timeout)
                     data = result.value
                     done += len(data) if type(data) is bytes else 0
-                    yield data
                     if on_progress is not None:
                         on_progress(done, nbytes)
+                    yield data
             finally:
                 if done < nbytes and not self.closed:  # stopped early: the server forgets it
                     with contextlib.suppress(Exception):

@@ -93,8 +93,9 @@ def _to_arrow(frame: Any) -> memoryview:
         table = pyarrow.Table.from_pandas(frame)
     except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, pyarrow.ArrowNotImplementedError,
             TypeError, ValueError) as exc:
-        raise DataCodecError(f"Arrow cannot carry it ({exc}); convert the column "
-                             "(df.astype(...))") from None
+        why = "; ".join(map(str, exc.args))
+        raise DataCodecError(f"Arrow cannot carry it ({why}): convert the column "
+                             "(df.astype(...)), or allow pickle on both sides") from None
     sink = pyarrow.BufferOutputStream()
     with pyarrow.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
