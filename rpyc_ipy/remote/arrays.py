@@ -176,7 +176,8 @@ def encode(arr: Any) -> tuple[bytes, memoryview]:
     dtype = arr.dtype
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
         raise DataCodecError(f"dtype {dtype} is not carried by value: it holds Python "
-                             "objects or fields: convert it (arr.astype(...)), or allow pickle on both sides")
+                             "objects or fields: convert it (arr.astype(...)), or allow "
+                             "pickle on both sides")
     descr = dtype.str
     if descr in ("<b1", ">b1"):
         descr = "|b1"

@@ -25,6 +25,7 @@ peers (:mod:`rpyc_ipy.remote.bootstrap`).
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -65,14 +66,25 @@ def pack_frame(obj: Any, array: Codec, buffer: Codec, plain: Codec, arrow: bool)
     carried. ``arrow``: the receiver reads Arrow IPC (used if pyarrow imports here)."""
     series = tag_of(obj) == "series"
     if arrow and _arrow_ok(obj, series):
+        try:
+            if series:
+                return ("arrow", (plain(obj.name),
+                                  buffer(_to_arrow(obj.to_frame(_SERIES_COLUMN)))))
+            return ("arrow", buffer(_to_arrow(obj)))
+        except DataCodecError:
+            pass  # e.g. byte-swapped columns: the column path carries those
+    try:
+        index = _pack_index(obj.index, array, plain)
         if series:
-            return ("arrow", (plain(obj.name), buffer(_to_arrow(obj.to_frame(_SERIES_COLUMN)))))
-        return ("arrow", buffer(_to_arrow(obj)))
-    index = _pack_index(obj.index, array, plain)
-    if series:
-        return ("columns", (plain(obj.name), _pack_column(obj, repr(obj.name), array), index))
-    columns = tuple(_pack_column(obj.iloc[:, i], repr(name), array)
-                    for i, name in enumerate(obj.columns))
+            return ("columns", (plain(obj.name), _pack_column(obj, repr(obj.name), array),
+                                index))
+        columns = tuple(_pack_column(obj.iloc[:, i], repr(name), array)
+                        for i, name in enumerate(obj.columns))
+    except DataCodecError as exc:
+        if arrow:
+            raise
+        raise DataCodecError(f"{exc} (with pyarrow on both sides, Arrow carries columns of "
+                             "str objects)") from None
     return ("columns", (plain(tuple(obj.columns)), plain(tuple(obj.columns.names)), columns,
                         index))
 
@@ -96,6 +108,7 @@ def _to_arrow(frame: Any) -> memoryview:
         why = "; ".join(map(str, exc.args))
         raise DataCodecError(f"Arrow cannot carry it ({why}): convert the column "
                              "(df.astype(...)), or allow pickle on both sides") from None
+    _check_schema(table.schema)  # what the receiver refuses goes the column path
     sink = pyarrow.BufferOutputStream()
     with pyarrow.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
@@ -116,8 +129,7 @@ def _pack_column(column: Any, label: str, array: Codec) -> tuple[Any, ...]:
     if not isinstance(dtype, numpy.dtype) or dtype.kind not in "biufcmM":
         raise DataCodecError(
             f"column {label} has dtype {dtype}, which is not carried by value: convert it "
-            "(df.astype(...), e.g. to 'float64' or 'str'), install pyarrow on both sides "
-            "for Arrow, or allow pickle on both sides")
+            "(df.astype(...), e.g. to 'float64' or 'str'), or allow pickle on both sides")
     return ("array", array(column.to_numpy()))
 
 
@@ -183,14 +195,87 @@ def unpack_frame(tag: str, payload: Any, array: Codec, buffer: Codec, plain: Cod
 
 
 def _from_arrow(data: Any) -> Any:
+    """A frame from Arrow IPC bytes: uncompressed batches only (checked before any is
+    read), columns of :func:`_arrow_type_ok` types, validated before pandas sees it."""
     import pyarrow
 
+    buffer = pyarrow.py_buffer(data)
     try:
-        table = pyarrow.ipc.open_stream(pyarrow.py_buffer(data)).read_all()
+        for message in pyarrow.ipc.MessageReader.open_stream(buffer):
+            if message.type == "schema":
+                continue
+            if message.type not in ("record batch", "dictionary"):
+                raise DataCodecError(f"Arrow message {message.type!r} is not expected")
+            if _compressed(message.metadata.to_pybytes(), message.type == "dictionary"):
+                raise DataCodecError("compressed Arrow batches are refused (their inflated "
+                                     "size is not checked in advance)")
+        table = pyarrow.ipc.open_stream(buffer).read_all()
+        _check_schema(table.schema)
         table.validate(full=True)
-        return table.to_pandas()
-    except (pyarrow.ArrowException, ValueError, TypeError, KeyError) as exc:
+    except (pyarrow.ArrowException, OSError, ValueError, TypeError, KeyError,
+            struct.error) as exc:
+        if isinstance(exc, DataCodecError):
+            raise
         raise DataCodecError(f"malformed Arrow frame: {exc}") from None
+    # every value takes at least a bit of the body (booleans): more is a lie
+    if table.num_rows * max(table.num_columns, 1) > 8 * max(len(data), 1 << 16):
+        raise DataCodecError("the Arrow frame declares more rows than its bytes hold")
+    return table.to_pandas()
+
+
+def _check_schema(schema: Any) -> None:
+    for field in schema:
+        if not _arrow_type_ok(field.type):
+            raise DataCodecError(f"Arrow column {field.name!r} has type {field.type}, which "
+                                 "is not carried by value: convert it (df.astype(...))")
+
+
+def _arrow_type_ok(kind: Any) -> bool:
+    """Flat types whose pandas form is about as large as their Arrow bytes (no null
+    type: a billion nulls take no bytes in Arrow and 8 GB in pandas)."""
+    from pyarrow import types
+
+    if types.is_dictionary(kind):
+        return types.is_integer(kind.index_type) and _arrow_type_ok(kind.value_type)
+    return any(check(kind) for check in (
+        types.is_boolean, types.is_integer, types.is_floating, types.is_timestamp,
+        types.is_date, types.is_duration, types.is_string, types.is_large_string))
+
+
+def _compressed(metadata: bytes, dictionary: bool) -> bool:
+    """Whether an IPC message's batch declares body compression: field 3 of its
+    RecordBatch table (in a DictionaryBatch, field 1 holds the RecordBatch), read
+    from the Message flatbuffer with bounds checks (``struct.error`` if malformed)."""
+    (root,) = struct.unpack_from("<I", metadata, 0)
+    header = _subtable(metadata, _table(metadata, root), 2)
+    if header is not None and dictionary:
+        header = _subtable(metadata, header, 1)
+    if header is None:
+        raise DataCodecError("malformed Arrow message")
+    fields = header[1]
+    return len(fields) > 3 and fields[3] != 0
+
+
+def _table(buf: bytes, pos: int) -> tuple[int, tuple[int, ...]]:
+    """A flatbuffer table: its position and its fields' offsets (0: absent)."""
+    (back,) = struct.unpack_from("<i", buf, pos)
+    vtable = pos - back
+    if vtable < 0:
+        raise DataCodecError("malformed Arrow message")
+    size, _ = struct.unpack_from("<HH", buf, vtable)
+    if size < 4 or size % 2 or vtable + size > len(buf):
+        raise DataCodecError("malformed Arrow message")
+    return pos, struct.unpack_from(f"<{(size - 4) // 2}H", buf, vtable + 4)
+
+
+def _subtable(buf: bytes, table: tuple[int, tuple[int, ...]], index: int
+              ) -> tuple[int, tuple[int, ...]] | None:
+    pos, fields = table
+    if index >= len(fields) or fields[index] == 0:
+        return None
+    at = pos + fields[index]
+    (offset,) = struct.unpack_from("<I", buf, at)
+    return _table(buf, at + offset)
 
 
 def _unpack_column(column: Any, array: Codec) -> Any:

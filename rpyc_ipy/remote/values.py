@@ -320,7 +320,9 @@ def _unpack(packed: Any, ctx: _Unpacking) -> Any:
             return _frames.unpack_frame(tag, payload, lambda p: unpack_array(p, ctx),
                                         lambda b: unpack_buffer(b, ctx),
                                         lambda v: _unpack(v, ctx))
-        except (OverflowError, TypeError, IndexError) as exc:  # pandas refused the parts
+        except DataCodecError:
+            raise
+        except (OverflowError, ValueError, TypeError, IndexError) as exc:  # pandas refused
             raise DataCodecError(f"malformed packed {tag}: {exc}") from None
     raise ValueError(f"unknown packed tag {tag!r}")
 

@@ -98,7 +98,7 @@ def test_the_pull_limit_refuses_a_large_array_before_any_chunk(
     session.execute("import numpy as np\nbig = np.zeros((1 << 20) + 1, 'u1')")
     ip.run_line_magic("config", "RPyCPolicy.max_pull_bytes = 1048576")  # one byte short
     counter = RequestCounter(session.conn)
-    with pytest.raises(UsageError, match="size guard|size limit"):
+    with pytest.raises(UsageError, match=r"size guard|size limit"):
         ip.run_line_magic("rpyc_pull", "s big")
     assert counter.count == 1  # refused: no chunk was asked for
 
@@ -108,7 +108,7 @@ def test_object_arrays_and_columns_are_refused_by_name(ip: InteractiveShell,
     session = connect(ip, "s", exec_server)
     session.execute("import numpy as np, pandas as pd\nobjs = np.array([object()])\n"
                     "df = pd.DataFrame({'ok': [1], 'odd': [object()]})")
-    with pytest.raises(UsageError, match=r"dtype object .*convert it.*|pickle"):
+    with pytest.raises(UsageError, match=r"cannot pull 'objs': .*dtype object.*convert it"):
         ip.run_line_magic("rpyc_pull", "s objs")
     with pytest.raises(UsageError, match="odd"):
         ip.run_line_magic("rpyc_pull", "s df")
