@@ -13,9 +13,9 @@ Every server runs in a subprocess on 127.0.0.1 (port 0) and holds the same array
 * ``raw socket``: the floor: the server ``sendall``s the array's buffer, the client
   ``recv_into``s a fresh ``numpy.empty`` of the same size.
 
-Then one more transfer on each path with the peak resident size reset
-(``/proc/PID/clear_refs``) on both sides: how far each side's peak rose above its
-size before the transfer, against the payload size.
+Before each transfer the peak resident size of both sides is reset
+(``/proc/PID/clear_refs``): how far each side's peak rose above its size before the
+transfer (the largest over the repeats), against the payload size.
 
 This is a benchmark: it prints medians and ratios and asserts nothing.
 """
@@ -82,19 +82,6 @@ def reset_peak(pid: int | str) -> None:
         refs.write("5")
 
 
-def peak_growth(pids: dict[str, int | str], transfer: Callable[[], Any]) -> dict[str, int]:
-    """How far each process's peak resident size rose above its size before ``transfer``."""
-    gc.collect()
-    before = {}
-    for side, pid in pids.items():
-        reset_peak(pid)
-        before[side] = vm(pid, "VmRSS")
-    result = transfer()
-    growth = {side: vm(pid, "VmHWM") - before[side] for side, pid in pids.items()}
-    del result
-    return growth
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=256, help="array size in MiB")
@@ -144,17 +131,32 @@ def main(argv: list[str] | None = None) -> int:
 
         cases: dict[str, Callable[[], Any]] = {"rpyc_ipy pull": ours, "rpyc obtain": obtain,
                                               "raw socket": floor}
-        check = {name: fn() for name, fn in cases.items()}  # warm up, and the same bytes
-        assert all(numpy.array_equal(check["raw socket"], got) for got in check.values())
-        del check
+        sides: dict[str, dict[str, int | str]] = {
+            "rpyc_ipy pull": {"client": "self", "server": worker_pid},
+            "rpyc obtain": {"client": "self", "server": rpyc_pid},
+            "raw socket": {"client": "self", "server": raw_server.pid},
+        }
+        expected = floor()  # warms the floor; every path must bring the same bytes
+        ours()  # warms the session (rpyc's obtain is too slow to run twice for nothing)
         times: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.repeat):  # alternate, so drift hits every path alike
+        peaks: dict[str, dict[str, int]] = {name: {"client": 0, "server": 0} for name in cases}
+        for round_ in range(args.repeat):  # alternate, so drift hits every path alike
             for name, fn in cases.items():
                 gc.collect()
+                before = {}
+                for side, pid in sides[name].items():
+                    reset_peak(pid)  # each transfer's peak from its own start
+                    before[side] = vm(pid, "VmRSS")
                 start = time.perf_counter()
                 result = fn()
                 times[name].append(time.perf_counter() - start)
+                for side, pid in sides[name].items():
+                    grew = vm(pid, "VmHWM") - before[side]
+                    peaks[name][side] = max(peaks[name][side], grew)
+                if round_ == 0:
+                    assert numpy.array_equal(result, expected), name
                 del result
+                print(f"   ({name}: {format_seconds(times[name][-1])})", flush=True)
         med = {name: statistics.median(values) for name, values in times.items()}
         print(f"1. pulling a {args.mib} MiB float64 array, medians of {args.repeat} "
               "alternating transfers")
@@ -164,21 +166,15 @@ def main(argv: list[str] | None = None) -> int:
               "(goal: >= 50%)")
         print(f"   rpyc_ipy: {med['rpyc obtain'] / med['rpyc_ipy pull']:.1f}x rpyc's obtain "
               "(goal: >= 5x)")
-
-        print(f"\n2. peak resident growth during one transfer, against the payload "
-              f"({args.mib} MiB)")
-        rows = {
-            "rpyc_ipy pull": peak_growth({"client": "self", "server": worker_pid}, ours),
-            "rpyc obtain": peak_growth({"client": "self", "server": rpyc_pid}, obtain),
-            "raw socket": peak_growth({"client": "self", "server": raw_server.pid}, floor),
-        }
-        for name, growth in rows.items():
+        print(f"\n2. peak resident growth during a transfer (the largest of {args.repeat}), "
+              f"against the payload ({args.mib} MiB)")
+        for name, growth in peaks.items():
             print(f"   {name:<14} client +{growth['client'] / MiB:7.1f} MiB "
                   f"({growth['client'] / nbytes:.2f}x)   server +{growth['server'] / MiB:7.1f} "
                   f"MiB ({growth['server'] / nbytes:.2f}x)")
-        ours_row = rows["rpyc_ipy pull"]
-        print(f"   rpyc_ipy over the payload: client {(ours_row['client'] - nbytes) / MiB:+.1f} "
-              f"MiB, server {ours_row['server'] / MiB:+.1f} MiB (goal: below size + a small "
+        row = peaks["rpyc_ipy pull"]
+        print(f"   rpyc_ipy over the payload: client {(row['client'] - nbytes) / MiB:+.1f} "
+              f"MiB, server {row['server'] / MiB:+.1f} MiB (goal: below size + a small "
               "constant)")
         session.end()
         classic.close()

@@ -546,9 +546,11 @@ class RPyCMagics(MagicsSettings):
     def rpyc_push(self, line: str) -> None:
         """Copy local variables into a session's namespace, by value.
 
-        Plain data (numbers, str, bytes, and lists/tuples/dicts/sets of them) travels
-        by value; anything else needs ``--pickle`` and RPyCPolicy.allow_pickle on
-        both sides. Sizes are bounded by RPyCPolicy.max_push_bytes.
+        Plain data (numbers, str, bytes, and lists/tuples/dicts/sets of them), numpy
+        arrays and pandas DataFrames/Series travel by value (arrays and frames need
+        ``rpyc_ipy[data]`` on the server); anything else needs ``--pickle`` and
+        RPyCPolicy.allow_pickle on both sides. Sizes are bounded by
+        RPyCPolicy.max_push_bytes.
         """
         args = parse_argstring(self.rpyc_push, line)
         session = self.registry.get(args.session)
@@ -578,7 +580,9 @@ class RPyCMagics(MagicsSettings):
     def rpyc_pull(self, line: str) -> None:
         """Copy values from a session into local variables, by value.
 
-        The counterpart of %rpyc_push; sizes are bounded by RPyCPolicy.max_pull_bytes.
+        The counterpart of %rpyc_push: numpy arrays and pandas frames arrive as local
+        objects (with ``rpyc_ipy[data]`` here), checked against RPyCPolicy.max_pull_bytes
+        before anything is allocated; large ones come in chunks.
         """
         args = parse_argstring(self.rpyc_pull, line)
         session = self.registry.get(args.session)

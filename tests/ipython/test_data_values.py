@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +21,6 @@ from IPython.utils.capture import capture_output
 from rpyc_ipy.remote.values import CHUNK, INLINE_MAX
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def classic_server(server_dir: Path) -> Iterator[ServerProcess]:
-    server = spawn("classic", server_dir)
-    yield server
-    server.stop()
 
 
 def test_arrays_and_frames_round_trip_through_the_magics(ip: InteractiveShell,
@@ -114,14 +106,39 @@ def test_object_arrays_and_columns_are_refused_by_name(ip: InteractiveShell,
         ip.run_line_magic("rpyc_pull", "s df")
 
 
-def test_arrays_move_to_and_from_a_classic_server(ip: InteractiveShell,
-                                                  classic_server: ServerProcess) -> None:
-    session = connect(ip, "c", classic_server, "--classic")
-    assert session.moves_arrays  # the shipped engine carries the array codec
-    session.execute("import numpy as np\na = np.linspace(0, 1, 5)")
-    with capture_output():
-        ip.run_line_magic("rpyc_pull", "c a")
-    assert (ip.user_ns["a"] == np.linspace(0, 1, 5)).all()
+@pytest.mark.parametrize("kind", ["classic", "rpyc-classic"])
+def test_arrays_move_to_and_from_classic_servers(ip: InteractiveShell, server_dir: Path,
+                                                 kind: str) -> None:
+    server = spawn(kind, server_dir)  # ours, and rpyc 6.0.2's
+    try:
+        session = connect(ip, "c", server, "--classic")
+        assert session.moves_arrays  # the shipped engine carries the array codec
+        session.execute("import numpy as np\na = np.linspace(0, 1, 5)")
+        ip.user_ns["b"] = np.arange(INLINE_MAX // 4 + 1, dtype="<i4")  # streams
+        with capture_output():
+            ip.run_line_magic("rpyc_pull", "c a")
+            ip.run_line_magic("rpyc_push", "c b")
+        assert (ip.user_ns["a"] == np.linspace(0, 1, 5)).all()
+        assert session.execute("int(b[-1])").data["text/plain"] == str(INLINE_MAX // 4)
+    finally:
+        server.stop()
+
+
+def test_without_numpy_on_the_server_a_push_names_the_extra(ip: InteractiveShell,
+                                                            server_dir: Path) -> None:
+    server = spawn("classic-nodata", server_dir)
+    try:
+        session = connect(ip, "c", server, "--classic")
+        assert session.info.get("data") == ()
+        ip.user_ns.update(a=np.ones(3), plain={"k": [1, 2]})
+        with capture_output():
+            ip.run_line_magic("rpyc_push", "c plain")  # everything else works
+        with pytest.raises(UsageError, match=r"cannot push 'a': .*numpy.ndarray .*the server "
+                           r"has no numpy \(pip install 'rpyc_ipy\[data\]' there\)"):
+            ip.run_line_magic("rpyc_push", "c a")
+        assert session.execute("plain").data["text/plain"] == "{'k': [1, 2]}"
+    finally:
+        server.stop()
 
 
 NO_NUMPY_CLIENT = """
