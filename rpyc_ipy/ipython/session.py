@@ -520,6 +520,7 @@ class RemoteSession:
         outbox = Outbox()
         items, sizes = [], {}
         for key, value in values.items():
+            streamed = outbox.added
             try:
                 packed = pack(value, max_bytes=max_bytes, allow_pickle=use_pickle,
                               accept=accept, stream=outbox.add if arrays else None)
@@ -529,7 +530,7 @@ class RemoteSession:
                 message = str(exc).replace("the receiving side", "the server")
                 raise UsageError(f"cannot push {key!r}: {message}{hint}") from None
             items.append((key, packed))
-            sizes[key] = _packed_size(packed)
+            sizes[key] = _packed_size(packed) + outbox.added - streamed
         if not arrays:
             self._call("push", tuple(items), use_pickle)
             return sizes
@@ -564,50 +565,22 @@ class RemoteSession:
                 why = payload.replace("the receiving side", "this notebook") \
                     if type(payload) is str else "?"
                 raise UsageError(f"cannot pull {name!r}: {why}")
+            reader = self.stream_reader(on_progress)
             try:
                 value = unpack(payload, allow_pickle=use_pickle, max_bytes=max_bytes,
-                               read=self.stream_reader(on_progress))
+                               read=reader)
             except ImportError as exc:
                 raise UsageError(f"cannot pull {name!r}: it needs {exc.name} here: "
                                  f"{DATA_EXTRA}") from None
             except (NotByValue, ValueError, TypeError) as exc:
                 raise UsageError(f"cannot pull {name!r}: {exc}") from None
-            out[name] = (value, _packed_size(payload))
+            out[name] = (value, _packed_size(payload) + reader.received)
         return out
 
     def stream_reader(self, on_progress: Callable[[int, int], None] | None = None,
-                      window: int = 2, chunk: int = CHUNK
-                      ) -> Callable[[str, int], Generator[bytes, None, None]]:
-        """Reads a streamed value from the server's outbox: ``window`` chunk requests in
-        flight, so the server copies the next chunk while this side stores one."""
-
-        def read(token: str, nbytes: int) -> Generator[bytes, None, None]:
-            offsets = iter(range(0, nbytes, chunk))
-            pending: list[Any] = []
-            done = 0
-            try:
-                while True:  # bounded by nbytes / chunk requests
-                    while len(pending) < window:
-                        offset = next(offsets, None)
-                        if offset is None:
-                            break
-                        pending.append(async_(self.backend.pull_chunk)(
-                            token, offset, min(chunk, nbytes - offset)))
-                    if not pending:
-                        return
-                    result = pending.pop(0)
-                    result.wait(self.request_timeout)
-                    data = result.value
-                    done += len(data) if type(data) is bytes else 0
-                    if on_progress is not None:
-                        on_progress(done, nbytes)
-                    yield data
-            finally:
-                if done < nbytes and not self.closed:  # stopped early: the server forgets it
-                    with contextlib.suppress(Exception):
-                        async_(self.backend.pull_release)(token)
-
-        return read
+                      window: int = 2, chunk: int = CHUNK) -> StreamReader:
+        """Reads streamed values from the server's outbox (see :class:`StreamReader`)."""
+        return StreamReader(self, on_progress, window, chunk)
 
     def _transfer_timeout(self, nbytes: int) -> float:
         """A request that moves ``nbytes`` in chunks: the usual timeout per 64 MiB."""
@@ -695,6 +668,49 @@ class RemoteSession:
             with contextlib.suppress(Exception):
                 self.control.root.close_session(self.name)
         self.close()
+
+
+class StreamReader:
+    """Reads a streamed buffer from the server's outbox for
+    :func:`~rpyc_ipy.remote.values.unpack`: ``window`` chunk requests in flight, so the
+    server copies the next chunk while this side stores one; ``on_progress(done,
+    total)`` after each chunk; :attr:`received` counts the bytes of every stream read."""
+
+    def __init__(self, session: RemoteSession, on_progress: Callable[[int, int], None] | None,
+                 window: int, chunk: int) -> None:
+        self.session = session
+        self.on_progress = on_progress
+        self.window = window
+        self.chunk = chunk
+        self.received = 0
+
+    def __call__(self, token: str, nbytes: int) -> Generator[bytes, None, None]:
+        session, chunk = self.session, self.chunk
+        offsets = iter(range(0, nbytes, chunk))
+        pending: list[Any] = []
+        done = 0
+        try:
+            while True:  # bounded by nbytes / chunk requests
+                while len(pending) < self.window:
+                    offset = next(offsets, None)
+                    if offset is None:
+                        break
+                    pending.append(async_(session.backend.pull_chunk)(
+                        token, offset, min(chunk, nbytes - offset)))
+                if not pending:
+                    return
+                result = pending.pop(0)
+                result.wait(session.request_timeout)
+                data = result.value
+                done += len(data) if type(data) is bytes else 0
+                self.received += len(data) if type(data) is bytes else 0
+                if self.on_progress is not None:
+                    self.on_progress(done, nbytes)
+                yield data
+        finally:
+            if done < nbytes and not session.closed:  # stopped early: the server forgets it
+                with contextlib.suppress(Exception):
+                    async_(session.backend.pull_release)(token)
 
 
 def _message(exc: BaseException) -> str:

@@ -410,8 +410,10 @@ class Outbox:
     stream). The oldest are dropped beyond ``max_streams``; a stream is forgotten
     once its last byte is read, or on :meth:`release`."""
 
-    def __init__(self, max_streams: int = 8) -> None:
+    def __init__(self, max_streams: int = 64) -> None:
         self.max_streams = max_streams
+        #: the bytes of every stream added so far
+        self.added = 0
         self._streams: dict[str, memoryview] = {}
         self._lock = threading.Lock()
 
@@ -422,6 +424,7 @@ class Outbox:
         token = secrets.token_hex(8)
         with self._lock:
             self._streams[token] = view
+            self.added += view.nbytes
             while len(self._streams) > self.max_streams:
                 self._streams.pop(next(iter(self._streams)))
         return token

@@ -64,8 +64,10 @@ def test_a_large_array_streams_in_chunks_both_ways(ip: InteractiveShell,
     chunks = -(-nbytes // CHUNK)
     assert counter.count == 1 + 2 * chunks  # one pull, then one request per chunk
     assert progress[-1] == (nbytes, nbytes) and len(progress) == 2 * chunks
+    assert got["big"][1] > nbytes  # the bytes that came, streamed ones included
     # and back: the server reads the chunks from this side's outbox
-    session.push({"back": big * 2}, max_bytes=4 * nbytes)
+    sizes = session.push({"back": big * 2}, max_bytes=4 * nbytes)
+    assert sizes["back"] > nbytes
     assert session.execute("float(back[-1]), back.shape").data["text/plain"] == \
         f"({2.0 * (nbytes // 8 - 1)}, ({nbytes // 8},))"
 

@@ -217,7 +217,7 @@ HOSTILE_HEADERS = {
     "huge str width": ("{'descr': '<U999999999', 'fortran_order': False, 'shape': (9,), }",
                        "over the size limit"),
     "too many dims": ("{'descr': '|u1', 'fortran_order': False, 'shape': ("
-                      + ", ".join(["1"] * 40) + "), }", "40 dimensions; at most 32"),
+                      + ", ".join(["1"] * 33) + "), }", "33 dimensions; at most 32"),
     "trailing comma": ("{'descr': '|u1', 'fortran_order': False, 'shape': (1, 2, ), }",
                        "not the dict numpy writes"),
 }
@@ -229,6 +229,11 @@ def test_hostile_headers_are_refused_before_allocating(name: str) -> None:
     header = header_text(text + "\n")
     refused_without_allocating(("ndarray", (header, ("stream", "t", 1 << 40))), match)
     refused_without_allocating(("ndarray", (header, b"")), match)
+
+
+def test_the_most_dimensions_pass() -> None:
+    arr = np.zeros((1,) * 32, dtype="u1")
+    assert round_trip(arr).shape == (1,) * 32
 
 
 def test_malformed_header_bytes_are_refused() -> None:
