@@ -39,6 +39,7 @@ from rpyc_ipy.ipython.execution import (
     RemoteExecutionError,
     wait_all,
 )
+from rpyc_ipy.ipython.progress import Progress
 from rpyc_ipy.ipython.registry import SessionRegistry
 from rpyc_ipy.ipython.session import RemoteSession, SessionError, open_session
 from rpyc_ipy.ipython.settings import MagicsSettings, RPyCPolicy
@@ -593,9 +594,11 @@ class RPyCMagics(MagicsSettings):
             if not local.isidentifier():
                 raise UsageError(f"{spec!r}: {local!r} is not a variable name")
             wanted[local] = remote
-        got = session.pull(list(dict.fromkeys(wanted.values())),
-                           allow_pickle=args.pickle and self.policy.allow_pickle,
-                           max_bytes=self.policy.max_pull_bytes)
+        remotes = list(dict.fromkeys(wanted.values()))
+        # large arrays and frames come in chunks: a bar if that takes a while
+        with Progress(f"pull {', '.join(remotes)}", shell=self.shell) as bar:
+            got = session.pull(remotes, allow_pickle=args.pickle and self.policy.allow_pickle,
+                               max_bytes=self.policy.max_pull_bytes, on_progress=bar)
         for local, remote in wanted.items():
             self.shell.user_ns[local] = got[remote][0]
         say(f"pulled from {session.name}: " +
