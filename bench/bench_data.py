@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import signal
 import socket
 import statistics
 import sys
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="transfers per path")
     parser.add_argument("--quick", action="store_true", help="32 MiB, 3 transfers")
     args = parser.parse_args(argv)
+    # a timeout's SIGTERM still ends the servers (server_process's cleanup runs)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     if args.quick:
         args.mib, args.repeat = 32, 3
     import rpyc
