@@ -221,6 +221,8 @@ def _pack_data(obj: Any, budget: _Budget) -> Any:
 
 def pack_array(arr: Any, budget: _Budget) -> tuple[bytes, Any]:
     """``(npy header, buffer)`` of an array (see :func:`pack_buffer`)."""
+    if arr.nbytes > budget.left:  # before encode() copies a strided array
+        budget.spend(arr.nbytes)
     header, view = _arrays.encode(arr)
     budget.spend(len(header))
     return header, pack_buffer(view, budget)

@@ -13,7 +13,15 @@ import pytest
 
 from rpyc_ipy.protocol import brine
 from rpyc_ipy.remote.arrays import MAGIC, DataCodecError, encode, parse_header, write_header
-from rpyc_ipy.remote.values import KINDS, NotByValue, Outbox, chunk_reader, pack, unpack
+from rpyc_ipy.remote.values import (
+    KINDS,
+    NotByValue,
+    Outbox,
+    TooLarge,
+    chunk_reader,
+    pack,
+    unpack,
+)
 
 GiB = 1 << 30
 DTYPES = ["?", "i1", "u1", "<i2", ">i2", "<u4", ">i8", "<u8", "<f2", ">f4", "<f8", ">f8", "<c8",
@@ -342,6 +350,19 @@ def test_hostile_arrow_streams_are_refused() -> None:
     odd = pd.DataFrame({"n": [None, None]}, dtype=object)
     with pytest.raises(NotByValue, match="column 'n' has dtype object"):
         pack(odd, accept=KINDS)
+
+
+def test_the_sender_refuses_an_array_over_its_guard_before_copying_it() -> None:
+    strided = np.zeros(1 << 22, dtype="u1")[::2]  # 2 MiB, would be copied to send
+    tracemalloc.start()
+    try:
+        with pytest.raises(TooLarge, match="size guard"):
+            pack(strided, max_bytes=(1 << 21) - 1, accept=KINDS)  # one byte short
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    assert pack(strided, max_bytes=(1 << 21) + 1000, accept=KINDS)
 
 
 def test_outbox_bounds_its_streams() -> None:
