@@ -578,7 +578,7 @@ class RemoteSession:
         return out
 
     def stream_reader(self, on_progress: Callable[[int, int], None] | None = None,
-                      window: int = 2, chunk: int = CHUNK) -> StreamReader:
+                      window: int = 3, chunk: int = CHUNK) -> StreamReader:
         """Reads streamed values from the server's outbox (see :class:`StreamReader`)."""
         return StreamReader(self, on_progress, window, chunk)
 

@@ -407,16 +407,25 @@ def chunk_reader(read_chunk: Callable[[str, int, int], bytes],
     return read
 
 
+class _Stream:
+    __slots__ = ("left", "view")
+
+    def __init__(self, view: memoryview) -> None:
+        self.view = view
+        self.left = view.nbytes  # bytes not yet served
+
+
 class Outbox:
     """Buffers being read in chunks by the other side, by token (the sending end of a
     stream). The oldest are dropped beyond ``max_streams``; a stream is forgotten
-    once its last byte is read, or on :meth:`release`."""
+    once as many bytes as it holds were served (chunk requests may be served out of
+    order, on several threads), or on :meth:`release`."""
 
     def __init__(self, max_streams: int = 64) -> None:
         self.max_streams = max_streams
         #: the bytes of every stream added so far
         self.added = 0
-        self._streams: dict[str, memoryview] = {}
+        self._streams: dict[str, _Stream] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -425,7 +434,7 @@ class Outbox:
     def add(self, view: memoryview) -> str:
         token = secrets.token_hex(8)
         with self._lock:
-            self._streams[token] = view
+            self._streams[token] = _Stream(view)
             self.added += view.nbytes
             while len(self._streams) > self.max_streams:
                 self._streams.pop(next(iter(self._streams)))
@@ -438,12 +447,14 @@ class Outbox:
             raise ValueError("read(token, offset, length) takes a token and two ints, "
                              f"0 < length <= {4 * CHUNK}")
         with self._lock:
-            view = self._streams.get(token)
-        if view is None:
+            stream = self._streams.get(token)
+        if stream is None:
             raise ValueError("no such stream (it ended, or too many streams were opened)")
-        data = view[offset:offset + length].tobytes()
-        if offset + length >= view.nbytes:
-            self.release(token)
+        data = stream.view[offset:offset + length].tobytes()
+        with self._lock:
+            stream.left -= len(data)
+            if stream.left <= 0:
+                self._streams.pop(token, None)
         return data
 
     def release(self, token: str) -> None:
