@@ -12,7 +12,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = ["bench_codecs.py", "bench_core.py", "bench_tls.py", "bench_notebook.py",
-           "bench_load.py", "bench_runtime.py", "bench_flood.py", "bench_data.py"]
+           "bench_load.py", "bench_runtime.py", "bench_flood.py", "bench_files.py",
+           "bench_data.py"]
 
 
 def main() -> int:

@@ -379,6 +379,11 @@ class Connection(RequestHandlers):
         on this thread. The server loop calls this when the socket is readable."""
         self._role.pump()
 
+    @property
+    def receive_buffer_capacity(self) -> int:
+        """Bytes of receive buffer held now: none while idle (allocated as bytes come)."""
+        return self._reader.buffer_capacity
+
     def has_frame(self) -> bool:
         """True if a whole frame is buffered, so :meth:`pump` has work without a read."""
         return self._engine.has_frame()  # asked after every request a loop serves: no layer between

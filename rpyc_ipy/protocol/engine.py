@@ -165,6 +165,15 @@ class Engine:
         """Drop the buffered input and give its bytes back to the budget."""
         self._decoder.close()
 
+    @property
+    def buffer_capacity(self) -> int:
+        """Bytes of receive buffer held now (0 while idle after :meth:`release_buffer`)."""
+        return self._decoder.capacity
+
+    def release_buffer(self) -> bool:
+        """Drop the receive buffer if no frame is partly received; True if none is held."""
+        return self._decoder.release_buffer()
+
     def has_frame(self) -> bool:
         """True if a whole frame has arrived, so :meth:`next_event` may need no more bytes."""
         return self._decoder.has_frame()

@@ -52,8 +52,15 @@ TLS_RECORD = "the peer sent a TLS record"
 
 # below this payload size one joined buffer beats a gathered write of many pieces
 _GATHER_THRESHOLD = 1 << 16
-# the receive buffer for small frames; a frame that does not fit gets a body buffer of its own
+# the receive buffer for small frames grows up to this; a larger frame gets a body buffer
+# of its own
 _BUFFER_SIZE = 1 << 16
+# the receive buffer is allocated at this size when a read needs it (an idle connection
+# holds none): small requests fit, several to a read, and it is cheap to allocate again
+_FIRST_BUFFER = 1 << 12
+# what a decoder without a receive buffer holds: empty, shared, never written to
+_NO_BUFFER = bytearray()
+_NO_VIEW = memoryview(_NO_BUFFER)
 
 Payload = bytes | bytearray | memoryview
 
@@ -91,8 +98,11 @@ class FrameDecoder:
 
     Bytes arrive through :meth:`receive_buffer` + :meth:`received` (read straight
     into the decoder's memory) or :meth:`feed` (copied in); then call
-    :meth:`next_payload` until it returns ``None``. Small frames share one 64 KiB
-    buffer, so one read can bring several. A frame too large for it gets an
+    :meth:`next_payload` until it returns ``None``. Small frames share one buffer,
+    so one read can bring several; it is allocated when a read needs it (4 KiB,
+    growing up to 64 KiB for a frame that needs room), given up when it grew and
+    nothing is left in it, and :meth:`release_buffer` drops it while idle, so an
+    idle connection holds no receive buffer. A frame too large for it gets an
     anonymous ``mmap`` of exactly its body size: the kernel hands out pages only
     as bytes land, so a header alone costs no memory, and the body is received in
     place and returned uncopied. Declared sizes over the frame limit are refused
@@ -117,8 +127,7 @@ class FrameDecoder:
         # the large payload last returned, and the bytes reserved for it
         self._payload: memoryview | None = None
         self._payload_held = 0
-        self._buffer = bytearray(_BUFFER_SIZE)
-        self._view = memoryview(self._buffer)
+        self._buffer, self._view = _NO_BUFFER, _NO_VIEW  # the first read that needs one allocates
         self._start = 0  # bytes before _start are consumed, from _end on free
         self._end = 0
         self._length = -1  # body length of the small frame at _start, -1 until its header is read
@@ -136,6 +145,20 @@ class FrameDecoder:
     def lift_frame_limit(self) -> None:
         """From now on accept frames up to ``limits.max_frame_size``."""
         self._frame_limit = self._limits.max_frame_size
+
+    @property
+    def capacity(self) -> int:
+        """Bytes the receive buffer for small frames holds now (0: none allocated)."""
+        return len(self._buffer)
+
+    def release_buffer(self) -> bool:
+        """Drop the receive buffer if it holds no bytes of a frame (an idle connection
+        needs none; the next read allocates one). True if it is gone now."""
+        if self._end != self._start or self._big is not None:
+            return False
+        if self._buffer:  # the offsets stay: has_frame() may read them from another thread
+            self._buffer, self._view = _NO_BUFFER, _NO_VIEW
+        return True
 
     @property
     def buffered(self) -> int:
@@ -181,8 +204,11 @@ class FrameDecoder:
             if pending:  # view to view: a memmove, the two ranges may overlap
                 self._view[:pending] = self._view[start:self._end]
             self._start, self._end = 0, pending
-        if self._end == len(self._buffer):
-            self._grow()
+        # room for one more byte, or for the whole small frame whose header is in
+        need = self._end + 1 if self._length < 0 else \
+            max(self._end + 1, HEADER_SIZE + self._length + 1)
+        if need > len(self._buffer):
+            self._grow(need)
         return self._view[self._end:]
 
     def received(self, count: int) -> None:
@@ -249,6 +275,8 @@ class FrameDecoder:
         body_bytes = bytes(self._view[start:stop])  # the one copy of a small body
         self._start = stop + 1
         self._length = -1
+        if self._start == self._end and len(self._buffer) > _FIRST_BUFFER:
+            self.release_buffer()  # a frame made it grow: do not keep the room
         if not self._compressed:
             return body_bytes
         return self._hand_out(inflate(body_bytes, self._frame_limit, self._take, self._give),
@@ -341,9 +369,9 @@ class FrameDecoder:
         self._start = start + have
         self._big, self._big_filled, self._big_compressed = big, have, bool(flag)
 
-    def _grow(self) -> None:
-        """Double the small buffer: only :meth:`feed` without draining fills it up."""
-        buffer = bytearray(2 * len(self._buffer))
+    def _grow(self, need: int) -> None:
+        """Make the small buffer hold at least ``need`` bytes (it at least doubles)."""
+        buffer = bytearray(max(_FIRST_BUFFER, need, 2 * len(self._buffer)))
         buffer[:self._end] = self._view[:self._end]
         self._buffer, self._view = buffer, memoryview(buffer)
 

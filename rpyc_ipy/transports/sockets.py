@@ -102,8 +102,10 @@ class SocketTransport:
     """A connection's byte pipe over a socket (plain or TLS) or a :class:`DescribedSocket`.
 
     Plain sockets are read non-blocking (so they support ``recv_nowait``, busy
-    polling and a server loop) and written with ``sendmsg``; TLS and socket-likes
-    are read with a timeout and write one frame per call. A plain socket's reader
+    polling and a server loop) and written with ``sendmsg``. TLS sockets are
+    non-blocking too (``recv_nowait`` and a server loop, which also asks
+    :meth:`held_bytes`), waited on with a timeout, and write one frame per call;
+    socket-likes are read with a timeout and write one frame per call. A plain socket's reader
     polls briefly before sleeping, for up to ``max_spin`` seconds, as ``spin``
     allows (see transports/spin.py).
     """
@@ -159,8 +161,21 @@ class SocketTransport:
 
     @property
     def supports_nowait(self) -> bool:
-        """True for plain non-blocking sockets, which a server loop can wait on."""
-        return self._polled
+        """True for plain and TLS sockets (non-blocking), which a server loop can wait
+        on; a TLS socket's loop must also ask :meth:`held_bytes`."""
+        return self._polled or self._tls_lock is not None
+
+    def held_bytes(self) -> int:
+        """Bytes received and decrypted but not read yet: they sit inside the TLS
+        object, where waiting on :meth:`fileno` does not see them (0 for plain sockets)."""
+        lock = self._tls_lock
+        if lock is None:
+            return 0
+        try:
+            with lock:
+                return int(self.sock.pending())
+        except (OSError, ValueError):  # closed under us: nothing to read
+            return 0
 
     @property
     def supports_busy_poll(self) -> bool:
@@ -216,6 +231,18 @@ class SocketTransport:
                 return 0
             raise ConnectionClosed(f"connection reset: {exc}") from None
 
+    def _recv_tls_nowait(self, buffer: memoryview, lock: threading.Lock) -> int:
+        try:
+            with lock:
+                return int(self.sock.recv_into(buffer))
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            # no whole record yet: the rest, when it comes, makes the socket readable
+            raise TimeoutError("no whole TLS record yet") from None
+        except (OSError, ValueError) as exc:  # ValueError: closed under us
+            if self._closed:
+                return 0
+            raise ConnectionClosed(f"connection reset: {exc}") from None
+
     def _send_tls(self, data: bytes, lock: threading.Lock) -> None:
         view = memoryview(data)
         while view:
@@ -250,8 +277,10 @@ class SocketTransport:
 
     def recv_nowait(self, buffer: memoryview) -> int:
         """One read of what has arrived; ``TimeoutError`` at once if nothing has."""
+        if self._tls_lock is not None:
+            return self._recv_tls_nowait(buffer, self._tls_lock)
         if not self._polled:
-            raise UsageError("only a plain socket transport reads without waiting")
+            raise UsageError("only a plain or TLS socket transport reads without waiting")
         try:
             return int(self.sock.recv_into(buffer))
         except BlockingIOError:

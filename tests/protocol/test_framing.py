@@ -254,3 +254,29 @@ def test_engine_stays_failed_after_a_refused_frame() -> None:
         with pytest.raises(LimitExceeded) as again:
             call()
         assert again.value is first.value
+
+
+def test_the_receive_buffer_is_allocated_on_demand_and_dropped_when_idle() -> None:
+    decoder = FrameDecoder()
+    assert decoder.capacity == 0  # a new connection holds no receive buffer
+    assert decoder.release_buffer()
+    small = frame_bytes(b"hello")
+    _receive(decoder, small)
+    first = decoder.capacity
+    assert 0 < first < 1 << 16  # a small first buffer, not the 64 KiB a frame may need
+    assert decoder.next_payload() == b"hello" and decoder.next_payload() is None
+    assert decoder.release_buffer() and decoder.capacity == 0
+    # a frame larger than the first buffer makes it grow to fit, then lets it go
+    body = os.urandom(40_000)
+    _receive(decoder, frame_bytes(body), steps=[1000] * 100)
+    assert decoder.capacity >= len(body)
+    assert decoder.next_payload() == body
+    assert decoder.capacity == 0
+    # half a frame: the buffer holds it and is not released
+    frame = frame_bytes(b"split")
+    _receive(decoder, frame[:4])
+    assert not decoder.release_buffer() and decoder.capacity > 0
+    _receive(decoder, frame[4:])
+    assert decoder.next_payload() == b"split"
+    assert decoder.release_buffer() and decoder.capacity == 0
+    assert not decoder.has_frame() and not decoder.in_frame
