@@ -402,6 +402,9 @@ def tcp_connect(host: str, port: int, *, timeout: float = 10.0, ipv6: bool = Fal
             sock.close()
             last = exc
             continue
+        except BaseException:  # Ctrl-C while connecting: leave no socket open
+            sock.close()
+            raise
         if keepalive:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         sock.settimeout(None)
