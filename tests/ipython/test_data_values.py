@@ -18,7 +18,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from rpyc_ipy.remote.values import CHUNK, INLINE_MAX
+from rpyc_ipy.remote.values import CHUNK, INLINE_MAX, unpack
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,15 +55,19 @@ def test_a_large_array_streams_in_chunks_both_ways(ip: InteractiveShell,
     session.execute(f"import numpy as np\nbig = np.arange({nbytes // 8}, dtype=np.float64)\n"
                     "view = big[::-1]")  # negative strides: copied once on the server
     counter = RequestCounter(session.conn)
-    progress: list[tuple[int, int]] = []
-    got = session.pull(["big", "view"], max_bytes=4 * nbytes, on_progress=lambda d, t:
-                       progress.append((d, t)))
+    got = session.pull(["big", "view"], max_bytes=4 * nbytes)
     big, view = got["big"][0], got["view"][0]
     assert big.shape == (nbytes // 8,) and big[-1] == nbytes // 8 - 1 and big.flags.writeable
     assert (view == big[::-1]).all() and view.flags.c_contiguous
     chunks = -(-nbytes // CHUNK)
     assert counter.count == 1 + 2 * chunks  # one pull, then one request per chunk
-    assert progress[-1] == (nbytes, nbytes) and len(progress) == 2 * chunks
+    progress: list[tuple[int, int]] = []
+    reader = session.stream_reader(lambda done, total: progress.append((done, total)))
+    session.execute("import numpy as np\nagain = np.ones(3 * (1 << 20))")  # 24 MiB
+    raw = session.backend.pull(("again",), False, 1 << 30, ("ndarray",))
+    assert unpack(raw[0][2], max_bytes=1 << 30, read=reader).sum() == 3 * (1 << 20)
+    assert progress == [(min(i * CHUNK, 24 << 20), 24 << 20) for i in range(1, 7)]
+    assert reader.received == 24 << 20
     assert got["big"][1] > nbytes  # the bytes that came, streamed ones included
     # and back: the server reads the chunks from this side's outbox
     sizes = session.push({"back": big * 2}, max_bytes=4 * nbytes)
