@@ -121,6 +121,11 @@ def _not_plaintext(host: str, port: int, exc: BaseException, timeout: float) -> 
         what = str(exc).split(" lost: ", 1)[-1]  # "connection c1 lost: <what the peer did>"
     if TLS_RECORD in what:
         why, hint = "speaks TLS, not plaintext RPyC", "connect"
+    elif isinstance(exc, ConnectionClosed):
+        # a server also closes clients over its limit of connections waiting to be served
+        why = f"closed the connection before answering ({what})"
+        hint = ("it may have too many new connections to serve: try again; "
+                "or it uses TLS: connect")
     else:
         why = f"did not answer as a plaintext RPyC server ({what})"
         hint = "if it uses TLS, connect"
