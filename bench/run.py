@@ -12,7 +12,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = ["bench_codecs.py", "bench_core.py", "bench_tls.py", "bench_notebook.py",
-           "bench_load.py", "bench_runtime.py", "bench_flood.py", "bench_files.py"]
+           "bench_load.py", "bench_runtime.py", "bench_flood.py", "bench_files.py",
+           "bench_data.py"]
 
 
 def main() -> int:
@@ -24,7 +25,7 @@ def main() -> int:
             continue
         print(f"\n=== {script} ===", flush=True)
         args = [sys.executable, path]
-        if "--quick" in extra and script in ("bench_core.py", "bench_runtime.py"):
+        if "--quick" in extra and script in ("bench_core.py", "bench_runtime.py", "bench_data.py"):
             args.append("--quick")
         failed |= subprocess.call(args) != 0
     return 1 if failed else 0

@@ -157,8 +157,9 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 # -- what remote/bootstrap.py ships to a classic server -------------------------------
 
-#: imported lazily and optionally on the server (cells run through IPython when it is there)
-OPTIONAL_ON_THE_SERVER = {"IPython"}
+#: imported lazily and optionally on the server (cells run through IPython when it is there;
+#: numpy, pandas and pyarrow by the functions that build or send an array or frame)
+OPTIONAL_ON_THE_SERVER = {"IPython", "numpy", "pandas", "pyarrow"}
 
 
 @pytest.mark.parametrize("name", bootstrap.ENGINE_MODULES)
@@ -179,6 +180,8 @@ def test_shipped_modules_import_only_the_standard_library(name: str) -> None:
             continue
         outside = roots - set(sys.stdlib_module_names) - OPTIONAL_ON_THE_SERVER
         assert not outside, f"{name} imports {sorted(outside)}: the server may not have them"
+        if node in tree.body:  # at import time: the standard library only
+            assert not roots & OPTIONAL_ON_THE_SERVER, f"{name}: {ast.unparse(node)} at the top"
 
 
 def test_the_shipped_engine_runs_where_only_the_standard_library_is() -> None:

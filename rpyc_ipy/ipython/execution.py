@@ -34,11 +34,12 @@ from rpyc_ipy.errors import (
     ConnectionLost,
     RemoteExceptionMixin,
     RPyCError,
+    UsageError,
 )
 from rpyc_ipy.ipython.backlog import EventBacklog
 from rpyc_ipy.ipython.events import EVENT_KINDS, parse_bundle
 from rpyc_ipy.ipython.text import RED, RESET, sanitize_text
-from rpyc_ipy.remote.values import NotByValue, unpack
+from rpyc_ipy.remote.values import DATA_EXTRA, DataCodecError, NotByValue, unpack
 
 if TYPE_CHECKING:
     from rpyc_ipy.ipython.session import RemoteSession
@@ -74,6 +75,24 @@ class ExecutionOutcome:
     @property
     def has_value(self) -> bool:
         return self.value is not NO_VALUE
+
+    def load_value(self) -> Any:
+        """The value, read now if it came as a :class:`DeferredValue` (large arrays
+        stream in chunks: call this on a thread that may wait, not a connection's)."""
+        if isinstance(self.value, DeferredValue):
+            self.value = self.value.load()
+        return self.value if self.value is not NO_VALUE else None
+
+
+class DeferredValue:
+    """A by-value result not yet unpacked: its arrays may stream in chunks, which takes
+    requests that a connection's own thread must not wait for."""
+
+    def __init__(self, load: Callable[[], Any]) -> None:
+        self._load = load
+
+    def load(self) -> Any:
+        return self._load()
 
 
 def one_line(exc: BaseException, name: str = "") -> list[str]:
@@ -350,14 +369,30 @@ class RemoteExecution:
         if type(value) is not tuple or len(value) != 2:
             return NO_VALUE
         kind, payload = value
-        if kind == "value":
-            try:  # -o has no --pickle: a value that is not plain data comes as a netref
-                return unpack(payload, allow_pickle=self.session.unpickles(False))
+        if kind == "value":  # -o has no --pickle: a value that is not plain data is a netref
+            if type(payload) is tuple:  # a container, array or frame: unpacked when stored
+                return DeferredValue(lambda: self._unpack_value(payload))
+            try:
+                return unpack(payload, allow_pickle=False)
             except (NotByValue, ValueError, TypeError):
                 return NO_VALUE
         if kind == "ref":
             return payload  # a netref (or a plain value the server chose to send)
         return NO_VALUE
+
+    def _unpack_value(self, payload: Any) -> Any:
+        session = self.session
+        try:
+            return unpack(payload, allow_pickle=session.unpickles(False),
+                          max_bytes=int(self.options.get("max_value_bytes", 64 << 20)),
+                          read=session.stream_reader())
+        except ImportError as exc:
+            raise UsageError(f"the result needs {exc.name} here: {DATA_EXTRA}") from None
+        except DataCodecError as exc:  # refused before anything was allocated
+            raise UsageError(f"cannot take the result of session {session.name!r} by "
+                             f"value: {exc}") from None
+        except (NotByValue, ValueError, TypeError):
+            return None
 
     # -- control -----------------------------------------------------------------------------
 

@@ -480,7 +480,7 @@ class RPyCMagics(MagicsSettings):
 
     def _store(self, name: str, outcomes: list[ExecutionOutcome], fan_out: bool) -> None:
         def value(outcome: ExecutionOutcome) -> Any:
-            return outcome.value if outcome.has_value else None
+            return outcome.load_value()
 
         if fan_out:
             self.shell.user_ns[name] = {o.session: value(o) for o in outcomes
@@ -582,9 +582,11 @@ class RPyCMagics(MagicsSettings):
     def rpyc_push(self, line: str) -> None:
         """Copy local variables into a session's namespace, by value.
 
-        Plain data (numbers, str, bytes, and lists/tuples/dicts/sets of them) travels
-        by value; anything else needs ``--pickle`` and RPyCPolicy.allow_pickle on
-        both sides. Sizes are bounded by RPyCPolicy.max_push_bytes. A long push
+        Plain data (numbers, str, bytes, and lists/tuples/dicts/sets of them), numpy
+        arrays and pandas DataFrames/Series travel by value (arrays and frames need
+        ``rpyc_ipy[data]`` on the server); anything else needs ``--pickle`` and
+        RPyCPolicy.allow_pickle on both sides. Sizes are bounded by
+        RPyCPolicy.max_push_bytes. A long push
         shows a progress line (after RPyCMagics.progress_delay); more than 4 MiB
         goes in several requests and the names are bound together by the last one,
         so the stop button before it binds none.
@@ -624,7 +626,9 @@ class RPyCMagics(MagicsSettings):
     def rpyc_pull(self, line: str) -> None:
         """Copy values from a session into local variables, by value.
 
-        The counterpart of %rpyc_push; sizes are bounded by RPyCPolicy.max_pull_bytes.
+        The counterpart of %rpyc_push: numpy arrays and pandas frames arrive as local
+        objects (with ``rpyc_ipy[data]`` here), checked against RPyCPolicy.max_pull_bytes
+        before anything is allocated; large ones come in chunks.
         A long pull shows a progress line; the names are assigned here only once
         every value came, so the stop button leaves them as they were.
         """

@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 from rpyc_ipy import factory
@@ -54,7 +54,16 @@ from rpyc_ipy.ipython.plain_classic import PlainClassic
 from rpyc_ipy.ipython.text import sanitize_text
 from rpyc_ipy.ipython.transfer import Progress, TransferResult, download, upload
 from rpyc_ipy.remote.bootstrap import install_engine
-from rpyc_ipy.remote.values import NotByValue, TooLarge, pack, unpack
+from rpyc_ipy.remote.values import (
+    CHUNK,
+    DATA_EXTRA,
+    NotByValue,
+    Outbox,
+    TooLarge,
+    available_kinds,
+    pack,
+    unpack,
+)
 from rpyc_ipy.target import ConnectionTarget
 from rpyc_ipy.transports.sockets import is_loopback
 
@@ -530,28 +539,41 @@ class RemoteSession:
         """
         self._require_engine("push")
         use_pickle = allow_pickle and self.pickle_allowed
+        # numpy arrays and pandas frames go typed when the server builds them (its hello
+        # says so); large buffers stay in our outbox, and the server reads them in chunks
+        # while the request that unpacks them waits
+        arrays = self.moves_arrays
+        remote_kinds = self.info.get("data", ())
+        accept = remote_kinds if arrays and type(remote_kinds) is tuple else ()
+        outbox = Outbox()
         items, sizes = [], {}
         for key, value in values.items():
+            streamed = outbox.added
             try:
-                packed = pack(value, max_bytes=max_bytes, allow_pickle=use_pickle)
+                packed = pack(value, max_bytes=max_bytes, allow_pickle=use_pickle,
+                              accept=accept, stream=outbox.add if arrays else None)
             except (NotByValue, TooLarge) as exc:
                 hint = "" if use_pickle or not allow_pickle else \
                     " (pickle needs allow_pickle on both sides)"
-                raise UsageError(f"cannot push {key!r}: {exc}{hint}") from None
+                message = str(exc).replace("the receiving side", "the server")
+                raise UsageError(f"cannot push {key!r}: {message}{hint}") from None
             items.append((key, packed))
-            sizes[key] = _packed_size(packed)
+            sizes[key] = _packed_size(packed) + outbox.added - streamed
+        extra = (outbox.read if len(outbox) else None, max_bytes) if arrays else ()
+        timeout = self._transfer_timeout(max_bytes) if len(outbox) else None
         report = on_progress or _no_progress
         total = sum(sizes.values())
         report(0, total)
         batches = _batches(items, sizes, batch_bytes)
         if len(batches) == 1 or "staged_push" not in self.info.get("features", ()):
-            self._bind(tuple(items), use_pickle, False)  # one request (or an older engine)
+            self._bind(tuple(items), use_pickle, False, extra, timeout)  # one request
             report(total, total)
             return sizes
         done = 0
         try:
             for index, batch in enumerate(batches[:-1]):
-                self._call("stage", tuple(batch), use_pickle, index == 0)
+                self._call("stage", tuple(batch), use_pickle, index == 0, *extra,
+                           timeout=timeout)
                 done += sum(sizes[key] for key, _ in batch)
                 report(done, total)
         except BaseException:
@@ -559,14 +581,18 @@ class RemoteSession:
             with contextlib.suppress(Exception):
                 self._call("stage", (), False, True)
             raise
-        self._bind(tuple(batches[-1]), use_pickle, True)
+        self._bind(tuple(batches[-1]), use_pickle, True, extra, timeout)
         report(total, total)
         return sizes
 
-    def _bind(self, items: tuple[tuple[str, Any], ...], use_pickle: bool, staged: bool) -> None:
-        """The request that binds a push's names (with what was staged, if ``staged``)."""
+    def _bind(self, items: tuple[tuple[str, Any], ...], use_pickle: bool, staged: bool,
+              extra: tuple[Any, ...], timeout: float | None) -> None:
+        """The request that binds a push's names (with what was staged, if ``staged``);
+        ``extra``: the reader of our outbox and the size limit, for an engine that moves
+        arrays."""
         try:
-            self._call("push_staged" if staged else "push", items, use_pickle)
+            self._call("push_staged" if staged else "push", items, use_pickle, *extra,
+                       timeout=timeout)
         except KeyboardInterrupt:
             raise CellInterrupted(f"push to {self.name} stopped while its last request was "
                                   "under way: the names may be bound there") from None
@@ -587,15 +613,33 @@ class RemoteSession:
         out: dict[str, tuple[Any, int]] = {}
         report(0, len(names))
         done, group = 0, 1 if on_progress is not None else max(1, len(names))
+        # what this notebook builds: numpy arrays and pandas frames arrive as local objects,
+        # their large buffers read in chunks straight into them
+        accept = (available_kinds(),) if self.moves_arrays else ()
         while done < len(names):  # each round takes at least one name
             chunk = names[done:done + group]
-            raw = self._call("pull", tuple(chunk), use_pickle, max_bytes)
-            _unpack_pulled(raw, use_pickle, out)
+            raw = self._call("pull", tuple(chunk), use_pickle, max_bytes, *accept)
+            _unpack_pulled(raw, use_pickle, out, max_bytes, self.stream_reader)
             done += len(chunk)
             report(done, len(names))
             per_value = sum(out[name][1] for name in chunk if name in out) // len(chunk)
             group = max(1, min(group * 2, batch_bytes // max(1, per_value)))
         return out
+
+    @property
+    def moves_arrays(self) -> bool:
+        """The server's engine moves numpy/pandas values typed, in chunks (``arrays``)."""
+        features = self.info.get("features", ())
+        return type(features) is tuple and "arrays" in features
+
+    def stream_reader(self, on_progress: Callable[[int, int], None] | None = None,
+                      window: int = 3, chunk: int = CHUNK) -> StreamReader:
+        """Reads streamed values from the server's outbox (see :class:`StreamReader`)."""
+        return StreamReader(self, on_progress, window, chunk)
+
+    def _transfer_timeout(self, nbytes: int) -> float:
+        """A request that moves ``nbytes`` in chunks: the usual timeout per 64 MiB."""
+        return self.request_timeout * max(1, -(-nbytes // (64 << 20)))
 
     # -- files ------------------------------------------------------------------------------------
 
@@ -642,7 +686,7 @@ class RemoteSession:
                    "stream_interval": float(stream_interval),
                    "capture_fd": self.capture_fd if capture_fd is None else capture_fd,
                    "grace": float(grace), "max_bundle_bytes": int(max_bundle_bytes),
-                   "max_value_bytes": int(max_value_bytes)}
+                   "max_value_bytes": int(max_value_bytes), "accept": available_kinds()}
         self._serve_in_background()
         execution = RemoteExecution(self, events, options, on_finish=self._stop_background)
         self.executions += 1
@@ -706,20 +750,71 @@ class RemoteSession:
         self.close()
 
 
-def _unpack_pulled(raw: Any, use_pickle: bool, out: dict[str, tuple[Any, int]]) -> None:
-    """A pull's answer into ``out``: ``{name: (value, packed bytes)}``; a refused value
-    raises ``UsageError``."""
+def _unpack_pulled(raw: Any, use_pickle: bool, out: dict[str, tuple[Any, int]],
+                   max_bytes: int, new_reader: Callable[[], StreamReader]) -> None:
+    """A pull's answer into ``out``: ``{name: (value, bytes)}``; a refused value raises
+    ``UsageError``. Arrays and frames are checked against ``max_bytes`` before anything
+    is allocated; their streamed buffers are read with a ``new_reader()`` each."""
     for item in raw if type(raw) is tuple else ():
         if type(item) is not tuple or len(item) != 3 or type(item[0]) is not str:
             continue
         name, status, payload = item
         if status != "ok":
-            why = payload if type(payload) is str else "?"
+            why = payload.replace("the receiving side", "this notebook") \
+                if type(payload) is str else "?"
             raise UsageError(f"cannot pull {name!r}: {why}")
+        reader = new_reader()
         try:
-            out[name] = (unpack(payload, allow_pickle=use_pickle), _packed_size(payload))
+            value = unpack(payload, allow_pickle=use_pickle, max_bytes=max_bytes, read=reader)
+        except ImportError as exc:
+            raise UsageError(f"cannot pull {name!r}: it needs {exc.name} here: "
+                             f"{DATA_EXTRA}") from None
         except (NotByValue, ValueError, TypeError) as exc:
             raise UsageError(f"cannot pull {name!r}: {exc}") from None
+        out[name] = (value, _packed_size(payload) + reader.received)
+
+
+class StreamReader:
+    """Reads a streamed buffer from the server's outbox for
+    :func:`~rpyc_ipy.remote.values.unpack`: ``window`` chunk requests in flight (the
+    worker, the relay and this side each work on one); ``on_progress(done, total)``
+    after each chunk; :attr:`received` counts the bytes of every stream read."""
+
+    def __init__(self, session: RemoteSession, on_progress: Callable[[int, int], None] | None,
+                 window: int, chunk: int) -> None:
+        self.session = session
+        self.on_progress = on_progress
+        self.window = window
+        self.chunk = chunk
+        self.received = 0
+
+    def __call__(self, token: str, nbytes: int) -> Generator[bytes, None, None]:
+        session, chunk = self.session, self.chunk
+        offsets = iter(range(0, nbytes, chunk))
+        pending: list[Any] = []
+        done = 0
+        try:
+            while True:  # bounded by nbytes / chunk requests
+                while len(pending) < self.window:
+                    offset = next(offsets, None)
+                    if offset is None:
+                        break
+                    pending.append(async_(session.backend.pull_chunk)(
+                        token, offset, min(chunk, nbytes - offset)))
+                if not pending:
+                    return
+                result = pending.pop(0)
+                result.wait(session.request_timeout)
+                data = result.value
+                done += len(data) if type(data) is bytes else 0
+                self.received += len(data) if type(data) is bytes else 0
+                if self.on_progress is not None:
+                    self.on_progress(done, nbytes)
+                yield data
+        finally:
+            if done < nbytes and not session.closed:  # stopped early: the server forgets it
+                with contextlib.suppress(Exception):
+                    async_(session.backend.pull_release)(token)
 
 
 def _no_progress(done: int, total: int) -> None:

@@ -22,8 +22,8 @@ from typing import Any
 __all__ = ["ENGINE_MODULES", "LOADER_SOURCE", "engine_sources", "install_engine"]
 
 #: the engine's modules, in dependency order
-ENGINE_MODULES = ("values", "capture", "cancel", "joblog", "bundle", "introspect", "cells",
-                  "namespace", "files", "engine")
+ENGINE_MODULES = ("arrays", "frames", "values", "capture", "cancel", "joblog", "bundle",
+                  "introspect", "cells", "namespace", "files", "engine")
 
 # runs on the server: build the package from sources once per process
 LOADER_SOURCE = '''

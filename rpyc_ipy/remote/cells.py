@@ -95,12 +95,13 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "grace": (int, float),
     "exec_id": (str, type(None)),
     "background": (bool,),
+    "accept": (tuple,),
 }
 _DEFAULTS: dict[str, Any] = {
     "silent": False, "store_history": True, "want_value": False, "include": None,
     "max_bundle_bytes": _bundle.DEFAULT_MAX_BYTES, "max_value_bytes": _values.DEFAULT_MAX_BYTES,
     "stream_interval": 0.05, "capture_fd": True, "grace": 0.25, "exec_id": None,
-    "background": False,
+    "background": False, "accept": (),
 }
 
 

@@ -77,13 +77,14 @@ __all__ = ["ENGINE_API", "ENGINE_VERSION", "FEATURES", "Engine"]
 
 ENGINE_VERSION = "1"
 FEATURES = ("execute", "start", "cancel", "complete", "inspect", "describe", "push", "pull",
-            "mimebundle", "stream", "display", "resume", "jobs", "staged_push", "files")
+            "mimebundle", "stream", "display", "resume", "jobs", "staged_push", "files", "arrays")
 #: the engine methods the worker serves, by the name the client uses
 ENGINE_API: dict[str, str] = {
     name: name for name in (
         "hello", "execute", "start", "resume", "jobs", "cancel", "running", "complete",
         "inspect", "inspect_object", "describe", "repr_text", "mimebundle", "push", "stage",
-        "push_staged", "pull", "files")
+        "push_staged", "pull", "files",
+        "pull_chunk", "pull_release")
 } | {"namespace": "namespace_view"}
 #: finished executions kept for ``resume``/``jobs`` (their output within the budget)
 KEEP_FINISHED = 32
@@ -168,6 +169,8 @@ class Engine:
         self._ids = itertools.count(1)
         self._closed = False
         self._files = FileStore(file_roots)
+        #: arrays and frames being pulled in chunks (see :meth:`pull_chunk`)
+        self.outbox = _values.Outbox()
         if shell is None:
             self._install_builtins()
 
@@ -214,7 +217,8 @@ class Engine:
                "python": sys.version.split()[0], "implementation": sys.implementation.name,
                "host": socket.gethostname(), "pid": os.getpid(), "cwd": _safe_cwd(),
                "allow_pickle": self.allow_pickle, "capture_fd": self.capture_fd,
-               "shell": self._shell.name if self._shell is not None else "python"}
+               "shell": self._shell.name if self._shell is not None else "python",
+               "data": _values.available_kinds()}
         out.update(self.info)
         return tuple((k, v) for k, v in out.items())
 
@@ -533,7 +537,7 @@ class Engine:
                 bundle = ((("text/plain", f"<display failed: {type(exc).__name__}: {exc}>"),),
                           _values.pack({}))
         if ran.has_result and opts["want_value"]:
-            value = self._value_of(result, opts["max_value_bytes"])
+            value = self._value_of(result, opts["max_value_bytes"], opts["accept"])
         return ("ok", execution.count, bundle, (), None, "", value)
 
     def _syntax_error(self, exc: SyntaxError) -> tuple[str, str, str]:
@@ -545,9 +549,11 @@ class Engine:
         text = "".join(traceback.format_exception_only(type(exc), exc))
         return ("SyntaxError", str(exc.msg), text)
 
-    def _value_of(self, result: Any, max_bytes: int) -> tuple[str, Any]:
+    def _value_of(self, result: Any, max_bytes: int, accept: tuple[str, ...]
+                  ) -> tuple[str, Any]:
         try:
-            return ("value", _values.pack(result, max_bytes=max_bytes))
+            return ("value", _values.pack(result, max_bytes=max_bytes,
+                                          accept=_kinds(accept), stream=self.outbox.add))
         except (_values.NotByValue, _values.TooLarge):
             return ("ref", result)
 
@@ -642,47 +648,62 @@ class Engine:
 
     # -- moving values ---------------------------------------------------------------------
 
-    def push(self, items: tuple[tuple[str, Any], ...], allow_pickle: bool = False
-             ) -> tuple[str, ...]:
+    def push(self, items: tuple[tuple[str, Any], ...], allow_pickle: bool = False,
+             read_chunk: Callable[[str, int, int], bytes] | None = None,
+             max_bytes: int = _values.DEFAULT_MAX_BYTES) -> tuple[str, ...]:
         """Bind ``(name, packed)`` pairs in the namespace, all or none; returns the names
-        bound (what an unfinished staged push held is dropped)."""
-        values = self._unpack_items(items, allow_pickle)
+        bound (what an unfinished staged push held is dropped).
+
+        Streamed arrays are read with the client's ``read_chunk(token, offset, length)``
+        (its outbox) into arrays allocated here, after their declared sizes are checked
+        against ``max_bytes``; so for :meth:`push_staged` and :meth:`stage`."""
+        values = self._unpack_items(items, allow_pickle, read_chunk, max_bytes)
         self._staged = {}
         self.namespace.update(values)
         return tuple(values)
 
-    def push_staged(self, items: tuple[tuple[str, Any], ...], allow_pickle: bool = False
-                    ) -> tuple[str, ...]:
+    def push_staged(self, items: tuple[tuple[str, Any], ...], allow_pickle: bool = False,
+                    read_chunk: Callable[[str, int, int], bytes] | None = None,
+                    max_bytes: int = _values.DEFAULT_MAX_BYTES) -> tuple[str, ...]:
         """The last request of a push in several: bind what :meth:`stage` holds and
         ``items``, in one step; returns the names bound."""
-        values = self._unpack_items(items, allow_pickle)
+        values = self._unpack_items(items, allow_pickle, read_chunk, max_bytes)
         held, self._staged = self._staged, {}
         held.update(values)
         self.namespace.update(held)
         return tuple(held)
 
     def stage(self, items: tuple[tuple[str, Any], ...], allow_pickle: bool = False,
-              first: bool = False) -> int:
+              first: bool = False, read_chunk: Callable[[str, int, int], bytes] | None = None,
+              max_bytes: int = _values.DEFAULT_MAX_BYTES) -> int:
         """Hold ``(name, packed)`` pairs for the closing :meth:`push_staged`: a push sent
         in several requests binds nothing until its last one, so a stopped push leaves
         the namespace as it was. ``first`` drops what an unfinished push held."""
         if first:
             self._staged = {}
-        self._staged.update(self._unpack_items(items, allow_pickle))
+        self._staged.update(self._unpack_items(items, allow_pickle, read_chunk, max_bytes))
         return len(self._staged)
 
-    def _unpack_items(self, items: Any, allow_pickle: Any) -> dict[str, Any]:
+    def _unpack_items(self, items: Any, allow_pickle: Any,
+                      read_chunk: Callable[[str, int, int], bytes] | None,
+                      max_bytes: int) -> dict[str, Any]:
         use_pickle = bool(allow_pickle) and self.allow_pickle
+        read = None if read_chunk is None else _values.chunk_reader(read_chunk)
         values: dict[str, Any] = {}
         for name, packed in _pairs(items):
             if not name.isidentifier():
                 raise ValueError(f"{name!r} is not a valid name")
-            values[name] = _values.unpack(packed, allow_pickle=use_pickle)
+            values[name] = _values.unpack(packed, allow_pickle=use_pickle,
+                                          max_bytes=int(max_bytes), read=read)
         return values
 
     def pull(self, names: tuple[str, ...], allow_pickle: bool = False,
-             max_bytes: int = _values.DEFAULT_MAX_BYTES) -> tuple[tuple[str, str, Any], ...]:
-        """``(name, "ok", packed)`` or ``(name, "error", message)`` for each name."""
+             max_bytes: int = _values.DEFAULT_MAX_BYTES, accept: tuple[str, ...] = ()
+             ) -> tuple[tuple[str, str, Any], ...]:
+        """``(name, "ok", packed)`` or ``(name, "error", message)`` for each name.
+
+        ``accept``: what the client builds (:data:`~.values.KINDS`); arrays over the
+        inline size come as streams, read with :meth:`pull_chunk`."""
         use_pickle = bool(allow_pickle) and self.allow_pickle
         out: list[tuple[str, str, Any]] = []
         budget = int(max_bytes)
@@ -691,17 +712,32 @@ class Engine:
                 raise TypeError("names must be str")
             try:
                 value = _introspect.resolve(name, self.namespace)
-                packed = _values.pack(value, max_bytes=budget, allow_pickle=use_pickle)
+                packed = _values.pack(value, max_bytes=budget, allow_pickle=use_pickle,
+                                      accept=_kinds(accept), stream=self.outbox.add)
             except (_introspect.Refused, _values.NotByValue, _values.TooLarge) as exc:
                 out.append((name, "error", str(exc)))
                 continue
             out.append((name, "ok", packed))
         return tuple(out)
 
+    def pull_chunk(self, token: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of a streamed value from ``offset`` (the last read ends it)."""
+        return self.outbox.read(token, offset, length)
+
+    def pull_release(self, token: str) -> None:
+        """Forget a streamed value the client will not read to the end."""
+        self.outbox.release(str(token))
+
 
 _OWN_FILES = frozenset(getattr(module, "__file__", None) for module in
                        (sys.modules[__name__], _cancel, _capture, _bundle, _introspect, _values,
                         _cells))
+
+
+def _kinds(accept: Any) -> tuple[str, ...]:
+    if type(accept) is not tuple:
+        raise TypeError("accept must be a tuple of str")
+    return tuple(kind for kind in accept if kind in _values.KINDS)
 
 
 def _pairs(items: Any) -> list[tuple[str, Any]]:

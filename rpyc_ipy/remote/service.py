@@ -45,6 +45,7 @@ from rpyc_ipy.errors import AuthenticationError, SecurityError, UsageError
 from rpyc_ipy.remote.engine import ENGINE_API, ENGINE_VERSION, FEATURES
 from rpyc_ipy.remote.relay import Relay
 from rpyc_ipy.remote.sessions import Session, SessionRegistry, user_name
+from rpyc_ipy.remote.values import available_kinds
 from rpyc_ipy.servers.channels import read_ticket
 from rpyc_ipy.transports.sockets import SocketTransport
 
@@ -203,7 +204,7 @@ class ExecutionService(Service):
                 ("allow_pickle", settings.allow_pickle), ("capture_fd", settings.capture_fd),
                 ("service", "rpyc_ipy.remote.ExecutionService"), ("user", self._user or None),
                 ("grants", grants), ("isolation", "process"),
-                ("session", session.name if session else None))
+                ("session", session.name if session else None), ("data", available_kinds()))
 
     def exposed_attach(self, name: str | None = None, new: bool = False
                        ) -> tuple[tuple[str, Any], ...]:

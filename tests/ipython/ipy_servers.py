@@ -12,7 +12,8 @@ line of stdout. Kinds:
 * ``strict``: ExecutionService without authentication and without the demo
   option (it must refuse);
 * ``hostile``: a malicious server (see :class:`HostileService`);
-* ``classic``: our SlaveService; ``rpyc-classic``: the real rpyc 6.0.2 SlaveService.
+* ``classic``: our SlaveService; ``rpyc-classic``: the real rpyc 6.0.2 SlaveService;
+  ``classic-nodata``: ours, in a process where numpy, pandas and pyarrow cannot be imported.
 
 :func:`spawn` starts one from a test and returns a handle with ``.port``.
 """
@@ -281,6 +282,10 @@ def main(kind: str, directory: str) -> None:
     elif kind == "hostile":
         service = hostile_service()
     elif kind == "classic":
+        service = rpyc_ipy.SlaveService
+    elif kind == "classic-nodata":  # as if numpy, pandas and pyarrow were not installed
+        for name in ("numpy", "pandas", "pyarrow"):
+            sys.modules[name] = None  # type: ignore[assignment]
         service = rpyc_ipy.SlaveService
     elif kind == "files":  # file transfers limited to DIR/root
         from rpyc_ipy.remote import RuntimeSettings, SessionRegistry
