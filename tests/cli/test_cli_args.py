@@ -41,7 +41,7 @@ def fake_server(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     FakeServer.created = []
     monkeypatch.setattr(rpyc_ipy.servers, "ThreadedServer", FakeServer)
     # serve configures the process's logging; not pytest's
-    monkeypatch.setattr(serve, "_configure_logging", lambda level, logfile=None: None)
+    monkeypatch.setattr(serve, "_configure_logging", lambda level, logfile=None, processes=1: None)
     return FakeServer.created
 
 
