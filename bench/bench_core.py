@@ -27,6 +27,7 @@ A benchmark, not a test: it prints medians and ratios and asserts nothing on tim
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import resource
 import socket
@@ -284,10 +285,10 @@ def main() -> int:
         for size_mib in (1, 16):
             payload = os.urandom(size_mib * MiB)
             times = alternating_medians({
-                "ours": lambda p=payload: ours.root.echo(p),
-                "rpyc": lambda p=payload: theirs.root.echo(p),
-                "rpyc_tuned": lambda p=payload: tuned.root.echo(p),
-                "pyro5": lambda p=payload: pyro.echo(p),
+                "ours": functools.partial(ours.root.echo, payload),
+                "rpyc": functools.partial(theirs.root.echo, payload),
+                "rpyc_tuned": functools.partial(tuned.root.echo, payload),
+                "pyro5": functools.partial(pyro.echo, payload),
                 "floor": raw_client(raw_srv.port, payload),
             }, big_repeat, 1)
             print(f"{size_mib} MiB echo, MB/s (payload / round trip), medians of {big_repeat}")

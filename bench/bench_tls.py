@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import ipaddress
 import os
 import platform
@@ -45,11 +46,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cryptography
 import tlslite
+from _common import alternating_medians, server_process, write_json
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from _common import alternating_medians, server_process, write_json
 
 from rpyc_ipy.auth import aes
 from rpyc_ipy.auth.srp_client import srp_client_socket
@@ -290,12 +291,12 @@ def rpc_part(quick: bool) -> dict[str, float]:
             stack.callback(conn.close)
         adds = {name: conn.root.add1 for name, conn in conns.items()}
         cases: dict[str, Callable[[], object]] = {
-            f"tls_rt.{name}": (lambda add=add: add(1)) for name, add in adds.items()}
+            f"tls_rt.{name}": functools.partial(add, 1) for name, add in adds.items()}
         cases["tls_rt.floor"] = raw_ssl_client(raw.port, cert, b"x" * 64)
         values.update(alternating_medians(cases, repeat, number))
         payload = os.urandom(16 * MiB)
         echoes: dict[str, Callable[[], object]] = {
-            f"tls_echo16.{name}": (lambda conn=conn: conn.root.echo(payload))
+            f"tls_echo16.{name}": functools.partial(conn.root.echo, payload)
             for name, conn in conns.items()}
         echoes["tls_echo16.floor"] = raw_ssl_client(raw.port, cert, payload)
         for name, seconds in alternating_medians(echoes, big_repeat, 1).items():
