@@ -315,15 +315,17 @@ def main() -> int:
                                          big_repeat, 1)["copy"]
         values["reconcile.fresh_copy_s"] = fresh_cost
 
-        calls = 500 if options.quick else 2000
-        print(f"CPU per add1 call, medians of 3 runs of {calls}")
-        for name, fn, pid in (
-                ("ours", lambda: o_add(next(counter)), ours_srv.pid),
-                ("ours_nospin", lambda: n_add(next(counter)), nospin_srv.pid),
-                ("rpyc", lambda: r_add(next(counter)), rpyc_srv.pid),
-                ("pyro5", lambda: pyro.add1(next(counter)), pyro_srv.pid),
-                ("floor", ping, raw_srv.pid)):
-            client, server = cpu_per_call(fn, pid, calls, 3)
+        # each run lasts about `span` seconds: CPU times tick in 10 ms steps
+        span = 0.3 if options.quick else 1.0
+        print(f"CPU per add1 call (cached method), medians of 3 runs of about {span:g} s")
+        for name, fn, pid, key in (
+                ("ours", lambda: o_add(next(counter)), ours_srv.pid, "add1_cached.ours"),
+                ("ours_nospin", lambda: n_add(next(counter)), nospin_srv.pid,
+                 "add1.ours_nospin"),
+                ("rpyc", lambda: r_add(next(counter)), rpyc_srv.pid, "add1_cached.rpyc"),
+                ("pyro5", lambda: pyro.add1(next(counter)), pyro_srv.pid, "add1.pyro5"),
+                ("floor", ping, raw_srv.pid, "add1.floor")):
+            client, server = cpu_per_call(fn, pid, max(100, int(span / small[key])), 3)
             values[f"cpu.client.{name}"] = client
             values[f"cpu.server.{name}"] = server
             print(f"  {name:<12} client {client * 1e6:7.1f} us  server {server * 1e6:7.1f} us")
