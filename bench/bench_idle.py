@@ -208,9 +208,9 @@ def main() -> int:
                       f" -> {result['rss_after'] / MiB:.0f} MiB)")
         idle_s = 3.0 if options.quick else 10.0
         result = measure("rpyc_ipy", None, many, idle_s)
-        for key in ("held", "rss_after", "rss_before", "idle_cpu_s", "idle_s", "rt_before",
-                    "rt_fresh", "open_s"):
-            values[f"many.{key}"] = result[key]
+        for name in ("held", "rss_after", "rss_before", "idle_cpu_s", "idle_s", "rt_before",
+                     "rt_fresh", "open_s"):
+            values[f"many.{name}"] = result[name]
         values["many.wanted"] = options.many
         print(f"  {result['held']} idle connections on one rpyc_ipy ThreadedServer: RSS "
               f"{result['rss_after'] / MiB:.0f} MiB (before {result['rss_before'] / MiB:.0f} "
