@@ -14,7 +14,8 @@ shared machine falls on all of them alike; the figures are medians of the batche
   floor is a length-prefixed echo into a preallocated buffer (``recv_into``).
   MB/s = payload bytes / round-trip time (one direction counted, as both runs did).
 * Reconciling "30% vs 59% of raw" (16 MiB): the raw echo both ways (``recv_into`` a
-  preallocated buffer, and naive ``recv`` + ``join``), rpyc_ipy's echo of the same
+  preallocated buffer, and naive ``recv`` + ``join``), a raw one-way transfer (the server
+  reads the payload and answers with its length), rpyc_ipy's echo of the same
   payload object every time and of a fresh ``bytes`` each time, random and zero bytes.
 * CPU per call (``add1``), client (``getrusage``) and server (``/proc/<pid>/stat``),
   rpyc_ipy with busy polling on (the default) and off (``busy_poll_window=0``).
@@ -97,6 +98,7 @@ class Bench(rpyc.Service):
 {textwrap.indent(textwrap.dedent(SERVICE_BODY), "    ")}
 server = ThreadedServer(Bench, hostname="127.0.0.1", port=0, auto_register=False,
                         protocol_config={{"sync_request_timeout": {TIMEOUT}}})
+server._listen()  # rpyc listens in start(): before the port is announced
 print(server.port, flush=True)
 server.start()
 """
@@ -106,6 +108,7 @@ import rpyc
 from rpyc.utils.server import ThreadedServer
 server = ThreadedServer(rpyc.core.SlaveService, hostname="127.0.0.1", port=0,
                         auto_register=False)
+server._listen()  # rpyc listens in start(): before the port is announced
 print(server.port, flush=True)
 server.start()
 """
@@ -126,10 +129,12 @@ print(daemon.locationStr.rpartition(":")[2], flush=True)
 daemon.requestLoop()
 """
 
-# one thread per connection: an 8-byte big-endian length, then that many bytes, echoed back
+# one thread per connection: an 8-byte big-endian length, then that many bytes, echoed back;
+# with the length's top bit set (SINK), the bytes are only read and the length comes back
 RAW_SERVER = """
 import socket, struct, threading
 NAIVE = False
+SINK = 1 << 63
 listener = socket.create_server(("127.0.0.1", 0))
 print(listener.getsockname()[1], flush=True)
 def serve(conn):
@@ -139,6 +144,7 @@ def serve(conn):
         if len(header) < 8:
             return
         (size,) = struct.unpack(">Q", header)
+        sink, size = size & SINK, size & ~SINK
         if NAIVE:
             chunks, got = [], 0
             while got < size:
@@ -152,20 +158,22 @@ def serve(conn):
         while got < size:
             got += conn.recv_into(view[got:])
         conn.sendall(header)
-        conn.sendall(data)
+        if not sink:
+            conn.sendall(data)
 while True:
     conn, _ = listener.accept()
     threading.Thread(target=serve, args=(conn,), daemon=True).start()
 """
 
 
-def raw_client(port: int, payload: bytes, naive: bool = False) -> Callable[[], None]:
-    """One length-prefixed echo of ``payload`` per call: into a preallocated buffer, or
-    (``naive``) with ``recv`` of 64 KiB pieces and a ``join``, as simple code does."""
+def raw_client(port: int, payload: bytes, mode: str = "echo") -> Callable[[], None]:
+    """One length-prefixed exchange of ``payload`` per call: ``echo`` into a preallocated
+    buffer; ``naive`` echo with ``recv`` of 64 KiB pieces and a ``join``, as simple code
+    does; ``sink``: one way, the server only reads it and answers with the length."""
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     size = len(payload)
-    header = size.to_bytes(8, "big")
+    header = (size | (1 << 63 if mode == "sink" else 0)).to_bytes(8, "big")
     buffer = bytearray(size)
     view = memoryview(buffer)
 
@@ -177,6 +185,11 @@ def raw_client(port: int, payload: bytes, naive: bool = False) -> Callable[[], N
         while got < size:
             got += sock.recv_into(view[got:])
 
+    def sink() -> None:
+        sock.sendall(header)
+        sock.sendall(payload)
+        sock.recv(8, socket.MSG_WAITALL)
+
     def naive_echo() -> None:
         sock.sendall(header + payload)
         chunks, got = [], -8
@@ -186,7 +199,7 @@ def raw_client(port: int, payload: bytes, naive: bool = False) -> Callable[[], N
             got += len(chunk)
         b"".join(chunks)
 
-    return naive_echo if naive else echo
+    return {"echo": echo, "sink": sink, "naive": naive_echo}[mode]
 
 
 def client_cpu() -> float:
@@ -301,7 +314,8 @@ def main() -> int:
         zeros = bytes(16 * MiB)
         times = alternating_medians({
             "raw_prealloc": raw_client(raw_srv.port, payload),
-            "raw_naive": raw_client(naive_srv.port, payload, naive=True),
+            "raw_naive": raw_client(naive_srv.port, payload, "naive"),
+            "raw_one_way": raw_client(raw_srv.port, payload, "sink"),
             "ours_same": lambda: ours.root.echo(payload),
             "ours_fresh": lambda: ours.root.echo(bytes(bytearray(payload))),
             "ours_zeros": lambda: ours.root.echo(zeros),

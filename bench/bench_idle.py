@@ -72,6 +72,7 @@ class Bench(rpyc.Service):
         return x + 1
 server = ThreadedServer(Bench, hostname="127.0.0.1", port=0, auto_register=False,
                         authenticator=AUTH)
+server._listen()  # rpyc listens in start(): before the port is announced
 print(server.port, flush=True)
 server.start()
 """

@@ -198,6 +198,7 @@ from rpyc.utils.server import ThreadedServer
 server = ThreadedServer(Bench, hostname="127.0.0.1", port=0, auto_register=False,
                         authenticator=SSLAuthenticator(KEY, CERT),
                         protocol_config={"sync_request_timeout": 600})
+server._listen()  # rpyc listens in start(): before the port is announced
 print(server.port, flush=True)
 server.start()
 """

@@ -71,6 +71,7 @@ def canned() -> dict[str, float]:
         "kernel_idle.rpyc_server": 0.0,
         "spin.max_window": 200e-6, "spin.solo": 0.05,
         "reconcile.raw_prealloc": 1100e6, "reconcile.raw_naive": 350e6,
+        "reconcile.raw_one_way": 2900e6,
         "reconcile.ours_same": 634e6, "reconcile.ours_fresh": 300e6,
         "reconcile.ours_zeros": 600e6, "reconcile.rpyc_tuned_zeros": 80e6,
         "reconcile.fresh_copy_s": 0.01,
@@ -123,7 +124,7 @@ def test_ratios_and_verdicts_follow_the_figures() -> None:
                      )[-1] == "yes"
     assert issue_row(text, "connected idle notebook kernel: CPU over the idle window"
                      )[-1] == "yes"
-    assert "**58%** of a raw echo" in text and "**22%** of a raw one-way stream" in text
+    assert "**58%** of a raw echo" in text and "**22%** of a raw one-way transfer" in text
 
 
 @pytest.mark.parametrize("missing, label", [
