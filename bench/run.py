@@ -9,10 +9,11 @@ output. The machines are shared and noisy: compare ratios, not absolute times.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
-import tempfile
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -46,38 +47,57 @@ def main() -> int:
                         help="short durations, the report's tables only (a few minutes)")
     parser.add_argument("--out", default=os.path.join(ROOT, "build", "bench-report.md"),
                         help="where to write the report (default build/bench-report.md)")
+    parser.add_argument("--results", default=os.path.join(ROOT, "build", "bench"),
+                        help="where the scripts' figures and output go (default build/bench)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="run nothing: write the report again from --results")
     options = parser.parse_args()
-    start = machine_info()
-    outputs: dict[str, str] = {}
-    failed: list[str] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = []
-        for script in REPORTED:
-            path = os.path.join(tmp, script.replace(".py", ".json"))
-            paths.append(path)
-            args = [os.path.join(HERE, script), "--json", path]
-            if options.quick:
-                args.append("--quick")
-            print(f"\n=== {script} ===", flush=True)
-            code, outputs[script] = run_script(args)
-            if code:
-                failed.append(script)
-        for script in [] if options.quick else PRINTED:  # full runs only
-            print(f"\n=== {script} ===", flush=True)
-            code, outputs[script] = run_script([os.path.join(HERE, script)])
-            if code:
-                failed.append(script)
-        values, notes = load_results(paths)
-    if failed:
+    os.makedirs(options.results, exist_ok=True)
+    state_path = os.path.join(options.results, "run.json")
+    paths = [os.path.join(options.results, script.replace(".py", ".json"))
+             for script in REPORTED]
+    if options.render_only:
+        with open(state_path, encoding="utf-8") as source:
+            state = json.load(source)
+    else:
+        state = run_all(options.quick, paths)
+        with open(state_path, "w", encoding="utf-8") as out:
+            json.dump(state, out, indent=1)
+    values, notes = load_results(paths)
+    if state["failed"]:
         notes.append("These scripts failed (their figures are missing or partial; see their "
-                     "output below): " + ", ".join(failed))
-    text = render(values, start, machine_info(), notes, quick=options.quick, outputs=outputs)
+                     "output below): " + ", ".join(state["failed"]))
+    text = render(values, state["start"], state["end"], notes, quick=state["quick"],
+                  outputs=state["outputs"])
     os.makedirs(os.path.dirname(os.path.abspath(options.out)), exist_ok=True)
     with open(options.out, "w", encoding="utf-8") as out:
         out.write(text)
     print("\n" + text)
     print(f"report written to {options.out}")
-    return 1 if failed else 0
+    return 1 if state["failed"] else 0
+
+
+def run_all(quick: bool, paths: list[str]) -> dict[str, Any]:
+    """Run the scripts (their figures to ``paths``); the machine before and after, the
+    scripts' output and which failed."""
+    start = machine_info()
+    outputs: dict[str, str] = {}
+    failed: list[str] = []
+    for script, path in zip(REPORTED, paths, strict=True):
+        if os.path.exists(path):
+            os.remove(path)  # a failed script must not leave an older run's figures
+        args = [os.path.join(HERE, script), "--json", path] + (["--quick"] if quick else [])
+        print(f"\n=== {script} ===", flush=True)
+        code, outputs[script] = run_script(args)
+        if code:
+            failed.append(script)
+    for script in [] if quick else PRINTED:  # full runs only
+        print(f"\n=== {script} ===", flush=True)
+        code, outputs[script] = run_script([os.path.join(HERE, script)])
+        if code:
+            failed.append(script)
+    return {"start": start, "end": machine_info(), "outputs": outputs, "failed": failed,
+            "quick": quick}
 
 
 if __name__ == "__main__":

@@ -160,3 +160,27 @@ def test_the_scripts_json_files_merge_into_one_report(tmp_path: Path) -> None:
     assert "**Quick run**" in text
     assert "<summary>bench_core.py</summary>" in text and "printed lines" in text
     assert issue_row(text, "`conn.root.add1(i)`")[1:4] == ["200 us", "-", "40 us"]
+
+
+def test_run_py_writes_the_report_again_from_saved_results(tmp_path: Path) -> None:
+    """``bench/run.py --render-only``: the report from a run's saved figures and output."""
+    import json
+    import subprocess
+
+    results = tmp_path / "results"
+    results.mkdir()
+    common.write_json(str(results / "bench_core.json"), canned(), ["saved note"])
+    (results / "run.json").write_text(json.dumps({
+        "start": MACHINE, "end": MACHINE, "outputs": {"bench_core.py": "saved output"},
+        "failed": ["bench_idle.py"], "quick": False}))
+    out = tmp_path / "report.md"
+    done = subprocess.run([sys.executable, str(BENCH / "run.py"), "--render-only",
+                           "--results", str(results), "--out", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr  # a script of the saved run had failed
+    text = out.read_text()
+    for heading in SECTIONS:
+        assert heading in text
+    assert "saved note" in text and "saved output" in text
+    assert "These scripts failed" in text and "bench_idle.py" in text
+    assert f"report written to {out}" in done.stdout
