@@ -22,7 +22,7 @@ sys.path.insert(0, HERE)
 from report import load_results, machine_info, render  # noqa: E402
 
 #: scripts whose figures go into the report's tables (each takes --quick and --json)
-REPORTED = ["bench_core.py", "bench_tls.py", "bench_idle.py", "bench_load.py",
+REPORTED = ["bench_core.py", "bench_tls.py", "bench_connections.py", "bench_load.py",
             "bench_kernel_idle.py"]
 #: further comparisons with rpyc, whose printed output goes into the report as it is
 PRINTED = ["bench_codecs.py", "bench_notebook.py", "bench_runtime.py", "bench_flood.py"]

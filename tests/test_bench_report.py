@@ -172,7 +172,7 @@ def test_run_py_writes_the_report_again_from_saved_results(tmp_path: Path) -> No
     common.write_json(str(results / "bench_core.json"), canned(), ["saved note"])
     (results / "run.json").write_text(json.dumps({
         "start": MACHINE, "end": MACHINE, "outputs": {"bench_core.py": "saved output"},
-        "failed": ["bench_idle.py"], "quick": False}))
+        "failed": ["bench_connections.py"], "quick": False}))
     out = tmp_path / "report.md"
     done = subprocess.run([sys.executable, str(BENCH / "run.py"), "--render-only",
                            "--results", str(results), "--out", str(out)],
@@ -182,5 +182,5 @@ def test_run_py_writes_the_report_again_from_saved_results(tmp_path: Path) -> No
     for heading in SECTIONS:
         assert heading in text
     assert "saved note" in text and "saved output" in text
-    assert "These scripts failed" in text and "bench_idle.py" in text
+    assert "These scripts failed" in text and "bench_connections.py" in text
     assert f"report written to {out}" in done.stdout
