@@ -10,7 +10,8 @@ With the connections held, a fresh client connects and makes round trips (their
 median is printed beside the one before), and the server's CPU over a few idle
 seconds shows whether anything polls.
 
-    .venv/bin/python bench/bench_connections.py [--quick] [--count 1000] [--many 10000] [--json PATH]
+    .venv/bin/python bench/bench_connections.py [--quick] [--count 1000] [--many 10000]
+                                                [--json PATH]
 
 A benchmark, not a test: it prints figures and asserts nothing on time.
 """
