@@ -25,7 +25,10 @@ from report import load_results, machine_info, render  # noqa: E402
 REPORTED = ["bench_core.py", "bench_tls.py", "bench_connections.py", "bench_load.py",
             "bench_kernel_idle.py"]
 #: further comparisons with rpyc, whose printed output goes into the report as it is
-PRINTED = ["bench_codecs.py", "bench_notebook.py", "bench_runtime.py", "bench_flood.py"]
+PRINTED = ["bench_codecs.py", "bench_notebook.py", "bench_runtime.py", "bench_flood.py",
+           "bench_files.py"]
+#: arguments for a printed script: 256 MiB uploads keep a full run within a quarter hour
+PRINTED_ARGS = {"bench_files.py": ["--size-mib", "256"]}
 
 
 def run_script(args: list[str]) -> tuple[int, str]:
@@ -93,7 +96,8 @@ def run_all(quick: bool, paths: list[str]) -> dict[str, Any]:
             failed.append(script)
     for script in [] if quick else PRINTED:  # full runs only
         print(f"\n=== {script} ===", flush=True)
-        code, outputs[script] = run_script([os.path.join(HERE, script)])
+        code, outputs[script] = run_script([os.path.join(HERE, script),
+                                            *PRINTED_ARGS.get(script, [])])
         if code:
             failed.append(script)
     return {"start": start, "end": machine_info(), "outputs": outputs, "failed": failed,

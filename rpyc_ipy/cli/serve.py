@@ -137,6 +137,10 @@ def _serve_command(parser: argparse.ArgumentParser) -> None:
                               "and home directory (the server must run as root; repeat)")
     runtime.add_argument("--require-run-as", action="store_true",
                          help="refuse sessions to users without a --run-as account")
+    runtime.add_argument("--file-root", action="append", default=[], metavar="FOLDER",
+                         help="a folder where sessions may upload and download files (repeat "
+                              "for more; default: the working directory and the home of "
+                              "the account each worker runs as)")
 
     misc = parser.add_argument_group("server")
     misc.add_argument("-m", "--mode", choices=["threaded", "forking", "oneshot", "stdio"],
@@ -341,7 +345,8 @@ def _session_registry(args: argparse.Namespace) -> Any:
             max_buffered_output=args.output_buffer,
             max_sessions_per_user=args.max_sessions_per_user,
             limits=dict(args.worker_limit), run_as=dict(args.run_as),
-            require_run_as=args.require_run_as)
+            require_run_as=args.require_run_as,
+            file_roots=tuple(os.path.abspath(os.path.expanduser(r)) for r in args.file_root))
     except ConfigError as exc:
         raise CLIError(f"--notebook: {exc}", 2) from None
     if not settings.run_as and args.srp_db:

@@ -39,11 +39,13 @@ from rpyc_ipy.ipython.execution import (
     RemoteExecutionError,
     wait_all,
 )
+from rpyc_ipy.ipython.progress import Progress
 from rpyc_ipy.ipython.registry import SessionRegistry
 from rpyc_ipy.ipython.session import RemoteSession, SessionError, open_session
 from rpyc_ipy.ipython.settings import MagicsSettings, RPyCPolicy
 from rpyc_ipy.ipython.syntax import split_options
 from rpyc_ipy.ipython.text import RED, RESET, sanitize_text, say
+from rpyc_ipy.ipython.transfer import TransferError
 from rpyc_ipy.target import ConnectionTarget
 
 __all__ = ["RPyCMagics"]
@@ -95,6 +97,13 @@ def _first_line(exc: BaseException) -> str:
     """An error's first line (a remote one appends its traceback)."""
     text = str(exc).strip().split("\n", 1)[0]
     return text or type(exc).__name__
+
+
+def _unquote(path: str) -> str:
+    """A path as typed, without the quotes that kept its spaces together."""
+    if len(path) >= 2 and path[0] == path[-1] and path[0] in "'\"":
+        return path[1:-1]
+    return path
 
 
 def _size(n: int) -> str:
@@ -596,6 +605,77 @@ class RPyCMagics(MagicsSettings):
             self.shell.user_ns[local] = got[remote][0]
         say(f"pulled from {session.name}: " +
               ", ".join(f"{local} ({_size(got[remote][1])})" for local, remote in wanted.items()))
+
+    # -- files ------------------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("local", help="a local file or folder")
+    @argument("remote", help="its path on the server (into it if that is a folder or ends "
+                             "with /)")
+    @argument("-s", "--session", help="the session (default: the default session)")
+    @argument("--resume", action="store_true",
+              help="continue a stopped upload from its .part file")
+    @line_magic
+    @_user_errors
+    def rpyc_upload(self, line: str) -> None:
+        """Send a file or a folder (recursively) to the session's server.
+
+        Chunked, with a progress bar; verified by SHA-256; modes and modification
+        times kept. The stop button stops it and keeps the partial file: the same
+        line with ``--resume`` continues. The server decides which folders
+        sessions may use (``rpyc-ipy serve --file-root``)."""
+        args = parse_argstring(self.rpyc_upload, line)
+        self._transfer("upload", args.session, args.local, args.remote, args.resume)
+
+    @magic_arguments()
+    @argument("remote", help="a file or folder on the server")
+    @argument("local", help="its local path (into it if that is a folder or ends with /)")
+    @argument("-s", "--session", help="the session (default: the default session)")
+    @argument("--resume", action="store_true",
+              help="continue a stopped download from its .part file")
+    @line_magic
+    @_user_errors
+    def rpyc_download(self, line: str) -> None:
+        """Fetch a file or a folder (recursively) from the session's server; the
+        counterpart of %rpyc_upload, with the same checks."""
+        args = parse_argstring(self.rpyc_download, line)
+        self._transfer("download", args.session, args.remote, args.local, args.resume)
+
+    def _transfer(self, direction: str, name: str | None, source: str, destination: str,
+                  resume: bool) -> None:
+        session = self.registry.get(name)
+        method = session.upload if direction == "upload" else session.download
+        source, destination = _unquote(source), _unquote(destination)
+        bar: Progress | None = None
+
+        def report(done: int, total: int) -> None:
+            nonlocal bar  # shown once the transfer is under way, not for a refusal
+            bar = bar or Progress(f"{direction} {source}", total)
+            bar.update(done, total)
+
+        try:
+            result = method(source, destination, resume=resume, on_progress=report)
+        except KeyboardInterrupt:
+            if bar is not None:
+                bar.close("stopped")
+            raise CellInterrupted(f"{direction} stopped; the partial file is kept: the same "
+                                  "line with --resume continues") from None
+        except BaseException as exc:
+            if bar is not None:
+                bar.close("failed")
+            if isinstance(exc, (TransferError, SessionError)) or \
+                    not isinstance(exc, (OSError, RPyCError)):
+                raise
+            raise SessionError(f"session {session.name!r}: {_first_line(exc)}") from None
+        if bar is not None:
+            bar.close("done")
+        resumed = f", {_size(result.moved)} sent this time" if result.moved < result.size \
+            else ""
+        say(f"{direction}ed {result.files} file{'s' * (result.files != 1)} "
+            f"({_size(result.size)}{resumed}) to {result.destination}"
+            f"{' on ' + session.name if direction == 'upload' else ''}, SHA-256 verified")
+        for note in result.skipped:
+            say(f"  skipped {note}")
 
     # -- looking around ----------------------------------------------------------------------------
 

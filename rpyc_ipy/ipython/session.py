@@ -47,6 +47,7 @@ from rpyc_ipy.ipython.events import DisplayCallback, StreamCallback, dispatch_ev
 from rpyc_ipy.ipython.execution import ExecutionOutcome, RemoteExecution, wait_all
 from rpyc_ipy.ipython.plain_classic import PlainClassic
 from rpyc_ipy.ipython.text import sanitize_text
+from rpyc_ipy.ipython.transfer import Progress, TransferResult, download, upload
 from rpyc_ipy.remote.bootstrap import install_engine
 from rpyc_ipy.remote.values import NotByValue, TooLarge, pack, unpack
 from rpyc_ipy.target import ConnectionTarget
@@ -528,6 +529,31 @@ class RemoteSession:
             except (NotByValue, ValueError, TypeError) as exc:
                 raise UsageError(f"cannot pull {name!r}: {exc}") from None
         return out
+
+    # -- files ------------------------------------------------------------------------------------
+
+    def upload(self, local: str, remote: str, *, resume: bool = False,
+               on_progress: Progress | None = None, **tuning: Any) -> TransferResult:
+        """Send a file or folder to the server, in chunks, verified by SHA-256, keeping
+        modes and times; ``resume`` continues a stopped transfer. ``on_progress(done,
+        total)`` is called per chunk (a :class:`~rpyc_ipy.ipython.progress.Progress`
+        fits). See :mod:`rpyc_ipy.ipython.transfer`."""
+        return upload(self._file_store(), local, remote, resume=resume,
+                      on_progress=on_progress, **tuning)
+
+    def download(self, remote: str, local: str, *, resume: bool = False,
+                 on_progress: Progress | None = None, **tuning: Any) -> TransferResult:
+        """Fetch a file or folder from the server; the counterpart of :meth:`upload`."""
+        return download(self._file_store(), remote, local, resume=resume,
+                        on_progress=on_progress, **tuning)
+
+    def _file_store(self) -> Any:
+        self._require_engine("moving files")
+        if "files" not in self.info.get("features", ()):
+            raise SessionError(f"session {self.name!r}: the server's engine "
+                               f"{self.info.get('engine', '?')!r} does not move files "
+                               "(its rpyc_ipy is older)")
+        return self._call("files")
 
     # -- running cells ------------------------------------------------------------------------
 

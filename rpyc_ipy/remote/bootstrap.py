@@ -23,7 +23,7 @@ __all__ = ["ENGINE_MODULES", "LOADER_SOURCE", "engine_sources", "install_engine"
 
 #: the engine's modules, in dependency order
 ENGINE_MODULES = ("values", "capture", "cancel", "joblog", "bundle", "introspect", "cells",
-                  "namespace", "engine")
+                  "namespace", "files", "engine")
 
 # runs on the server: build the package from sources once per process
 LOADER_SOURCE = '''

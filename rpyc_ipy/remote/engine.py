@@ -69,6 +69,7 @@ from .cells import (
     shell_syntax,
     split_cell,
 )
+from .files import FileStore
 from .joblog import DEFAULT_MAX_CHARS, OutputLog
 from .namespace import NamespaceView
 
@@ -76,12 +77,13 @@ __all__ = ["ENGINE_API", "ENGINE_VERSION", "FEATURES", "Engine"]
 
 ENGINE_VERSION = "1"
 FEATURES = ("execute", "start", "cancel", "complete", "inspect", "describe", "push", "pull",
-            "mimebundle", "stream", "display", "resume", "jobs")
+            "mimebundle", "stream", "display", "resume", "jobs", "files")
 #: the engine methods the worker serves, by the name the client uses
 ENGINE_API: dict[str, str] = {
     name: name for name in (
         "hello", "execute", "start", "resume", "jobs", "cancel", "running", "complete",
-        "inspect", "inspect_object", "describe", "repr_text", "mimebundle", "push", "pull")
+        "inspect", "inspect_object", "describe", "repr_text", "mimebundle", "push", "pull",
+        "files")
 } | {"namespace": "namespace_view"}
 #: finished executions kept for ``resume``/``jobs`` (their output within the budget)
 KEEP_FINISHED = 32
@@ -136,14 +138,15 @@ class Engine:
     executions that ask for it. ``allow_pickle`` lets push/pull fall back to
     pickle when the client asks for it too. ``shell`` (on ``namespace``) runs
     the cells that ``cell_runner`` runs, one at a time; it provides ``display``
-    and ``clear_output`` itself.
+    and ``clear_output`` itself. ``file_roots``: the folders :meth:`files` may use
+    (``None``: any, as on a classic server, which grants everything anyway).
     """
 
     def __init__(self, namespace: dict[str, Any] | None = None, *, capture_fd: bool = True,
                  allow_pickle: bool = False, info: Mapping[str, Any] | None = None,
                  cell_runner: CellRunner | None = None,
                  max_buffered_output: int = DEFAULT_MAX_CHARS,
-                 shell: CellShell | None = None) -> None:
+                 shell: CellShell | None = None, file_roots: Any = None) -> None:
         if shell is not None and cell_runner is None:
             raise ValueError("a shell runs one cell at a time: give the engine a cell_runner")
         self.namespace: dict[str, Any] = {} if namespace is None else namespace
@@ -163,6 +166,7 @@ class Engine:
         weakref.finalize(self, _forget_cells, self._cell_files)
         self._ids = itertools.count(1)
         self._closed = False
+        self._files = FileStore(file_roots)
         if shell is None:
             self._install_builtins()
 
@@ -333,6 +337,7 @@ class Engine:
         """Cancel everything (the client went away); the cells' sources leave linecache."""
         self._closed = True
         self.cancel(None, force=True)
+        self._files.close_all()
         _forget_cells(self._cell_files)
 
     def _begin(self, code: str, options: Any) -> _Execution:
@@ -623,6 +628,11 @@ class Engine:
                    max_bytes: int = _bundle.DEFAULT_MAX_BYTES) -> tuple[Any, ...]:
         """The display bundle of an object the client holds a reference to."""
         return _bundle.mimebundle(obj, include=include, max_bytes=int(max_bytes))
+
+    def files(self) -> FileStore:
+        """The session's file transfers, inside the server's ``file_roots``
+        (:mod:`rpyc_ipy.remote.files`)."""
+        return self._files
 
     def namespace_view(self) -> NamespaceView:
         """The namespace as an object (a netref on the client: ``sess.ns``)."""

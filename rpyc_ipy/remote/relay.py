@@ -14,7 +14,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from rpyc_ipy.core.transport import Transport
 from rpyc_ipy.errors import ConnectionClosed
@@ -73,7 +73,8 @@ class Relay:
                     continue
                 if not received:
                     break
-                sink.send_parts([bytes(buffer[:received])])
+                # the send ends before the next read reuses the buffer: no copy needed
+                sink.send_parts([cast(bytes, buffer[:received])])
         except (ConnectionClosed, OSError) as exc:
             log.debug("relay ends: %s", exc)
         finally:

@@ -61,7 +61,10 @@ class RuntimeSettings:
       "RLIMIT_AS": 8 << 30, "RLIMIT_CPU": 3600}``;
     * ``run_as``: authenticated user name -> OS account its workers run as (the
       server must run as root); a user without an entry runs as the server's account
-      unless ``require_run_as`` is set.
+      unless ``require_run_as`` is set;
+    * ``file_roots``: the folders where sessions may read and write files
+      (``%rpyc_upload``/``%rpyc_download``); empty (the default): each worker's
+      working directory and the home of the account it runs as.
     """
 
     idle_timeout: float = 4 * 3600.0
@@ -73,6 +76,7 @@ class RuntimeSettings:
     limits: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     run_as: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     require_run_as: bool = False
+    file_roots: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not (isinstance(self.idle_timeout, (int, float)) and self.idle_timeout > 0):
@@ -93,9 +97,13 @@ class RuntimeSettings:
                                   "system knows (e.g. RLIMIT_AS=8589934592)")
         object.__setattr__(self, "limits", MappingProxyType(dict(self.limits)))
         object.__setattr__(self, "run_as", MappingProxyType(dict(self.run_as)))
-        if self.run_as or self.require_run_as:
-            import os
+        import os
 
+        roots = tuple(self.file_roots)
+        if not all(type(r) is str and os.path.isabs(os.path.expanduser(r)) for r in roots):
+            raise ConfigError("file_roots must be absolute folder paths, e.g. ('/srv/data',)")
+        object.__setattr__(self, "file_roots", roots)
+        if self.run_as or self.require_run_as:
             if os.geteuid() != 0:
                 raise ConfigError("running workers as other accounts (run_as) needs a "
                                   "server running as root")
@@ -108,6 +116,7 @@ class RuntimeSettings:
         return WorkerSpec(user=user, session=session, allow_pickle=self.allow_pickle,
                           capture_fd=self.capture_fd,
                           max_buffered_output=self.max_buffered_output, limits=self.limits,
+                          file_roots=self.file_roots,
                           run_as=RunAs.for_account(account) if account else None)
 
 

@@ -104,6 +104,9 @@ class WorkerSpec:
     python: str = sys.executable
     #: ``"ipython"`` or ``"python"`` for the cells; ``None``: IPython where importable
     shell: str | None = None
+    #: folders the session's file transfers may use; empty: the worker's working
+    #: directory and its account's home
+    file_roots: tuple[str, ...] = ()
 
     def settings(self) -> str:
         settings = {"user": self.user, "session": self.session,
@@ -112,6 +115,8 @@ class WorkerSpec:
                     "limits": dict(self.limits)}
         if self.shell is not None:
             settings["shell"] = self.shell
+        if self.file_roots:
+            settings["file_roots"] = list(self.file_roots)
         return json.dumps(settings)
 
     def environment(self) -> dict[str, str]:

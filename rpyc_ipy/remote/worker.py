@@ -45,6 +45,7 @@ from rpyc_ipy.core.connection import Connection
 from rpyc_ipy.core.service import Service
 from rpyc_ipy.remote.cells import CellShell
 from rpyc_ipy.remote.engine import ENGINE_API, Engine
+from rpyc_ipy.remote.files import default_roots
 from rpyc_ipy.transports.sockets import SocketTransport
 
 __all__ = ["MainThreadRunner", "WorkerService", "main", "start_shell"]
@@ -58,6 +59,7 @@ SETTINGS: dict[str, type] = {
     "session": str,
     "limits": dict,
     "shell": str,
+    "file_roots": list,
 }
 #: the values of the ``shell`` setting (without it: IPython where importable)
 SHELLS = ("ipython", "python")
@@ -206,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                           "user": settings.get("user"), "session": settings.get("session")},
                     cell_runner=runner,
                     max_buffered_output=settings.get("max_buffered_output", 4 << 20),
-                    shell=start_shell(settings.get("shell"), namespace))
+                    shell=start_shell(settings.get("shell"), namespace),
+                    file_roots=settings.get("file_roots") or default_roots())
     sock = socket.socket(fileno=args.fd)
     config = {"allow_public_attrs": True, "allow_setattr": True, "allow_delattr": True,
               "allow_pickle": settings.get("allow_pickle", False)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -241,3 +242,15 @@ def test_notebook_serves_the_execution_service(fake_server: list[dict[str, Any]]
     assert settings.max_buffered_output == 16 << 20
     assert fake_server[-1]["channel_handler"] is not None  # data channels are relayed
 
+
+
+def test_file_roots_are_absolute_folders(fake_server: list[dict[str, Any]],
+                                         capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run(capsys, "serve", "--notebook", "--file-root", "data", "--file-root",
+               str(tmp_path))[0] == 0
+    settings = fake_server[-1]["service"].registry.settings
+    assert settings.file_roots == (str(tmp_path / "data"), str(tmp_path))
+    assert run(capsys, "serve", "--notebook")[0] == 0
+    assert fake_server[-1]["service"].registry.settings.file_roots == ()  # the defaults

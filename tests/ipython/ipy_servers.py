@@ -8,6 +8,7 @@ line of stdout. Kinds:
   alice/wonderland);
 * ``tls``: ExecutionService behind TLS certificates (``DIR/ca.pem``, ``server.pem``,
   ``server.key``; client certificate ``client.pem``/``client.key``);
+* ``files``: as ``exec``, file transfers limited to ``DIR/root``;
 * ``strict``: ExecutionService without authentication and without the demo
   option (it must refuse);
 * ``hostile``: a malicious server (see :class:`HostileService`);
@@ -281,6 +282,11 @@ def main(kind: str, directory: str) -> None:
         service = hostile_service()
     elif kind == "classic":
         service = rpyc_ipy.SlaveService
+    elif kind == "files":  # file transfers limited to DIR/root
+        from rpyc_ipy.remote import RuntimeSettings, SessionRegistry
+
+        registry = SessionRegistry(RuntimeSettings(file_roots=(str(folder / "root"),)))
+        service = ExecutionService.configured(allow_loopback_plaintext=True, registry=registry)
     elif kind != "exec":
         raise SystemExit(f"unknown server kind {kind!r}")
     # execution servers relay data channels to their sessions' workers, as `serve --notebook`
