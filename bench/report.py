@@ -21,7 +21,7 @@ Values = Mapping[str, float]
 KiB, MiB = 1 << 10, 1 << 20
 PEERS = ("rpyc", "pyro5", "ours", "floor")
 #: kinds whose smaller figure is better (times, memory, latencies, CPU)
-LOWER_IS_BETTER = {"time", "mem", "lat", "cpu", "count"}
+LOWER_IS_BETTER = {"time", "mem", "lat", "cpu", "count", "seconds"}
 
 
 def _fmt(kind: str, value: float | None) -> str:
