@@ -236,18 +236,18 @@ def reconcile_section(values: Values) -> list[str]:
                   "one-way transfer" + (f" ({ours / naive:.0%} of a naive raw echo)" if naive
                                         else "")
                   + f"; the one-way floor runs at {stream / raw:.1f}x the echo floor."]
-        lines += ["", "The two earlier figures divide the same kind of rpyc_ipy echo by "
-                  "different floors: the project's bench (59%) by a raw echo timed the same "
+        lines += ["", "The two earlier figures most likely divide the same kind of rpyc_ipy echo "
+                  "by different floors: the project's bench (59%) by a raw echo timed the same "
                   "way, as the first share here; the independent run's floor (2,140 MB/s for "
-                  "16 MiB against 634 MB/s for rpyc_ipy: 30%) is about twice a raw echo's "
-                  "payload / round trip, which is what a one-way transfer or counting the bytes "
-                  "of both directions gives (an echo moves every byte twice, one direction "
-                  "after the other)."
-                  + ("" if stream / raw >= 1.5 else
-                     f" In this run the one-way floor came out at only {stream / raw:.1f}x the "
-                     "echo floor (with both CPUs contended, the two ends of a one-way "
-                     "transfer cannot run side by side either), so this run does not show the "
-                     "factor of two by itself.")]
+                  "16 MiB against 634 MB/s for rpyc_ipy: 30%) is what a one-way transfer, or "
+                  "counting the bytes of both directions, gives where a raw echo does about "
+                  "1,100 MB/s: an echo moves every byte twice, one direction after the other."
+                  + (f" This run agrees: one-way ran at {stream / raw:.1f}x the echo."
+                     if stream / raw >= 1.5 else
+                     f" This run does not show that factor by itself (one-way at "
+                     f"{stream / raw:.1f}x the echo): on a contended machine the two ends of a "
+                     "one-way transfer cannot run side by side either, so the explanation "
+                     "stays likely rather than measured.")]
     if fresh and copy is not None and ours and size / fresh > copy:
         adjusted = size / (size / fresh - copy)
         lines += ["", f"A fresh payload each call (copy time subtracted) runs at "
