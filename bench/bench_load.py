@@ -14,6 +14,7 @@ and must be zero.
 
     .venv/bin/python bench/bench_load.py [--duration 10] [--rounds 3] [--processes 4] [--threads 16]
                                          [--quick] [--json PATH]
+    .venv/bin/python bench/bench_load.py --server-processes 2   # ThreadedServer(processes=2)
 
 By default every pairing carries the 64 clients for 3 x 10 s = 30 s in all.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -35,7 +37,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cpu_seconds, write_json
+from _common import write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -52,10 +54,11 @@ sys.path.insert(0, {ROOT!r})
 import rpyc_ipy
 class Load(rpyc_ipy.Service):
 {textwrap.indent(textwrap.dedent(SERVICE_BODY), "    ")}
-# all 64 clients come from 127.0.0.1 at once: more than the 16 connections one address may
-# have in the middle of logging in by default (max_pending_per_address)
+# all the clients connect from 127.0.0.1 at once: let them all be pending (not yet
+# logged in) together, as clients from many hosts would be
 server = rpyc_ipy.ThreadedServer(Load, hostname="127.0.0.1", port=0,
-                                 max_pending_per_address=128,
+                                 max_pending_per_address=1024, max_pending_connections=1024,
+                                 processes=SERVER_PROCESSES,
                                  protocol_config={{"sync_request_timeout": 120}})
 print(server.port, flush=True)
 server.start()
@@ -188,14 +191,38 @@ def client_main(library: str, port: int, threads: int, start_at: float, duration
 # -- the driver ---------------------------------------------------------------------------------
 
 
-def start_server(code: str) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+def start_server(code: str, processes: int = 1) -> tuple[subprocess.Popen[str], int]:
+    code = f"SERVER_PROCESSES = {processes}\n" + code
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.strip():
         proc.kill()
         raise RuntimeError("the benchmark server did not start")
     return proc, int(line)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process and its worker processes have used, from
+    /proc/<pid>/stat and its children's."""
+    total = 0.0
+    for each in [pid, *_children(pid)]:
+        try:
+            with open(f"/proc/{each}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [int(child) for child in children.read().split()]
+    except OSError:
+        return []
 
 
 def percentile(sorted_values: list[int], fraction: float) -> float:
@@ -206,8 +233,8 @@ def percentile(sorted_values: list[int], fraction: float) -> float:
 
 
 def run_library(library: str, client_library: str, duration: float, processes: int,
-                threads: int) -> dict[str, Any]:
-    server, port = start_server(SERVERS[library])
+                threads: int, server_processes: int = 1) -> dict[str, Any]:
+    server, port = start_server(SERVERS[library], server_processes)
     try:
         start_at = time.time() + 3.0 + 0.05 * processes * threads  # connect and warm up first
         clients = [
@@ -238,11 +265,11 @@ def run_library(library: str, client_library: str, duration: float, processes: i
             errors += report["errors"]
             latencies.extend(report["latencies"])
     finally:
-        server.kill()
+        os.killpg(server.pid, signal.SIGKILL)  # the server and its worker processes
         server.wait()
     latencies.sort()
     return {
-        "library": library,
+        "library": library + (f" x{server_processes}" if server_processes > 1 else ""),
         "clients": client_library,
         "server_cpu_us": server_cpu / ops * 1e6 if ops else float("nan"),
         "client_cpu_us": clients_cpu / ops * 1e6 if ops else float("nan"),
@@ -277,6 +304,9 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=4, help="client processes (default 4)")
     parser.add_argument("--threads", type=int, default=16,
                         help="client threads per process, one connection each (default 16)")
+    parser.add_argument("--server-processes", type=int, default=1, metavar="N",
+                        help="rpyc_ipy's server serves from N worker processes "
+                             "(ThreadedServer(processes=N)); default 1")
     parser.add_argument("--quick", action="store_true", help="a 5 s smoke run")
     parser.add_argument("--json", help="also write the figures to this file for bench/run.py")
     parser.add_argument("--client", help=argparse.SUPPRESS)
@@ -293,33 +323,39 @@ def main() -> int:
     clients = options.processes * options.threads
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; {clients} clients "
           f"({options.processes} processes x {options.threads} threads); {rounds} rounds of "
-          f"{duration:g} s per pairing, medians of the rounds; one round trip per request")
+          f"{duration:g} s per pairing, medians of the rounds; one round trip per request; "
+          f"load average {os.getloadavg()[0]:.2f}")
     # each library with its own clients, then each server with the other's clients: the
     # clients share the cores with the server, so comparing servers under the same
     # clients isolates the server. The pairings take turns within each round, so the
     # noise of a shared machine falls on all of them alike.
-    pairings: tuple[tuple[str, str], ...] = (("rpyc_ipy", "rpyc_ipy"), ("rpyc 6.0.2", "rpyc"),
-                                             ("raw", "raw"))
+    # With --server-processes N, one more pairing: our server in N worker processes.
+    pairings = [("rpyc_ipy", "rpyc_ipy", 1), ("rpyc 6.0.2", "rpyc", 1), ("raw", "raw", 1)]
     if not options.quick:
-        pairings += (("rpyc_ipy", "rpyc"), ("rpyc 6.0.2", "rpyc_ipy"))
+        pairings += [("rpyc_ipy", "rpyc", 1), ("rpyc 6.0.2", "rpyc_ipy", 1)]
+    if options.server_processes > 1:
+        pairings.append(("rpyc_ipy", "rpyc_ipy", options.server_processes))
     runs: list[list[dict[str, Any]]] = [[] for _ in pairings]
     for _ in range(rounds):
-        for index, (library, client) in enumerate(pairings):
+        for index, (library, client, server_processes) in enumerate(pairings):
             runs[index].append(run_library(library, client, duration, options.processes,
-                                           options.threads))
+                                           options.threads, server_processes))
     rows = [_median_row(results) for results in runs]
-    print(f"{'server':<11} {'clients':<9} {'ops/s':>8} {'p50 us':>8} {'p99 us':>8} "
+    print(f"{'server':<13} {'clients':<9} {'ops/s':>8} {'p50 us':>8} {'p99 us':>8} "
           f"{'p99.9 us':>9} {'mean us':>8} {'srv cpu/op':>10} {'cli cpu/op':>10} "
           f"{'requests':>9} {'errors':>6}")
     for row in rows:
-        print(f"{row['library']:<11} {row['clients']:<9} {row['throughput']:>8.0f} "
+        print(f"{row['library']:<13} {row['clients']:<9} {row['throughput']:>8.0f} "
               f"{row['p50']:>8.0f} {row['p99']:>8.0f} {row['p999']:>9.0f} {row['mean']:>8.0f} "
               f"{row['server_cpu_us']:>8.0f}us {row['client_cpu_us']:>8.0f}us "
               f"{row['ops']:>9} {row['errors']:>6}")
     comparisons = [(rows[0], rows[1], "whole stacks: ours vs rpyc")]
-    if len(rows) > 3:
+    if not options.quick:
         comparisons += [(rows[3], rows[1], "servers, rpyc's clients: ours vs rpyc"),
                         (rows[0], rows[4], "servers, our clients: ours vs rpyc")]
+    if options.server_processes > 1:
+        comparisons.append((rows[-1], rows[1], f"whole stacks, ours in "
+                                               f"{options.server_processes} processes vs rpyc"))
     for ours, theirs, label in comparisons:
         if theirs["throughput"] and ours["p50"] and ours["p99"] and ours["server_cpu_us"]:
             print(f"{label}: throughput "
@@ -328,16 +364,20 @@ def main() -> int:
                   f"p99 x{theirs['p99'] / ours['p99']:.2f}, "
                   f"server CPU per request x{theirs['server_cpu_us'] / ours['server_cpu_us']:.2f}"
                   " (> 1: ours is better)")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     values: dict[str, float] = {"load.clients": clients, "load.seconds": duration * rounds}
     for row in rows:
-        key = {"rpyc_ipy": "ours", "rpyc 6.0.2": "rpyc", "raw": "floor"}[row["library"]]
-        if row["clients"] != row["library"].split()[0]:
+        base, _, processes = row["library"].partition(" x")  # "rpyc_ipy x2": 2 processes
+        key = {"rpyc_ipy": "ours", "rpyc 6.0.2": "rpyc", "raw": "floor"}[base]
+        if row["clients"] != base.split()[0]:
             key += "_server_" + row["clients"] + "_clients"
+        if processes:
+            key += f"_{processes}_processes"
         for name in ("throughput", "p50", "p99", "errors", "server_cpu_us", "client_cpu_us"):
             values[f"load_{name}.{key}"] = row[name]
-    write_json(options.json, values, ["The rpyc_ipy load server sets max_pending_per_address="
-                                      "128: the 64 clients all come from 127.0.0.1 at once, "
-                                      "and its default (16) refuses the burst."])
+    write_json(options.json, values, ["The rpyc_ipy load server admits all 64 clients' logins "
+                                      "at once (max_pending_per_address=1024): they all come "
+                                      "from 127.0.0.1, and its default (16) refuses the burst."])
     if any(row["errors"] for row in rows):
         print("ERRORS: " + ", ".join(f"{row['library']}: {row['errors']}" for row in rows))
         return 1

@@ -15,7 +15,7 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 from rpyc_ipy.core.connection import Connection
@@ -58,6 +58,8 @@ __all__ = [
 ]
 
 Config = Mapping[str, Any] | None
+#: told each step of a connect as it starts ("connecting to host:port", "TLS handshake")
+StageCallback = Callable[[str], None] | None
 
 
 def connect_stream(transport: Transport, service: Any = VoidService, config: Config = None
@@ -74,21 +76,26 @@ def connect_socket(sock: socket.socket | DescribedSocket, service: Any = VoidSer
 
 def connect(host: str, port: int, service: Any = VoidService, config: Config = None,
             ipv6: bool = False, keepalive: bool = False, *, insecure: bool = False,
-            timeout: float = 10.0, channel_ticket: str | None = None) -> Connection:
+            timeout: float = 10.0, channel_ticket: str | None = None,
+            on_stage: StageCallback = None) -> Connection:
     """Plain TCP to ``host:port``; a non-loopback host needs ``insecure=True``.
 
     ``channel_ticket`` (here and in :func:`ssl_connect`, :func:`srp_connect`) opens a
     data channel instead (:mod:`rpyc_ipy.servers.channels`): the connection then
-    reaches what the ticket was issued for, e.g. a notebook session's worker."""
+    reaches what the ticket was issued for, e.g. a notebook session's worker.
+    ``on_stage(text)`` (in all three) is told each step as it starts, for a progress
+    line; a ``KeyboardInterrupt`` at any step closes what was opened."""
     if not insecure and not is_loopback(host):
         raise UsageError(
             f"refusing plaintext to non-loopback host {host!r}: use ssl_connect/srp_connect, "
             "or pass insecure=True to send everything unencrypted"
         )
+    _stage(on_stage, f"connecting to {_address(host, port)}")
     sock = _channel_start(tcp_connect(host, port, timeout=timeout, ipv6=ipv6,
                                       keepalive=keepalive), channel_ticket)
     conn = connect_socket(_channel_ticket(sock, channel_ticket), service, config)
     try:
+        _stage(on_stage, "first request")
         # the first request, made now: a server that speaks TLS or TLS-SRP fails here, at
         # connect time, rather than on first use (the root is fetched once, then kept)
         conn.fetch_root(timeout)
@@ -107,13 +114,18 @@ def connect(host: str, port: int, service: Any = VoidService, config: Config = N
 
 def _not_plaintext(host: str, port: int, exc: BaseException, timeout: float) -> str:
     """Why the first reply of a plaintext connection failed, and what to use instead."""
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    address = _address(host, port)
     if isinstance(exc, TimeoutError):
         what = f"no reply within {timeout:g} s"
     else:
         what = str(exc).split(" lost: ", 1)[-1]  # "connection c1 lost: <what the peer did>"
     if TLS_RECORD in what:
         why, hint = "speaks TLS, not plaintext RPyC", "connect"
+    elif isinstance(exc, ConnectionClosed):
+        # a server also closes clients over its limit of connections waiting to be served
+        why = f"closed the connection before answering ({what})"
+        hint = ("it may have too many new connections to serve: try again; "
+                "or it uses TLS: connect")
     else:
         why = f"did not answer as a plaintext RPyC server ({what})"
         hint = "if it uses TLS, connect"
@@ -131,7 +143,8 @@ def ssl_connect(host: str, port: int, keyfile: str | None = None, certfile: str 
                 ciphers: str | None = None, service: Any = VoidService, config: Config = None,
                 ipv6: bool = False, keepalive: bool = False, *, fingerprint: str | None = None,
                 verify: bool = True, timeout: float = 10.0,
-                channel_ticket: str | None = None) -> Connection:
+                channel_ticket: str | None = None, on_stage: StageCallback = None
+                ) -> Connection:
     """TLS with certificates. The server is verified against ``ca_certs`` (or the
     system store) or a pinned SHA-256 ``fingerprint``; ``verify=False`` turns that
     off, loudly. ``keyfile``/``certfile`` present a client certificate. ``ssl_version``
@@ -147,14 +160,16 @@ def ssl_connect(host: str, port: int, keyfile: str | None = None, certfile: str 
                                     fingerprint=fingerprint, verify=verify)
     if ciphers:
         context.set_ciphers(ciphers)
+    _stage(on_stage, f"connecting to {_address(host, port)}")
     sock = _channel_start(tcp_connect(host, port, timeout=timeout, ipv6=ipv6,
                                       keepalive=keepalive), channel_ticket)
     try:
+        _stage(on_stage, "TLS handshake")
         tls = wrap_client_socket(sock, host, context)
     except AuthenticationError as exc:
         sock.close()
         raise AuthenticationError(_with_hint(exc, _NOT_TLS)) from None
-    except Exception:
+    except BaseException:  # Ctrl-C included: no socket left open
         sock.close()
         raise
     return connect_socket(_channel_ticket(tls, channel_ticket), service, config)
@@ -162,17 +177,20 @@ def ssl_connect(host: str, port: int, keyfile: str | None = None, certfile: str 
 
 def srp_connect(host: str, port: int, username: str, password: str, service: Any = VoidService,
                 config: Config = None, *, ipv6: bool = False, timeout: float = 10.0,
-                channel_ticket: str | None = None) -> Connection:
+                channel_ticket: str | None = None, on_stage: StageCallback = None
+                ) -> Connection:
     """TLS-SRP: username and password, no certificates. The password comes from you."""
     from rpyc_ipy.auth.srp_client import srp_client_socket
 
+    _stage(on_stage, f"connecting to {_address(host, port)}")
     sock = _channel_start(tcp_connect(host, port, timeout=timeout, ipv6=ipv6), channel_ticket)
     try:
+        _stage(on_stage, "SRP login")
         tls = srp_client_socket(sock, username, password, timeout)
     except AuthenticationError as exc:
         sock.close()
         raise AuthenticationError(_with_hint(exc, _NOT_SRP)) from None
-    except Exception:
+    except BaseException:  # Ctrl-C included: no socket left open
         sock.close()
         raise
     return connect_socket(_channel_ticket(tls, channel_ticket), service, config)
@@ -182,6 +200,15 @@ _NOT_TLS = ("if the server uses TLS-SRP, connect with srp_connect (%rpyc_connect
             "USER); if it is plaintext, with connect() (no TLS options)")
 _NOT_SRP = ("if the server uses certificates, connect with ssl_connect (%rpyc_connect --ca "
             "FILE or --fingerprint); if it is plaintext, with connect() (no --srp-user)")
+
+
+def _stage(on_stage: StageCallback, text: str) -> None:
+    if on_stage is not None:
+        on_stage(text)
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _with_hint(exc: AuthenticationError, hint: str) -> str:

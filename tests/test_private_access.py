@@ -47,6 +47,8 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("remote/worker.py", "os._exit"): "documented standard library: exit without clean-up",
     ("servers/forking.py", "os._exit"):
         "documented standard library: a forked child must not run the parent's clean-up",
+    ("servers/workers.py", "os._exit"):
+        "documented standard library: a forked worker must not run the server's clean-up",
 }
 
 

@@ -138,6 +138,10 @@ c.RPyCMagics.completion_timeout = 2.0
 
 # Show the session card after %rpyc_connect.
 c.RPyCMagics.show_card = True
+
+# Seconds long work (connecting, %rpyc_push/%rpyc_pull, %%remote on several sessions)
+# runs before a progress line appears; quicker work shows none. 0: always.
+c.RPyCMagics.progress_delay = 0.5
 # -- RemoteKernel: the connection of the remote kernel (python -m rpyc_ipy.kernel) --------------
 # A kernelspec installed with `python -m rpyc_ipy.kernel install ...` carries these on its
 # command line (--RemoteKernel.host=...), which wins over this file; set them here only

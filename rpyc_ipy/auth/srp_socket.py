@@ -266,6 +266,10 @@ def run_handshake(
         # odd ValueError or AssertionError) is a failed authentication.
         close_quietly(rawio)
         raise AuthenticationError(describe_srp_error(exc)) from exc
+    except BaseException:  # Ctrl-C during the handshake: the socket is ours to close
+        gen.close()  # type: ignore[attr-defined]
+        close_quietly(rawio)
+        raise
     rawio.deadline = None
     # A peer that drops the TCP connection without close_notify is at EOF, not in
     # error: the frame layer above detects a truncated message by itself.

@@ -110,6 +110,9 @@ def tls_handshake(
     except (OSError, ValueError) as exc:
         close_quietly(tls)
         raise AuthenticationError(describe_tls_error(exc)) from exc
+    except BaseException:  # Ctrl-C during the handshake: the socket is ours to close
+        close_quietly(tls)
+        raise
     return tls
 
 

@@ -148,6 +148,9 @@ def _serve_command(parser: argparse.ArgumentParser) -> None:
                       help="threaded: every client at once (default); forking: each client "
                            "in a child process of its own; oneshot: one client, then exit; "
                            "stdio: as --stdio")
+    misc.add_argument("--processes", type=_positive_int, default=1, metavar="N",
+                      help="threaded mode: serve from N worker processes, each client in one "
+                           "of them (the service's state is per process; POSIX; default 1)")
     misc.add_argument("--max-connections", type=_positive_int, default=1024, metavar="N",
                       help="clients served at once; more are refused (default 1024)")
     misc.add_argument("--max-pending-connections", type=_positive_int, default=64, metavar="N",
@@ -262,6 +265,10 @@ def _check_serve_options(args: argparse.Namespace) -> None:
     if args.stdio and args.mode in ("forking", "oneshot"):
         raise CLIError(f"--stdio serves one client over stdin/stdout: --mode {args.mode} "
                        "does not apply", 2)
+    if args.processes > 1 and (args.mode != "threaded" or args.stdio or args.notebook):
+        what = "--notebook" if args.notebook else "--stdio" if args.stdio else f"--mode {args.mode}"
+        raise CLIError(f"--processes applies to --mode threaded only, not with {what} (a "
+                       "notebook's sessions and data channels live in one process)", 2)
     if args.register and args.stdio:
         raise CLIError("--register announces a socket server: it does not apply to stdio", 2)
     if args.register and args.registry_type == "TCP" and not args.registry_host:
@@ -517,9 +524,10 @@ def _serve_socket(args: argparse.Namespace, service: Any, name: str, authenticat
                     "(--insecure-no-auth): anyone who can reach the port can connect%s",
                     name, host, " and run anything" if args.classic else "")
     sessions = service.registry if args.notebook else None
+    extra = {"processes": args.processes} if args.processes > 1 else {}
     try:
         server = _server_class(args.mode)(
-            service, hostname=host, port=port, authenticator=authenticator,
+            service, hostname=host, port=port, authenticator=authenticator, **extra,
             max_connections=args.max_connections, allow_insecure_remote=args.insecure_no_auth,
             max_pending_connections=args.max_pending_connections,
             max_pending_per_address=args.max_pending_per_address,

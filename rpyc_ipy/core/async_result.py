@@ -23,12 +23,14 @@ __all__ = ["AsyncResult"]
 class AsyncResult:
     """One pending request: filled by the connection's reader, read by anyone."""
 
-    __slots__ = ("_callbacks", "_conn", "_deadline", "_error", "_ready", "_value", "seq", "wake")
+    __slots__ = ("_callbacks", "_conn", "_deadline", "_error", "_value", "ready", "seq", "wake")
 
     def __init__(self, conn: Connection | None, seq: int = -1) -> None:
         self._conn = conn
         self.seq = seq
-        self._ready = False
+        #: True once the reply (or failure) has arrived; read it, never set it (a plain
+        #: attribute, not a property: a waiting reader looks at it after every frame)
+        self.ready = False
         self._error = False
         self._value: Any = None
         self._callbacks: list[Callable[[AsyncResult], Any]] = []
@@ -37,7 +39,7 @@ class AsyncResult:
         self.wake: threading.Lock | None = None
 
     def __repr__(self) -> str:
-        state = "ready" if self._ready else ("expired" if self.expired else "pending")
+        state = "ready" if self.ready else ("expired" if self.expired else "pending")
         return f"<AsyncResult seq={self.seq} {state}>"
 
     def resolve(self, is_error: bool, value: Any) -> None:
@@ -45,7 +47,7 @@ class AsyncResult:
         failure is known (not for users: a result resolved twice breaks waiting)."""
         self._value = value
         self._error = is_error
-        self._ready = True
+        self.ready = True
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             try:
@@ -54,24 +56,19 @@ class AsyncResult:
                 pass
 
     @property
-    def ready(self) -> bool:
-        """True once the reply (or failure) has arrived."""
-        return self._ready
-
-    @property
     def error(self) -> bool:
         """True if the request failed (valid only once ``ready``)."""
-        return self._ready and self._error
+        return self.ready and self._error
 
     @property
     def exception(self) -> BaseException | None:
         """The failure, without raising it; ``None`` unless ``ready`` and ``error``."""
-        return self._value if self._ready and self._error else None
+        return self._value if self.ready and self._error else None
 
     @property
     def expired(self) -> bool:
         """True if an expiry was set and it passed before the reply arrived."""
-        return not self._ready and self._deadline is not None and time.monotonic() > self._deadline
+        return not self.ready and self._deadline is not None and time.monotonic() > self._deadline
 
     def set_expiry(self, timeout: float | None) -> None:
         """Give up waiting ``timeout`` seconds from now (``None``: never)."""
@@ -79,7 +76,7 @@ class AsyncResult:
 
     def add_callback(self, func: Callable[[AsyncResult], Any]) -> None:
         """Call ``func(self)`` when the result arrives (at once if it already has)."""
-        if self._ready:
+        if self.ready:
             func(self)
         else:
             self._callbacks.append(func)
@@ -90,7 +87,7 @@ class AsyncResult:
         if timeout is not None:
             local = time.monotonic() + timeout
             deadline = local if deadline is None else min(deadline, local)
-        if not self._ready:
+        if not self.ready:
             if self._conn is None:
                 raise AsyncResultTimeout("result was never sent")
             self._conn.wait_for(self, deadline)
@@ -103,7 +100,7 @@ class AsyncResult:
 
     def unwrap(self) -> Any:
         """The value of a ``ready`` result, or raise its failure (no waiting)."""
-        if not self._ready:
+        if not self.ready:
             raise UsageError("the result has not arrived yet: wait() for it or read .value")
         if self._error:
             raise self._value

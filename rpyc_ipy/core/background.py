@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import queue
 import threading
 import time
@@ -43,6 +44,13 @@ class ReleaseFlusher:
                     cls._thread = threading.Thread(target=cls._run, name="rpyc_ipy-releases",
                                                    daemon=True)
                     cls._thread.start()
+
+    @classmethod
+    def forget_thread(cls) -> None:
+        """In a forked child: the flusher thread stayed in the parent, start a new one."""
+        cls._thread = None
+        cls._lock = threading.Lock()
+        cls._queue = queue.SimpleQueue()
 
     @classmethod
     def schedule(cls, conn: Connection) -> None:
@@ -174,6 +182,12 @@ class Watchdog:
             elif self._due.earliest() == when:
                 self._cond.notify()  # it sleeps until later than this, or without a timeout
 
+    def forget_thread(self) -> None:
+        """In a forked child: the thread and what it watched stayed in the parent."""
+        self._cond = threading.Condition(threading.Lock())
+        self._due = Timetable()
+        self._thread = None
+
     def _run(self) -> None:
         observer = self._observer
         with self._cond:
@@ -209,3 +223,14 @@ class Watchdog:
 
 #: the watchdog of this process's connections and server loops
 WATCHDOG = Watchdog()
+
+
+def _after_fork_in_child() -> None:
+    # a forked child (a ForkingServer's client, a ThreadedServer's worker process) has
+    # only the thread that forked: the helper threads start again when first needed
+    ReleaseFlusher.forget_thread()
+    WATCHDOG.forget_thread()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

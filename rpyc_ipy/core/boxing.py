@@ -5,7 +5,10 @@ of them) travel by value; anything else travels by reference: this side exports
 it (the connection's :class:`~rpyc_ipy.protocol.objects.ExportTable`) and the
 peer gets a netref to it. Unboxing a reference gives one netref per remote
 object (the proxy cache), of a proxy class made once per remote class from the
-peer's INSPECT reply.
+peer's INSPECT reply. A netref that died with its release still queued (not
+yet sent) is as good as alive: a new one for the same object takes the release
+back (``reclaim``) instead of the peer seeing a DEL and then the same reference
+again, which a callback passed on every call would cost otherwise.
 
 The proxy cache is keyed by the peer's ids mixed with a secret of the connection:
 the peer picks those ints, and as plain keys they could all hash alike (a
@@ -46,11 +49,14 @@ _get = object.__getattribute__
 class Boxing:
     """The boxing of one connection: :meth:`box` what to send, :meth:`unbox` what
     arrived. ``inspect(id_pack)`` asks the peer for a remote class's methods (a
-    request, so it is only called outside ``lock``)."""
+    request, so it is only called outside ``lock``). ``reclaim(id_pack)`` takes back
+    the queued, unsent release of a dead netref and returns its count (0 if none)."""
 
     def __init__(self, owner: Connection, exports: ExportTable, lock: threading.Lock,
-                 inspect: Callable[[IdPack], Any], max_proxy_classes: int) -> None:
+                 inspect: Callable[[IdPack], Any], max_proxy_classes: int,
+                 reclaim: Callable[[IdPack], int]) -> None:
         self._owner = owner
+        self._reclaim = reclaim
         self._exports = exports
         self._lock = lock
         self._inspect = inspect
@@ -128,6 +134,9 @@ class Boxing:
                 object.__setattr__(proxy, "____refcount__", _get(proxy, "____refcount__") + 1)
                 return proxy
             proxy = cls(self._owner, id_pack)
+            reclaimed = self._reclaim(id_pack)
+            if reclaimed:  # the peer still counts those references: they are ours again
+                object.__setattr__(proxy, "____refcount__", 1 + reclaimed)
             self._proxies[key] = proxy
             return proxy
 

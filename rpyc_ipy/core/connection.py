@@ -123,7 +123,8 @@ class Connection(RequestHandlers):
             else self._config["pending_frame_limit"]
         self._engine = Engine(limits, self._config["compress_threshold"],
                               budget=self._config["frame_budget"].share(),
-                              first_frame_limit=pending_limit)
+                              first_frame_limit=pending_limit,
+                              keep_buffer=self._config["keep_frame_buffer"])
         self._on_established: Callable[[], None] | None = None
         self._reader = FrameReader(transport, self._engine, self._config["frame_deadline"])
         if transport.supports_busy_poll:
@@ -135,7 +136,7 @@ class Connection(RequestHandlers):
         self._writer = FrameWriter(transport, self._engine)
         self._write = self._writer.write  # send lock held
         self._boxing = Boxing(self, self._exports, self._lock, self._inspect,
-                              self._config["max_proxy_classes"])
+                              self._config["max_proxy_classes"], self._writer.reclaim_release)
         # bound once: boxing runs for every argument and result
         self._box = self._boxing.box
         self._unbox = self._boxing.unbox
@@ -150,6 +151,7 @@ class Connection(RequestHandlers):
             self._reader.first_frame_by = self._created + self._config["first_frame_timeout"]
         self._remote_root: Any = None
         self._handlers: dict[int, Callable[..., Any]] = self._handler_table()
+        self._flush_pending = False
         ReleaseFlusher.ensure_started()
         if isinstance(service, type):
             service = service()
@@ -379,6 +381,11 @@ class Connection(RequestHandlers):
         on this thread. The server loop calls this when the socket is readable."""
         self._role.pump()
 
+    @property
+    def receive_buffer_capacity(self) -> int:
+        """Bytes of receive buffer held now: none while idle (allocated as bytes come)."""
+        return self._reader.buffer_capacity
+
     def has_frame(self) -> bool:
         """True if a whole frame is buffered, so :meth:`pump` has work without a read."""
         return self._engine.has_frame()  # asked after every request a loop serves: no layer between
@@ -461,6 +468,9 @@ class Connection(RequestHandlers):
                 on_frame[0] = True
             if type(event) is Request:
                 args, error = self._unbox_request(event)
+                if event.handler == consts.HANDLE_DEL:
+                    self._answer_release(event, args, error)
+                    continue
                 if nested:
                     self._execute(event, args, error)
                     continue
@@ -562,6 +572,20 @@ class Connection(RequestHandlers):
         finally:
             self._role.end_request()
 
+    def _answer_release(self, event: Request, args: tuple[Any, ...],
+                        error: BaseException | None) -> None:
+        """Run a DEL request here, on the reading thread, and queue its reply for the
+        next write: a release is quick, and the peer waits for no answer (rpyc sends it
+        asynchronously), so it costs no hand-off of the reader role and no write."""
+        try:
+            if error is not None:
+                raise error
+            parts = self._engine.reply(event.seq, self._box(self._handlers[event.handler](*args)))
+        except Exception:
+            parts = self._exception_parts(event.seq, event.handler)
+        self._writer.queue_frame(parts)
+        self._schedule_flush()
+
     def _exception_parts(self, seq: int, handler: int) -> list[bytes]:
         exc = sys.exc_info()[1]
         assert exc is not None
@@ -605,13 +629,21 @@ class Connection(RequestHandlers):
         """Called from netref finalizers: no lock, no I/O, reentrant."""
         if self._closed or sys.is_finalizing():
             return
-        if self._writer.queue_release(id_pack, count):
+        self._writer.queue_release(id_pack, count)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        # one flush pending per connection: the next write usually takes what is queued
+        # first, and a flusher woken for every callback would fight us for the GIL
+        if not self._flush_pending:
+            self._flush_pending = True
             ReleaseFlusher.schedule(self)
 
     def flush_releases(self) -> None:
         """Send the releases :meth:`queue_release` collected (the release flusher
         thread calls this, off the finalizers)."""
-        if not self._writer.has_releases or self._closed:
+        self._flush_pending = False  # first: what is queued from now on schedules anew
+        if not self._writer.has_queued or self._closed:
             return
         with self._send_lock:
             if self._closed:

@@ -1,7 +1,8 @@
 """The frame reader: the I/O loop that feeds a transport's bytes to the sans-I/O engine.
 
 Reads land straight in the engine's receive buffer (``recv_into``): small frames
-share one 64 KiB buffer, often several per read, and a large body is received
+share one buffer (4 KiB to 64 KiB, dropped whenever a read finds nothing between
+frames, so an idle connection holds none), often several per read, and a large body is received
 in place into a buffer of its exact size (see
 :class:`~rpyc_ipy.protocol.framing.FrameDecoder`). What stays here is what needs
 a clock: the frame and first-frame deadlines.
@@ -40,6 +41,11 @@ class FrameReader:
     @property
     def in_frame(self) -> bool:
         return self._frame_started is not None
+
+    @property
+    def buffer_capacity(self) -> int:
+        """Bytes of receive buffer held now; 0 between frames once a read found nothing."""
+        return self._engine.buffer_capacity
 
     @property
     def can_read_available(self) -> bool:
@@ -97,6 +103,8 @@ class FrameReader:
                 received = self._recv(engine.receive_buffer())
             except TimeoutError:
                 self.check_stall()
+                if not engine.in_frame:
+                    engine.release_buffer()  # idle: hold no buffer until bytes come
                 raise
             if not received:
                 raise ConnectionClosed("the peer closed the connection" +

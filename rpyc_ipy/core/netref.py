@@ -239,7 +239,7 @@ class RemoteMethod:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         owner = self._owner
-        return _conn(owner).sync_request(
+        return _get(owner, "____conn__").sync_request(
             consts.HANDLE_CALLATTR, owner, self._name, args, tuple(kwargs.items())
         )
 

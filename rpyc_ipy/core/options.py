@@ -11,6 +11,7 @@ from rpyc_ipy.core.budget import CLIENT_FRAME_BUDGET, FrameBudget
 from rpyc_ipy.core.policy import DEFAULT_CONFIG
 from rpyc_ipy.core.transport import DEFAULT_BUSY_POLL_WINDOW
 from rpyc_ipy.errors import ConfigError
+from rpyc_ipy.protocol.framing import KEEP_BUFFER
 from rpyc_ipy.protocol.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["CONNECTION_OPTIONS", "validated_config"]
@@ -23,6 +24,9 @@ CONNECTION_OPTIONS: dict[str, Any] = {
     "frame_budget": CLIENT_FRAME_BUDGET,
     # servers set this: frame limit until the peer logs in or sends a valid message
     "pending_frame_limit": None,
+    # bytes of a large frame's buffer kept, once the peer is established, for its next
+    # large frame (a fresh page costs a fault: protocol/framing.py); 0 = keep none
+    "keep_frame_buffer": KEEP_BUFFER,
     "compress_threshold": None,  # compress payloads above this many bytes; None = never
     "max_dispatch_threads": 64,  # threads that may run the peer's requests at once
     "max_exported_objects": 1_000_000,  # objects the peer may hold references to
@@ -58,6 +62,9 @@ def validated_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     pending = merged["pending_frame_limit"]
     if pending is not None and (type(pending) is not int or pending <= 0):
         raise ConfigError("pending_frame_limit must be a positive int of bytes or None")
+    keep = merged["keep_frame_buffer"]
+    if type(keep) is not int or keep < 0:
+        raise ConfigError("keep_frame_buffer must be an int of bytes, 0 or more")
     if merged["instantiate_oldstyle_exceptions"]:
         raise ConfigError("instantiate_oldstyle_exceptions is for Python 2's old-style "
                           "exception classes, which Python 3 does not have: leave it False")

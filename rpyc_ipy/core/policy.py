@@ -192,7 +192,9 @@ class SecurityPolicy:
         own = {f.name for f in fields(cls)}
         values = {k: v for k, v in config.items() if k in own}
         if "safe_attrs" in values:
-            values["safe_attrs"] = frozenset(values["safe_attrs"])
+            safe = frozenset(values["safe_attrs"])
+            # every connection with the default names shares one set (a copy is 4 KiB)
+            values["safe_attrs"] = SAFE_ATTRS if safe == SAFE_ATTRS else safe
         return cls(**values)
 
     def with_overrides(self, **changes: Any) -> SecurityPolicy:

@@ -3,9 +3,12 @@
 A :class:`Browser` fetches nodes; one expansion is one request (the engine's
 ``describe`` returns a node with its children summarised, by value, bounded).
 It is shown as an ipywidgets tree when ipywidgets is installed (``pip install
-rpyc_ipy[widgets]``): each click expands one node with one request. Otherwise
-a :class:`TreeView` prefetches a few levels, one batched request per level, and
-shows static ``<details>`` elements in a notebook, indented text in a terminal::
+rpyc_ipy[widgets]``): the root is fetched at once (its type, short repr and
+children), then each click expands one node with one request. Otherwise a
+:class:`TreeView` prefetches a few levels, one batched request per level, and
+shows static ``<details>`` elements in a notebook, indented text in a terminal.
+Every node shows its type and short repr; the namespace reads "namespace of gpu
+(12 names)". A browser keeps the nodes it fetched: nothing is asked twice::
 
     browser = Browser(session)                      # the remote namespace
     browser = Browser(session, root=sess.ns.df)     # a netref: its paths start at "this"
@@ -17,7 +20,6 @@ most three requests per expansion (repr, dir, and the attribute).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +53,8 @@ class Node:
     children: list[Child] = field(default_factory=list)
     more: int = 0
     error: str | None = None
+    #: with ``error``: the path's name is not in the remote namespace
+    undefined: bool = False
 
 
 def _node(raw: dict[str, Any]) -> Node:
@@ -65,6 +69,7 @@ def _node(raw: dict[str, Any]) -> Node:
     node.more = more if type(more) is int else 0
     error = raw.get("error")
     node.error = sanitize_text(error) if type(error) is str else None
+    node.undefined = node.error is not None and raw.get("undefined") is True
     children = raw.get("children")
     for item in children if type(children) is tuple else ():
         if type(item) is tuple and len(item) == 5 and all(type(x) is str for x in item[:4]):
@@ -78,7 +83,7 @@ class Browser:
 
     ``root`` is a netref to browse (paths then start at ``"this"``); without it
     the session's namespace is the root (path ``""``). :attr:`requests` counts
-    the requests made.
+    the requests made; fetched nodes are kept, so each path costs one at most.
     """
 
     def __init__(self, session: RemoteSession, root: Any = None, *, max_items: int = 100,
@@ -90,21 +95,27 @@ class Browser:
         self.timeout = timeout
         self.requests = 0
         self._generic: dict[str, Any] = {}
+        self._nodes: dict[str, Node] = {}
 
     @property
     def root_path(self) -> str:
         return "this" if self.root is not None else ""
 
     def fetch(self, paths: list[str]) -> list[Node]:
-        """The nodes at ``paths``, with their children: one request for all of them."""
-        if not paths:
-            return []
-        if self.session.has_engine:
+        """The nodes at ``paths``, with their children: one request for those not yet
+        fetched (none if all were)."""
+        wanted = [path for path in dict.fromkeys(paths) if path not in self._nodes]
+        if wanted and self.session.has_engine:
             self.requests += 1
-            raw = self.session.describe(tuple(paths), root=self.root, max_items=self.max_items,
+            raw = self.session.describe(tuple(wanted), root=self.root, max_items=self.max_items,
                                         private=self.private, timeout=self.timeout)
-            return [_node(item) for item in raw]
-        return [self._generic_node(path) for path in paths]
+            for path, item in zip(wanted, raw, strict=False):
+                self._nodes[path] = _node(item)
+        elif wanted:
+            self._nodes.update((path, self._generic_node(path)) for path in wanted)
+        # a server that answered fewer nodes than asked: the rest say so
+        return [self._nodes.get(path) or Node(path=path, error="the server sent no answer")
+                for path in paths]
 
     # -- sessions without the engine: through netrefs, bounded --------------------------------
 
@@ -165,84 +176,103 @@ def render_html(browser: Browser, path: str | None = None, depth: int = 2) -> st
     return TreeView(browser, path, depth)._repr_html_()
 
 
-class TreeView:
-    """A tree fetched once (``depth`` levels, one request per level), shown as HTML in a
-    notebook and as indented text in a terminal: what ``%rpyc_browse`` displays."""
+@dataclass
+class Row:
+    """One line of a shown tree: a fetched node (``children`` a list) or a leaf (``None``)."""
 
-    def __init__(self, browser: Browser, path: str | None = None, depth: int = 2) -> None:
-        self.title = (browser.root_path if path is None else path) or \
-            f"namespace of {browser.session.name}"
+    label: str
+    type: str = ""
+    repr: str = ""
+    error: str | None = None
+    more: int = 0
+    children: list[Row] | None = None
+
+
+def root_row(browser: Browser, node: Node, title: str | None) -> Row:
+    """The root's line: "namespace of gpu (12 names)", or ``title`` (type) = repr."""
+    if node.path == "" and not node.error:
+        count = f" ({node.length:,} names)" if node.length is not None else ""
+        return Row(f"namespace of {browser.session.name}{count}", error=node.error,
+                   more=node.more, children=[])
+    label = title or node.path or f"namespace of {browser.session.name}"
+    return Row(label, node.type, node.repr, node.error, node.more, [])
+
+
+class TreeView:
+    """A tree fetched once (``depth`` levels, one request per level) and walked once
+    into :class:`Row` s, shown as HTML in a notebook and as indented text in a
+    terminal: what ``%rpyc_browse`` displays. ``title`` names the root (default: its path)."""
+
+    def __init__(self, browser: Browser, path: str | None = None, depth: int = 2,
+                 title: str | None = None) -> None:
         self.start = browser.root_path if path is None else path
-        self.levels: dict[str, Node] = {}
+        levels: dict[str, Node] = {}
         frontier = [self.start]
         for _ in range(max(1, depth)):
             for p in frontier:
                 browser.attribute(p)
             nodes = browser.fetch(frontier)
-            self.levels.update({p: n for p, n in zip(frontier, nodes, strict=False)})
-            frontier = [c.path for n in nodes for c in n.children if c.expandable and c.path]
+            levels.update({p: n for p, n in zip(frontier, nodes, strict=False)})
+            frontier = [c.path for n in nodes for c in n.children
+                        if c.expandable and c.path and c.path not in levels]
             frontier = frontier[:200]  # bounded: one request, a few hundred nodes at most
             if not frontier:
                 break
+        self.root = self._rows(levels, root_row(browser, levels[self.start], title))
 
-    def _walk(self, visit: Callable[[int, str, Node | None, Child | None], None]) -> None:
-        """Calls ``visit(depth, label, node, child)`` in display order: ``node`` for a
-        fetched level, else ``child`` for a leaf. A server may answer with cycles: each
-        path is shown once."""
-        rendered: set[str] = set()
-
-        def walk(node_path: str, label: str, depth: int) -> None:
-            rendered.add(node_path)
-            node = self.levels[node_path]
-            visit(depth, label, node, None)
+    def _rows(self, levels: dict[str, Node], root: Row) -> Row:
+        """The fetched levels as rows, in display order. A server may answer with cycles:
+        each path is shown once (bounded by the nodes fetched)."""
+        shown = {self.start}
+        pending = [(root, levels[self.start])]
+        while pending:
+            row, node = pending.pop()
             if node.error:
-                return
+                continue
+            assert row.children is not None
             for child in node.children:
-                if child.path in self.levels and child.path not in rendered:
-                    walk(child.path, child.label, depth + 1)
+                if child.path in levels and child.path not in shown:
+                    shown.add(child.path)
+                    sub = levels[child.path]
+                    inner = Row(child.label, sub.type, sub.repr, sub.error, sub.more, [])
+                    pending.append((inner, sub))
+                    row.children.append(inner)
                 else:
-                    visit(depth + 1, child.label, None, child)
-
-        walk(self.start, self.title, 0)
+                    row.children.append(Row(child.label, child.type, child.repr))
+        return root
 
     def _repr_html_(self) -> str:
-        rendered: set[str] = set()  # a server may answer with cycles: each path once
-
-        def render(node_path: str, label: str) -> str:
-            rendered.add(node_path)
-            node = self.levels[node_path]
-            if node.error:
-                return f"<div>{escape(label)}: <i>{escape(node.error)}</i></div>"
-            items = []
-            for child in node.children:
-                if child.path in self.levels and child.path not in rendered:
-                    items.append(render(child.path, child.label))
-                else:
-                    items.append(f"<div style=\"margin-left:1.2em\">"
-                                 f"{_summary(child.label, child.type, child.repr)}</div>")
-            if node.more:
-                items.append(f"<div style=\"margin-left:1.2em;opacity:.6\">… {node.more} "
+        def render(row: Row, top: bool = False) -> str:
+            if row.error:
+                return f"<div>{escape(row.label)}: <i>{escape(row.error)}</i></div>"
+            head = _summary(row.label, row.type, row.repr)
+            if row.children is None:
+                return f'<div style="margin-left:1.2em">{head}</div>'
+            items = [render(child) for child in row.children]
+            if row.more:
+                items.append(f"<div style=\"margin-left:1.2em;opacity:.6\">… {row.more} "
                              "more</div>")
-            head = _summary(label, node.type, node.repr)
-            opened = " open" if node_path == self.start else ""
-            return (f"<details{opened}><summary>{head}</summary>"
-                    f"<div style=\"margin-left:1.2em\">{''.join(items)}</div></details>")
+            opened = " open" if top else ""
+            return (f"<details{opened}><summary>{head}"
+                    f"</summary><div style=\"margin-left:1.2em\">{''.join(items)}</div>"
+                    "</details>")
 
-        return f'<div class="rpyc-ipy-browse">{render(self.start, self.title)}</div>'
+        return f'<div class="rpyc-ipy-browse">{render(self.root, top=True)}</div>'
 
     def __repr__(self) -> str:
         lines: list[str] = []
 
-        def visit(depth: int, label: str, node: Node | None, child: Child | None) -> None:
+        def render(row: Row, depth: int) -> None:
             indent = "  " * depth
-            if child is not None:
-                lines.append(_text_line(indent, child.label, child.type, child.repr))
-            elif node is not None and node.error:
-                lines.append(f"{indent}{label}: {node.error}")
-            elif node is not None:
-                more = f"  (… {node.more} more)" if node.more else ""
-                lines.append(_text_line(indent, label, node.type, node.repr) + more)
-        self._walk(visit)
+            if row.error:
+                lines.append(f"{indent}{row.label}: {row.error}")
+                return
+            more = f"  (… {row.more} more)" if row.more else ""
+            lines.append(_text_line(indent, row.label, row.type, row.repr) + more)
+            for child in row.children or ():
+                render(child, depth + 1)
+
+        render(self.root, 0)
         return "\n".join(lines)
 
 
@@ -256,20 +286,22 @@ def _text_line(indent: str, label: str, type_: str, text: str) -> str:
 # -- ipywidgets -------------------------------------------------------------------------------
 
 
-def widget(browser: Browser, path: str | None = None) -> Any:
-    """A lazily expanding ipywidgets tree (needs ipywidgets): one request per click."""
+def widget(browser: Browser, path: str | None = None, title: str | None = None) -> Any:
+    """A lazily expanding ipywidgets tree (needs ipywidgets): the root is fetched now (one
+    request: its type, repr and children), each further node on its first click."""
     import ipywidgets as widgets
 
-    def make(node_path: str, label: str, type_: str, text: str) -> Any:
-        button = widgets.Button(description=f"▸ {label}"[:60], tooltip=f"{type_} = {text}"[:500],
+    def make(node_path: str, row: Row) -> Any:
+        button = widgets.Button(description=f"▸ {row.label}"[:60],
+                                tooltip=f"{row.type} = {row.repr}"[:500],
                                 layout=widgets.Layout(width="auto"))
-        info = widgets.HTML(_summary("", type_, text))
+        info = widgets.HTML(_summary("", row.type, row.repr))
         children = widgets.VBox(layout=widgets.Layout(margin="0 0 0 1.5em"))
         state = {"open": False, "loaded": False}
 
         def toggle(_: Any) -> None:
             state["open"] = not state["open"]
-            button.description = ("▾ " if state["open"] else "▸ ") + label[:58]
+            button.description = ("▾ " if state["open"] else "▸ ") + row.label[:58]
             if state["open"] and not state["loaded"]:
                 browser.attribute(node_path)
                 node = browser.fetch([node_path])[0]
@@ -278,8 +310,9 @@ def widget(browser: Browser, path: str | None = None) -> Any:
                 if node.error:
                     rows.append(widgets.HTML(f"<i>{escape(node.error)}</i>"))
                 for child in node.children:
+                    leaf = Row(child.label, child.type, child.repr)
                     if child.expandable and child.path:
-                        rows.append(make(child.path, child.label, child.type, child.repr))
+                        rows.append(make(child.path, leaf))
                     else:
                         rows.append(widgets.HTML(_summary(child.label, child.type, child.repr)))
                 if node.more:
@@ -291,4 +324,5 @@ def widget(browser: Browser, path: str | None = None) -> Any:
         return widgets.VBox([widgets.HBox([button, info]), children])
 
     start = browser.root_path if path is None else path
-    return make(start, start or f"namespace of {browser.session.name}", "", "")
+    browser.attribute(start)
+    return make(start, root_row(browser, browser.fetch([start])[0], title))

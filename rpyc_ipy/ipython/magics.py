@@ -12,6 +12,7 @@ what the magics do is in session, execution, browse, display and completion.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import re
@@ -39,7 +40,7 @@ from rpyc_ipy.ipython.execution import (
     RemoteExecutionError,
     wait_all,
 )
-from rpyc_ipy.ipython.progress import Progress
+from rpyc_ipy.ipython.progress import Progress, Unit
 from rpyc_ipy.ipython.registry import SessionRegistry
 from rpyc_ipy.ipython.session import RemoteSession, SessionError, open_session
 from rpyc_ipy.ipython.settings import MagicsSettings, RPyCPolicy
@@ -200,10 +201,18 @@ class RPyCMagics(MagicsSettings):
         if target.password_source == "prompt":
             _check_reachable(target)
         password = read_password(target, _ask_password) if target.srp_user else None
+        bar = self._progress(f"connect {target.session_name}", "items")
         try:
-            session = open_session(target, password=password,
-                                   config=self.policy.client_config(self.request_timeout),
-                                   capture_fd=self.capture_fd, new=args.new)
+            with bar:
+                session = open_session(target, password=password,
+                                       config=self.policy.client_config(self.request_timeout),
+                                       capture_fd=self.capture_fd, new=args.new,
+                                       on_stage=bar.stage)
+        except KeyboardInterrupt:
+            step = f" ({bar.stage_text})" if bar.stage_text and \
+                not bar.stage_text.startswith("connecting") else ""
+            raise CellInterrupted(f"stopped connecting to {target.address}{step}; nothing is "
+                                  "left open") from None
         except CoreUsageError as exc:
             raise UsageError(str(exc)) from None
         except (AuthenticationError, SessionError) as exc:
@@ -418,13 +427,22 @@ class RPyCMagics(MagicsSettings):
                 raise
             raise SessionError(f"cannot start the cell: {exc}") from None
 
+        # several sessions: "sessions done: 2 of 3" once the cell outlasts progress_delay
+        bar = self._progress("sessions done", "items", len(sessions)) if fan_out else None
+
         def handle(execution: RemoteExecution, event: tuple[Any, ...]) -> None:
             cell_output(execution, event)
             if event[0] == "done":
                 self._finished(event[1], fan_out)
+            if bar is not None and event[0] == "done":
+                bar.advance(1)
+                bar.stage(f"{execution.session.name} finished")  # drawn at once: few sessions
+            elif bar is not None:  # any event redraws: the bar shows while output flows
+                bar.update(bar.done)
 
-        outcomes = wait_all(runs, events, handle, timeout=timeout, grace=self.interrupt_grace,
-                            notify=self._notify)
+        with bar or contextlib.nullcontext():
+            outcomes = wait_all(runs, events, handle, timeout=timeout,
+                                grace=self.interrupt_grace, notify=self._notify)
         if output:
             self._store(output, outcomes, fan_out)
         return self._cell_value(outcomes, fan_out, prompt=self.shell.execution_count)
@@ -557,7 +575,10 @@ class RPyCMagics(MagicsSettings):
 
         Plain data (numbers, str, bytes, and lists/tuples/dicts/sets of them) travels
         by value; anything else needs ``--pickle`` and RPyCPolicy.allow_pickle on
-        both sides. Sizes are bounded by RPyCPolicy.max_push_bytes.
+        both sides. Sizes are bounded by RPyCPolicy.max_push_bytes. A long push
+        shows a progress line (after RPyCMagics.progress_delay); more than 4 MiB
+        goes in several requests and the names are bound together by the last one,
+        so the stop button before it binds none.
         """
         args = parse_argstring(self.rpyc_push, line)
         session = self.registry.get(args.session)
@@ -570,8 +591,15 @@ class RPyCMagics(MagicsSettings):
             if local not in self.shell.user_ns:
                 raise UsageError(f"no local variable {local!r}")
             values[remote] = self.shell.user_ns[local]
-        sizes = session.push(values, allow_pickle=args.pickle and self.policy.allow_pickle,
-                             max_bytes=self.policy.max_push_bytes)
+        try:
+            with self._progress(f"push to {session.name}", "bytes") as bar:
+                sizes = session.push(values, allow_pickle=args.pickle and self.policy.allow_pickle,
+                                     max_bytes=self.policy.max_push_bytes, on_progress=bar)
+        except CellInterrupted:  # during the request that binds: it may have
+            raise
+        except KeyboardInterrupt:
+            raise CellInterrupted(f"push to {session.name} stopped before its last request: "
+                                  "nothing was assigned there") from None
         say(f"pushed to {session.name}: " +
               ", ".join(f"{k} ({_size(v)})" for k, v in sizes.items()))
 
@@ -588,6 +616,8 @@ class RPyCMagics(MagicsSettings):
         """Copy values from a session into local variables, by value.
 
         The counterpart of %rpyc_push; sizes are bounded by RPyCPolicy.max_pull_bytes.
+        A long pull shows a progress line; the names are assigned here only once
+        every value came, so the stop button leaves them as they were.
         """
         args = parse_argstring(self.rpyc_pull, line)
         session = self.registry.get(args.session)
@@ -598,13 +628,24 @@ class RPyCMagics(MagicsSettings):
             if not local.isidentifier():
                 raise UsageError(f"{spec!r}: {local!r} is not a variable name")
             wanted[local] = remote
-        got = session.pull(list(dict.fromkeys(wanted.values())),
-                           allow_pickle=args.pickle and self.policy.allow_pickle,
-                           max_bytes=self.policy.max_pull_bytes)
+        try:
+            with self._progress(f"pull from {session.name}", "items") as bar:
+                got = session.pull(list(dict.fromkeys(wanted.values())),
+                                   allow_pickle=args.pickle and self.policy.allow_pickle,
+                                   max_bytes=self.policy.max_pull_bytes, on_progress=bar)
+        except KeyboardInterrupt:
+            raise CellInterrupted(f"pull from {session.name} stopped: nothing was assigned "
+                                  "here") from None
         for local, remote in wanted.items():
             self.shell.user_ns[local] = got[remote][0]
         say(f"pulled from {session.name}: " +
               ", ".join(f"{local} ({_size(got[remote][1])})" for local, remote in wanted.items()))
+
+    def _progress(self, label: str, unit: Unit, total: int | None = None) -> Progress:
+        """A progress line for work that ends in its own one-line message if it stops or
+        fails (so an unseen bar stays hidden then)."""
+        return Progress(label, total, unit=unit, delay=self.progress_delay, shell=self.shell,
+                        quiet_unseen=True)
 
     # -- files ------------------------------------------------------------------------------------
 
@@ -695,6 +736,9 @@ class RPyCMagics(MagicsSettings):
     @argument("expr", nargs="*", help="what to browse: a remote name/path (df.columns), or a "
               "local netref variable; default: the remote namespace")
     @argument("-s", "--session", help="the session (default: the default session)")
+    @argument("-l", "--local", action="store_true",
+              help="EXPR is a local variable holding a netref, even if the session has "
+                   "the same name")
     @argument("--depth", type=int, default=2, help="levels prefetched for the HTML view")
     @argument("--private", action="store_true", help="show _private names too")
     @argument("--html", action="store_true", help="static HTML even if ipywidgets is installed")
@@ -703,38 +747,75 @@ class RPyCMagics(MagicsSettings):
     def rpyc_browse(self, line: str) -> None:
         """Browse a remote object: a tree that expands lazily, one request per expansion.
 
-        With ipywidgets installed (``pip install rpyc_ipy[widgets]``) each click
-        expands a node; otherwise a static HTML tree of ``--depth`` levels.
+        Examples::
+
+            %rpyc_browse                 # the default session's namespace
+            %rpyc_browse df.columns      # a path there
+            %rpyc_browse -s lab config   # in another session
+            %rpyc_browse -l cols         # the local variable cols (a netref)
+
+        A name is looked up in the session's namespace first, so ``b`` is the
+        remote ``b`` even if this notebook has a ``b`` too; when the session has
+        no such name (or no namespace, as a plain service), a local variable
+        holding a netref is browsed instead; ``-l`` asks for the local one.
+        Each node shows its type and short repr. With ipywidgets installed
+        (``pip install rpyc_ipy[widgets]``) each click expands a node;
+        otherwise a static HTML tree of ``--depth`` levels.
         """
         from IPython.display import display
 
         args = parse_argstring(self.rpyc_browse, line)
         expr = " ".join(args.expr).strip()
-        root, path, session = self._browse_target(expr, args.session)
-        browser = Browser(session, root, max_items=self.policy.max_items,
-                          private=args.private, timeout=self.request_timeout)
+        browser, path = self._browse_target(expr, args)
+        title = expr or None
         if not args.html:
             try:
-                display(widget(browser, path))
+                display(widget(browser, path, title))
                 return
             except ImportError:
                 pass
-        display(TreeView(browser, path, depth=args.depth))  # HTML, or text in a terminal
+        display(TreeView(browser, path, depth=args.depth, title=title))  # text in a terminal
 
-    def _browse_target(self, expr: str, name: str | None) -> tuple[Any, str | None, Any]:
+    def _browse_target(self, expr: str, args: Any) -> tuple[Browser, str | None]:
+        """The browser and path ``%rpyc_browse`` shows: remote first, then a local netref
+        (``None`` path: the netref itself)."""
+        head = re.match(r"[A-Za-z_]\w*", expr)
+        local = head is not None and head.group() in self.shell.user_ns
+        if args.local:
+            if not local:
+                raise UsageError(f"-l: no local variable {expr!r}")
+            return self._local_browser(expr, args), None
+        if local and args.session is None:
+            try:
+                session: RemoteSession | None = self.registry.get(None)
+            except CoreUsageError:  # no default session: the netref names its own
+                session = None
+            if session is None or session.closed or not session.has_engine:
+                return self._local_browser(expr, args), None
+            # the same name may be here and there: ask the session first (that node is
+            # kept, so the view costs no extra request)
+            remote = self._browser(session, None, args)
+            if not remote.fetch([expr])[0].undefined:
+                return remote, expr
+            return self._local_browser(expr, args, remote_too=session.name), None
+        return self._browser(self.registry.get(args.session), None, args), expr
+
+    def _local_browser(self, expr: str, args: Any, remote_too: str = "") -> Browser:
         from rpyc_ipy.core.netref import BaseNetref
 
-        head = re.match(r"[A-Za-z_]\w*", expr)
-        if head and head.group() in self.shell.user_ns and name is None:
-            value = self.shell.ev(expr)
-            if not isinstance(value, BaseNetref):
-                raise UsageError(f"{expr!r} is a local {type(value).__name__}, not a remote "
-                                 "object")
-            session = self.registry.for_conn(object.__getattribute__(value, "____conn__"))
-            if session is None:
-                raise UsageError(f"{expr!r} belongs to a connection that is not a session")
-            return value, None, session
-        return None, expr, self.registry.get(name)
+        value = self.shell.ev(expr)
+        if not isinstance(value, BaseNetref):
+            where = f"; session {remote_too!r} has no such name" if remote_too else ""
+            raise UsageError(f"{expr!r} is a local {type(value).__name__}, not a remote "
+                             f"object{where}")
+        session = self.registry.for_conn(object.__getattribute__(value, "____conn__"))
+        if session is None:
+            raise UsageError(f"{expr!r} belongs to a connection that is not a session")
+        return self._browser(session, value, args)
+
+    def _browser(self, session: RemoteSession, root: Any, args: Any) -> Browser:
+        return Browser(session, root, max_items=self.policy.max_items, private=args.private,
+                       timeout=self.request_timeout)
 
     def close(self) -> None:
         """Close every session (the extension is unloading)."""

@@ -18,17 +18,21 @@ line updated in place; in a terminal it is a line on stderr rewritten with
 Stopping is the notebook's own: the stop button or Ctrl-C raises
 ``KeyboardInterrupt`` between chunks; leaving the ``with`` block that way marks
 the bar as stopped (and any other exception as failed) and lets it propagate.
+
+Work that reports rarely (a handshake, one large request) still shows once
+``delay`` has passed: inside the ``with`` block a timer draws the bar then.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, Protocol, TextIO
 
-from rpyc_ipy.ipython.text import sanitize_text
+from rpyc_ipy.ipython.text import sanitize_text, say
 
 __all__ = ["Progress", "describe_progress", "format_amount"]
 
@@ -38,6 +42,8 @@ Outcome = Literal["done", "stopped", "failed"]
 #: at most this many redraws a second: a redraw is an IOPub message in a kernel
 _REDRAWS_PER_SECOND = 8
 _BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+#: a delay this long (or infinite) means "never show": no timer is started for it
+_LONGEST_DELAY = 24 * 3600.0
 
 
 def format_amount(amount: float, unit: Unit) -> str:
@@ -104,13 +110,13 @@ class _TerminalLine:
     def show(self, line: str, fraction: float | None) -> None:
         padding = " " * max(0, self._width - len(line))
         self._width = len(line)
-        self._stream.write(f"\r{line}{padding}")
-        self._stream.flush()
+        # through the sanitizing sink like all notebook text; the \r is ours, not the line's
+        say("", self._stream, end="\r")
+        say(line + padding, self._stream, end="")
 
     def finish(self, line: str, fraction: float | None, outcome: Outcome) -> None:
         self.show(line, fraction)
-        self._stream.write("\n")
-        self._stream.flush()
+        say("", self._stream)
 
 
 class _KernelLine:
@@ -180,12 +186,16 @@ class Progress:
     ``total`` may be unknown (``None``) or set later with :meth:`update`;
     ``unit`` is ``"bytes"`` (sizes and rates) or ``"items"`` (counts);
     ``shell`` is the IPython shell (``None``: the current one, if any);
-    ``clock`` and ``stream`` are there for tests and terminals.
+    ``quiet_unseen``: a bar never shown stays hidden even if the work stops or fails
+    (for work that says so in its own one-line error);
+    ``clock`` and ``stream`` are there for tests and terminals (with a clock of the
+    caller's, only reports draw: no timer).
     """
 
     def __init__(self, label: str, total: int | None = None, *, unit: Unit = "bytes",
                  delay: float = 0.5, shell: Any = None, stream: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 quiet_unseen: bool = False) -> None:
         self.label = sanitize_text(label)
         self.total = total
         self.unit: Unit = unit
@@ -199,6 +209,10 @@ class Progress:
         self._started = clock()
         self._last_draw = float("-inf")
         self._renderer: _Renderer | None = None
+        self._quiet_unseen = quiet_unseen
+        # the timer that reveals a quiet bar draws from its own thread
+        self._lock = threading.RLock()
+        self._timer: threading.Timer | None = None
 
     # -- reporting ---------------------------------------------------------------------------
 
@@ -216,9 +230,10 @@ class Progress:
     __call__ = update
 
     def stage(self, text: str) -> None:
-        """Name the step under way (``"TLS handshake"``), shown after the amount."""
+        """Name the step under way (``"TLS handshake"``), shown after the amount; each new
+        step is drawn (once past ``delay``), however soon after the last redraw."""
         self.stage_text = sanitize_text(text)
-        self._draw()
+        self._draw(force=True)
 
     @property
     def elapsed(self) -> float:
@@ -240,15 +255,24 @@ class Progress:
 
     def close(self, outcome: Outcome = "done") -> None:
         """End the bar; a bar that was never shown stays hidden unless the work did not finish."""
-        if self.outcome is not None:
-            return
-        self.outcome = outcome
-        if self._renderer is None and outcome == "done":
-            return
-        self._renderer = self._renderer or _renderer_for(self._shell, self._stream)
-        self._renderer.finish(self.line, self._fraction(), outcome)
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._lock:
+            if self.outcome is not None:
+                return
+            self.outcome = outcome
+            if outcome == "done":
+                self.stage_text = ""  # the steps are over; a stop or failure keeps where it was
+            if self._renderer is None and (outcome == "done" or self._quiet_unseen):
+                return
+            self._renderer = self._renderer or _renderer_for(self._shell, self._stream)
+            self._renderer.finish(self.line, self._fraction(), outcome)
 
     def __enter__(self) -> Progress:
+        if self._clock is time.monotonic and 0 < self._delay < _LONGEST_DELAY:
+            self._timer = threading.Timer(self._delay, self._draw, kwargs={"force": True})
+            self._timer.daemon = True
+            self._timer.start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -267,16 +291,17 @@ class Progress:
             return None
         return self.done / self.total if self.total else 1.0
 
-    def _draw(self) -> None:
-        now = self._clock()
-        if self.outcome is not None or now - self._started < self._delay:
-            return
-        if now - self._last_draw < 1 / _REDRAWS_PER_SECOND:
-            return
-        self._last_draw = now
-        if self._renderer is None:
-            self._renderer = _renderer_for(self._shell, self._stream)
-        self._renderer.show(self.line, self._fraction())
+    def _draw(self, force: bool = False) -> None:
+        with self._lock:
+            now = self._clock()
+            if self.outcome is not None or now - self._started < self._delay:
+                return
+            if not force and now - self._last_draw < 1 / _REDRAWS_PER_SECOND:
+                return
+            self._last_draw = now
+            if self._renderer is None:
+                self._renderer = _renderer_for(self._shell, self._stream)
+            self._renderer.show(self.line, self._fraction())
 
 
 def _current_shell() -> Any:

@@ -44,7 +44,12 @@ from rpyc_ipy.errors import RPyCError, UsageError
 from rpyc_ipy.ipython.backlog import EventBacklog
 from rpyc_ipy.ipython.cards import session_html, session_text
 from rpyc_ipy.ipython.events import DisplayCallback, StreamCallback, dispatch_event, parse_bundle
-from rpyc_ipy.ipython.execution import ExecutionOutcome, RemoteExecution, wait_all
+from rpyc_ipy.ipython.execution import (
+    CellInterrupted,
+    ExecutionOutcome,
+    RemoteExecution,
+    wait_all,
+)
 from rpyc_ipy.ipython.plain_classic import PlainClassic
 from rpyc_ipy.ipython.text import sanitize_text
 from rpyc_ipy.ipython.transfer import Progress, TransferResult, download, upload
@@ -53,7 +58,13 @@ from rpyc_ipy.remote.values import NotByValue, TooLarge, pack, unpack
 from rpyc_ipy.target import ConnectionTarget
 from rpyc_ipy.transports.sockets import is_loopback
 
-__all__ = ["RemoteSession", "SessionError", "open_session"]
+__all__ = ["PUSH_BATCH_BYTES", "RemoteSession", "SessionError", "open_session"]
+
+#: packed bytes of values one push request carries (a larger value goes alone)
+PUSH_BATCH_BYTES = 4 << 20
+#: ``on_progress(done, total)``: how far a transfer is (``Progress.update`` fits)
+ProgressCallback = Callable[[int, int], None]
+
 
 class SessionError(RPyCError):
     """A session cannot do what was asked (cannot connect, refused, closed, wrong kind
@@ -65,14 +76,17 @@ class SessionError(RPyCError):
 
 def open_session(target: ConnectionTarget, *, password: str | None = None,
                  config: dict[str, Any] | None = None, capture_fd: bool = True,
-                 new: bool = False) -> RemoteSession:
+                 new: bool = False, on_stage: Callable[[str], None] | None = None
+                 ) -> RemoteSession:
     """Connect to ``target``, authenticate and identify the server; returns a
     :class:`RemoteSession` named ``target.session_name``.
 
     An SRP target needs ``password`` (kept by the session, in memory only, to
     re-attach after a dropped connection); other targets take none. On an execution
     server the session of that name is re-attached if it exists; ``new`` starts it
-    afresh instead.
+    afresh instead. ``on_stage(text)`` is told each step as it starts ("connecting to
+    host:port", "TLS handshake", "SRP login", "starting the session's worker", ...),
+    for a progress line; a ``KeyboardInterrupt`` at any step closes what was opened.
     """
     if target.srp_user is None and password is not None:
         raise UsageError(f"a password goes with SRP (srp_user); the target {target.address} "
@@ -82,28 +96,30 @@ def open_session(target: ConnectionTarget, *, password: str | None = None,
     service = ClassicClient if target.classic else VoidService
     transport = {"srp": "TLS-SRP", "tls": "TLS"}.get(target.auth, "TCP")
 
-    def connector(channel_ticket: str | None = None) -> Connection:
+    def connector(channel_ticket: str | None = None,
+                  on_stage: Callable[[str], None] | None = None) -> Connection:
         if target.srp_user is not None:
             assert password is not None
             return factory.srp_connect(target.host, target.port, target.srp_user, password,
                                        service=service, config=config, timeout=target.timeout,
-                                       channel_ticket=channel_ticket)
+                                       channel_ticket=channel_ticket, on_stage=on_stage)
         if target.auth == "tls":
             return factory.ssl_connect(target.host, target.port, keyfile=target.key,
                                        certfile=target.cert, ca_certs=target.ca,
                                        service=service, config=config,
                                        fingerprint=target.fingerprint, timeout=target.timeout,
-                                       channel_ticket=channel_ticket)
+                                       channel_ticket=channel_ticket, on_stage=on_stage)
         return factory.connect(target.host, target.port, service=service, config=config,
                                insecure=target.insecure, timeout=target.timeout,
-                               channel_ticket=channel_ticket)
+                               channel_ticket=channel_ticket, on_stage=on_stage)
 
     started = time.monotonic()
-    conn = connector()
+    conn = connector(on_stage=on_stage)
     try:
         session = RemoteSession(target.session_name, conn, host=target.host, port=target.port,
                                 transport=transport, classic=target.classic,
-                                capture_fd=capture_fd, connector=connector, new=new)
+                                capture_fd=capture_fd, connector=connector, new=new,
+                                on_stage=on_stage)
         session.connect_time = time.monotonic() - started
         return session
     except BaseException:
@@ -122,7 +138,8 @@ class RemoteSession:
     def __init__(self, name: str, conn: Connection, *, host: str = "", port: int = 0,
                  transport: str = "", classic: bool = False, capture_fd: bool = True,
                  request_timeout: float = 30.0,
-                 connector: Callable[..., Connection] | None = None, new: bool = False) -> None:
+                 connector: Callable[..., Connection] | None = None, new: bool = False,
+                 on_stage: Callable[[str], None] | None = None) -> None:
         self.name = name
         #: the connection cells and requests use: the worker's data channel, if there is one
         self.conn = conn
@@ -148,14 +165,21 @@ class RemoteSession:
         self._ns: Any = None
         self._serving = 0
         self._serving_lock = threading.Lock()
-        if classic:
-            self.kind = "classic"
-            self._attach_classic()
-        else:
-            self._attach_service(new)
-        self.ping()
+        stage = on_stage or _no_stage
+        try:
+            if classic:
+                self.kind = "classic"
+                stage("installing the engine")
+                self._attach_classic()
+            else:
+                stage("identifying the server")
+                self._attach_service(new, stage)
+            self.ping()
+        except BaseException:  # Ctrl-C or a failure: the data channel too is closed
+            self.close()
+            raise
 
-    def _attach_service(self, new: bool = False) -> None:
+    def _attach_service(self, new: bool, stage: Callable[[str], None]) -> None:
         root = self.conn.root
         try:
             service = root.get_service_name()
@@ -173,19 +197,21 @@ class RemoteSession:
         features = self.info.get("features", ())
         if type(features) is tuple and "sessions" in features:
             self.control = self.conn
-            self._attach_worker(new)
+            self._attach_worker(new, stage)
 
-    def _attach_worker(self, new: bool) -> None:
+    def _attach_worker(self, new: bool, stage: Callable[[str], None] | None = None) -> None:
         """Attach to the server-side session of this name; open its data channel."""
         assert self.control is not None
+        stage = stage or _no_stage
+        stage("starting the session's worker")
         try:
             self.remote = _pairs_dict(self.control.root.attach(self.name, new))
         except Exception as exc:
             raise SessionError(f"the server cannot start session {self.name!r}: "
                                f"{_message(exc)}") from None
-        self._open_channel()
+        self._open_channel(stage)
 
-    def _open_channel(self) -> None:
+    def _open_channel(self, stage: Callable[[str], None] | None = None) -> None:
         """Talk to the worker through a data channel where the server relays them; a
         session whose worker died has none (requests then report the death)."""
         assert self.control is not None
@@ -194,6 +220,7 @@ class RemoteSession:
         if "channels" in features and self._connector is not None and \
                 not self.remote.get("died"):
             try:
+                (stage or _no_stage)("opening the data channel")
                 ticket = self.control.root.channel_ticket()
                 channel = self._connector(channel_ticket=ticket)
                 self.backend = channel.root
@@ -493,8 +520,14 @@ class RemoteSession:
         return parse_bundle(self._call("mimebundle", obj, include, max_bytes, timeout=timeout))
 
     def push(self, values: dict[str, Any], *, allow_pickle: bool = False,
-             max_bytes: int = 64 << 20) -> dict[str, int]:
-        """Bind local values in the remote namespace, by value; returns bytes per name."""
+             max_bytes: int = 64 << 20, on_progress: ProgressCallback | None = None,
+             batch_bytes: int = PUSH_BATCH_BYTES) -> dict[str, int]:
+        """Bind local values in the remote namespace, by value; returns bytes per name.
+
+        Values go in batches of about ``batch_bytes`` (packed), one request each;
+        ``on_progress(done, total)`` is told the packed bytes sent. The names are bound
+        together by the last request: a ``KeyboardInterrupt`` in between binds none.
+        """
         self._require_engine("push")
         use_pickle = allow_pickle and self.pickle_allowed
         items, sizes = [], {}
@@ -507,27 +540,61 @@ class RemoteSession:
                 raise UsageError(f"cannot push {key!r}: {exc}{hint}") from None
             items.append((key, packed))
             sizes[key] = _packed_size(packed)
-        self._call("push", tuple(items), use_pickle)
+        report = on_progress or _no_progress
+        total = sum(sizes.values())
+        report(0, total)
+        batches = _batches(items, sizes, batch_bytes)
+        if len(batches) == 1 or "staged_push" not in self.info.get("features", ()):
+            self._bind(tuple(items), use_pickle, False)  # one request (or an older engine)
+            report(total, total)
+            return sizes
+        done = 0
+        try:
+            for index, batch in enumerate(batches[:-1]):
+                self._call("stage", tuple(batch), use_pickle, index == 0)
+                done += sum(sizes[key] for key, _ in batch)
+                report(done, total)
+        except BaseException:
+            # stopped or failed between batches: nothing is bound there; free what it holds
+            with contextlib.suppress(Exception):
+                self._call("stage", (), False, True)
+            raise
+        self._bind(tuple(batches[-1]), use_pickle, True)
+        report(total, total)
         return sizes
 
+    def _bind(self, items: tuple[tuple[str, Any], ...], use_pickle: bool, staged: bool) -> None:
+        """The request that binds a push's names (with what was staged, if ``staged``)."""
+        try:
+            self._call("push_staged" if staged else "push", items, use_pickle)
+        except KeyboardInterrupt:
+            raise CellInterrupted(f"push to {self.name} stopped while its last request was "
+                                  "under way: the names may be bound there") from None
+
     def pull(self, names: list[str], *, allow_pickle: bool = False,
-             max_bytes: int = 64 << 20) -> dict[str, tuple[Any, int]]:
-        """Remote values by value: ``{name: (value, bytes)}``; a failure raises UsageError."""
+             max_bytes: int = 64 << 20, on_progress: ProgressCallback | None = None,
+             batch_bytes: int = PUSH_BATCH_BYTES) -> dict[str, tuple[Any, int]]:
+        """Remote values by value: ``{name: (value, bytes)}``; a failure raises UsageError.
+
+        With ``on_progress(done, total)`` the names are fetched in groups, told how many
+        have come after each: the first alone, then twice as many each time while the
+        values are small (a group brings about ``batch_bytes``), so a
+        ``KeyboardInterrupt`` can stop between them (nothing is returned then).
+        """
         self._require_engine("pull")
         use_pickle = self.unpickles(allow_pickle)
-        raw = self._call("pull", tuple(names), use_pickle, max_bytes)
+        report = on_progress or _no_progress
         out: dict[str, tuple[Any, int]] = {}
-        for item in raw if type(raw) is tuple else ():
-            if type(item) is not tuple or len(item) != 3 or type(item[0]) is not str:
-                continue
-            name, status, payload = item
-            if status != "ok":
-                why = payload if type(payload) is str else "?"
-                raise UsageError(f"cannot pull {name!r}: {why}")
-            try:
-                out[name] = (unpack(payload, allow_pickle=use_pickle), _packed_size(payload))
-            except (NotByValue, ValueError, TypeError) as exc:
-                raise UsageError(f"cannot pull {name!r}: {exc}") from None
+        report(0, len(names))
+        done, group = 0, 1 if on_progress is not None else max(1, len(names))
+        while done < len(names):  # each round takes at least one name
+            chunk = names[done:done + group]
+            raw = self._call("pull", tuple(chunk), use_pickle, max_bytes)
+            _unpack_pulled(raw, use_pickle, out)
+            done += len(chunk)
+            report(done, len(names))
+            per_value = sum(out[name][1] for name in chunk if name in out) // len(chunk)
+            group = max(1, min(group * 2, batch_bytes // max(1, per_value)))
         return out
 
     # -- files ------------------------------------------------------------------------------------
@@ -637,6 +704,44 @@ class RemoteSession:
             with contextlib.suppress(Exception):
                 self.control.root.close_session(self.name)
         self.close()
+
+
+def _unpack_pulled(raw: Any, use_pickle: bool, out: dict[str, tuple[Any, int]]) -> None:
+    """A pull's answer into ``out``: ``{name: (value, packed bytes)}``; a refused value
+    raises ``UsageError``."""
+    for item in raw if type(raw) is tuple else ():
+        if type(item) is not tuple or len(item) != 3 or type(item[0]) is not str:
+            continue
+        name, status, payload = item
+        if status != "ok":
+            why = payload if type(payload) is str else "?"
+            raise UsageError(f"cannot pull {name!r}: {why}")
+        try:
+            out[name] = (unpack(payload, allow_pickle=use_pickle), _packed_size(payload))
+        except (NotByValue, ValueError, TypeError) as exc:
+            raise UsageError(f"cannot pull {name!r}: {exc}") from None
+
+
+def _no_progress(done: int, total: int) -> None:
+    """Nobody follows this transfer."""
+
+
+def _batches(items: list[tuple[str, Any]], sizes: dict[str, int], batch_bytes: int
+             ) -> list[list[tuple[str, Any]]]:
+    """``items`` in order, cut into runs of about ``batch_bytes`` (a larger value alone)."""
+    batches: list[list[tuple[str, Any]]] = [[]]
+    filled = 0
+    for item in items:
+        if batches[-1] and filled + sizes[item[0]] > batch_bytes:
+            batches.append([])
+            filled = 0
+        batches[-1].append(item)
+        filled += sizes[item[0]]
+    return batches
+
+
+def _no_stage(text: str) -> None:
+    """Nobody follows this connect's steps."""
 
 
 def _message(exc: BaseException) -> str:

@@ -228,13 +228,17 @@ class MagicsSettings(Magics):
         2.0, help="Seconds one completion request may take (TAB never hangs longer).",
     ).tag(config=True)
     show_card = Bool(True, help="Show the session card after %rpyc_connect.").tag(config=True)
+    progress_delay = Float(
+        0.5, help="""Seconds long work (connecting, %rpyc_push/%rpyc_pull, %%remote on several
+        sessions) runs before a progress line appears; quicker work shows none. 0: always.""",
+    ).tag(config=True)
 
     @validate("request_timeout", "connect_timeout", "interrupt_grace", "cancel_grace",
               "stream_interval", "completion_timeout")
     def _check_positive(self, proposal: Any) -> Any:
         return _positive(proposal)
 
-    @validate("default_timeout", "completion_ttl")
+    @validate("default_timeout", "completion_ttl", "progress_delay")
     def _check_non_negative(self, proposal: Any) -> Any:
         return _positive(proposal, allow_zero=True)
 

@@ -221,6 +221,7 @@ class RemoteKernelMixin(Configurable):
 
     def _open(self, interactive: bool, new: bool) -> RemoteSession:
         """A new connection; ``new`` starts the server-side session afresh."""
+        from rpyc_ipy.ipython.progress import Progress
         from rpyc_ipy.ipython.session import open_session
 
         ext = self._extension()
@@ -228,10 +229,16 @@ class RemoteKernelMixin(Configurable):
         target = self.connection_target()
         policy.check_target(target)
         password = self._password_for(target, interactive) if target.srp_user else None
+        # a slow connect shows its steps in the cell that waits for it (none otherwise)
+        bar = Progress(f"connect {target.label}", unit="items", shell=self.shell,
+                       delay=magics.progress_delay if interactive else float("inf"),
+                       quiet_unseen=True)
         try:
-            session = open_session(target, password=password,
-                                   config=policy.client_config(magics.request_timeout),
-                                   capture_fd=magics.capture_fd, new=new)
+            with bar:
+                session = open_session(target, password=password,
+                                       config=policy.client_config(magics.request_timeout),
+                                       capture_fd=magics.capture_fd, new=new,
+                                       on_stage=bar.stage)
         except AuthenticationError:
             self._password = None  # ask again next time
             raise

@@ -67,6 +67,7 @@ from typing import Any
 from rpyc_ipy.errors import CodecError, LimitExceeded
 from rpyc_ipy.protocol.hashing import check_spread
 from rpyc_ipy.protocol.limits import DEFAULT_LIMITS, Limits
+from rpyc_ipy.protocol.spliced import Spliced
 
 __all__ = ["Encoded", "dump", "dump_parts", "dumpable", "load", "load_from"]
 
@@ -669,6 +670,12 @@ def _rare(data: Any, pos: int, tag: int, depth: int, limits: Limits, mv: bool
             size = data[pos + 1]
             pos += 2
         else:
+            if type(data) is Spliced and pos == data.hole:  # received into its own bytes
+                whole = data.value
+                if len(whole) > limits.max_bytes_len:
+                    raise LimitExceeded(f"brine: bytes of {len(whole)} bytes exceeds its "
+                                        f"limit of {limits.max_bytes_len}")
+                return whole, pos + 5
             size = _size(data, pos + 5, _unpack_u32(data, pos + 1)[0], limits.max_bytes_len,
                          "bytes")
             pos += 5
@@ -794,6 +801,8 @@ def load_from(
     bytes, :class:`~rpyc_ipy.errors.LimitExceeded` when ``limits`` are exceeded.
     """
     if type(data) is not bytes or offset < 0:
+        if type(data) is Spliced and offset >= 0:
+            return _load_spliced(data, offset, limits)
         return _load_buffer(data, offset, limits)
     value: Any
     try:
@@ -815,6 +824,21 @@ def load_from(
     if limits.check_short:
         _check_short(value, limits)
     return value
+
+
+def _load_spliced(data: Spliced, offset: int, limits: Limits) -> Any:
+    """load_from for a frame body whose large bytes value was received apart."""
+    try:
+        items, pos = _items(data, offset, 1, 0, limits, False)
+    except CodecError:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise _decode_error(exc) from None
+    if pos != len(data):
+        raise _end_error(pos, len(data))
+    if limits.check_short:
+        _check_short(items[0], limits)
+    return items[0]
 
 
 def _load_buffer(data: bytes | bytearray | memoryview, offset: int, limits: Limits) -> Any:

@@ -26,7 +26,7 @@ from rpyc_ipy.errors import CodecError, ProtocolError, UnexpectedMessage
 from rpyc_ipy.protocol import brine
 from rpyc_ipy.protocol.budget import Budget
 from rpyc_ipy.protocol.consts import HANDLER_NAMES, MSG_EXCEPTION, MSG_REPLY, MSG_REQUEST
-from rpyc_ipy.protocol.framing import FrameDecoder, frame_parts
+from rpyc_ipy.protocol.framing import KEEP_BUFFER, FrameDecoder, frame_parts
 from rpyc_ipy.protocol.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["Engine", "Event", "Failure", "Reply", "Request"]
@@ -67,18 +67,20 @@ _EXCEPTION_BYTE = bytes((MSG_EXCEPTION,))
 class Engine:
     """Sequence numbers and message (de)coding for one connection end.
 
-    ``budget`` and ``first_frame_limit`` go to the frame decoder
+    ``budget``, ``first_frame_limit`` and ``keep_buffer`` go to the frame decoder
     (:class:`~rpyc_ipy.protocol.framing.FrameDecoder`): the first frame limit holds
     until the peer's first valid message, or :meth:`lift_frame_limit`.
     """
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS,
                  compress_threshold: int | None = None, *, budget: Budget | None = None,
-                 first_frame_limit: int | None = None) -> None:
+                 first_frame_limit: int | None = None, keep_buffer: int = KEEP_BUFFER) -> None:
         self.limits = limits
         self.compress_threshold = compress_threshold
         self._seq = itertools.count()  # next() is atomic under the GIL
-        self._decoder = FrameDecoder(limits, budget, first_frame_limit)
+        # its payloads are messages: a large bytes value may be received apart
+        self._decoder = FrameDecoder(limits, budget, first_frame_limit, keep_buffer,
+                                     split_values=True)
         self._error: ProtocolError | None = None
         #: True once the peer sent a valid message (or the limit was lifted)
         self.established = first_frame_limit is None
@@ -143,6 +145,11 @@ class Engine:
         try:
             while (payload := next_payload()) is not None:
                 if len(payload):
+                    if type(payload) is bytes:  # a small body: nothing to release
+                        event = self._parse(payload)
+                        if not self.established:
+                            self.lift_frame_limit()
+                        return event
                     try:
                         event = self._parse(payload)
                     finally:
@@ -164,6 +171,15 @@ class Engine:
     def close(self) -> None:
         """Drop the buffered input and give its bytes back to the budget."""
         self._decoder.close()
+
+    @property
+    def buffer_capacity(self) -> int:
+        """Bytes of receive buffer held now (0 while idle after :meth:`release_buffer`)."""
+        return self._decoder.capacity
+
+    def release_buffer(self) -> bool:
+        """Drop the receive buffer if no frame is partly received; True if none is held."""
+        return self._decoder.release_buffer()
 
     def has_frame(self) -> bool:
         """True if a whole frame has arrived, so :meth:`next_event` may need no more bytes."""

@@ -77,13 +77,13 @@ __all__ = ["ENGINE_API", "ENGINE_VERSION", "FEATURES", "Engine"]
 
 ENGINE_VERSION = "1"
 FEATURES = ("execute", "start", "cancel", "complete", "inspect", "describe", "push", "pull",
-            "mimebundle", "stream", "display", "resume", "jobs", "files")
+            "mimebundle", "stream", "display", "resume", "jobs", "staged_push", "files")
 #: the engine methods the worker serves, by the name the client uses
 ENGINE_API: dict[str, str] = {
     name: name for name in (
         "hello", "execute", "start", "resume", "jobs", "cancel", "running", "complete",
-        "inspect", "inspect_object", "describe", "repr_text", "mimebundle", "push", "pull",
-        "files")
+        "inspect", "inspect_object", "describe", "repr_text", "mimebundle", "push", "stage",
+        "push_staged", "pull", "files")
 } | {"namespace": "namespace_view"}
 #: finished executions kept for ``resume``/``jobs`` (their output within the budget)
 KEEP_FINISHED = 32
@@ -161,6 +161,7 @@ class Engine:
         self._running: dict[str, _Execution] = {}
         self._finished: dict[str, _Execution] = {}  # oldest first, at most KEEP_FINISHED
         self._cell_files: list[str] = []
+        self._staged: dict[str, Any] = {}  # values of a push in several requests, not bound yet
         # a session's cell sources leave linecache when it ends: at shutdown, or when
         # the engine is collected (a classic server's engine, when its client went away)
         weakref.finalize(self, _forget_cells, self._cell_files)
@@ -643,15 +644,41 @@ class Engine:
 
     def push(self, items: tuple[tuple[str, Any], ...], allow_pickle: bool = False
              ) -> tuple[str, ...]:
-        """Bind ``(name, packed)`` pairs in the namespace; returns the names bound."""
+        """Bind ``(name, packed)`` pairs in the namespace, all or none; returns the names
+        bound (what an unfinished staged push held is dropped)."""
+        values = self._unpack_items(items, allow_pickle)
+        self._staged = {}
+        self.namespace.update(values)
+        return tuple(values)
+
+    def push_staged(self, items: tuple[tuple[str, Any], ...], allow_pickle: bool = False
+                    ) -> tuple[str, ...]:
+        """The last request of a push in several: bind what :meth:`stage` holds and
+        ``items``, in one step; returns the names bound."""
+        values = self._unpack_items(items, allow_pickle)
+        held, self._staged = self._staged, {}
+        held.update(values)
+        self.namespace.update(held)
+        return tuple(held)
+
+    def stage(self, items: tuple[tuple[str, Any], ...], allow_pickle: bool = False,
+              first: bool = False) -> int:
+        """Hold ``(name, packed)`` pairs for the closing :meth:`push_staged`: a push sent
+        in several requests binds nothing until its last one, so a stopped push leaves
+        the namespace as it was. ``first`` drops what an unfinished push held."""
+        if first:
+            self._staged = {}
+        self._staged.update(self._unpack_items(items, allow_pickle))
+        return len(self._staged)
+
+    def _unpack_items(self, items: Any, allow_pickle: Any) -> dict[str, Any]:
         use_pickle = bool(allow_pickle) and self.allow_pickle
-        bound = []
+        values: dict[str, Any] = {}
         for name, packed in _pairs(items):
             if not name.isidentifier():
                 raise ValueError(f"{name!r} is not a valid name")
-            self.namespace[name] = _values.unpack(packed, allow_pickle=use_pickle)
-            bound.append(name)
-        return tuple(bound)
+            values[name] = _values.unpack(packed, allow_pickle=use_pickle)
+        return values
 
     def pull(self, names: tuple[str, ...], allow_pickle: bool = False,
              max_bytes: int = _values.DEFAULT_MAX_BYTES) -> tuple[tuple[str, str, Any], ...]:

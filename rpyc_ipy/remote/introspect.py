@@ -29,6 +29,7 @@ from .bundle import short_repr
 
 __all__ = [
     "Refused",
+    "Undefined",
     "complete",
     "describe",
     "info_pairs",
@@ -52,6 +53,10 @@ class Refused(Exception):
     """The expression needs something :func:`resolve` will not do (a call, a property...)."""
 
 
+class Undefined(Refused):
+    """The expression's name is not in the namespace (nor a builtin)."""
+
+
 # -- the evaluator --------------------------------------------------------------------
 
 
@@ -70,7 +75,7 @@ def _eval(node: ast.AST, namespace: Mapping[str, Any]) -> Any:
             return namespace[node.id]
         if hasattr(builtins, node.id):
             return getattr(builtins, node.id)
-        raise Refused(f"name {node.id!r} is not defined")
+        raise Undefined(f"name {node.id!r} is not defined")
     if isinstance(node, ast.Attribute):
         return static_getattr(_eval(node.value, namespace), node.attr)
     if isinstance(node, ast.Subscript):
@@ -384,7 +389,8 @@ def describe(namespace: Mapping[str, Any], paths: tuple[str, ...], max_items: in
 
     Keys: ``path``, ``type``, ``repr``, ``kind``, ``len``, ``doc``, ``children``
     (``(label, path, type, repr, expandable)`` each; ``path`` is ``""`` when the
-    child cannot be addressed), ``more`` (children left out), ``error``.
+    child cannot be addressed), ``more`` (children left out), ``error`` (and with
+    it ``undefined``: the path's name is not in the namespace).
     """
     nodes: list[tuple[tuple[str, Any], ...]] = []
     for path in paths[:100]:
@@ -407,8 +413,8 @@ def _describe_one(namespace: Mapping[str, Any], path: str, max_items: int, priva
                 ("error", None))
     try:
         obj = resolve(path, namespace)
-    except Refused as exc:
-        return (("path", path), ("error", str(exc)))
+    except Refused as exc:  # "undefined": a browser may look for the name elsewhere
+        return (("path", path), ("error", str(exc)), ("undefined", isinstance(exc, Undefined)))
     try:
         length: int | None = len(obj) if not isinstance(obj, (type, types.ModuleType)) else None
     except Exception:

@@ -122,10 +122,7 @@ class Server:
         self._thread: threading.Thread | None = None  # the accept loop, when in the background
         self._state_lock = threading.RLock()
         self._handshakes = 0
-        self._loop: ServerLoop | None = None
-        if self.multiplex_clients and loop_available():
-            self._loop = ServerLoop(self._client_closed, max_threads=max_connections + 1,
-                                    name="rpyc_ipy-server-loop")
+        self._loop = self._new_loop()
         if socket_path is not None:
             self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.listener.bind(socket_path)
@@ -151,6 +148,13 @@ class Server:
                                                         self.port, self.host, self.logger)
         self.registrar = None if self.registration is None else self.registration.registrar
         self.auto_register = self.registration is not None
+
+    def _new_loop(self) -> ServerLoop | None:
+        """The event loop that reads this server's clients, if it multiplexes them."""
+        if not (self.multiplex_clients and loop_available()):
+            return None
+        return ServerLoop(self._client_closed, max_threads=self.max_connections + 1,
+                          name="rpyc_ipy-server-loop")
 
     def __enter__(self: _S) -> _S:
         return self
@@ -199,8 +203,12 @@ class Server:
             if self._active:
                 raise UsageError("the server is already started")
             self._active = True
+        self._starting()
         if self.registration is not None:
             self.registration.start()
+
+    def _starting(self) -> None:
+        """Called once as serving starts, before registration and the accept loop."""
 
     def close(self) -> None:
         """Stop accepting, close every client, wait for a background accept loop.
@@ -247,19 +255,23 @@ class Server:
                     time.sleep(0.05)
                     continue
                 return
-            with self._clients_lock:
-                busy = len(self.clients) + self._handshakes
-                if busy >= self.max_connections:
-                    self.logger.warning("refusing %s: %d connections already", address, busy)
-                    sock.close()
-                    continue
-                slot = self.pending.take(address)
-                if not isinstance(slot, Slot):
-                    self.logger.warning("refusing %s: %s", address, slot)
-                    sock.close()
-                    continue
-                self._handshakes += 1
-            self._dispatch(sock, address, slot)
+            self._admit(sock, address)
+
+    def _admit(self, sock: socket.socket, address: Any) -> None:
+        """Serve an accepted client if the connection limits allow, else close it."""
+        with self._clients_lock:
+            busy = len(self.clients) + self._handshakes
+            if busy >= self.max_connections:
+                self.logger.warning("refusing %s: %d connections already", address, busy)
+                sock.close()
+                return
+            slot = self.pending.take(address)
+            if not isinstance(slot, Slot):
+                self.logger.warning("refusing %s: %s", address, slot)
+                sock.close()
+                return
+            self._handshakes += 1
+        self._dispatch(sock, address, slot)
 
     def _dispatch(self, sock: socket.socket, address: Any, slot: Slot) -> None:
         """Run :meth:`_handle_client` somewhere; subclasses choose where."""
@@ -348,7 +360,8 @@ class Server:
             if self._loop is not None and transport.supports_nowait:
                 self._loop.set_busy_poll(conn.config["busy_poll_window"])
                 try:
-                    self._loop.add(conn, transport.fileno())
+                    held = transport.held_bytes if transport.info.kind == "tls" else None
+                    self._loop.add(conn, transport.fileno(), held)
                     return  # the loop serves it from now on, and calls _client_closed
                 except Exception:
                     if not self._closed:

@@ -23,9 +23,12 @@ in a :class:`~rpyc_ipy.core.background.Timetable`, and the leader sleeps in epol
 until the earliest of them: while no client has a deadline coming, nothing
 here wakes up until a client sends something.
 
-Only :class:`~rpyc_ipy.ThreadedServer` uses this, and only for plain sockets
-on systems with epoll; TLS clients keep a thread each (their decrypted data
-sits where epoll cannot see it).
+Only :class:`~rpyc_ipy.ThreadedServer` uses this, on systems with epoll, for
+plain and TLS sockets. A TLS socket may hold decrypted bytes where epoll cannot
+see them: a client is read until its TLS object has no whole record left, and
+when it is re-armed its held bytes are asked for too (``held``), so a client
+with bytes inside is queued rather than waited on. TLS-SRP clients (tlslite's
+sockets) keep a thread each.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ class ServerLoop:
         self._lock = threading.Lock()
         self._clients: dict[int, Connection] = {}
         self._fds: dict[Connection, int] = {}
+        self._held: dict[Connection, Callable[[], int]] = {}  # TLS clients
         self._ready: collections.deque[Connection] = collections.deque()
         self._leader: int | None = None
         self._busy_since: float | None = None  # the leader is running a client's requests
@@ -118,14 +122,17 @@ class ServerLoop:
 
     # -- clients ----------------------------------------------------------------------
 
-    def add(self, conn: Connection, fd: int) -> None:
-        """Serve ``conn`` (whose transport is the non-blocking socket ``fd``) from now on."""
+    def add(self, conn: Connection, fd: int, held: Callable[[], int] | None = None) -> None:
+        """Serve ``conn`` (whose transport is the non-blocking socket ``fd``) from now on.
+        ``held()``: bytes its transport holds where epoll does not see them (TLS)."""
         conn.attach_loop(self)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the server loop is closed")
             self._clients[fd] = conn
             self._fds[conn] = fd
+            if held is not None:
+                self._held[conn] = held
             spawn = self._threads == 0
             if spawn:
                 self._threads += 1
@@ -142,7 +149,8 @@ class ServerLoop:
         if fd is None:
             return
         self._schedule(conn)
-        if conn.has_frame():
+        held = self._held.get(conn)
+        if conn.has_frame() or (held is not None and held()):
             self._ready.append(conn)
             self._wake()
             return
@@ -155,6 +163,7 @@ class ServerLoop:
         """Stop serving ``conn`` (it is closing; its socket is still open)."""
         with self._lock:
             fd = self._fds.pop(conn, None)
+            self._held.pop(conn, None)
             self._deadlines.set(conn, None)
             if fd is not None and self._clients.get(fd) is conn:
                 del self._clients[fd]

@@ -77,6 +77,11 @@ class DescribedSocket(Protocol):
 
     def fileno(self) -> int: ...
 
+    def pending(self) -> int:
+        """Bytes it holds above the kernel (received, perhaps still encrypted), which a
+        wait on :meth:`fileno` would not see: the transport reads before waiting."""
+        ...
+
     def describe(self) -> TransportInfo:
         """What this socket is: kind, addresses, TLS facts."""
         ...
@@ -102,10 +107,12 @@ class SocketTransport:
     """A connection's byte pipe over a socket (plain or TLS) or a :class:`DescribedSocket`.
 
     Plain sockets are read non-blocking (so they support ``recv_nowait``, busy
-    polling and a server loop) and written with ``sendmsg``; TLS and socket-likes
-    are read with a timeout and write one frame per call. A plain socket's reader
-    polls briefly before sleeping, for up to ``max_spin`` seconds, as ``spin``
-    allows (see transports/spin.py).
+    polling and a server loop) and written with ``sendmsg``. TLS sockets are
+    non-blocking too (``recv_nowait`` and a server loop, which also asks
+    :meth:`held_bytes`), waited on with a timeout, and write one frame per call;
+    socket-likes are read with a timeout and write one frame per call. The reader
+    of a plain, a TLS or a TLS-SRP socket polls briefly before sleeping, for up to
+    ``max_spin`` seconds, as ``spin`` allows (see transports/spin.py).
     """
 
     def __init__(self, sock: socket.socket | DescribedSocket, poll_interval: float = POLL_INTERVAL,
@@ -129,6 +136,7 @@ class SocketTransport:
         # non-blocking, waited on outside the lock, and each read or write of records
         # takes this lock
         self._tls_lock: threading.Lock | None = None
+        self._tls_polled = False
         if self._polled and isinstance(sock, socket.socket):
             sock.setblocking(False)
             self._readable = select.poll()
@@ -137,12 +145,25 @@ class SocketTransport:
             self._writable.register(sock.fileno(), select.POLLOUT)
             self._spin = spin.policy(max_spin)
         elif isinstance(sock, ssl.SSLSocket):
-            self._spin = spin.policy(0.0)
             self._tls_lock = threading.Lock()
             sock.setblocking(False)
+            self._tls_polled = hasattr(select, "poll")
+            if self._tls_polled:
+                # a round trip costs two thread wake-ups with TLS as without: poll alike
+                self._spin = spin.policy(max_spin)
+                self._readable = select.poll()
+                self._readable.register(sock.fileno(), select.POLLIN)
+            else:
+                self._spin = spin.policy(0.0)
         else:
-            self._spin = spin.policy(0.0)
             sock.settimeout(poll_interval)
+            # a socket-like (TLS-SRP) is waited on like a TLS socket: its descriptor,
+            # unless it holds bytes above the kernel (pending)
+            self._tls_polled = not isinstance(sock, socket.socket) and hasattr(select, "poll")
+            self._spin = spin.policy(max_spin if self._tls_polled else 0.0)
+            if self._tls_polled:
+                self._readable = select.poll()
+                self._readable.register(sock.fileno(), select.POLLIN)
         try:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -159,20 +180,33 @@ class SocketTransport:
 
     @property
     def supports_nowait(self) -> bool:
-        """True for plain non-blocking sockets, which a server loop can wait on."""
-        return self._polled
+        """True for plain and TLS sockets (non-blocking), which a server loop can wait
+        on; a TLS socket's loop must also ask :meth:`held_bytes`."""
+        return self._polled or self._tls_lock is not None
+
+    def held_bytes(self) -> int:
+        """Bytes received and decrypted but not read yet: they sit inside the TLS
+        object, where waiting on :meth:`fileno` does not see them (0 for plain sockets)."""
+        lock = self._tls_lock
+        if lock is None:
+            return 0
+        try:
+            with lock:
+                return int(self.sock.pending())
+        except (OSError, ValueError):  # closed under us: nothing to read
+            return 0
 
     @property
     def supports_busy_poll(self) -> bool:
-        return self._polled
+        return self._polled or self._tls_polled
 
     def fileno(self) -> int:
         return int(self.sock.fileno())
 
     def set_busy_poll(self, window: float) -> None:
         """The longest this transport polls for data before sleeping (0: never)."""
-        if not self._polled:
-            raise UsageError("only a plain socket transport busy-polls")
+        if not self.supports_busy_poll:
+            raise UsageError("only a plain or TLS socket transport busy-polls")
         self._spin.set_maximum(window)
 
     @property
@@ -185,8 +219,15 @@ class SocketTransport:
             return self._recv_polled(buffer)
         if self._tls_lock is not None:
             return self._recv_tls(buffer, self._tls_lock)
+        sock = self.sock
         try:
-            return int(self.sock.recv_into(buffer))
+            if self._tls_polled:
+                if not sock.pending() and not self._wait_tls(sock):
+                    raise TimeoutError("no data within the poll interval")
+                received = int(sock.recv_into(buffer))
+                self._spin.received()
+                return received
+            return int(sock.recv_into(buffer))
         except TimeoutError:
             if self._closed:
                 return 0
@@ -199,11 +240,12 @@ class SocketTransport:
     def _recv_tls(self, buffer: memoryview, lock: threading.Lock) -> int:
         sock = self.sock
         try:
-            if not sock.pending() and \
-                    not select.select([sock], [], [], self._poll_interval)[0]:
+            if not sock.pending() and not self._wait_tls(sock):
                 raise TimeoutError("no data within the poll interval")
             with lock:
-                return int(sock.recv_into(buffer))
+                received = sock.recv_into(buffer)
+            self._spin.received()
+            return int(received)
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             # part of a record (the rest is on its way), or a handshake message to answer
             raise TimeoutError("no whole TLS record yet") from None
@@ -211,6 +253,24 @@ class SocketTransport:
             if self._closed:
                 return 0
             raise
+        except (OSError, ValueError) as exc:  # ValueError: closed under us
+            if self._closed:
+                return 0
+            raise ConnectionClosed(f"connection reset: {exc}") from None
+
+    def _wait_tls(self, sock: ssl.SSLSocket | DescribedSocket) -> bool:
+        """Wait for bytes on a TLS socket's descriptor (perhaps only part of a record)."""
+        if self._tls_polled:
+            return bool(self._spin.wait(self._readable.poll, self._poll_ms, self._poll_interval))
+        return bool(select.select([sock], [], [], self._poll_interval)[0])
+
+    def _recv_tls_nowait(self, buffer: memoryview, lock: threading.Lock) -> int:
+        try:
+            with lock:
+                return int(self.sock.recv_into(buffer))
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            # no whole record yet: the rest, when it comes, makes the socket readable
+            raise TimeoutError("no whole TLS record yet") from None
         except (OSError, ValueError) as exc:  # ValueError: closed under us
             if self._closed:
                 return 0
@@ -246,25 +306,24 @@ class SocketTransport:
             return 0
         if not self._spin.wait(self._readable.poll, self._poll_ms, self._poll_interval):
             raise TimeoutError("no data within the poll interval")
-        return self._recv_ready(buffer)
-
-    def recv_nowait(self, buffer: memoryview) -> int:
-        """One read of what has arrived; ``TimeoutError`` at once if nothing has."""
-        if not self._polled:
-            raise UsageError("only a plain socket transport reads without waiting")
-        try:
-            return int(self.sock.recv_into(buffer))
-        except BlockingIOError:
-            raise TimeoutError("no data yet") from None
-        except OSError as exc:
-            return self._recv_failed(exc)
-
-    def _recv_ready(self, buffer: memoryview) -> int:
-        try:
+        try:  # the read after the wait, here rather than in a helper: once per frame
             received = self.sock.recv_into(buffer)
             self._spin.received()
             return int(received)
         except BlockingIOError:  # a spurious wake-up: the reader just calls again
+            raise TimeoutError("no data yet") from None
+        except OSError as exc:
+            return self._recv_failed(exc)
+
+    def recv_nowait(self, buffer: memoryview) -> int:
+        """One read of what has arrived; ``TimeoutError`` at once if nothing has."""
+        if self._tls_lock is not None:
+            return self._recv_tls_nowait(buffer, self._tls_lock)
+        if not self._polled:
+            raise UsageError("only a plain or TLS socket transport reads without waiting")
+        try:
+            return int(self.sock.recv_into(buffer))
+        except BlockingIOError:
             raise TimeoutError("no data yet") from None
         except OSError as exc:
             return self._recv_failed(exc)
@@ -373,6 +432,9 @@ def tcp_connect(host: str, port: int, *, timeout: float = 10.0, ipv6: bool = Fal
             sock.close()
             last = exc
             continue
+        except BaseException:  # Ctrl-C while connecting: leave no socket open
+            sock.close()
+            raise
         if keepalive:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         sock.settimeout(None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import rpyc_ipy
@@ -28,3 +29,10 @@ class WhoAmIService(rpyc_ipy.Service):
 
 
 not_a_service = 42
+
+
+class PidService(rpyc_ipy.Service):
+    """Tells which process serves the client (``--processes``)."""
+
+    def exposed_pid(self) -> int:
+        return os.getpid()

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from clikit import HERE, WAIT, ServerProcess, run_cli
+from waitkit import wait_until
 
 import rpyc_ipy
 from rpyc_ipy.auth.userdb import UserDB
@@ -253,3 +254,35 @@ def test_notebook_loopback_plaintext_needs_its_flag(serve_cli: Any) -> None:
     assert allowed.stop() == 0
     result = run_cli("serve", "--allow-loopback-plaintext", "--classic", "--port", "0")
     assert result.returncode == 2 and "is for --notebook" in result.stderr
+
+
+def _exited(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"  # exited, not reaped yet
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_processes_serve_from_workers_and_stop_with_the_server(sig: int, serve_cli: Any) -> None:
+    server = serve_cli([*APP, "cli_services:PidService", "--port", "0", "--processes", "2"])
+    conns = [rpyc_ipy.connect("127.0.0.1", server.port, config=CONFIG) for _ in range(4)]
+    try:
+        pids = [conn.root.pid() for conn in conns]
+        assert len(set(pids)) == 2 and server.proc.pid not in pids
+        assert pids[:2] == pids[2:]  # in turn
+        assert server.stop(sig) == 0
+        assert "server closed" in server.stderr and "Traceback" not in server.stderr
+        assert wait_until(lambda: all(_exited(pid) for pid in pids), WAIT)
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_processes_apply_to_the_threaded_mode_only() -> None:
+    for extra in (["--mode", "forking"], ["--mode", "oneshot"], ["--notebook"]):
+        what = [] if extra == ["--notebook"] else [*APP, SERVICE]
+        result = run_cli("serve", *what, *extra, "--processes", "2", "--port", "0")
+        assert result.returncode == 2, result.stderr
+        assert "--processes applies to --mode threaded only" in result.stderr

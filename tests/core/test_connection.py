@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -190,3 +191,42 @@ def test_classic_thread_connection() -> None:
         assert conn.namespace["x"] == 42
     finally:
         conn.close()
+
+
+class BytesEcho(rpyc_ipy.Service):
+    def exposed_echo(self, data: bytes) -> bytes:
+        assert type(data) is bytes  # user code gets bytes, never a view of a kept buffer
+        return data
+
+
+@pytest.mark.parametrize("keep", [0, 1 << 20])
+def test_large_values_in_a_row_arrive_intact_with_or_without_a_kept_buffer(
+        make_pair: Any, keep: int) -> None:
+    config = {"keep_frame_buffer": keep}
+    pair = make_pair(BytesEcho, server_config=config, client_config=config)
+    # larger, smaller, larger than the kept buffer: every frame must show its own bytes
+    for size in (300_000, 200_000, 500_000, 100_000):
+        data = os.urandom(size)
+        echoed = pair.client.root.echo(data)
+        assert type(echoed) is bytes and echoed == data
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "64M", None])
+def test_keep_frame_buffer_must_be_bytes(bad: Any) -> None:
+    with pytest.raises(ConfigError, match="keep_frame_buffer"):
+        rpyc_ipy.connect_stream(None, config={"keep_frame_buffer": bad})  # type: ignore[arg-type]
+
+
+def test_a_callback_passed_on_every_call_is_released_once_dropped(pair: Any) -> None:
+    """However the server's releases of it interleave with the calls (sent, or taken
+    back by the next call that passes it again), the client's export goes once the
+    server drops its last reference, and every call in between works."""
+    client = pair.client
+
+    def echo(depth: int) -> int:
+        return depth
+
+    for i in range(200):
+        assert client.root.bounce(echo, i) == i
+    # the client reads (and so takes the server's release) only while it calls
+    assert wait_until(lambda: client.root.add1(0) == 1 and len(client._exports) == 0)

@@ -1,11 +1,13 @@
 """ThreadedServer's event loop: plain clients share one epoll leader, a slow request
-hands leadership on, buffered frames are not forgotten, TLS clients keep a thread,
+hands leadership on, buffered frames are not forgotten, TLS clients are read by the
+loop too (frames held inside the TLS object included),
 closing the server stops the loop's threads, and idle clients cost no wake-ups.
 Real sockets on 127.0.0.1."""
 
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -19,6 +21,8 @@ import rpyc_ipy
 from rpyc_ipy.auth import SSLAuthenticator
 from rpyc_ipy.core.background import Watchdog
 from rpyc_ipy.core.connection import Connection
+from rpyc_ipy.protocol import consts
+from rpyc_ipy.protocol.engine import Engine, Reply
 from rpyc_ipy.servers.base import Server
 from rpyc_ipy.servers.loop import ServerLoop, loop_available
 from rpyc_ipy.transports.sockets import SocketTransport
@@ -120,15 +124,67 @@ def test_idle_clients_are_dropped_by_the_loops_sweep() -> None:
         conn.close()
 
 
-def test_tls_clients_keep_a_thread_of_their_own(pki: Any) -> None:
+def _client_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("rpyc_ipy-client-")]
+
+
+def test_tls_clients_are_read_by_the_loop_with_no_thread_each(pki: Any) -> None:
     auth = SSLAuthenticator(pki.server_key, pki.server_cert)
     with rpyc_ipy.ThreadedServer(Work, port=0, listener_timeout=0.2,
                                  authenticator=auth) as server:
         server.start_in_background()
-        with rpyc_ipy.ssl_connect("127.0.0.1", server.port, ca_certs=str(pki.ca)) as conn:
-            assert conn.root.add(2, 3) == 5
-            assert wait_until(lambda: len(server.clients) == 1, 5.0)
-            assert not _loop(server)._clients
+        conns = [rpyc_ipy.ssl_connect("127.0.0.1", server.port, ca_certs=str(pki.ca))
+                 for _ in range(4)]
+        try:
+            assert [c.root.add(i, 1) for i, c in enumerate(conns)] == [1, 2, 3, 4]
+            loop = _loop(server)
+            assert wait_until(lambda: len(loop._clients) == 4, 5.0)
+            # the handshake threads are gone: idle TLS clients hold no thread
+            assert wait_until(lambda: not _client_threads(), 5.0)
+            assert conns[0].root.call_back(lambda v: v * 2, 20) == 41  # callbacks still work
+            pipelined = rpyc_ipy.async_(conns[1].root.add)
+            results = [pipelined(i, 1000) for i in range(200)]
+            for result in results:
+                result.wait()
+            assert [r.value for r in results] == [i + 1000 for i in range(200)]
+        finally:
+            for conn in conns:
+                conn.close()
+        assert wait_until(lambda: not server.clients and not loop._clients, 5.0)
+
+
+def test_frames_inside_one_tls_record_are_all_served(pki: Any) -> None:
+    # one record of ~12 KiB plaintext holding 40 requests: the server reads it into
+    # a receive buffer smaller than the record, so decrypted bytes stay inside the
+    # TLS object, where epoll cannot see them; every request must still be answered
+    auth = SSLAuthenticator(pki.server_key, pki.server_cert)
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    padding = "x" * 300
+    with rpyc_ipy.ThreadedServer(Work, port=0, listener_timeout=0.2,
+                                 authenticator=auth) as server:
+        server.start_in_background()
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            client = Engine()
+            frames, seqs = [], []
+            for index in range(40):
+                seq, parts = client.request(consts.HANDLE_PING,
+                                            (consts.LABEL_VALUE, (f"{index}{padding}",)))
+                seqs.append(seq)
+                frames.append(b"".join(parts))
+            tls.sendall(b"".join(frames))  # one write: one TLS record (under 16 KiB)
+            echoes: dict[int, Any] = {}
+            for _ in range(200):  # bounded: each read brings at least one byte
+                if len(echoes) == len(seqs):
+                    break
+                data = tls.recv(65536)
+                assert data, "the server closed the connection"
+                client.receive_data(data)
+                while (event := client.next_event()) is not None:
+                    assert isinstance(event, Reply)
+                    echoes[event.seq] = event.value
+            assert [echoes[seq] for seq in seqs] == [
+                (consts.LABEL_VALUE, f"{index}{padding}") for index in range(40)]
 
 
 def test_closing_the_server_stops_the_loop_threads() -> None:

@@ -167,10 +167,9 @@ def test_socket_facts(made: tuple[str, Made], pki: PKI) -> None:
 
 def test_capabilities_are_declared_and_kept(made: tuple[str, Made]) -> None:
     kind, pair = made
-    plain_socket = kind in ("tcp", "unix")
     for transport in (pair.near, pair.far):
-        assert transport.supports_nowait == plain_socket
-        assert transport.supports_busy_poll == plain_socket
+        assert transport.supports_nowait == (kind in ("tcp", "unix", "tls"))
+        assert transport.supports_busy_poll == (kind not in ("memory", "pipe"))
         assert transport.one_frame_per_write == (kind in ("tls", "tls-srp"))
         fd = transport.fileno()
         assert (fd is None) == (kind == "memory")

@@ -162,3 +162,34 @@ def test_in_a_kernel_the_line_updates_in_place(tmp_path: Path) -> None:
     else:
         assert [o.output_type for o in outputs] == ["display_data"]
         assert "application/vnd.jupyter.widget-view+json" in outputs[0].data
+
+
+def test_work_that_reports_rarely_still_shows_once_the_delay_passed() -> None:
+    """A handshake reports its step once, then waits: the bar's timer shows it anyway."""
+    from waitkit import wait_until
+
+    stream = io.StringIO()
+    with Progress("connect gpu", unit="items", delay=0.05, shell=InteractiveShell.instance(),
+                  stream=stream) as bar:
+        bar.stage("TLS handshake")  # within the delay: not drawn by the report itself
+        wait_until(stream.getvalue, WAIT, what="the bar to show without another report")
+    assert stream.getvalue().startswith("\rconnect gpu [TLS handshake]")
+    assert "\rconnect gpu, done in " in stream.getvalue()  # the steps end with the work
+
+
+def test_quiet_unseen_keeps_a_stopped_bar_hidden_if_it_never_showed() -> None:
+    """For work that ends in its own one-line message: no second line about the stop."""
+    clock = Clock()
+    bar, stream = terminal_bar(clock, quiet_unseen=True)
+    with pytest.raises(KeyboardInterrupt):
+        with bar:
+            bar.advance(MIB)
+            raise KeyboardInterrupt
+    assert bar.outcome == "stopped" and stream.getvalue() == ""
+    shown, stream = terminal_bar(clock, quiet_unseen=True)
+    with pytest.raises(KeyboardInterrupt):
+        with shown:
+            clock.now += 1
+            shown.advance(MIB)
+            raise KeyboardInterrupt
+    assert stream.getvalue().rstrip().endswith("stopped")  # a shown bar says how it ended

@@ -162,13 +162,30 @@ def test_browse_widget_when_ipywidgets_is_installed(ip: InteractiveShell,
     pytest.importorskip("ipywidgets")
     from rpyc_ipy.ipython.browse import widget
 
-    session = connect(ip, "s", exec_server)
-    session.execute("tree = {'a': {'b': 1}}")
+    session = connect(ip, "s", exec_server, "--new")  # a namespace of its own
+    session.execute("tree = {'a': {'b': 1}}\nbox = [1, 2]")
+    names = int(session.execute("len([n for n in globals() if not n.startswith('_')])")
+                .data["text/plain"])
     browser = Browser(session)
     root = widget(browser)
-    assert browser.requests == 0  # lazy: nothing fetched until a click
-    root.children[0].children[0].click()
-    assert browser.requests == 1 and len(root.children[1].children) >= 1
+    assert browser.requests == 1  # the root only: its type, repr and children
+    button = root.children[0].children[0]
+    assert button.description == f"▸ namespace of s ({names} names)"
+    button.click()
+    assert browser.requests == 1  # its children came with it
+    rows = {row.children[0].children[0].description: row for row in root.children[1].children
+            if isinstance(row, type(root))}
+    tree = rows["▸ tree"]
+    # each node says what it is and how it looks, before it is opened
+    assert tree.children[0].children[1].value == (
+        '<b></b> <span style="opacity:.6">dict</span> = <code>{&#x27;a&#x27;: {&#x27;b&#x27;: '
+        "1}}</code>")
+    tree.children[0].children[0].click()
+    assert browser.requests == 2 and len(tree.children[1].children) == 1
+    netref_root = widget(Browser(session, session.ns.box), title="box")
+    box_button, box_info = netref_root.children[0].children
+    assert box_button.description == "▸ box" and "list" in box_info.value
+    assert "[1, 2]" in box_info.value
 
 
 def test_browse_shows_text_in_a_terminal(ip: InteractiveShell, exec_server: ServerProcess) -> None:
@@ -184,3 +201,47 @@ def test_browse_shows_text_in_a_terminal(ip: InteractiveShell, exec_server: Serv
     result, captured = run(ip, "%rpyc_browse --html config")
     assert result.error_in_exec is None
     assert "'name'" in captured.outputs[0].data["text/plain"]
+
+
+def test_browse_looks_in_the_session_first(ip: InteractiveShell,
+                                           exec_server: ServerProcess) -> None:
+    """A name both here and there is the remote one; a local netref is used when the
+    session has no such name; -l asks for the local one."""
+    session = connect(ip, "s", exec_server, "--new")
+    session.execute("b = {'remote_key': 1}\ndata = {'inner_key': 2}\nshadow = {'there': 3}")
+    ip.user_ns.update(b=5, only_here=3, cols=session.ns.data, shadow=session.ns.data)
+    result, captured = run(ip, "%rpyc_browse --html b")
+    assert result.error_in_exec is None and "remote_key" in html_of(captured)
+    with pytest.raises(UsageError, match="'b' is a local int, not a remote object"):
+        ip.run_line_magic("rpyc_browse", "-l b")
+    # not in the session: the local netref
+    counter = RequestCounter(session.conn)
+    result, captured = run(ip, "%rpyc_browse --html --depth 1 cols")
+    assert result.error_in_exec is None and "inner_key" in html_of(captured)
+    assert counter.count == 2  # the name asked there once, then the netref browsed
+    counter.remove()
+    with pytest.raises(UsageError, match="session 's' has no such name"):
+        ip.run_line_magic("rpyc_browse", "only_here")
+    # both: the session's, unless -l
+    result, captured = run(ip, "%rpyc_browse --html shadow")
+    assert "there" in html_of(captured) and "inner_key" not in html_of(captured)
+    result, captured = run(ip, "%rpyc_browse --html -l shadow")
+    assert "inner_key" in html_of(captured) and "there" not in html_of(captured)
+    with pytest.raises(UsageError, match="-l: no local variable"):
+        ip.run_line_magic("rpyc_browse", "-l nothing_here")
+
+
+def test_every_node_shows_its_type_and_repr(ip: InteractiveShell,
+                                            exec_server: ServerProcess) -> None:
+    session = connect(ip, "s", exec_server, "--new")  # a namespace of its own
+    session.execute("config = {'name': 'run1', 'sizes': [1, 2, 3]}")
+    names = int(session.execute("len([n for n in globals() if not n.startswith('_')])")
+                .data["text/plain"])
+    text = repr(TreeView(Browser(session), depth=2))
+    lines = text.splitlines()
+    assert lines[0] == f"namespace of s ({names} names)"
+    assert any(line.startswith("  config (dict) = {'name': 'run1'") for line in lines)
+    assert any(line.startswith("    'sizes' (list) = [1, 2, 3]") for line in lines)
+    view = TreeView(Browser(session, session.ns.config), depth=1, title="cfg")
+    assert repr(view).splitlines()[0] == "cfg (dict) = {'name': 'run1', 'sizes': [1, 2, 3]}"
+    assert "<b>cfg</b>" in view._repr_html_()

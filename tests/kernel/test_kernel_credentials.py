@@ -97,6 +97,13 @@ def test_read_password_follows_the_targets_password_source(
 # -- kernels ---------------------------------------------------------------------------------
 
 
+def card_of(cell: Any) -> str:
+    """The session card the connecting cell shows (a slow connect shows its progress
+    line before it)."""
+    texts = [plain(d["data"].get("text/plain", "")) for d in cell.of("display_data")]
+    return next((text for text in texts if text.startswith("RemoteSession")), "\n".join(texts))
+
+
 def _kernel(tmp_path: Path, server: NotebookServer, name: str, **settings: Any) -> KernelRig:
     rig = KernelRig(tmp_path / "prefix", name)
     rig.install(host="127.0.0.1", port=server.port, **settings)
@@ -112,12 +119,36 @@ def test_a_credentials_file_logs_in_and_the_first_cell_shows_the_card(
     try:
         cell = rig.run("'hello'")
         assert cell.status == "ok", cell.text
-        card = plain(cell.of("display_data")[0]["data"]["text/plain"])
+        card = card_of(cell)
         assert "RemoteSession 'remote' (execution)" in card
         assert "TLS-SRP" in card and USER in card
         assert cell.result == {"text/plain": "'hello'"}
         path.chmod(0o644)  # read again on a reconnect only: the open session goes on
         assert rig.run("1").status == "ok"
+    finally:
+        rig.shutdown()
+
+
+def test_the_first_cell_shows_the_connect_steps(server: NotebookServer,
+                                                tmp_path: Path) -> None:
+    """With RPyCMagics.progress_delay = 0 the cell that connects shows each step (a bar in
+    the cell, its line updated through the widget's state)."""
+    path = tmp_path / "password"
+    path.write_text(PASSWORD + "\n")
+    path.chmod(0o600)
+    rig = _kernel(tmp_path, server, "steps", srp_user=USER, credentials_file=str(path))
+    try:
+        assert rig.run("%%local\n%config RPyCMagics.progress_delay = 0").status == "ok"
+        cell = rig.run("'hello'")
+        assert cell.status == "ok", cell.text
+        lines = [state["value"] for kind in ("comm_open", "comm_msg")
+                 for content in cell.of(kind)
+                 for state in [content.get("data", {}).get("state", {})]
+                 if isinstance(state.get("value"), str) and state["value"].startswith("connect")]
+        label = f"connect {USER}@127.0.0.1:{server.port}"
+        assert f"{label} [SRP login]" in lines
+        assert f"{label} [starting the session's worker]" in lines
+        assert any(line.startswith(f"{label}, done in") for line in lines)
     finally:
         rig.shutdown()
 
@@ -189,7 +220,7 @@ def test_tls_certificates_instead_of_a_password(tls_server: NotebookServer, pki:
         cell = rig.run("import os\nos.getpid()")
         assert cell.status == "ok", cell.text
         assert worker_of(cell.result, tls_server.pid)
-        card = plain(cell.of("display_data")[0]["data"]["text/plain"])
+        card = card_of(cell)
         assert "TLS" in card and "TLS-SRP" not in card
     finally:
         rig.shutdown()

@@ -212,6 +212,66 @@ def test_large_body_is_received_in_place() -> None:
     assert not decoder.in_frame and decoder.next_payload() is None
 
 
+def _large_payload(decoder: FrameDecoder, payload: bytes) -> memoryview:
+    _receive(decoder, frame_bytes(payload), steps=(1000, 1 << 30))
+    got = decoder.next_payload()
+    assert isinstance(got, memoryview) and got == payload
+    return got
+
+
+def test_a_body_buffer_is_kept_for_the_next_large_frame() -> None:
+    """A fresh page costs a fault: the second large frame lands in the first one's pages."""
+    decoder = FrameDecoder()
+    first = _large_payload(decoder, os.urandom(300_000))
+    mapping = first.obj
+    del first
+    decoder.release_payload()
+    second = _large_payload(decoder, os.urandom(200_000))  # smaller: fits the kept buffer
+    assert second.obj is mapping
+    del second
+    decoder.release_payload()
+    third = _large_payload(decoder, os.urandom(400_000))  # larger: a buffer of its own
+    assert third.obj is not mapping
+
+
+def test_a_body_buffer_still_in_view_is_not_reused() -> None:
+    decoder = FrameDecoder()
+    first_bytes = os.urandom(300_000)
+    first = _large_payload(decoder, first_bytes)
+    mapping = first.obj
+    kept = first[100:200]  # a slice outlives the payload: its bytes must not change
+    del first
+    decoder.release_payload()
+    second = _large_payload(decoder, os.urandom(200_000))
+    assert second.obj is not mapping
+    assert kept == first_bytes[100:200]
+
+
+@pytest.mark.parametrize(("keep", "kept"), [(300_001, True), (300_000, False), (0, False)])
+def test_keep_buffer_bounds_the_kept_body_buffer(keep: int, kept: bool) -> None:
+    decoder = FrameDecoder(keep_buffer=keep)  # a 300_000-byte body needs 300_001 (flusher)
+    first = _large_payload(decoder, os.urandom(300_000))
+    mapping = first.obj
+    del first
+    decoder.release_payload()
+    assert (_large_payload(decoder, os.urandom(100_000)).obj is mapping) == kept
+
+
+def test_no_body_buffer_is_kept_for_a_peer_not_yet_established() -> None:
+    decoder = FrameDecoder(first_frame_limit=1 << 20)
+    first = _large_payload(decoder, os.urandom(300_000))
+    mapping = first.obj
+    del first
+    decoder.release_payload()
+    second = _large_payload(decoder, os.urandom(100_000))
+    assert second.obj is not mapping
+    decoder.lift_frame_limit()
+    mapping = second.obj
+    del second
+    decoder.release_payload()
+    assert _large_payload(decoder, os.urandom(100_000)).obj is mapping
+
+
 def test_a_declared_large_frame_waits_for_its_body() -> None:
     decoder = FrameDecoder()
     _receive(decoder, _header(100 << 20, 0))
@@ -254,3 +314,29 @@ def test_engine_stays_failed_after_a_refused_frame() -> None:
         with pytest.raises(LimitExceeded) as again:
             call()
         assert again.value is first.value
+
+
+def test_the_receive_buffer_is_allocated_on_demand_and_dropped_when_idle() -> None:
+    decoder = FrameDecoder()
+    assert decoder.capacity == 0  # a new connection holds no receive buffer
+    assert decoder.release_buffer()
+    small = frame_bytes(b"hello")
+    _receive(decoder, small)
+    first = decoder.capacity
+    assert 0 < first < 1 << 16  # a small first buffer, not the 64 KiB a frame may need
+    assert decoder.next_payload() == b"hello" and decoder.next_payload() is None
+    assert decoder.release_buffer() and decoder.capacity == 0
+    # a frame larger than the first buffer makes it grow to fit, then lets it go
+    body = os.urandom(40_000)
+    _receive(decoder, frame_bytes(body), steps=[1000] * 100)
+    assert decoder.capacity >= len(body)
+    assert decoder.next_payload() == body
+    assert decoder.capacity == 0
+    # half a frame: the buffer holds it and is not released
+    frame = frame_bytes(b"split")
+    _receive(decoder, frame[:4])
+    assert not decoder.release_buffer() and decoder.capacity > 0
+    _receive(decoder, frame[4:])
+    assert decoder.next_payload() == b"split"
+    assert decoder.release_buffer() and decoder.capacity == 0
+    assert not decoder.has_frame() and not decoder.in_frame

@@ -167,6 +167,37 @@ def test_completion_inspection_and_describe(engine: Engine) -> None:
         engine.push((("not a name", 1),))
 
 
+def test_describe_says_when_a_name_is_not_defined() -> None:
+    """A browser looks for such a name elsewhere (a local netref); other errors are final."""
+    engine = Engine({"data": {"a": 1}})
+    undefined, refused, found = (dict(node) for node in engine.describe(
+        ("nothing_here.x", "data.missing_attribute", "len")))
+    assert undefined["undefined"] is True and "not defined" in undefined["error"]
+    assert refused["undefined"] is False and refused["error"]
+    assert found["error"] is None and "undefined" not in found
+
+
+def test_push_binds_all_names_or_none() -> None:
+    engine = Engine({})
+    with pytest.raises(ValueError):  # the second name is bad: the first is not bound either
+        engine.push((("a", 1), ("not a name", 2)))
+    assert "a" not in engine.namespace
+    # a push in several requests: held by stage, bound together by push_staged
+    assert engine.stage((("a", 1),), first=True) == 1
+    assert engine.stage((("b", ("list", (2,))),)) == 2
+    assert "a" not in engine.namespace and "b" not in engine.namespace
+    assert engine.push_staged((("c", 3),)) == ("a", "b", "c")
+    assert (engine.namespace["a"], engine.namespace["b"], engine.namespace["c"]) == (1, [2], 3)
+    # a stopped one is dropped by the next push's first part, and by a plain push
+    engine.stage((("x", 1),), first=True)
+    engine.stage((("y", 1),), first=True)
+    assert engine.push_staged((("z", 1),)) == ("y", "z")
+    engine.stage((("w", 1),), first=True)
+    assert engine.push((("v", 1),)) == ("v",)
+    assert engine.push_staged(()) == ()
+    assert not {"w", "x"} & set(engine.namespace)
+
+
 class HeldRunner:
     """A cell runner that runs what it is given only when told: a cell can be caught
     after it was sent and before its code starts."""

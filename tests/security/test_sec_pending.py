@@ -135,3 +135,16 @@ def test_one_host_holding_hundreds_of_silent_connections_does_not_stop_logins(
         for sock in attackers:
             sock.close()
         before.close()
+
+
+def test_a_client_turned_away_is_told_to_try_again(serve: Any) -> None:
+    """A connection over the cap ends in a message that names the likely cause."""
+    server = serve(max_pending_per_address=1)
+    held = silent(server.port, "127.0.0.1")
+    assert wait_until(lambda: server.pending.count("127.0.0.1") == 1)
+    with pytest.raises(EOFError) as refused:
+        rpyc_ipy.connect("127.0.0.1", server.port, timeout=WAIT)
+    assert "too many new connections to serve: try again" in str(refused.value)
+    held.close()
+    assert wait_until(lambda: server.pending.total == 0)
+    assert_serves(server.port)
