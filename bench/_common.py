@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def time_batch(fn: Callable[[], object], number: int) -> float:
     """Seconds per call of ``fn`` over one batch of ``number`` calls (GC paused, like timeit)."""
@@ -67,6 +69,16 @@ def compare(name: str, ours: Callable[[], object], theirs: Callable[[], object],
     return Row(name, statistics.median(ours_times), statistics.median(theirs_times))
 
 
+def alternating_medians(cases: dict[str, Callable[[], object]], repeat: int,
+                        number: int) -> dict[str, float]:
+    """Median seconds per call of each case; the batches take turns so drift hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeat):
+        for name, fn in cases.items():
+            times[name].append(time_batch(fn, number))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def format_seconds(seconds: float) -> str:
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
         if seconds >= scale:
@@ -95,7 +107,7 @@ def server_process(code: str) -> Iterator[ServerProcess]:
     yields its port and pid, and ends the whole group (its workers too) afterwards."""
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, start_new_session=True,
-                            env=dict(os.environ, PYTHONPATH=os.getcwd()))
+                            env=dict(os.environ, PYTHONPATH=ROOT))
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -106,3 +118,40 @@ def server_process(code: str) -> Iterator[ServerProcess]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process (all its threads) has used, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process, from /proc/<pid>/status."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's open-file limit to its hard limit; returns the new limit."""
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def write_json(path: str | None, values: dict[str, float], notes: list[str] | None = None,
+               **extra: object) -> None:
+    """Write one script's results for bench/run.py's report: ``values`` maps a
+    measure's key (see bench/report.py) to a number in base units (s, B/s, B, ops/s)."""
+    if not path:
+        return
+    import json
+
+    with open(path, "w", encoding="utf-8") as out:
+        json.dump({"values": values, "notes": notes or [], **extra}, out, indent=1)

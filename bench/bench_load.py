@@ -1,5 +1,6 @@
 """Load: 64 concurrent clients doing small requests against one ThreadedServer,
-rpyc_ipy beside rpyc 6.0.2 in the same run.
+rpyc_ipy beside rpyc 6.0.2 and a raw floor (a thread per connection, marshal over
+length-prefixed TCP) in the same run.
 
 Each library's server runs alone in its own subprocess on 127.0.0.1; the clients
 are separate processes too (4 processes x 16 threads by default, one connection
@@ -12,6 +13,7 @@ the clients, and the ratios; errors (exceptions or wrong results) are counted
 and must be zero.
 
     .venv/bin/python bench/bench_load.py [--duration 10] [--rounds 3] [--processes 4] [--threads 16]
+                                         [--quick] [--json PATH]
     .venv/bin/python bench/bench_load.py --server-processes 2   # ThreadedServer(processes=2)
 
 By default every pairing carries the 64 clients for 3 x 10 s = 30 s in all.
@@ -33,6 +35,9 @@ import textwrap
 import threading
 import time
 from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -69,13 +74,54 @@ server._listen()
 print(server.port, flush=True)
 server.start()
 """,
+    "raw": """
+import marshal, socket, struct, threading
+listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+print(listener.getsockname()[1], flush=True)
+def serve(conn):
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while True:
+        header = conn.recv(4, socket.MSG_WAITALL)
+        if len(header) < 4:
+            return
+        a, b = marshal.loads(conn.recv(struct.unpack(">I", header)[0], socket.MSG_WAITALL))
+        body = marshal.dumps(a + b)
+        conn.sendall(struct.pack(">I", len(body)) + body)
+while True:
+    conn, _ = listener.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+""",
 }
+
+
+class RawClient:
+    """The floor's client: ``add(a, b)`` as one marshal request and reply over TCP."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def add(self, a: int, b: int) -> Any:
+        import marshal
+        import socket
+
+        body = marshal.dumps((a, b))
+        self.sock.sendall(len(body).to_bytes(4, "big") + body)
+        size = int.from_bytes(self.sock.recv(4, socket.MSG_WAITALL), "big")
+        return marshal.loads(self.sock.recv(size, socket.MSG_WAITALL))
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 # -- client processes ------------------------------------------------------------------------
 
 
 def _connect(library: str, port: int) -> Any:
+    if library == "raw":
+        return RawClient(port)
     if library == "rpyc_ipy":  # the client library
         sys.path.insert(0, ROOT)
         import rpyc_ipy
@@ -99,7 +145,8 @@ def client_main(library: str, port: int, threads: int, start_at: float, duration
         latencies: list[int] = []
         conn = _connect(library, port)
         try:
-            add = conn.root.add  # a cached remote method: one round trip per call
+            # a cached remote method: one round trip per call
+            add = conn.add if isinstance(conn, RawClient) else conn.root.add
             for i in range(20):  # warm up
                 add(i, 1)
             barrier.wait(60)
@@ -261,6 +308,7 @@ def main() -> int:
                         help="rpyc_ipy's server serves from N worker processes "
                              "(ThreadedServer(processes=N)); default 1")
     parser.add_argument("--quick", action="store_true", help="a 5 s smoke run")
+    parser.add_argument("--json", help="also write the figures to this file for bench/run.py")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
@@ -281,9 +329,10 @@ def main() -> int:
     # clients share the cores with the server, so comparing servers under the same
     # clients isolates the server. The pairings take turns within each round, so the
     # noise of a shared machine falls on all of them alike.
-    # With --server-processes N, a fifth pairing: our server in N worker processes.
-    pairings = [("rpyc_ipy", "rpyc_ipy", 1), ("rpyc 6.0.2", "rpyc", 1),
-                ("rpyc_ipy", "rpyc", 1), ("rpyc 6.0.2", "rpyc_ipy", 1)]
+    # With --server-processes N, one more pairing: our server in N worker processes.
+    pairings = [("rpyc_ipy", "rpyc_ipy", 1), ("rpyc 6.0.2", "rpyc", 1), ("raw", "raw", 1)]
+    if not options.quick:
+        pairings += [("rpyc_ipy", "rpyc", 1), ("rpyc 6.0.2", "rpyc_ipy", 1)]
     if options.server_processes > 1:
         pairings.append(("rpyc_ipy", "rpyc_ipy", options.server_processes))
     runs: list[list[dict[str, Any]]] = [[] for _ in pairings]
@@ -300,12 +349,13 @@ def main() -> int:
               f"{row['p50']:>8.0f} {row['p99']:>8.0f} {row['p999']:>9.0f} {row['mean']:>8.0f} "
               f"{row['server_cpu_us']:>8.0f}us {row['client_cpu_us']:>8.0f}us "
               f"{row['ops']:>9} {row['errors']:>6}")
-    comparisons = [(rows[0], rows[1], "whole stacks: ours vs rpyc"),
-                   (rows[2], rows[1], "servers, rpyc's clients: ours vs rpyc"),
-                   (rows[0], rows[3], "servers, our clients: ours vs rpyc")]
-    if len(rows) > 4:
-        comparisons.append((rows[4], rows[1], f"whole stacks, ours in {options.server_processes} "
-                                              "processes vs rpyc"))
+    comparisons = [(rows[0], rows[1], "whole stacks: ours vs rpyc")]
+    if not options.quick:
+        comparisons += [(rows[3], rows[1], "servers, rpyc's clients: ours vs rpyc"),
+                        (rows[0], rows[4], "servers, our clients: ours vs rpyc")]
+    if options.server_processes > 1:
+        comparisons.append((rows[-1], rows[1], f"whole stacks, ours in "
+                                               f"{options.server_processes} processes vs rpyc"))
     for ours, theirs, label in comparisons:
         if theirs["throughput"] and ours["p50"] and ours["p99"] and ours["server_cpu_us"]:
             print(f"{label}: throughput "
@@ -315,6 +365,19 @@ def main() -> int:
                   f"server CPU per request x{theirs['server_cpu_us'] / ours['server_cpu_us']:.2f}"
                   " (> 1: ours is better)")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+    values: dict[str, float] = {"load.clients": clients, "load.seconds": duration * rounds}
+    for row in rows:
+        base, _, processes = row["library"].partition(" x")  # "rpyc_ipy x2": 2 processes
+        key = {"rpyc_ipy": "ours", "rpyc 6.0.2": "rpyc", "raw": "floor"}[base]
+        if row["clients"] != base.split()[0]:
+            key += "_server_" + row["clients"] + "_clients"
+        if processes:
+            key += f"_{processes}_processes"
+        for name in ("throughput", "p50", "p99", "errors", "server_cpu_us", "client_cpu_us"):
+            values[f"load_{name}.{key}"] = row[name]
+    write_json(options.json, values, ["The rpyc_ipy load server admits all 64 clients' logins "
+                                      "at once (max_pending_per_address=1024): they all come "
+                                      "from 127.0.0.1, and its default (16) refuses the burst."])
     if any(row["errors"] for row in rows):
         print("ERRORS: " + ", ".join(f"{row['library']}: {row['errors']}" for row in rows))
         return 1

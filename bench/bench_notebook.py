@@ -48,6 +48,7 @@ RPYC_SERVER = """
 import rpyc
 from rpyc.utils.server import ThreadedServer
 server = ThreadedServer(rpyc.core.SlaveService, hostname="127.0.0.1", port=0)
+server._listen()  # rpyc listens in start(): before the port is announced
 print(server.port, flush=True)
 server.start()
 """

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import argparse
 import socket
-import statistics
 import sys
 from collections.abc import Callable
 
-from _common import format_seconds, server_process, time_batch
+from _common import alternating_medians as medians
+from _common import format_seconds, server_process
 
 import rpyc_ipy
 from rpyc_ipy.remote.values import pack
@@ -70,6 +70,7 @@ RPYC_SERVER = """
 import rpyc
 from rpyc.utils.server import ThreadedServer
 server = ThreadedServer(rpyc.core.SlaveService, hostname="127.0.0.1", port=0)
+server._listen()  # rpyc listens in start(): before the port is announced
 print(server.port, flush=True)
 server.start()
 """
@@ -82,15 +83,6 @@ conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 while data := conn.recv(65536):
     conn.sendall(data)
 """
-
-
-def medians(cases: dict[str, Callable[[], object]], repeat: int, number: int) -> dict[str, float]:
-    """Median seconds per call of each case; batches alternate so drift hits all alike."""
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeat):
-        for name, fn in cases.items():
-            times[name].append(time_batch(fn, number))
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def proc_status(pid: int) -> dict[str, str]:

@@ -1,6 +1,8 @@
-"""Throughput of plain TCP, TLS (certificates) and TLS-SRP over loopback, side by side.
+"""Throughput of plain TCP, TLS (certificates) and TLS-SRP over loopback, side by side;
+then round trips and 16 MiB echo over TLS, rpyc_ipy beside rpyc 6.0.2 and raw ssl.
 
 Run:  .venv/bin/python bench/bench_tls.py [--size-mib 16] [--runs 5] [--pure-aes]
+                                          [--quick] [--json PATH]
 
 Each run opens a fresh connection on 127.0.0.1 (port 0), authenticates it with the
 real rpyc_ipy authenticator (handshake timed separately), sends ``--size-mib`` MiB
@@ -10,6 +12,12 @@ shows medians over ``--runs`` runs and the ratio to plain TCP. ``--pure-aes`` ad
 a TLS-SRP row with tlslite-ng's own pure-Python AES (on 1/64 of the size, it is
 that slow) to show what rpyc_ipy.auth.aes buys.
 
+Part 2 runs each server in a subprocess: rpyc_ipy with TLS (stdlib ssl, certificates),
+with TLS-SRP, and in plaintext; rpyc 6.0.2 with its SSLAuthenticator; a raw ssl echo.
+It times a cached remote method's round trip (``add1``), a raw ssl ping-pong of 64
+bytes (the floor), and a 16 MiB echo (MB/s = payload / round trip), medians of
+alternating batches.
+
 This is a benchmark, not a test: nothing here asserts on timing.
 """
 
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import ipaddress
 import os
 import platform
@@ -25,14 +34,19 @@ import ssl
 import statistics
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import cryptography
 import tlslite
+from _common import alternating_medians, server_process, write_json
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -158,6 +172,143 @@ def measure(
         "proto": proto,
     }
 
+SERVICE = """
+class Bench(rpyc_ipy.Service):
+    def exposed_add1(self, x):
+        return x + 1
+
+    def exposed_echo(self, data):
+        return data
+"""
+OUR_TLS_SERVER = """
+import rpyc_ipy
+from rpyc_ipy.auth.tls_server import SSLAuthenticator
+from rpyc_ipy.auth.srp_server import SRPAuthenticator
+""" + SERVICE + """
+server = rpyc_ipy.ThreadedServer(Bench, hostname="127.0.0.1", port=0, authenticator=AUTH,
+                                 protocol_config={"sync_request_timeout": 600})
+print(server.port, flush=True)
+server.start()
+"""
+RPYC_TLS_SERVER = """
+import rpyc
+from rpyc.utils.authenticators import SSLAuthenticator
+from rpyc.utils.server import ThreadedServer
+""" + SERVICE.replace("rpyc_ipy.", "rpyc.") + """
+server = ThreadedServer(Bench, hostname="127.0.0.1", port=0, auto_register=False,
+                        authenticator=SSLAuthenticator(KEY, CERT),
+                        protocol_config={"sync_request_timeout": 600})
+server._listen()  # rpyc listens in start(): before the port is announced
+print(server.port, flush=True)
+server.start()
+"""
+RAW_SSL_SERVER = """
+import socket, ssl, struct, threading
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(CERT, KEY)
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+def serve(raw):
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn = context.wrap_socket(raw, server_side=True)
+    while True:
+        header = conn.recv(8)
+        while header and len(header) < 8:
+            header += conn.recv(8 - len(header))
+        if len(header) < 8:
+            return
+        (size,) = struct.unpack(">Q", header)
+        data = bytearray(size)
+        view, got = memoryview(data), 0
+        while got < size:
+            got += conn.recv_into(view[got:])
+        conn.sendall(header)
+        conn.sendall(data)
+while True:
+    conn, _ = listener.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"""
+
+
+def raw_ssl_client(port: int, cert: Path, payload: bytes) -> Callable[[], None]:
+    """A length-prefixed echo over stdlib ssl into a preallocated buffer."""
+    context = ssl.create_default_context(cafile=str(cert))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
+    size = len(payload)
+    header = size.to_bytes(8, "big")
+    view = memoryview(bytearray(size))
+
+    def echo() -> None:
+        sock.sendall(header + payload if size < 65536 else header)
+        if size >= 65536:
+            sock.sendall(payload)
+        got = 0
+        while got < 8:
+            got += len(sock.recv(8 - got))
+        got = 0
+        while got < size:
+            got += sock.recv_into(view[got:])
+
+    return echo
+
+
+def rpc_part(quick: bool) -> dict[str, float]:
+    """Round trip and 16 MiB echo over TLS: rpyc_ipy, rpyc 6.0.2, raw ssl (see the docstring)."""
+    import rpyc
+
+    import rpyc_ipy
+
+    number, repeat, big_repeat = (200, 5, 3) if quick else (500, 15, 7)
+    values: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        cert, key = make_certificate(Path(tmp))
+        db = UserDB.create(Path(tmp) / "users.json")
+        db.add("bench", "bench password")
+        paths = {"CERT": repr(str(cert)), "KEY": repr(str(key))}
+
+        def start(code: str, **names: str) -> Any:
+            for name, value in {**paths, **names}.items():
+                code = code.replace(name, value)
+            return stack.enter_context(server_process(textwrap.dedent(code)))
+
+        tls = start(OUR_TLS_SERVER, AUTH=f"SSLAuthenticator({str(key)!r}, {str(cert)!r})")
+        srp = start(OUR_TLS_SERVER, AUTH=f"SRPAuthenticator({str(Path(tmp) / 'users.json')!r})")
+        plain = start(OUR_TLS_SERVER, AUTH="None")
+        theirs = start(RPYC_TLS_SERVER)
+        raw = start(RAW_SSL_SERVER)
+        config = {"sync_request_timeout": 600}
+        conns = {
+            "ours": rpyc_ipy.ssl_connect("127.0.0.1", tls.port, ca_certs=str(cert),
+                                         config=config),
+            "srp": rpyc_ipy.srp_connect("127.0.0.1", srp.port, "bench", "bench password",
+                                        config=config),
+            "plain": rpyc_ipy.connect("127.0.0.1", plain.port, config=config),
+            "rpyc": rpyc.ssl_connect("127.0.0.1", theirs.port, ca_certs=str(cert),
+                                     config=config),
+        }
+        for conn in conns.values():
+            stack.callback(conn.close)
+        adds = {name: conn.root.add1 for name, conn in conns.items()}
+        cases: dict[str, Callable[[], object]] = {
+            f"tls_rt.{name}": functools.partial(add, 1) for name, add in adds.items()}
+        cases["tls_rt.floor"] = raw_ssl_client(raw.port, cert, b"x" * 64)
+        values.update(alternating_medians(cases, repeat, number))
+        payload = os.urandom(16 * MiB)
+        echoes: dict[str, Callable[[], object]] = {
+            f"tls_echo16.{name}": functools.partial(conn.root.echo, payload)
+            for name, conn in conns.items()}
+        echoes["tls_echo16.floor"] = raw_ssl_client(raw.port, cert, payload)
+        for name, seconds in alternating_medians(echoes, big_repeat, 1).items():
+            values[name] = len(payload) / seconds
+    print(f"\nRPC over TLS: round trip (cached add1), medians of {repeat} batches of {number};"
+          f" 16 MiB echo, medians of {big_repeat}")
+    for name in ("ours", "srp", "plain", "rpyc", "floor"):
+        print(f"  {name:<6} round trip {values[f'tls_rt.{name}'] * 1e6:8.1f} us   16 MiB echo "
+              f"{values[f'tls_echo16.{name}'] / 1e6:8.0f} MB/s")
+    return values
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -166,7 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pure-aes", action="store_true", help="also time TLS-SRP with tlslite's Python AES"
     )
+    parser.add_argument("--quick", action="store_true", help="fewer runs (smoke run)")
+    parser.add_argument("--json", help="also write part 2's figures here for bench/run.py")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.runs = min(args.runs, 3)
     payload = os.urandom(int(args.size_mib * MiB))
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -232,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['label']:<26}{size:>10}{r['handshake_ms']:>10.1f}ms{r['mbps']:>10.1f}"
             f"{spread:>18}{r['mbps'] / base:>9.3f}  {r['proto']}"
         )
+    values = rpc_part(args.quick)
+    for r in rows:
+        values[f"transport16.{r['label']}"] = r["mbps"] * 1e6
+    write_json(args.json, values, [f"TLS: {rows[1]['proto']}; TLS-SRP: {rows[2]['proto']}"])
     return 0
 
 
