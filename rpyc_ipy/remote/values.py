@@ -239,7 +239,9 @@ def pack_buffer(view: memoryview, budget: _Budget) -> Any:
 
 def _fallback(obj: Any, budget: _Budget, allow_pickle: bool, why: str) -> Any:
     if not allow_pickle:
-        raise NotByValue(f"cannot send by value: {why} (pickle is not allowed)")
+        raise NotByValue(f"cannot send by value: {why} (pickle is not allowed): convert it to "
+                         "builtins, numpy or pandas, use it where it is as a remote object, "
+                         "or allow pickle on both sides")
     try:
         data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:

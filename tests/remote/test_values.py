@@ -24,8 +24,12 @@ def test_plain_data_round_trips_through_brine(value: object) -> None:
 
 def test_other_objects_need_pickle_on_both_sides() -> None:
     value = fractions.Fraction(1, 3)
-    with pytest.raises(NotByValue, match="pickle is not allowed"):
+    with pytest.raises(NotByValue, match="pickle is not allowed") as refused:
         pack([value])
+    # the message names the type and what the user can do instead
+    assert "fractions.Fraction is not plain data" in str(refused.value)
+    assert "convert it to builtins, numpy or pandas" in str(refused.value)
+    assert "allow pickle on both sides" in str(refused.value)
     packed = pack([value], allow_pickle=True)
     with pytest.raises(NotByValue, match="pickle is not allowed here"):
         unpack(packed)
