@@ -40,7 +40,7 @@ from rpyc_ipy.ipython.execution import (
     RemoteExecutionError,
     wait_all,
 )
-from rpyc_ipy.ipython.progress import Progress, Unit, in_kernel
+from rpyc_ipy.ipython.progress import Progress, Unit, format_amount, in_kernel
 from rpyc_ipy.ipython.registry import SessionRegistry
 from rpyc_ipy.ipython.session import RemoteSession, SessionError, open_session
 from rpyc_ipy.ipython.settings import MagicsSettings, RPyCPolicy
@@ -645,7 +645,10 @@ class RPyCMagics(MagicsSettings):
             with self._progress(f"pull from {session.name}", "items") as bar:
                 got = session.pull(list(dict.fromkeys(wanted.values())),
                                    allow_pickle=args.pickle and self.policy.allow_pickle,
-                                   max_bytes=self.policy.max_pull_bytes, on_progress=bar)
+                                   max_bytes=self.policy.max_pull_bytes, on_progress=bar,
+                                   on_bytes=lambda done, total: bar.detail(
+                                       f"{format_amount(done, 'bytes')} of "
+                                       f"{format_amount(total, 'bytes')}"))
         except KeyboardInterrupt:
             raise CellInterrupted(f"pull from {session.name} stopped: nothing was assigned "
                                   "here") from None

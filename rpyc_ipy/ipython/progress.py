@@ -257,6 +257,12 @@ class Progress:
         self.stage_text = sanitize_text(text)
         self._draw(force=True)
 
+    def detail(self, text: str) -> None:
+        """Say how far the current item is (``"96.0 MiB of 256.0 MiB"``), in place of a
+        step; redrawn at the usual pace, so it may be called for every chunk."""
+        self.stage_text = sanitize_text(text)
+        self._draw()
+
     @property
     def elapsed(self) -> float:
         """Seconds since the work started."""

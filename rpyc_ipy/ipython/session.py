@@ -599,6 +599,7 @@ class RemoteSession:
 
     def pull(self, names: list[str], *, allow_pickle: bool = False,
              max_bytes: int = 64 << 20, on_progress: ProgressCallback | None = None,
+             on_bytes: ProgressCallback | None = None,
              batch_bytes: int = PUSH_BATCH_BYTES) -> dict[str, tuple[Any, int]]:
         """Remote values by value: ``{name: (value, bytes)}``; a failure raises UsageError.
 
@@ -606,6 +607,7 @@ class RemoteSession:
         have come after each: the first alone, then twice as many each time while the
         values are small (a group brings about ``batch_bytes``), so a
         ``KeyboardInterrupt`` can stop between them (nothing is returned then).
+        ``on_bytes(done, total)`` follows each large buffer read in chunks.
         """
         self._require_engine("pull")
         use_pickle = self.unpickles(allow_pickle)
@@ -619,7 +621,8 @@ class RemoteSession:
         while done < len(names):  # each round takes at least one name
             chunk = names[done:done + group]
             raw = self._call("pull", tuple(chunk), use_pickle, max_bytes, *accept)
-            _unpack_pulled(raw, use_pickle, out, max_bytes, self.stream_reader)
+            _unpack_pulled(raw, use_pickle, out, max_bytes,
+                           lambda: self.stream_reader(on_bytes))
             done += len(chunk)
             report(done, len(names))
             per_value = sum(out[name][1] for name in chunk if name in out) // len(chunk)

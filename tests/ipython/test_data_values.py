@@ -174,3 +174,19 @@ def test_without_numpy_here_a_pull_names_the_extra(exec_server: ServerProcess) -
     assert lines[0] == "[1, 2.5, 'x']"  # everything else works
     assert lines[1].startswith("UsageError cannot pull 'a'") and "numpy" in lines[1]
     assert "pip install 'rpyc_ipy[data]'" in lines[1]
+
+
+
+def test_a_streamed_pull_tells_how_far_its_bytes_are(ip: InteractiveShell,
+                                                     exec_server: ServerProcess) -> None:
+    """pull(on_bytes=...) hears of every chunk of a large array (%rpyc_pull shows it on
+    its bar as "4.0 MiB of 24.0 MiB")."""
+    session = connect(ip, "s", exec_server)
+    session.execute("import numpy as np\nwide = np.ones(3 * (1 << 20))")  # 24 MiB, 6 chunks
+    items: list[tuple[int, int]] = []
+    chunks: list[tuple[int, int]] = []
+    got = session.pull(["wide"], on_progress=lambda done, total: items.append((done, total)),
+                       on_bytes=lambda done, total: chunks.append((done, total)))
+    assert got["wide"][0].sum() == 3 * (1 << 20)
+    assert items == [(0, 1), (1, 1)]
+    assert chunks == [(min(i * CHUNK, 24 << 20), 24 << 20) for i in range(1, 7)]

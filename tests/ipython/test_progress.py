@@ -223,3 +223,17 @@ def test_quiet_unseen_keeps_a_stopped_bar_hidden_if_it_never_showed() -> None:
             shown.advance(MIB)
             raise KeyboardInterrupt
     assert stream.getvalue().rstrip().endswith("stopped")  # a shown bar says how it ended
+
+
+def test_details_follow_the_bars_pace() -> None:
+    """detail() may come with every chunk: it is drawn at most eight times a second."""
+    clock = Clock()
+    bar, stream = terminal_bar(clock, total=1, unit="items")
+    clock.now += 1
+    bar.detail("4.0 MiB of 24.0 MiB")
+    bar.detail("8.0 MiB of 24.0 MiB")  # within the same eighth of a second: not drawn
+    clock.now += 0.2
+    bar.detail("12.0 MiB of 24.0 MiB")
+    assert stream.getvalue().split("\r")[1:] == [
+        "pull df: 0 of 1 (0%) [4.0 MiB of 24.0 MiB]",
+        "pull df: 0 of 1 (0%) [12.0 MiB of 24.0 MiB]"]
