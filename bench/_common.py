@@ -95,6 +95,40 @@ def print_rows(rows: list[Row], theirs_label: str = "rpyc 6.0.2") -> None:
               f"{format_seconds(row.theirs):>10}  {row.ratio:6.2f}x")
 
 
+_NOTEBOOK_SERVER = """
+import rpyc_ipy
+from rpyc_ipy.remote import ExecutionService, RuntimeSettings, SessionRegistry
+registry = SessionRegistry(RuntimeSettings({settings}))
+service = ExecutionService.configured(allow_loopback_plaintext=True, registry=registry)
+server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0,
+                                 channel_handler=service.channel_handler())
+print(server.port, flush=True)
+server.start()
+"""
+_RPYC_CLASSIC_SERVER = """
+import rpyc
+from rpyc.utils.server import ThreadedServer
+server = ThreadedServer(rpyc.core.SlaveService, hostname="127.0.0.1", port=0,
+                        auto_register=False,
+                        protocol_config={{"sync_request_timeout": {timeout!r}}})
+server._listen()  # rpyc listens in start(): before the port is announced
+print(server.port, flush=True)
+server.start()
+"""
+
+
+def notebook_server(settings: str = "") -> str:
+    """Source for :func:`server_process`: the notebook service (each session in a worker
+    process) on a free loopback port; ``settings`` are ``RuntimeSettings`` keywords."""
+    return _NOTEBOOK_SERVER.format(settings=settings)
+
+
+def rpyc_classic_server(timeout: float = 30.0) -> str:
+    """Source for :func:`server_process`: rpyc 6.0.2's classic ``ThreadedServer``, with a
+    ``sync_request_timeout`` of ``timeout`` seconds."""
+    return _RPYC_CLASSIC_SERVER.format(timeout=timeout)
+
+
 @dataclass(frozen=True)
 class ServerProcess:
     port: int

@@ -36,29 +36,13 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy
-from _common import format_seconds, server_process
+from _common import format_seconds, notebook_server, rpyc_classic_server, server_process
 
 MiB = 1 << 20
 
 SETUP = "import numpy\narr = numpy.random.default_rng(1).random({n})\n"
-NOTEBOOK_SERVER = """
-import rpyc_ipy
-from rpyc_ipy.remote import ExecutionService, RuntimeSettings, SessionRegistry
-registry = SessionRegistry(RuntimeSettings(capture_fd=False))
-service = ExecutionService.configured(allow_loopback_plaintext=True, registry=registry)
-server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0,
-                                 channel_handler=service.channel_handler())
-print(server.port, flush=True)
-server.start()
-"""
-RPYC_SERVER = """
-import rpyc
-from rpyc.utils.server import ThreadedServer
-server = ThreadedServer(rpyc.core.SlaveService, hostname="127.0.0.1", port=0,
-                        protocol_config={"sync_request_timeout": 600})
-print(server.port, flush=True)
-server.start()
-"""
+NOTEBOOK_SERVER = notebook_server("capture_fd=False")
+RPYC_SERVER = rpyc_classic_server(600)
 # the floor: one byte asks for the array, the whole buffer comes back
 RAW_SERVER = SETUP + """
 import socket

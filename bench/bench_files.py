@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import server_process
+from _common import rpyc_classic_server, server_process
 from bench_tls import make_certificate
 
 MiB = 1 << 20
@@ -102,14 +102,7 @@ print(server.port, flush=True)
 server.start()
 '''
 
-RPYC_SERVER = '''
-import rpyc
-from rpyc.utils.server import ThreadedServer
-server = ThreadedServer(rpyc.core.SlaveService, hostname="127.0.0.1", port=0,
-                        protocol_config={"sync_request_timeout": 600})
-print(server.port, flush=True)
-server.start()
-'''
+RPYC_SERVER = rpyc_classic_server(600)
 
 
 @contextmanager

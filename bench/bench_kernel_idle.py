@@ -29,29 +29,20 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from _common import ROOT, cpu_seconds, server_process, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    cpu_seconds,
+    notebook_server,
+    rpyc_classic_server,
+    server_process,
+    write_json,
+)
 
 sys.path.insert(0, ROOT)
 
 WAIT = 120.0
-OURS_SERVER = """
-import rpyc_ipy
-from rpyc_ipy.remote import ExecutionService
-service = ExecutionService.configured(allow_loopback_plaintext=True)
-server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0,
-                                 channel_handler=service.channel_handler())
-print(server.port, flush=True)
-server.start()
-"""
-RPYC_SERVER = """
-import rpyc
-from rpyc.utils.server import ThreadedServer
-server = ThreadedServer(rpyc.core.SlaveService, hostname="127.0.0.1", port=0,
-                        auto_register=False)
-server._listen()  # rpyc listens in start(): before the port is announced
-print(server.port, flush=True)
-server.start()
-"""
+OURS_SERVER = notebook_server()
+RPYC_SERVER = rpyc_classic_server()
 
 
 def tree_cpu(pid: int) -> float:

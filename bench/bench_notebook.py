@@ -30,28 +30,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from _common import server_process
+from _common import notebook_server, rpyc_classic_server, server_process
 from IPython.core.completer import provisionalcompleter
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-OURS_SERVER = """
-import rpyc_ipy
-from rpyc_ipy.remote import ExecutionService
-service = ExecutionService.configured(allow_loopback_plaintext=True)
-server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0,
-                                 channel_handler=service.channel_handler())
-print(server.port, flush=True)
-server.start()
-"""
-RPYC_SERVER = """
-import rpyc
-from rpyc.utils.server import ThreadedServer
-server = ThreadedServer(rpyc.core.SlaveService, hostname="127.0.0.1", port=0)
-server._listen()  # rpyc listens in start(): before the port is announced
-print(server.port, flush=True)
-server.start()
-"""
+OURS_SERVER = notebook_server()
+RPYC_SERVER = rpyc_classic_server()
 THING = ("class Thing:\n    def _repr_html_(self):\n        return '<b>thing</b>'\n"
          "    def __repr__(self):\n        return 'Thing()'\nthing = Thing()\nimport os\n")
 DEL = 15  # HANDLE_DEL, the same id in both libraries

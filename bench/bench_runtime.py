@@ -32,7 +32,7 @@ import sys
 from collections.abc import Callable
 
 from _common import alternating_medians as medians
-from _common import format_seconds, server_process
+from _common import format_seconds, notebook_server, rpyc_classic_server, server_process
 
 import rpyc_ipy
 from rpyc_ipy.remote.values import pack
@@ -55,25 +55,9 @@ server = rpyc_ipy.ThreadedServer(InProcess, hostname="127.0.0.1", port=0)
 print(server.port, flush=True)
 server.start()
 """
-WORKER_SERVER = """
-import rpyc_ipy
-from rpyc_ipy.remote import ExecutionService, RuntimeSettings, SessionRegistry
-registry = SessionRegistry(RuntimeSettings(capture_fd=False, max_sessions_per_user=1000,
-                                           max_sessions=1000))
-service = ExecutionService.configured(allow_loopback_plaintext=True, registry=registry)
-server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0,
-                                 channel_handler=service.channel_handler())
-print(server.port, flush=True)
-server.start()
-"""
-RPYC_SERVER = """
-import rpyc
-from rpyc.utils.server import ThreadedServer
-server = ThreadedServer(rpyc.core.SlaveService, hostname="127.0.0.1", port=0)
-server._listen()  # rpyc listens in start(): before the port is announced
-print(server.port, flush=True)
-server.start()
-"""
+WORKER_SERVER = notebook_server(
+    "capture_fd=False, max_sessions_per_user=1000, max_sessions=1000")
+RPYC_SERVER = rpyc_classic_server()
 ECHO_SERVER = """
 import socket
 listener = socket.create_server(("127.0.0.1", 0))

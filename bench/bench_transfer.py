@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from _common import server_process
+from _common import notebook_server, rpyc_classic_server, server_process
 
 from rpyc_ipy.ipython.progress import Progress, Unit
 from rpyc_ipy.ipython.session import open_session
@@ -33,23 +33,8 @@ from rpyc_ipy.target import ConnectionTarget
 
 MiB = 1 << 20
 
-WORKER_SERVER = """
-import rpyc_ipy
-from rpyc_ipy.remote import ExecutionService, RuntimeSettings, SessionRegistry
-registry = SessionRegistry(RuntimeSettings(capture_fd=False))
-service = ExecutionService.configured(allow_loopback_plaintext=True, registry=registry)
-server = rpyc_ipy.ThreadedServer(service, hostname="127.0.0.1", port=0,
-                                 channel_handler=service.channel_handler())
-print(server.port, flush=True)
-server.start()
-"""
-RPYC_SERVER = """
-import rpyc
-from rpyc.utils.server import ThreadedServer
-server = ThreadedServer(rpyc.core.SlaveService, hostname="127.0.0.1", port=0)
-print(server.port, flush=True)
-server.start()
-"""
+WORKER_SERVER = notebook_server("capture_fd=False")
+RPYC_SERVER = rpyc_classic_server()
 SINK_SERVER = """
 import socket
 listener = socket.create_server(("127.0.0.1", 0))

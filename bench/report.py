@@ -81,6 +81,25 @@ def _versus_rpyc(key: str, factor: float, higher: bool) -> Callable[[Values], bo
     return check
 
 
+def _relative(key: str, other: str, factor: float, higher: bool
+              ) -> Callable[[Values], bool | None]:
+    """ours >= factor x ``other`` (higher) or ours <= factor x ``other`` (lower), where
+    ``other`` is a full key (another peer, the floor or another of our figures)."""
+    def check(values: Values) -> bool | None:
+        ours, base = _get(values, f"{key}.ours"), _get(values, other)
+        if ours is None or base is None:
+            return None
+        return ours >= factor * base if higher else ours <= factor * base
+    return check
+
+
+def _at_least(key: str, limit: float) -> Callable[[Values], bool | None]:
+    def check(values: Values) -> bool | None:
+        ours = _get(values, f"{key}.ours")
+        return None if ours is None else ours >= limit
+    return check
+
+
 def _many_ok(values: Values) -> bool | None:
     rss, held, wanted = (_get(values, k) for k in ("many.rss_after", "many.held", "many.wanted"))
     fresh = _get(values, "many.rt_fresh")
@@ -103,20 +122,30 @@ def issue_measures() -> list[Measure]:
         Measure("cached method `add1(i)` (one round trip)", "add1_cached", "time",
                 floor_label="raw TCP ping-pong"),
         Measure("callback `m(cb, i)` (server calls the client back)", "callback", "time",
+                "<= 1.5x our add1", _relative("callback", "add1.ours", 1.5, False),
                 extra=(("ours", "our add1 x", "add1.ours"),)),
-        Measure("classic `conn.modules.os.getpid()`", "getpid", "time"),
-        Measure("1 MiB echo", "echo1", "rate",
+        Measure("classic `conn.modules.os.getpid()`", "getpid", "time",
+                "<= 1.5x our add1", _relative("getpid", "add1.ours", 1.5, False),
+                extra=(("ours", "our add1 x", "add1.ours"),)),
+        Measure("1 MiB echo", "echo1", "rate", ">= Pyro5",
+                _relative("echo1", "echo1.pyro5", 1.0, True),
                 extra=(("rpyc", "zlib off + NODELAY", "echo1.rpyc_tuned"),),
                 floor_label="raw TCP echo"),
-        Measure("16 MiB echo", "echo16", "rate",
+        Measure("16 MiB echo", "echo16", "rate", ">= 60% of the floor",
+                _relative("echo16", "echo16.floor", 0.6, True),
                 extra=(("rpyc", "zlib off + NODELAY", "echo16.rpyc_tuned"),),
                 floor_label="raw TCP echo"),
-        Measure("TLS round trip (stdlib ssl)", "tls_rt", "time",
+        Measure("TLS round trip (stdlib ssl)", "tls_rt", "time", "<= 1.3x plain",
+                _relative("tls_rt", "tls_rt.plain", 1.3, False),
                 extra=(("ours", "plain", "tls_rt.plain"),), floor_label="raw ssl ping-pong"),
-        Measure("TLS 16 MiB echo", "tls_echo16", "rate", floor_label="raw ssl echo"),
-        Measure("TLS-SRP 16 MiB echo", "srp_echo16", "rate",
-                floor_label="TLS-SRP transport, one way"),
-        Measure("TLS-SRP cached call", "srp_rt", "time", floor_label="raw ssl ping-pong"),
+        Measure("TLS 16 MiB echo", "tls_echo16", "rate", ">= 60% of the floor",
+                _relative("tls_echo16", "tls_echo16.floor", 0.6, True),
+                floor_label="raw ssl echo"),
+        Measure("TLS-SRP 16 MiB echo", "srp_echo16", "rate", ">= 150 MB/s",
+                _at_least("srp_echo16", 150e6), floor_label="TLS-SRP transport, one way"),
+        Measure("TLS-SRP cached call", "srp_rt", "time", "<= 2x plain",
+                _relative("srp_rt", "tls_rt.plain", 2.0, False),
+                floor_label="raw ssl ping-pong"),
         Measure("idle connection, server memory (plain)", "idle_plain", "mem",
                 "<= 16 KiB", _at_most("idle_plain", 16 * KiB)),
         Measure("idle connection, server memory (TLS)", "idle_tls", "mem",

@@ -115,6 +115,11 @@ def test_ratios_and_verdicts_follow_the_figures() -> None:
     echo = issue_row(text, "16 MiB echo")
     assert echo[1] == "23 MB/s (zlib off + NODELAY: 300 MB/s)"
     assert echo[6] == "1.03x" and echo[7] == "30%"  # rate: ours / theirs
+    assert echo[-2:] == [">= 60% of the floor", "**no**"]  # 30% of the floor
+    assert issue_row(text, "1 MiB echo")[-2:] == [">= Pyro5", "**no**"]  # 652 < 1,744
+    callback = issue_row(text, "callback `m(cb, i)` (server calls the client back)")
+    assert callback[-2:] == ["<= 1.5x our add1", "**no**"]  # 80 us = 2.1x 38 us
+    assert issue_row(text, "TLS-SRP 16 MiB echo")[-2:] == [">= 150 MB/s", "**no**"]  # 79
     assert issue_row(text, "idle connection, server memory (plain)")[-1] == "yes"
     assert issue_row(text, "idle connection, server memory (TLS)")[-1] == "**no**"
     assert issue_row(text, "64 clients, small calls: throughput")[-1] == "yes"

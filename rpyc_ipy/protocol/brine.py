@@ -828,17 +828,7 @@ def load_from(
 
 def _load_spliced(data: Spliced, offset: int, limits: Limits) -> Any:
     """load_from for a frame body whose large bytes value was received apart."""
-    try:
-        items, pos = _items(data, offset, 1, 0, limits, False)
-    except CodecError:
-        raise
-    except _DECODE_ERRORS as exc:
-        raise _decode_error(exc) from None
-    if pos != len(data):
-        raise _end_error(pos, len(data))
-    if limits.check_short:
-        _check_short(items[0], limits)
-    return items[0]
+    return _load_whole(data, offset, limits, False)
 
 
 def _load_buffer(data: bytes | bytearray | memoryview, offset: int, limits: Limits) -> Any:
@@ -848,14 +838,19 @@ def _load_buffer(data: bytes | bytearray | memoryview, offset: int, limits: Limi
     view = memoryview(data).cast("B")
     if len(view) - offset <= BIG_BYTES:
         return load_from(bytes(view[offset:]), 0, limits)
-    try:  # only the decoded values get copied
-        items, pos = _items(view, offset, 1, 0, limits, True)
+    return _load_whole(view, offset, limits, True)  # only the decoded values get copied
+
+
+def _load_whole(data: Any, offset: int, limits: Limits, views: bool) -> Any:
+    """The one value that fills ``data[offset:]``, through the general decoder."""
+    try:
+        items, pos = _items(data, offset, 1, 0, limits, views)
     except CodecError:
         raise
     except _DECODE_ERRORS as exc:
         raise _decode_error(exc) from None
-    if pos != len(view):
-        raise _end_error(pos, len(view))
+    if pos != len(data):
+        raise _end_error(pos, len(data))
     if limits.check_short:
         _check_short(items[0], limits)
     return items[0]
