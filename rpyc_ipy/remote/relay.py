@@ -73,9 +73,26 @@ class Relay:
                     continue
                 if not received:
                     break
+                if source.supports_nowait:
+                    received = _gather(source, buffer, received)
                 # the send ends before the next read reuses the buffer: no copy needed
                 sink.send_parts([cast(bytes, buffer[:received])])
         except (ConnectionClosed, OSError) as exc:
             log.debug("relay ends: %s", exc)
         finally:
             self.close()
+
+
+def _gather(source: Transport, buffer: memoryview, filled: int) -> int:
+    """``filled`` plus what else has already arrived, up to the buffer's end: a TLS
+    read returns one record (16 KiB), so without this a large upload would be relayed
+    in 16 KiB sends, each a system call here and a wake-up in the worker."""
+    while filled < len(buffer):
+        try:
+            received = source.recv_nowait(buffer[filled:])
+        except TimeoutError:
+            break
+        if not received:
+            break  # closed: the next blocking read says so
+        filled += received
+    return filled
