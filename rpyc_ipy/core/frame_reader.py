@@ -59,9 +59,13 @@ class FrameReader:
         assert self._recv_nowait is not None
         self._recv = self._recv_nowait
         try:
-            return self.read_event()
+            event = self.read_event()
         finally:
             self._recv = self._transport.recv_into
+        # a server loop does not read again after a request (the next read would find
+        # nothing): drop the buffer now unless more bytes came with this frame
+        self._engine.release_buffer()
+        return event
 
     def stall_deadline(self) -> float | None:
         """When the frame now arriving must be complete (``time.monotonic``), or None."""

@@ -74,6 +74,8 @@ class ReaderRole:
         self._unread_since: float | None = None  # a request runs and nobody reads
         self._rearm: Callable[[], None] | None = None  # a server loop reads us (attach_loop)
         self._shut = False
+        # a pump was turned away at the thread cap: a request's thread must read on
+        self._turned_away = False
 
     @property
     def reading(self) -> bool:
@@ -213,7 +215,9 @@ class ReaderRole:
                 if self._shut or self._reading:
                     return  # whoever reads now re-arms the loop when done
                 if self._executing >= self._max_threads:
+                    self._turned_away = True
                     return  # at the cap: the threads running requests read on when done
+                self._turned_away = False
                 self._reading = True
                 self._reader_ident = me
                 self._unread_since = None
@@ -223,6 +227,13 @@ class ReaderRole:
                 self.release()
             if not ran_request:
                 return
+            with self._lock:
+                # the role was handed on before the request ran (to a caller, or back
+                # to the loop, which re-armed): another read here would mostly fail
+                # and re-arm again, two syscalls per request. Read on only for a pump
+                # the cap turned away meanwhile
+                if not self._turned_away:
+                    return
 
     # -- running requests ---------------------------------------------------------
 

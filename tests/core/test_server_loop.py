@@ -343,3 +343,35 @@ def test_a_slow_request_on_an_observed_loop_hands_leadership_on(
         assert slow.value == "opened"
     finally:
         Work.gate.set()
+
+
+class CountingTransport(SocketTransport):
+    """A real socket transport that counts the loop's reads that found nothing."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self.empty_reads = 0
+
+    def recv_nowait(self, buffer: memoryview) -> int:
+        try:
+            return super().recv_nowait(buffer)
+        except TimeoutError:
+            self.empty_reads += 1
+            raise
+
+
+def test_the_loop_does_not_read_again_after_each_request(observed: ObservedLoop) -> None:
+    # the reader role goes back to the loop (re-armed) before a request runs: reading
+    # once more after it would find nothing and re-arm again, two syscalls per call
+    client = rpyc_ipy.connect_socket(socket.create_connection(observed.listener.getsockname()))
+    sock, _ = observed.listener.accept()
+    transport = CountingTransport(sock)
+    served = Connection(Work, transport)
+    observed.loop.add(served, sock.fileno())
+    observed.clients.append(client)
+    observed.served.append(served)
+    calls = 100
+    assert [client.root.add(i, 1) for i in range(calls)] == [i + 1 for i in range(calls)]
+    # before, each call cost one empty read; now only a wake-up that finds part of a
+    # frame (a small frame is one segment, so rarely) does
+    assert transport.empty_reads < calls // 4
