@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -110,7 +111,7 @@ class Transport(Protocol):
 
     def recv_nowait(self, buffer: memoryview) -> int: ...
 
-    def send_parts(self, parts: list[bytes]) -> None: ...
+    def send_parts(self, parts: Sequence[bytes | memoryview]) -> None: ...
 
     def close(self) -> None: ...
 

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from rpyc_ipy.core.transport import Transport
 from rpyc_ipy.errors import ConnectionClosed
@@ -76,7 +76,7 @@ class Relay:
                 if source.supports_nowait:
                     received = _gather(source, buffer, received)
                 # the send ends before the next read reuses the buffer: no copy needed
-                sink.send_parts([cast(bytes, buffer[:received])])
+                sink.send_parts([buffer[:received]])
         except (ConnectionClosed, OSError) as exc:
             log.debug("relay ends: %s", exc)
         finally:

@@ -11,6 +11,7 @@ import os
 import select
 import threading
 from collections import deque
+from collections.abc import Sequence
 
 from rpyc_ipy.core.transport import TransportInfo
 from rpyc_ipy.errors import ConnectionClosed, UsageError
@@ -87,7 +88,7 @@ class MemoryTransport(_WaitingReads):
             pipe.cond.notify_all()
             return filled
 
-    def send_parts(self, parts: list[bytes]) -> None:
+    def send_parts(self, parts: Sequence[bytes | memoryview]) -> None:
         pipe = self._out
         total = sum(map(len, parts))
         with pipe.cond:
@@ -150,7 +151,7 @@ class PipeTransport(_WaitingReads):
                 return 0
             raise
 
-    def send_parts(self, parts: list[bytes]) -> None:
+    def send_parts(self, parts: Sequence[bytes | memoryview]) -> None:
         try:
             for part in parts:
                 view = memoryview(part)

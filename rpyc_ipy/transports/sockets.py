@@ -16,6 +16,7 @@ import socket
 import ssl
 import sys
 import threading
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from rpyc_ipy.core.transport import TransportInfo
@@ -276,7 +277,7 @@ class SocketTransport:
                 return 0
             raise ConnectionClosed(f"connection reset: {exc}") from None
 
-    def _send_tls(self, data: bytes, lock: threading.Lock) -> None:
+    def _send_tls(self, data: bytes | memoryview, lock: threading.Lock) -> None:
         view = memoryview(data)
         while view:
             with lock:
@@ -340,7 +341,7 @@ class SocketTransport:
         if self._polled:
             self._writable.poll(self._poll_ms)
 
-    def send_parts(self, parts: list[bytes]) -> None:
+    def send_parts(self, parts: Sequence[bytes | memoryview]) -> None:
         try:
             if len(parts) == 1:
                 self._sendall(parts[0])
@@ -351,7 +352,7 @@ class SocketTransport:
         except OSError as exc:
             raise ConnectionClosed(f"cannot send: {exc}") from None
 
-    def _sendall(self, data: bytes) -> None:
+    def _sendall(self, data: bytes | memoryview) -> None:
         if self._tls_lock is not None:
             self._send_tls(data, self._tls_lock)
             return
@@ -371,8 +372,8 @@ class SocketTransport:
                 continue
             view = view[sent:]
 
-    def _send_joined(self, parts: list[bytes]) -> None:
-        small: list[bytes] = []
+    def _send_joined(self, parts: Sequence[bytes | memoryview]) -> None:
+        small: list[bytes | memoryview] = []
         for part in parts:
             if len(part) < _JOIN_LIMIT:
                 small.append(part)
@@ -384,7 +385,7 @@ class SocketTransport:
         if small:
             self._sendall(b"".join(small))
 
-    def _sendmsg_all(self, parts: list[bytes]) -> None:
+    def _sendmsg_all(self, parts: Sequence[bytes | memoryview]) -> None:
         views = [memoryview(p) for p in parts if len(p)]
         while views:
             try:

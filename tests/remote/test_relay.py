@@ -11,6 +11,7 @@ import ssl
 import struct
 import termios
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from waitkit import wait_until
@@ -28,7 +29,7 @@ class CountingTransport(SocketTransport):
 
     sends = 0
 
-    def send_parts(self, parts: list[bytes]) -> None:
+    def send_parts(self, parts: Sequence[bytes | memoryview]) -> None:
         self.sends += 1
         super().send_parts(parts)
 
