@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -273,3 +274,25 @@ def userdb(tmp_path: Path) -> UserDB:
     db.add("alice", "correct horse")
     db.add("bob", "battery staple")
     return db
+
+
+def tls_socket_pair(pki: PKI) -> tuple[ssl.SSLSocket, ssl.SSLSocket]:
+    """``(server side, client side)`` of one TLS 1.3 connection on 127.0.0.1, the server
+    presenting ``pki``'s certificate and the client verifying it."""
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(pki.server_cert, pki.server_key)
+    server_ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_ctx.load_verify_locations(pki.ca)
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[ssl.SSLSocket] = []
+    acceptor = threading.Thread(
+        target=lambda: accepted.append(server_ctx.wrap_socket(listener.accept()[0],
+                                                              server_side=True)),
+        daemon=True)
+    acceptor.start()
+    client = client_ctx.wrap_socket(socket.create_connection(listener.getsockname()),
+                                    server_hostname="127.0.0.1")
+    acceptor.join(10)
+    listener.close()
+    return accepted[0], client

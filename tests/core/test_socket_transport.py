@@ -6,20 +6,14 @@ thread join with a timeout.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from authkit import tls_socket_pair
 from waitkit import wait_until
 
 import rpyc_ipy
@@ -318,40 +312,11 @@ def test_default_window_is_small() -> None:
     assert 0 < spin.DEFAULT_MAX_SPIN <= 1e-3
 
 
-def test_tls_carries_both_directions_at_once_from_separate_threads(tmp_path: Any) -> None:
+def test_tls_carries_both_directions_at_once_from_separate_threads(pki: Any) -> None:
     """A relay reads a TLS connection in one thread while it writes it in another: 4 MiB
     each way, both ends reading and writing at once, arrive whole."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1)
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp_path / "c.pem", tmp_path / "k.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.load_cert_chain(cert_path, key_path)
-    client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client_ctx.load_verify_locations(cert_path)
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[Any] = []
-    acceptor = threading.Thread(
-        target=lambda: accepted.append(server_ctx.wrap_socket(listener.accept()[0],
-                                                              server_side=True)),
-        daemon=True)
-    acceptor.start()
-    client = client_ctx.wrap_socket(socket.create_connection(listener.getsockname()),
-                                    server_hostname="127.0.0.1")
-    acceptor.join(10)
-    listener.close()
-    ours, theirs = SocketTransport(accepted[0]), SocketTransport(client)
+    server_side, client = tls_socket_pair(pki)
+    ours, theirs = SocketTransport(server_side), SocketTransport(client)
     chunk, count = bytes(range(256)) * 256, 64  # 64 KiB writes, 4 MiB each way
     errors: list[BaseException] = []
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import fcntl
 import socket
-import ssl
 import struct
 import termios
-import threading
 from collections.abc import Sequence
 from typing import Any
 
+from authkit import tls_socket_pair
 from waitkit import wait_until
 
 from rpyc_ipy.remote.relay import Relay
@@ -34,26 +33,6 @@ class CountingTransport(SocketTransport):
         super().send_parts(parts)
 
 
-def _tls_pair(pki: Any) -> tuple[ssl.SSLSocket, ssl.SSLSocket]:
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.load_cert_chain(pki.server_cert, pki.server_key)
-    server_ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client_ctx.load_verify_locations(pki.ca)
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[ssl.SSLSocket] = []
-    acceptor = threading.Thread(
-        target=lambda: accepted.append(server_ctx.wrap_socket(listener.accept()[0],
-                                                              server_side=True)),
-        daemon=True)
-    acceptor.start()
-    client = client_ctx.wrap_socket(socket.create_connection(listener.getsockname()),
-                                    server_hostname="127.0.0.1")
-    acceptor.join(10)
-    listener.close()
-    return accepted[0], client
-
-
 def _unread(sock: socket.socket) -> int:
     return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD,
                                               b"\0\0\0\0"))[0])
@@ -62,7 +41,7 @@ def _unread(sock: socket.socket) -> int:
 def test_tls_records_already_received_are_relayed_in_one_send(pki: Any) -> None:
     """A TLS read returns one record: 16 records waiting are still one send to the
     worker (not 16 system calls there and 16 wake-ups of the worker)."""
-    server_side, client = _tls_pair(pki)
+    server_side, client = tls_socket_pair(pki)
     worker_end, relay_end = socket.socketpair()
     payload = bytes(range(256)) * (RECORD * RECORDS // 256)
     for start in range(0, len(payload), RECORD):
