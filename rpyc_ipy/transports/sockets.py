@@ -14,6 +14,7 @@ import ipaddress
 import select
 import socket
 import ssl
+import struct
 import sys
 import threading
 from collections.abc import Sequence
@@ -107,8 +108,9 @@ def describe_socket(sock: socket.socket | DescribedSocket) -> TransportInfo:
 class SocketTransport:
     """A connection's byte pipe over a socket (plain or TLS) or a :class:`DescribedSocket`.
 
-    Plain sockets are read non-blocking (so they support ``recv_nowait``, busy
-    polling and a server loop) and written with ``sendmsg``. TLS sockets are
+    Plain sockets support ``recv_nowait``, busy polling and a server loop, and are
+    written with ``sendmsg``; on Linux they stay blocking with kernel timeouts, so a
+    read sleeps in ``recv`` itself, elsewhere they are non-blocking and polled. TLS sockets are
     non-blocking too (``recv_nowait`` and a server loop, which also asks
     :meth:`held_bytes`), waited on with a timeout, and write one frame per call;
     socket-likes are read with a timeout and write one frame per call. The reader
@@ -138,8 +140,17 @@ class SocketTransport:
         # takes this lock
         self._tls_lock: threading.Lock | None = None
         self._tls_polled = False
+        # plain sockets stay blocking where the kernel can time a read out: a reply is
+        # then waited for in the recv itself (one syscall, not poll + recv), and reads
+        # that must not wait say so per call (MSG_DONTWAIT)
+        self._blocking_reads = False
+        self._dontwait = 0
         if self._polled and isinstance(sock, socket.socket):
-            sock.setblocking(False)
+            self._blocking_reads = _kernel_timeouts(sock, poll_interval)
+            if self._blocking_reads:
+                self._dontwait = socket.MSG_DONTWAIT
+            else:
+                sock.setblocking(False)
             self._readable = select.poll()
             self._readable.register(sock.fileno(), select.POLLIN)
             self._writable = select.poll()
@@ -298,13 +309,15 @@ class SocketTransport:
         # first. A large one is the rest of a big frame that is streaming in: read first.
         if len(buffer) > _JOIN_LIMIT:
             try:
-                return int(self.sock.recv_into(buffer))
+                return int(self.sock.recv_into(buffer, 0, self._dontwait))
             except BlockingIOError:
                 pass
             except OSError as exc:
                 return self._recv_failed(exc)
         if self._closed:
             return 0
+        if self._blocking_reads:
+            return self._recv_blocking(buffer)
         if not self._spin.wait(self._readable.poll, self._poll_ms, self._poll_interval):
             raise TimeoutError("no data within the poll interval")
         try:  # the read after the wait, here rather than in a helper: once per frame
@@ -316,6 +329,25 @@ class SocketTransport:
         except OSError as exc:
             return self._recv_failed(exc)
 
+    def _recv_blocking(self, buffer: memoryview) -> int:
+        """Poll through the spin window if one is granted, else sleep in the read
+        itself, which the kernel ends after the poll interval (SO_RCVTIMEO)."""
+        spin = self._spin
+        clock = spin.clock
+        started = clock()
+        caught = spin.spin(self._readable.poll, started) if spin.window else None
+        try:
+            received = self.sock.recv_into(buffer)
+        except BlockingIOError:  # the kernel's timeout: nothing within the poll interval
+            spin.record_block(self._poll_interval)
+            raise TimeoutError("no data within the poll interval") from None
+        except OSError as exc:
+            return self._recv_failed(exc)
+        if not caught:
+            spin.record_block(clock() - started)
+        spin.received()
+        return int(received)
+
     def recv_nowait(self, buffer: memoryview) -> int:
         """One read of what has arrived; ``TimeoutError`` at once if nothing has."""
         if self._tls_lock is not None:
@@ -323,7 +355,7 @@ class SocketTransport:
         if not self._polled:
             raise UsageError("only a plain or TLS socket transport reads without waiting")
         try:
-            return int(self.sock.recv_into(buffer))
+            return int(self.sock.recv_into(buffer, 0, self._dontwait))
         except BlockingIOError:
             raise TimeoutError("no data yet") from None
         except OSError as exc:
@@ -338,7 +370,7 @@ class SocketTransport:
         """Wait for room in the send buffer; the loop around it re-checks ``closed``."""
         if self._closed:
             raise ConnectionClosed("connection closed while sending")
-        if self._polled:
+        if self._polled and not self._blocking_reads:  # a blocking send waited already
             self._writable.poll(self._poll_ms)
 
     def send_parts(self, parts: Sequence[bytes | memoryview]) -> None:
@@ -415,6 +447,23 @@ class SocketTransport:
             self.sock.close()
         except Exception:
             pass
+
+
+def _kernel_timeouts(sock: socket.socket, seconds: float) -> bool:
+    """Make ``sock`` blocking, its reads and writes timed out by the kernel after
+    ``seconds`` (SO_RCVTIMEO, SO_SNDTIMEO); False, and ``sock`` as it was, where
+    that or MSG_DONTWAIT is not available."""
+    if not hasattr(socket, "MSG_DONTWAIT") or not sys.platform.startswith("linux"):
+        return False
+    whole = int(seconds)
+    timeval = struct.pack("ll", whole, int((seconds - whole) * 1e6))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    except OSError:
+        return False
+    sock.settimeout(None)
+    return True
 
 
 def tcp_connect(host: str, port: int, *, timeout: float = 10.0, ipv6: bool = False,

@@ -154,21 +154,38 @@ class SpinPolicy:
         """
         clock = self._coordinator.clock
         started = clock()
-        window = self.begin(started) if may_spin else 0.0
-        if window:
-            deadline = started + window
-            try:
-                while True:
-                    ready = poll(0)
-                    if ready:
-                        return ready  # caught while polling: the window is right as it is
-                    if clock() >= deadline:
-                        break
-            finally:
-                self.release()
+        if may_spin:
+            ready = self.spin(poll, started)
+            if ready:
+                return ready  # caught while polling: the window is right as it is
         ready = poll(sleep)
         self.record_block(clock() - started if ready else timeout)
         return ready
+
+    def spin(self, poll: Callable[[float], _Ready], started: float) -> _Ready | None:
+        """Call ``poll(0)`` through the window that :meth:`begin` grants at ``started``
+        (the coordinator's clock); the first truthy answer, or None when the window
+        closed (or none was granted) and the caller should block. A blocking wait
+        after it reports with :meth:`record_block`."""
+        window = self.begin(started)
+        if not window:
+            return None
+        clock = self._coordinator.clock
+        deadline = started + window
+        try:
+            while True:
+                ready = poll(0)
+                if ready:
+                    return ready
+                if clock() >= deadline:
+                    return None
+        finally:
+            self.release()
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The coordinator's clock, which :meth:`spin` and :meth:`record_block` use."""
+        return self._coordinator.clock
 
     def received(self) -> float:
         """Note that this reader got data now; returns now, on the coordinator's clock."""
