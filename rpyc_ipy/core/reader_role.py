@@ -72,7 +72,10 @@ class ReaderRole:
         self._executing = 0
         self._waiting = 0
         self._unread_since: float | None = None  # a request runs and nobody reads
-        self._rearm: Callable[[], None] | None = None  # a server loop reads us (attach_loop)
+        # a server loop reads us (attach_loop): rearm(missed) when the role is given up
+        self._rearm: Callable[[bool], None] | None = None
+        # the loop pumped while another thread held the role: what woke it may be unread
+        self._missed = False
         self._shut = False
         # a pump was turned away at the thread cap: a request's thread must read on
         self._turned_away = False
@@ -202,8 +205,11 @@ class ReaderRole:
 
     # -- served by an event loop ----------------------------------------------------
 
-    def attach_loop(self, rearm: Callable[[], None]) -> None:
-        """A server loop reads from now on: giving up the role calls ``rearm()``."""
+    def attach_loop(self, rearm: Callable[[bool], None]) -> None:
+        """A server loop reads from now on: giving up the role calls ``rearm(missed)``;
+        ``missed``: the loop pumped meanwhile and was turned away, so the readiness
+        it was told of may not have been read (an edge-triggered wait is not told
+        again)."""
         self._rearm = rearm
 
     def pump(self) -> None:
@@ -212,7 +218,10 @@ class ReaderRole:
         me = threading.get_ident()
         while True:
             with self._lock:
-                if self._shut or self._reading:
+                if self._shut:
+                    return
+                if self._reading:
+                    self._missed = True
                     return  # whoever reads now re-arms the loop when done
                 if self._executing >= self._max_threads:
                     self._turned_away = True
@@ -280,6 +289,8 @@ class ReaderRole:
             if self._shut:
                 return
             rearm = self._rearm
+            missed = self._missed
+            self._missed = False  # told to the loop below (rearm is set whenever it is true)
             if rearm is None:
                 if for_request:
                     self._unread_since = since = time.monotonic()
@@ -291,7 +302,7 @@ class ReaderRole:
         if rearm is not None:
             # a server loop reads from here on: it waits for the socket or, if a whole
             # frame is already buffered, takes this connection up again at once
-            rearm()
+            rearm(missed)
         elif spawn:
             self._spawn_worker()
 

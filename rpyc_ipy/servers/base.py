@@ -360,8 +360,10 @@ class Server:
             if self._loop is not None and transport.supports_nowait:
                 self._loop.set_busy_poll(conn.config["busy_poll_window"])
                 try:
-                    held = transport.held_bytes if transport.info.kind == "tls" else None
-                    self._loop.add(conn, transport.fileno(), held)
+                    if transport.info.kind == "tls":
+                        self._loop.add(conn, transport.fileno(), held=transport.held_bytes)
+                    else:  # a plain socket: edge-triggered, told what its reads left
+                        self._loop.add(conn, transport.fileno(), drained=transport.drained)
                     return  # the loop serves it from now on, and calls _client_closed
                 except Exception:
                     if not self._closed:

@@ -54,6 +54,9 @@ __all__ = ["ServerLoop", "loop_available"]
 log = logging.getLogger("rpyc_ipy.server")
 
 _ONESHOT_IN = getattr(select, "EPOLLIN", 1) | getattr(select, "EPOLLONESHOT", 1 << 30)
+_EDGE_IN = getattr(select, "EPOLLIN", 1) | getattr(select, "EPOLLET", 1 << 31)
+#: the most ready clients taken from one epoll_wait; the rest wait for the next one
+BATCH = 64
 #: a deadline that passed while it could not be enforced (a request ran, or another
 #: thread read the client) is looked at again this many seconds later
 RECHECK = 0.5
@@ -92,6 +95,7 @@ class ServerLoop:
         self._clients: dict[int, Connection] = {}
         self._fds: dict[Connection, int] = {}
         self._held: dict[Connection, Callable[[], int]] = {}  # TLS clients
+        self._drained: dict[Connection, Callable[[], bool]] = {}  # edge-triggered clients
         self._ready: collections.deque[Connection] = collections.deque()
         self._leader: int | None = None
         self._busy_since: float | None = None  # the leader is running a client's requests
@@ -122,9 +126,17 @@ class ServerLoop:
 
     # -- clients ----------------------------------------------------------------------
 
-    def add(self, conn: Connection, fd: int, held: Callable[[], int] | None = None) -> None:
-        """Serve ``conn`` (whose transport is the non-blocking socket ``fd``) from now on.
-        ``held()``: bytes its transport holds where epoll does not see them (TLS)."""
+    def add(self, conn: Connection, fd: int, held: Callable[[], int] | None = None,
+            drained: Callable[[], bool] | None = None) -> None:
+        """Serve ``conn`` (whose transport is the socket ``fd``) from now on.
+
+        ``held()``: bytes its transport holds where epoll does not see them (TLS).
+        ``drained()``: whether its transport's last read left the kernel's buffer
+        empty (a plain socket); given, the socket is watched edge-triggered, which
+        needs no re-arming after each request. Without it, one-shot.
+        """
+        if held is not None and drained is not None:
+            raise ValueError("a client is watched either one-shot (held) or edge-triggered")
         conn.attach_loop(self)
         with self._lock:
             if self._closed:
@@ -133,22 +145,33 @@ class ServerLoop:
             self._fds[conn] = fd
             if held is not None:
                 self._held[conn] = held
+            if drained is not None:
+                self._drained[conn] = drained
             spawn = self._threads == 0
             if spawn:
                 self._threads += 1
         self._schedule(conn)
-        self._epoll.register(fd, _ONESHOT_IN)
+        self._epoll.register(fd, _ONESHOT_IN if drained is None else _EDGE_IN)
         if spawn:
             self._spawn()
 
-    def rearm(self, conn: Connection) -> None:
+    def rearm(self, conn: Connection, missed: bool = False) -> None:
         """``conn`` has no reader any more: watch its socket and its deadlines again,
         or, if a whole frame is already buffered, queue it for the leader (epoll
-        would not report it)."""
+        would not report it). ``missed``: a pump was turned away while another
+        thread read, so what epoll reported then may be unread."""
         fd = self._fds.get(conn)
         if fd is None:
             return
         self._schedule(conn)
+        drained = self._drained.get(conn)
+        if drained is not None:
+            # edge-triggered: still watched, and bytes that come from now on are
+            # reported; only what is here already and no edge will report is queued
+            if missed or not drained() or conn.has_frame():
+                self._ready.append(conn)
+                self._wake()
+            return
         held = self._held.get(conn)
         if conn.has_frame() or (held is not None and held()):
             self._ready.append(conn)
@@ -164,6 +187,7 @@ class ServerLoop:
         with self._lock:
             fd = self._fds.pop(conn, None)
             self._held.pop(conn, None)
+            self._drained.pop(conn, None)
             self._deadlines.set(conn, None)
             if fd is not None and self._clients.get(fd) is conn:
                 del self._clients[fd]
@@ -322,32 +346,46 @@ class ServerLoop:
                     self._busy_since = None
 
     def _next_client(self) -> Connection | None:
-        if self._ready:
+        ready = self._ready
+        if ready:
             try:
-                return self._ready.popleft()
+                return ready.popleft()
             except IndexError:
                 return None
         try:
-            # one client at a time: if this leader then runs a long request, the next
-            # leader finds the other ready clients still reported by epoll
-            events = self._epoll.poll(0, 1) or self._wait()
+            # every client ready now, in the order epoll reports them (first come, first
+            # served); they wait in the shared queue, so if this leader then runs a long
+            # request, the next leader serves them
+            events = self._epoll.poll(0, BATCH) or self._wait()
         except (OSError, ValueError):  # closed under us
             return None
         self._enforce_deadlines()
         if not events:
             return None
-        fd = events[0][0]
-        if fd == self._wake_read:
-            try:
-                os.read(self._wake_read, 4096)
-            except OSError:
-                pass
+        clients = self._clients
+        last = self._last_fd
+        for fd, _ in events:
+            if fd == self._wake_read:
+                try:
+                    os.read(self._wake_read, 4096)
+                except OSError:
+                    pass
+                continue
+            conn = clients.get(fd)
+            if conn is not None:
+                ready.append(conn)
+            if fd != last:
+                last = -1  # another client, or several: not a single conversation
+        if not ready:
             return None
         now = self._spin.received()
-        if fd != self._last_fd:
-            self._last_fd = fd
+        if last == -1 or len(events) > 1:
+            self._last_fd = events[-1][0]
             self._solo_since = now
-        return self._clients.get(fd)
+        try:
+            return ready.popleft()
+        except IndexError:  # another thread took it (after a hand-on)
+            return None
 
     def _wait(self) -> list[tuple[int, int]]:
         """Poll epoll for a short adaptive window, then sleep in it until something
@@ -364,14 +402,14 @@ class ServerLoop:
             observer.sleeping(until)
         alone = self._clock() - self._solo_since >= SOLO
         try:
-            return self._spin.wait(self._poll_one, sleep, timeout, may_spin=alone)
+            return self._spin.wait(self._poll_batch, sleep, timeout, may_spin=alone)
         finally:
             self._sleeping_until = -math.inf
             if observer is not None:
                 observer.woke()
 
-    def _poll_one(self, timeout: float) -> list[tuple[int, int]]:
-        return self._epoll.poll(timeout, 1)
+    def _poll_batch(self, timeout: float) -> list[tuple[int, int]]:
+        return self._epoll.poll(timeout, BATCH)
 
     def _close_fds(self) -> None:
         for close in (self._epoll.close, lambda: os.close(self._wake_read),

@@ -145,6 +145,7 @@ class SocketTransport:
         # that must not wait say so per call (MSG_DONTWAIT)
         self._blocking_reads = False
         self._dontwait = 0
+        self._drained = True
         if self._polled and isinstance(sock, socket.socket):
             self._blocking_reads = _kernel_timeouts(sock, poll_interval)
             if self._blocking_reads:
@@ -309,7 +310,9 @@ class SocketTransport:
         # first. A large one is the rest of a big frame that is streaming in: read first.
         if len(buffer) > _JOIN_LIMIT:
             try:
-                return int(self.sock.recv_into(buffer, 0, self._dontwait))
+                received = self.sock.recv_into(buffer, 0, self._dontwait)
+                self._drained = received < len(buffer)
+                return int(received)
             except BlockingIOError:
                 pass
             except OSError as exc:
@@ -322,6 +325,7 @@ class SocketTransport:
             raise TimeoutError("no data within the poll interval")
         try:  # the read after the wait, here rather than in a helper: once per frame
             received = self.sock.recv_into(buffer)
+            self._drained = received < len(buffer)
             self._spin.received()
             return int(received)
         except BlockingIOError:  # a spurious wake-up: the reader just calls again
@@ -339,10 +343,12 @@ class SocketTransport:
         try:
             received = self.sock.recv_into(buffer)
         except BlockingIOError:  # the kernel's timeout: nothing within the poll interval
+            self._drained = True
             spin.record_block(self._poll_interval)
             raise TimeoutError("no data within the poll interval") from None
         except OSError as exc:
             return self._recv_failed(exc)
+        self._drained = received < len(buffer)
         if not caught:
             spin.record_block(clock() - started)
         spin.received()
@@ -355,11 +361,21 @@ class SocketTransport:
         if not self._polled:
             raise UsageError("only a plain or TLS socket transport reads without waiting")
         try:
-            return int(self.sock.recv_into(buffer, 0, self._dontwait))
+            received = self.sock.recv_into(buffer, 0, self._dontwait)
         except BlockingIOError:
+            self._drained = True
             raise TimeoutError("no data yet") from None
         except OSError as exc:
             return self._recv_failed(exc)
+        self._drained = received < len(buffer)
+        return int(received)
+
+    def drained(self) -> bool:
+        """True if the last read of a plain socket took less than it asked for, or
+        found nothing: the kernel held no more bytes then, so bytes that come later
+        are news to an edge-triggered wait. False when a read filled its buffer
+        (more may be waiting, and no new edge will say so)."""
+        return self._drained
 
     def _recv_failed(self, exc: OSError) -> int:
         if self._closed:
