@@ -2,12 +2,17 @@
 rpyc_ipy beside rpyc 6.0.2 and a raw floor (a thread per connection, marshal over
 length-prefixed TCP) in the same run.
 
+Both servers also serve one same cheap client that speaks the wire protocol
+itself (``WireClient``): it separates the servers' capacity from the cost of
+each library's client.
+
 Each library's server runs alone in its own subprocess on 127.0.0.1; the clients
 are separate processes too (4 processes x 16 threads by default, one connection
 per thread), so what is measured is the server rather than one client's GIL. A
 request is one round trip on both sides (a cached remote method called with two
-small ints). Four runs take turns, ``--duration`` seconds each: each library
-with its own clients, then each server with the other library's clients. Prints
+small ints). The runs take turns, ``--duration`` seconds each: each library
+with its own clients, then each server with the other library's clients, then
+each server with the wire client (``--quick`` runs the first three). Prints
 throughput (ops/s), latency percentiles, CPU per request of the server and of
 the clients, and the ratios; errors (exceptions or wrong results) are counted
 and must be zero.
@@ -116,12 +121,66 @@ class RawClient:
         self.sock.close()
 
 
+class WireClient:
+    """One cheap client for every server that speaks the RPyC protocol: the wire
+    messages themselves (rpyc_ipy's sans-I/O engine over a blocking socket), no
+    netrefs, no reader role, no locks. ``add(a, b)`` is one CALLATTR of the peer's
+    root, so both servers do the same work and the client costs little: what it
+    measures is server capacity."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+
+        sys.path.insert(0, ROOT)
+        from rpyc_ipy.protocol import consts
+        from rpyc_ipy.protocol.engine import Engine, Reply
+
+        self.consts = consts
+        self._reply = Reply
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.engine = Engine()
+        label, root = self._call(consts.HANDLE_GETROOT, (consts.LABEL_VALUE, ()))
+        if label != consts.LABEL_REMOTE_REF:
+            raise RuntimeError(f"unexpected root reply {label!r}")
+        self._root = (consts.LABEL_LOCAL_REF, root)  # theirs: named as theirs
+        self._name = (consts.LABEL_VALUE, "add")
+        self._kwargs = (consts.LABEL_VALUE, ())
+
+    def _call(self, handler: int, boxed: Any) -> Any:
+        engine = self.engine
+        seq, parts = engine.request(handler, boxed)
+        self.sock.sendall(b"".join(parts))
+        while True:
+            event = engine.next_event()
+            if event is None:
+                received = self.sock.recv_into(engine.receive_buffer())
+                if not received:
+                    raise ConnectionError("the server closed the connection")
+                engine.received(received)
+                continue
+            if not isinstance(event, self._reply) or event.seq != seq:
+                raise RuntimeError(f"unexpected answer {event!r}")
+            return event.value
+
+    def add(self, a: int, b: int) -> Any:
+        consts = self.consts
+        label, value = self._call(consts.HANDLE_CALLATTR, (consts.LABEL_TUPLE, (
+            self._root, self._name, (consts.LABEL_VALUE, (a, b)), self._kwargs)))
+        return value if label == consts.LABEL_VALUE else None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 # -- client processes ------------------------------------------------------------------------
 
 
 def _connect(library: str, port: int) -> Any:
     if library == "raw":
         return RawClient(port)
+    if library == "wire":
+        return WireClient(port)
     if library == "rpyc_ipy":  # the client library
         sys.path.insert(0, ROOT)
         import rpyc_ipy
@@ -146,7 +205,7 @@ def client_main(library: str, port: int, threads: int, start_at: float, duration
         conn = _connect(library, port)
         try:
             # a cached remote method: one round trip per call
-            add = conn.add if isinstance(conn, RawClient) else conn.root.add
+            add = conn.add if isinstance(conn, (RawClient, WireClient)) else conn.root.add
             for i in range(20):  # warm up
                 add(i, 1)
             barrier.wait(60)
@@ -308,6 +367,9 @@ def main() -> int:
                         help="rpyc_ipy's server serves from N worker processes "
                              "(ThreadedServer(processes=N)); default 1")
     parser.add_argument("--quick", action="store_true", help="a 5 s smoke run")
+    parser.add_argument("--wire", action="store_true",
+                        help="with --quick: also both servers under the same wire-level "
+                             "client (the full run always has them)")
     parser.add_argument("--json", help="also write the figures to this file for bench/run.py")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -330,9 +392,13 @@ def main() -> int:
     # clients isolates the server. The pairings take turns within each round, so the
     # noise of a shared machine falls on all of them alike.
     # With --server-processes N, one more pairing: our server in N worker processes.
+    # Then each server under the same cheap wire-level client (WireClient): with the
+    # client's cost small and equal, what differs is the servers' capacity.
     pairings = [("rpyc_ipy", "rpyc_ipy", 1), ("rpyc 6.0.2", "rpyc", 1), ("raw", "raw", 1)]
     if not options.quick:
         pairings += [("rpyc_ipy", "rpyc", 1), ("rpyc 6.0.2", "rpyc_ipy", 1)]
+    if options.wire or not options.quick:
+        pairings += [("rpyc_ipy", "wire", 1), ("rpyc 6.0.2", "wire", 1)]
     if options.server_processes > 1:
         pairings.append(("rpyc_ipy", "rpyc_ipy", options.server_processes))
     runs: list[list[dict[str, Any]]] = [[] for _ in pairings]
@@ -349,10 +415,17 @@ def main() -> int:
               f"{row['p50']:>8.0f} {row['p99']:>8.0f} {row['p999']:>9.0f} {row['mean']:>8.0f} "
               f"{row['server_cpu_us']:>8.0f}us {row['client_cpu_us']:>8.0f}us "
               f"{row['ops']:>9} {row['errors']:>6}")
+    by_pairing = {(library, client): row for (library, client, processes), row
+                  in zip(pairings, rows, strict=True) if processes == 1}
     comparisons = [(rows[0], rows[1], "whole stacks: ours vs rpyc")]
-    if not options.quick:
-        comparisons += [(rows[3], rows[1], "servers, rpyc's clients: ours vs rpyc"),
-                        (rows[0], rows[4], "servers, our clients: ours vs rpyc")]
+    for ours_key, theirs_key, label in (
+            (("rpyc_ipy", "rpyc"), ("rpyc 6.0.2", "rpyc"), "servers, rpyc's clients: ours vs rpyc"),
+            (("rpyc_ipy", "rpyc_ipy"), ("rpyc 6.0.2", "rpyc_ipy"),
+             "servers, our clients: ours vs rpyc"),
+            (("rpyc_ipy", "wire"), ("rpyc 6.0.2", "wire"),
+             "servers, the same wire client: ours vs rpyc")):
+        if ours_key in by_pairing and theirs_key in by_pairing:
+            comparisons.append((by_pairing[ours_key], by_pairing[theirs_key], label))
     if options.server_processes > 1:
         comparisons.append((rows[-1], rows[1], f"whole stacks, ours in "
                                                f"{options.server_processes} processes vs rpyc"))

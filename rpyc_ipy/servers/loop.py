@@ -12,11 +12,17 @@ A request that runs long must not stop the others: when the leader starts
 serving a client it asks the :class:`~rpyc_ipy.core.background.Watchdog` to look
 again after its grace, and if the leader is still busy then, the watchdog makes
 another thread the leader (a parked one, or a new one up to ``max_threads``).
-The busy thread parks when its request ends. Each client's socket is
-registered one-shot, so exactly one thread handles a client at a time and the
-order of its requests is kept; a connection that is read elsewhere for a while
-(a request waiting for a callback's reply reads its own connection) re-arms
-itself when it gives the reader role back (:meth:`Connection._release_role`).
+The busy thread parks when its request ends. One ``epoll_wait`` takes every
+client ready then, into a queue the leaders serve first come, first served.
+
+Exactly one thread reads a client at a time (its reader role), which keeps the
+order of its requests. A plain socket is watched edge-triggered: epoll reports
+bytes that arrive, with no re-arming after each request; what no new edge would
+report is queued instead when the role is given back (a whole frame already
+buffered, a read that filled its buffer, or a report that came while another
+thread held the role: :meth:`ServerLoop.rearm`). A TLS socket is watched
+one-shot and re-armed when the role is given back. So a plain request costs two
+system calls here, its read and its reply's write.
 
 The clients' deadlines (first frame, a frame that stalls, idleness) are kept
 in a :class:`~rpyc_ipy.core.background.Timetable`, and the leader sleeps in epoll
@@ -44,6 +50,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rpyc_ipy.core.background import WATCHDOG, Timetable, WakeObserver, Watchdog
+from rpyc_ipy.errors import UsageError
 from rpyc_ipy.transports.spin import DEFAULT_COORDINATOR, DEFAULT_MAX_SPIN, SOLO, SpinCoordinator
 
 if TYPE_CHECKING:
@@ -136,7 +143,8 @@ class ServerLoop:
         needs no re-arming after each request. Without it, one-shot.
         """
         if held is not None and drained is not None:
-            raise ValueError("a client is watched either one-shot (held) or edge-triggered")
+            raise UsageError("a loop client is watched either one-shot (held, TLS) or "
+                             "edge-triggered (drained, a plain socket): give one of them")
         conn.attach_loop(self)
         with self._lock:
             if self._closed:

@@ -249,14 +249,23 @@ class ObservedLoop:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.clients: list[rpyc_ipy.Connection] = []
         self.served: list[Connection] = []
+        self.transports: list[SocketTransport] = []
 
-    def connect(self, config: dict[str, Any] | None = None) -> rpyc_ipy.Connection:
+    def connect(self, config: dict[str, Any] | None = None, *, edge: bool = False,
+                transport_type: type[SocketTransport] = SocketTransport) -> rpyc_ipy.Connection:
+        """A client, served one-shot, or edge-triggered (as ThreadedServer serves plain
+        sockets) with ``edge``."""
         client = rpyc_ipy.connect_socket(socket.create_connection(self.listener.getsockname()))
         sock, _ = self.listener.accept()
-        served = Connection(Work, SocketTransport(sock), config)
-        self.loop.add(served, sock.fileno())
+        transport = transport_type(sock)
+        served = Connection(Work, transport, config)
+        if edge:
+            self.loop.add(served, sock.fileno(), drained=transport.drained)
+        else:
+            self.loop.add(served, sock.fileno())
         self.clients.append(client)
         self.served.append(served)
+        self.transports.append(transport)
         return client
 
     def watchdog_caught_up(self) -> bool:
@@ -375,3 +384,65 @@ def test_the_loop_does_not_read_again_after_each_request(observed: ObservedLoop)
     # before, each call cost one empty read; now only a wake-up that finds part of a
     # frame (a small frame is one segment, so rarely) does
     assert transport.empty_reads < calls // 4
+
+
+def test_an_edge_triggered_client_is_not_read_again_after_each_request(
+        observed: ObservedLoop) -> None:
+    # watched edge-triggered, a client needs no re-arming after a request, and is
+    # queued again only when its last read filled the buffer: no empty read per call
+    client = observed.connect(edge=True, transport_type=CountingTransport)
+    transport = observed.transports[-1]
+    assert isinstance(transport, CountingTransport)
+    calls = 100
+    assert [client.root.add(i, 1) for i in range(calls)] == [i + 1 for i in range(calls)]
+    assert transport.empty_reads < calls // 4
+
+
+def test_a_burst_larger_than_the_receive_buffer_is_answered_in_full(
+        server: rpyc_ipy.ThreadedServer) -> None:
+    # ThreadedServer watches plain clients edge-triggered: reads that fill the buffer
+    # (64 KiB at most) leave bytes no new edge announces, and they must still be read
+    with rpyc_ipy.connect("127.0.0.1", server.port) as conn:
+        add = rpyc_ipy.async_(conn.root.add)
+        results = [add(i, 10**12) for i in range(3000)]  # about 150 KiB of requests
+        for result in results:
+            result.wait()  # reads the replies; bounded by sync_request_timeout
+        assert [r.value for r in results] == [i + 10**12 for i in range(3000)]
+
+
+def test_callers_and_callbacks_from_many_threads_on_an_edge_triggered_client(
+        observed: ObservedLoop) -> None:
+    # the served side's own threads take the role to read callback replies while the
+    # loop is told of the next requests: none of them may be left unread
+    conn = observed.connect(edge=True)
+    errors: list[BaseException] = []
+
+    def hammer(base: int) -> None:
+        try:
+            for i in range(30):
+                if i % 3:
+                    assert conn.root.add(base, i) == base + i
+                else:
+                    assert conn.root.call_back(lambda x: x * 2, base + i) == 2 * (base + i) + 1
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(k * 1000,)) for k in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors and not any(t.is_alive() for t in threads)
+
+
+def test_a_client_is_watched_one_way_only(observed: ObservedLoop) -> None:
+    a, b = socket.socketpair()
+    transport = SocketTransport(a)
+    conn = Connection(Work, transport)
+    try:
+        with pytest.raises(rpyc_ipy.errors.UsageError, match="one-shot"):
+            observed.loop.add(conn, a.fileno(), held=transport.held_bytes,
+                              drained=transport.drained)
+    finally:
+        conn.close()
+        b.close()

@@ -6,7 +6,10 @@ thread join with a timeout.
 
 from __future__ import annotations
 
+import select
 import socket
+import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -351,3 +354,43 @@ def test_tls_carries_both_directions_at_once_from_separate_threads(pki: Any) -> 
     theirs.close()
     assert errors == []
     assert got_ours[0] == got_theirs[0] == count * len(chunk)
+
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="kernel read timeouts are used on Linux only")
+
+
+@linux_only
+def test_a_plain_socket_sleeps_in_recv_with_the_kernels_timeout() -> None:
+    # one syscall per reply: the read itself waits (no poll first), and the kernel ends
+    # it after the poll interval so the reader can check its deadlines
+    a, b = socket.socketpair()
+    left, right = SocketTransport(a, poll_interval=0.25), SocketTransport(b, poll_interval=0.25)
+    try:
+        assert a.gettimeout() is None  # blocking, as far as Python is concerned
+        seconds, micros = struct.unpack("ll", a.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                                                           struct.calcsize("ll")))
+        assert seconds + micros / 1e6 == pytest.approx(0.25, abs=0.01)  # kernel ticks round it
+        with pytest.raises(TimeoutError):  # nothing came: the kernel's timeout ends the read
+            left.recv_into(memoryview(bytearray(16)))
+        with pytest.raises(TimeoutError):  # and a read that must not wait does not
+            left.recv_nowait(memoryview(bytearray(16)))
+        right.send_parts([b"pong"])
+        assert _recv_exactly(left, 4) == b"pong"
+    finally:
+        left.close()
+        right.close()
+
+
+def test_drained_tells_whether_a_read_left_bytes_in_the_kernel(
+        pair: tuple[SocketTransport, SocketTransport]) -> None:
+    left, right = pair
+    right.send_parts([bytes(100)])
+    assert wait_until(lambda: select.select([left.fileno()], [], [], 0)[0], 10.0)
+    assert left.recv_nowait(memoryview(bytearray(10))) == 10
+    assert not left.drained()  # it filled its buffer: more may wait, unannounced
+    assert left.recv_nowait(memoryview(bytearray(1000))) == 90
+    assert left.drained()  # it took less than it asked for: the kernel had no more
+    with pytest.raises(TimeoutError):
+        left.recv_nowait(memoryview(bytearray(10)))
+    assert left.drained()
