@@ -104,6 +104,7 @@ class ServerLoop:
         self._held: dict[Connection, Callable[[], int]] = {}  # TLS clients
         self._drained: dict[Connection, Callable[[], bool]] = {}  # edge-triggered clients
         self._ready: collections.deque[Connection] = collections.deque()
+        self._turns = 0  # clients the leader takes from _ready before asking epoll again
         self._leader: int | None = None
         self._busy_since: float | None = None  # the leader is running a client's requests
         self._parked: list[threading.Lock] = []
@@ -355,21 +356,28 @@ class ServerLoop:
 
     def _next_client(self) -> Connection | None:
         ready = self._ready
-        if ready:
+        if ready and self._turns > 0:
+            self._turns -= 1
             try:
                 return ready.popleft()
             except IndexError:
                 return None
         try:
             # every client ready now, in the order epoll reports them (first come, first
-            # served); they wait in the shared queue, so if this leader then runs a long
-            # request, the next leader serves them
-            events = self._epoll.poll(0, BATCH) or self._wait()
+            # served), behind those queued already; they wait in the shared queue, so if
+            # this leader then runs a long request, the next leader serves them
+            events = self._epoll.poll(0, BATCH) or ([] if ready else self._wait())
         except (OSError, ValueError):  # closed under us
             return None
         self._enforce_deadlines()
+        # ask epoll again once everyone queued now had a turn: a client queued again
+        # after each request (it keeps sending) cannot keep the others waiting
+        self._turns = len(ready) + len(events) - 1
         if not events:
-            return None
+            try:
+                return ready.popleft()
+            except IndexError:
+                return None
         clients = self._clients
         last = self._last_fd
         for fd, _ in events:
