@@ -199,6 +199,9 @@ def client_main(library: str, port: int, threads: int, start_at: float, duration
                 ident: int) -> None:
     """Run ``threads`` clients from ``start_at`` for ``duration`` s; print one JSON line:
     operations, errors and every latency in microseconds."""
+    if library == "wire":  # once, here: threads importing it at once can see it half done
+        sys.path.insert(0, ROOT)
+        import rpyc_ipy.protocol.engine  # noqa: F401
     barrier = threading.Barrier(threads)
     results: list[tuple[int, int, list[int]]] = []
     lock = threading.Lock()
