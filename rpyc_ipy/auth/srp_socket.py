@@ -437,10 +437,10 @@ class TLSLiteSocket:
 
     def _fill(self) -> bool:
         """Decrypt at least one record into ``_rbuf``; False at EOF. Holds ``_rlock``."""
-        if self._closed:
-            return False
         if self._records is not None:
             return self._fill_records(self._records)
+        if self._closed:
+            return False
         gen = self._reader
         if gen is None:
             gen = self._reader = self._conn.readAsync(max=None, min=1)
@@ -470,6 +470,8 @@ class TLSLiteSocket:
         if self._read_end is not None:
             if self._read_end:
                 raise ConnectionAbortedError(self._read_end)
+            return False
+        if self._closed:
             return False
         raw = self._raw
         deadline = None
