@@ -348,7 +348,8 @@ def tlslite_handover(conn: TLSConnection) -> RecordHandover | None:
     try:
         client = bool(conn._client)
         randoms = bytes(conn._clientRandom), bytes(conn._serverRandom)
-        states = conn._recordLayer._writeState, conn._recordLayer._readState
+        layer = conn._recordLayer
+        states = layer._writeState, layer._readState
         macs = [state.macContext.copy() for state in states]
         seqnums = [int(state.seqnum) for state in states]
         plaintext = bytes(conn._readBuffer)
