@@ -482,18 +482,18 @@ class TLSLiteSocket:
                 self._carry = b""
             else:
                 try:
-                    data = raw.recv(_RECV_SIZE)
-                except BlockingIOError:
-                    if deadline is None:
-                        deadline = Deadline(self._timeout)
-                    if not wait_readable(raw, deadline):
+                    try:
+                        data = raw.recv(_RECV_SIZE)
+                    except BlockingIOError:
+                        deadline = deadline or Deadline(self._timeout)
+                        if wait_readable(raw, deadline):
+                            continue
                         if self._timeout == 0:
                             raise BlockingIOError(errno.EAGAIN, "no data available") from None
                         raise TimeoutError("timed out") from None
-                    continue
-                except OSError:
-                    if self._closed:  # close() from another thread
-                        return False
+                except OSError as exc:
+                    if self._closed and not isinstance(exc, TimeoutError | BlockingIOError):
+                        return False  # close() from another thread
                     raise
                 if not data:  # the peer closed TCP: EOF (the frame layer spots truncation)
                     self._read_end = ""
