@@ -476,3 +476,14 @@ def test_handover_keys_and_buffers_match_tlslite(ours_client: Any) -> None:
     raw.sendall(records.seal(b"answer"))
     ours.settimeout(WAIT)
     assert recv_exactly(ours, 6) == b"answer"
+
+
+def test_changed_tlslite_internals_fail_loudly(
+    ours_client: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a tlslite-ng release without the state tlslite_handover reads looks like:
+    a clear error naming the versions to install, not an AttributeError."""
+    _, peer = ours_client
+    monkeypatch.delattr(peer, "_clientRandom")
+    with pytest.raises(RuntimeError, match=r"install tlslite-ng>=0\.8\.0,<0\.9"):
+        tlslite_handover(peer)
