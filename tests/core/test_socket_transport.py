@@ -357,7 +357,7 @@ def test_tls_carries_both_directions_at_once_from_separate_threads(pki: Any) -> 
 
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="kernel read timeouts are used on Linux only")
+                                reason="kernel read timeouts and epoll are Linux's")
 
 
 @linux_only
@@ -382,6 +382,7 @@ def test_a_plain_socket_sleeps_in_recv_with_the_kernels_timeout() -> None:
         right.close()
 
 
+@linux_only  # where the server loop watches sockets edge-triggered (epoll)
 def test_drained_tells_whether_a_read_left_bytes_in_the_kernel(
         pair: tuple[SocketTransport, SocketTransport]) -> None:
     left, right = pair
