@@ -343,6 +343,8 @@ class ServerLoop:
             except OSError:
                 pass
             return None
+        # the client's conversation: its own reads (a callback's reply) don't end our solo
+        self._spin.conversation = fd
         now = self._spin.received()
         if fd != self._last_fd:
             self._last_fd = fd
