@@ -136,7 +136,8 @@ class Connection(RequestHandlers):
         self._writer = FrameWriter(transport, self._engine)
         self._write = self._writer.write  # send lock held
         self._boxing = Boxing(self, self._exports, self._lock, self._inspect,
-                              self._config["max_proxy_classes"], self._writer.reclaim_release)
+                              self._config["max_proxy_classes"], self._writer.reclaim_release,
+                              (self._config["netref_keep"], self._config["netref_keep_time"]))
         # bound once: boxing runs for every argument and result
         self._box = self._boxing.box
         self._unbox = self._boxing.unbox
@@ -632,6 +633,20 @@ class Connection(RequestHandlers):
         self._writer.queue_release(id_pack, count)
         self._schedule_flush()
 
+    @property
+    def kept_netrefs(self) -> int:
+        """How many netrefs this side keeps alive past their last use now (at most
+        ``netref_keep``, each for ``netref_keep_time`` seconds: core/keepalive.py)."""
+        return self._boxing.kept_netrefs
+
+    def release_kept(self) -> None:
+        """Stop keeping netrefs alive past their last use, now: those nothing else
+        holds are released at once (their DEL requests are sent before this returns)."""
+        with self._lock:
+            kept = self._boxing.take_kept()
+        del kept  # outside the lock: their finalizers queue the releases
+        self.flush_releases()
+
     def _schedule_flush(self) -> None:
         # one flush pending per connection: the next write usually takes what is queued
         # first, and a flusher woken for every callback would fight us for the GIL
@@ -700,3 +715,5 @@ class Connection(RequestHandlers):
             with self._lock:
                 self._exports.clear()
                 self._boxing.forget_classes()
+                kept = self._boxing.take_kept()
+            del kept  # closed: their finalizers queue nothing

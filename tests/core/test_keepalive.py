@@ -1,0 +1,123 @@
+"""Netrefs kept alive past their last use (core/keepalive.py): a callback sent on every
+call keeps one netref whose single DEL carries the count it accumulated; at most
+``netref_keep`` are kept, each at most ``netref_keep_time`` seconds."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from waitkit import wait_until
+
+import rpyc_ipy
+from rpyc_ipy.errors import ConfigError
+from rpyc_ipy.protocol import consts
+
+_get = object.__getattribute__
+
+
+class Recorder(rpyc_ipy.Service):
+    """Calls the callbacks it is given and notes which netref each one was."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []  # (id of the netref, its count then)
+
+    def exposed_call(self, callback: Any, x: int) -> Any:
+        self.seen.append((id(callback), _get(callback, "____refcount__")))
+        return callback(x)
+
+    def exposed_take(self, obj: Any) -> None:
+        """Receives a netref and drops it at once."""
+
+
+def _record_releases(conn: Any) -> list[int]:
+    """The counts of the DEL requests ``conn`` serves from now on."""
+    counts: list[int] = []
+    handle = conn._handlers[consts.HANDLE_DEL]
+
+    def counting(obj: Any, count: Any = 1) -> None:
+        counts.append(count)
+        handle(obj, count)
+
+    conn._handlers[consts.HANDLE_DEL] = counting
+    return counts
+
+
+def _settled(client: Any) -> int:
+    """The client's export table once the server's releases came (the client reads
+    only while it calls)."""
+    client.ping()
+    return len(client._exports)
+
+
+def test_a_callback_sent_on_every_call_keeps_one_netref_and_one_release(
+        make_pair: Any) -> None:
+    service = Recorder()
+    pair = make_pair(service)
+    client = pair.client
+    releases = _record_releases(client)
+
+    def cb(x: int) -> int:
+        return x + 1
+
+    for i in range(50):
+        assert client.root.call(cb, i) == i + 1
+    assert len({netref for netref, _ in service.seen}) == 1  # one netref for all 50
+    assert [count for _, count in service.seen] == list(range(1, 51))
+    assert pair.server.kept_netrefs == 1
+    # unused for netref_keep_time, it goes: one DEL carries all 50 references
+    assert wait_until(lambda: _settled(client) == 0)
+    assert releases == [50]
+    assert pair.server.kept_netrefs == 0
+
+
+def test_one_netref_over_the_bound_is_released_the_others_kept(make_pair: Any) -> None:
+    keep = 4
+    pair = make_pair(Recorder(), server_config={"netref_keep": keep, "netref_keep_time": 60})
+    client = pair.client
+    releases = _record_releases(client)
+    start = _settled(client)
+    objects = [threading.Event() for _ in range(keep + 1)]  # exported by reference
+    for obj in objects:
+        client.root.take(obj)
+    # the first went when the fifth came; the four others stay for a minute
+    assert wait_until(lambda: _settled(client) == start + keep)
+    assert releases == [1]
+    assert pair.server.kept_netrefs == keep
+    pair.server.release_kept()
+    assert wait_until(lambda: _settled(client) == start)
+    assert sorted(releases) == [1] * (keep + 1)
+
+
+def test_netref_keep_zero_keeps_none(make_pair: Any) -> None:
+    pair = make_pair(Recorder(), server_config={"netref_keep": 0})
+    client = pair.client
+    start = _settled(client)
+    client.root.take(threading.Event())
+    assert pair.server.kept_netrefs == 0
+    assert wait_until(lambda: _settled(client) == start)
+
+
+def test_closing_drops_the_kept_netrefs(make_pair: Any) -> None:
+    pair = make_pair(Recorder(), server_config={"netref_keep_time": 60})
+    pair.client.root.take(threading.Event())
+    assert pair.server.kept_netrefs == 1
+    pair.client.close()
+    assert wait_until(lambda: pair.server.closed)
+    assert pair.server.kept_netrefs == 0
+
+
+@pytest.mark.parametrize("key, bad", [
+    ("netref_keep", -1), ("netref_keep", 1025), ("netref_keep", "8"), ("netref_keep", 2.0),
+    ("netref_keep_time", 0), ("netref_keep_time", 60.5), ("netref_keep_time", True),
+    ("netref_keep_time", None),
+])
+def test_keep_options_are_checked(key: str, bad: Any) -> None:
+    with pytest.raises(ConfigError, match=key):
+        rpyc_ipy.connect_stream(None, config={key: bad})  # type: ignore[arg-type]
+
+
+def test_the_largest_keep_options_are_accepted(make_pair: Any) -> None:
+    pair = make_pair(Recorder(), server_config={"netref_keep": 1024, "netref_keep_time": 60})
+    assert pair.client.root.call(abs, -3) == 3
