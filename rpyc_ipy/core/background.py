@@ -167,7 +167,10 @@ class Watchdog:
 
     def watch(self, item: Stallable, since: float) -> None:
         """Ask ``item`` at ``since`` + grace (``time.monotonic``) whether it stalled."""
-        self.watch_at(item, since + self.grace)
+        when = since + self.grace
+        due = self._due.get(item)  # no lock: the usual answer (every request asks), fast
+        if due is None or due > when:
+            self.watch_at(item, when)
 
     def watch_at(self, item: Stallable, when: float) -> None:
         """Ask ``item`` at ``when`` (``time.monotonic``), or earlier if already due then."""

@@ -72,6 +72,24 @@ def test_a_callback_sent_on_every_call_keeps_one_netref_and_one_release(
     assert pair.server.kept_netrefs == 0
 
 
+def test_a_callback_costs_two_frames_each_way_and_no_release(make_pair: Any) -> None:
+    # the call and the callback's reply one way, the callback and the call's reply the
+    # other: nothing else (no DEL, no reply to one) while the callback's netref is kept
+    pair = make_pair(Recorder(), server_config={"netref_keep_time": 60})
+    client, server = pair.client, pair.server
+
+    def cb(x: int) -> int:
+        return x + 1
+
+    client.root.call(cb, 0)
+    client.ping()  # whatever the first call left behind has arrived by now
+    to_client, to_server = client._reader.frames_read, server._reader.frames_read
+    for i in range(20):
+        assert client.root.call(cb, i) == i + 1
+    assert client._reader.frames_read - to_client == 40
+    assert server._reader.frames_read - to_server == 40
+
+
 def test_one_netref_over_the_bound_is_released_the_others_kept(make_pair: Any) -> None:
     keep = 4
     pair = make_pair(Recorder(), server_config={"netref_keep": keep, "netref_keep_time": 60})
