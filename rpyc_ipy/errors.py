@@ -12,7 +12,8 @@ Two families, so a caller can tell who is at fault::
     ├── ProtocolError              the peer sent something we cannot accept
     │   ├── CodecError             malformed brine / vinegar / frame bytes
     │   │   └── LimitExceeded      well formed, but over a configured limit
-    │   └── UnexpectedMessage      a valid message in a state that does not allow it
+    │   ├── UnexpectedMessage      a valid message in a state that does not allow it
+    │   └── TLSRecordError         a TLS record failed a check (TLS-SRP record layer)
     ├── ConnectionClosed           the connection is gone (EOF, close, reset)
     │   └── ConnectionLost         ...while requests were still pending
     ├── AuthenticationError        an authenticator refused the peer
@@ -54,6 +55,7 @@ __all__ = [
     "SecurityError",
     "SessionError",
     "SessionLimitError",
+    "TLSRecordError",
     "TargetError",
     "UnexpectedMessage",
     "UsageError",
@@ -108,6 +110,15 @@ class LimitExceeded(CodecError):
 
 class UnexpectedMessage(ProtocolError):
     """A well-formed message that is not valid at this point of the session."""
+
+
+class TLSRecordError(ProtocolError):
+    """A received TLS record failed a check, or the record layer cannot go on;
+    ``alert`` is the TLS alert description to send the peer before closing."""
+
+    def __init__(self, message: str, alert: int) -> None:
+        super().__init__(message)
+        self.alert = alert
 
 
 class ConnectionClosed(RPyCError, EOFError):

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import hmac
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from tlslite import HandshakeSettings, TLSConnection
 from tlslite.constants import AlertDescription, AlertLevel, CipherSuite, ContentType
@@ -40,6 +42,7 @@ from tlslite.errors import (
     TLSAlert,
     TLSInsufficientSecurity,
 )
+from tlslite.mathtls import calc_key
 
 from rpyc_ipy.auth import aes
 from rpyc_ipy.auth.base import (
@@ -50,18 +53,22 @@ from rpyc_ipy.auth.base import (
     wait_readable,
     wait_writable,
 )
+from rpyc_ipy.auth.tls12_records import CLOSE_NOTIFY, DirectionKeys, TLS12Records
 from rpyc_ipy.core.transport import TransportInfo
-from rpyc_ipy.errors import AuthenticationError
+from rpyc_ipy.errors import AuthenticationError, TLSRecordError
 
 __all__ = [
     "BAD_CREDENTIALS",
     "THROTTLED",
     "LoginRefused",
+    "RecordHandover",
     "TLSLiteSocket",
     "describe_srp_error",
     "run_handshake",
     "send_refusal_alert",
     "srp_settings",
+    "tlslite_buffered_bytes",
+    "tlslite_handover",
 ]
 
 #: The one message for a wrong password and an unknown user, on both sides.
@@ -82,6 +89,14 @@ _WRITE_CHUNK = 4 * 16384
 _FLUSH_TIMEOUT = 5.0
 _CLOSE_LOCK_WAIT = 0.5
 _CLOSE_NOTIFY_TIMEOUT = 1.0
+# One recv per wake-up: four full records, so a bulk transfer needs few system calls.
+_RECV_SIZE = 4 * 16384 + 4 * 2048
+# The suites our own record layer takes over after the handshake, by AES key size.
+_RECORD_SUITES = {
+    CipherSuite.TLS_SRP_SHA_WITH_AES_128_CBC_SHA: 16,
+    CipherSuite.TLS_SRP_SHA_WITH_AES_256_CBC_SHA: 32,
+}
+_MAC_KEY_SIZE = 20  # HMAC-SHA1
 # A failed SRP proof shows up as a MAC failure on the Finished message (or a
 # Finished mismatch); unknown_psk_identity cannot happen with fake verifiers but
 # must not read differently if it ever did.
@@ -279,7 +294,12 @@ def run_handshake(
         raise AuthenticationError("TLS-SRP handshake negotiated something other than SRP")
     if username is None:
         username = conn.session.srpUsername
-    return TLSLiteSocket(conn, rawio, original_timeout, username or "")
+    try:
+        handover = tlslite_handover(conn)
+    except RuntimeError as exc:
+        close_quietly(rawio)
+        raise AuthenticationError(str(exc)) from None
+    return TLSLiteSocket(conn, rawio, original_timeout, username or "", handover)
 
 
 def tlslite_buffered_bytes(conn: TLSConnection) -> int:
@@ -296,6 +316,64 @@ def tlslite_buffered_bytes(conn: TLSConnection) -> int:
     return len(conn._readBuffer) + len(conn.sock._read_buffer)
 
 
+class RecordHandover(NamedTuple):
+    """What moves from tlslite to :class:`~rpyc_ipy.auth.tls12_records.TLS12Records`
+    after the handshake: each direction's keys and sequence number, decrypted bytes
+    tlslite has not returned yet, and raw bytes it read ahead (records to open)."""
+
+    write: DirectionKeys
+    read: DirectionKeys
+    plaintext: bytes
+    raw: bytes
+
+
+_INTERNALS_CHANGED = ("this tlslite-ng version keeps its record state differently ({}); "
+                      "install tlslite-ng>=0.8.0,<0.9, which rpyc_ipy supports")
+
+
+def tlslite_handover(conn: TLSConnection) -> RecordHandover | None:
+    """The state our record layer needs to carry on ``conn``, an established TLS 1.2
+    session; None when the session is not one it handles (another suite, or no
+    encrypt-then-MAC): then tlslite keeps the records.
+
+    The keys come from the public PRF (``calc_key``) over the session's master secret
+    and the hello randoms; the randoms, the side, the sequence numbers and the buffers
+    are private tlslite-ng attributes (0.8.x), all read here and nowhere else. Raises
+    ``RuntimeError`` saying so if they are missing or if the derived MAC keys do not
+    match tlslite's own (tests/auth/test_auth_records.py checks this on every release).
+    """
+    key_size = _RECORD_SUITES.get(conn.session.cipherSuite)
+    if conn.version != (3, 3) or key_size is None or not conn.encryptThenMAC:
+        return None
+    try:
+        client = bool(conn._client)
+        randoms = bytes(conn._clientRandom), bytes(conn._serverRandom)
+        layer = conn._recordLayer
+        states = layer._writeState, layer._readState
+        macs = [state.macContext.copy() for state in states]
+        seqnums = [int(state.seqnum) for state in states]
+        plaintext = bytes(conn._readBuffer)
+        raw = bytes(conn.sock._read_buffer)
+    except AttributeError as exc:
+        raise RuntimeError(_INTERNALS_CHANGED.format(exc)) from None
+    block = bytes(calc_key((3, 3), conn.session.masterSecret, conn.session.cipherSuite,
+                           b"key expansion", client_random=randoms[0],
+                           server_random=randoms[1],
+                           output_length=2 * (_MAC_KEY_SIZE + key_size)))
+    # RFC 5246 6.3: client MAC key, server MAC key, client key, server key
+    mac_keys = block[:_MAC_KEY_SIZE], block[_MAC_KEY_SIZE : 2 * _MAC_KEY_SIZE]
+    cipher_keys = block[2 * _MAC_KEY_SIZE : -key_size], block[-key_size:]
+    order = (0, 1) if client else (1, 0)  # (write, read)
+    keys = []
+    for index, side in enumerate(order):
+        probe = b"rpyc_ipy key check"
+        macs[index].update(probe)
+        if macs[index].digest() != hmac.new(mac_keys[side], probe, hashlib.sha1).digest():
+            raise RuntimeError(_INTERNALS_CHANGED.format("derived MAC key differs"))
+        keys.append(DirectionKeys(cipher_keys[side], mac_keys[side], seqnums[index]))
+    return RecordHandover(keys[0], keys[1], plaintext, raw)
+
+
 class TLSLiteSocket:
     """A tlslite-ng TLS connection with the socket surface the core transport uses.
 
@@ -303,10 +381,15 @@ class TLSLiteSocket:
     ``recv_into`` returns 0 at EOF; a timeout raises ``TimeoutError`` and leaves the
     connection usable (reads and :meth:`send` resume where they stopped); TLS
     failures raise ``ConnectionAbortedError``.
+
+    With a ``handover`` (see :func:`tlslite_handover`) the application data goes
+    through our :class:`~rpyc_ipy.auth.tls12_records.TLS12Records`; without one
+    (a session it does not handle) through tlslite's own record layer.
     """
 
     def __init__(
-        self, conn: TLSConnection, rawio: _RawIO, timeout: float | None, username: str
+        self, conn: TLSConnection, rawio: _RawIO, timeout: float | None, username: str,
+        handover: RecordHandover | None = None,
     ) -> None:
         self._conn = conn
         self._rawio = rawio
@@ -318,8 +401,16 @@ class TLSLiteSocket:
         self._closed = False
         self._write_broken = False
         self._reader: Any = None  # a suspended tlslite readAsync generator
-        self._pending_write: tuple[Any, bytes] | None = None  # a suspended writeAsync
+        # a suspended tlslite writeAsync, or the unsent rest of our sealed records
+        self._pending_write: tuple[Any, bytes] | None = None
         self._rbuf = memoryview(b"")
+        self._records: TLS12Records | None = None
+        self._carry = b""  # raw bytes tlslite read ahead, opened before the socket's
+        self._read_end: str | None = None  # "" at EOF, else why reading failed
+        if handover is not None:
+            self._records = TLS12Records(handover.write, handover.read)
+            self._rbuf = memoryview(handover.plaintext)
+            self._carry = handover.raw
 
     # -- reading -----------------------------------------------------------------
 
@@ -347,6 +438,8 @@ class TLSLiteSocket:
 
     def _fill(self) -> bool:
         """Decrypt at least one record into ``_rbuf``; False at EOF. Holds ``_rlock``."""
+        if self._records is not None:
+            return self._fill_records(self._records)
         if self._closed:
             return False
         gen = self._reader
@@ -373,13 +466,87 @@ class TLSLiteSocket:
         self._rbuf = memoryview(data)
         return True
 
+    def _fill_records(self, records: TLS12Records) -> bool:
+        """:meth:`_fill` on our record layer: read and open until some data comes."""
+        if self._read_end is not None:
+            if self._read_end:
+                raise ConnectionAbortedError(self._read_end)
+            return False
+        if self._closed:
+            return False
+        raw = self._raw
+        deadline = None
+        while True:
+            data = self._carry
+            if data:
+                self._carry = b""
+            else:
+                try:
+                    try:
+                        data = raw.recv(_RECV_SIZE)
+                    except BlockingIOError:
+                        deadline = deadline or Deadline(self._timeout)
+                        if wait_readable(raw, deadline):
+                            continue
+                        if self._timeout == 0:
+                            raise BlockingIOError(errno.EAGAIN, "no data available") from None
+                        raise TimeoutError("timed out") from None
+                except OSError as exc:
+                    if self._closed and not isinstance(exc, TimeoutError | BlockingIOError):
+                        return False  # close() from another thread
+                    raise
+                if not data:  # the peer closed TCP: EOF (the frame layer spots truncation)
+                    self._read_end = ""
+                    return False
+            try:
+                plain, alert = records.open(data)
+            except TLSRecordError as exc:
+                self._read_end = f"TLS-SRP connection closed: {exc}"
+                self._send_alert(exc.alert)
+                raise ConnectionAbortedError(self._read_end) from None
+            if alert is not None:
+                self._read_end = "" if alert.description == CLOSE_NOTIFY else (
+                    f"TLS-SRP connection closed by the peer: fatal "
+                    f"{AlertDescription.toStr(alert.description)} alert")
+            if plain:
+                self._rbuf = memoryview(plain)
+                return True
+            if alert is not None:
+                return self._fill_records(records)
+
+    def _send_alert(self, description: int) -> None:
+        """Tell the peer why we stop (best effort, bounded), then close the socket."""
+        records = self._records
+        assert records is not None
+        got = self._wlock.acquire(timeout=_CLOSE_LOCK_WAIT)
+        try:
+            if got and not self._write_broken and self._pending_write is None:
+                self._write_broken = True
+                with contextlib.suppress(Exception):
+                    self._push(memoryview(records.alert(description)), b"",
+                               Deadline(_CLOSE_NOTIFY_TIMEOUT))
+        finally:
+            if got:
+                self._wlock.release()
+            self._closed = True
+            close_quietly(self._rawio)
+
     def pending(self) -> int:
         """Bytes received and buffered above the kernel (possibly still encrypted).
 
         Call ``recv_into`` before waiting on :meth:`fileno` while this is non-zero:
-        such data will not wake a ``select``/``poll``.
+        such data will not wake a ``select``/``poll``. (Our record layer opens every
+        whole record it receives at once, so only decrypted bytes and the bytes tlslite
+        handed over count: an incomplete record needs the socket anyway.)
         """
+        if self._records is not None:
+            return len(self._rbuf) + len(self._carry)
         return len(self._rbuf) + tlslite_buffered_bytes(self._conn)
+
+    def record_layer(self) -> str:
+        """Whose record layer carries the application data: ``"rpyc_ipy"`` (ours,
+        after the handshake) or ``"tlslite"`` (a session ours does not handle)."""
+        return "tlslite" if self._records is None else "rpyc_ipy"
 
     # -- writing -----------------------------------------------------------------
 
@@ -406,7 +573,7 @@ class TLSLiteSocket:
             if not view:
                 return 0
             piece = view[:_WRITE_CHUNK]
-            self._drive_write(self._conn.writeAsync(piece), piece, Deadline(self._timeout))
+            self._write(piece, Deadline(self._timeout))
             return len(piece)
 
     def sendall(self, data: Any) -> None:
@@ -422,7 +589,7 @@ class TLSLiteSocket:
             for start in range(0, len(view), _WRITE_CHUNK):
                 piece = view[start : start + _WRITE_CHUNK]
                 try:
-                    self._drive_write(self._conn.writeAsync(piece), piece, deadline)
+                    self._write(piece, deadline)
                 except (TimeoutError, BlockingIOError):
                     # how much went out is unknown to the caller: the stream is done
                     self._write_broken = True
@@ -434,8 +601,45 @@ class TLSLiteSocket:
         if self._write_broken:
             raise BrokenPipeError(errno.EPIPE, "TLS-SRP stream broken by an earlier error")
 
+    def _write(self, piece: memoryview, deadline: Deadline) -> None:
+        """Send ``piece`` as records, through our record layer or tlslite's."""
+        records = self._records
+        if records is None:
+            self._drive_write(self._conn.writeAsync(piece), piece, deadline)
+            return
+        try:
+            wire = records.seal(piece)
+        except TLSRecordError as exc:
+            self._write_broken = True
+            raise ConnectionAbortedError(f"TLS-SRP connection failed: {exc}") from None
+        self._push(memoryview(wire), piece, deadline)
+
+    def _push(self, wire: memoryview, chunk: memoryview | bytes, deadline: Deadline) -> None:
+        """Send sealed records; on timeout park the rest in ``_pending_write``."""
+        raw = self._raw
+        while wire:
+            try:
+                wire = wire[raw.send(wire) :]
+                continue
+            except BlockingIOError:
+                pass
+            except OSError:
+                self._pending_write = None
+                self._write_broken = True
+                raise
+            if not wait_writable(raw, deadline):
+                self._pending_write = (wire, bytes(chunk))
+                if self._timeout == 0:
+                    raise BlockingIOError(errno.EAGAIN, "send would block")
+                raise TimeoutError("timed out")
+        self._pending_write = None
+
     def _drive_write(self, gen: Any, chunk: memoryview | bytes, deadline: Deadline) -> None:
-        """Run a writeAsync generator; on timeout park it in ``_pending_write``."""
+        """Finish a parked write: a tlslite writeAsync generator (run it; on timeout
+        park it in ``_pending_write``) or the rest of our sealed records."""
+        if type(gen) is memoryview:
+            self._push(gen, chunk, deadline)
+            return
         try:
             _run(gen, self._raw, deadline)
         except _DeadlinePassed:
@@ -508,9 +712,13 @@ class TLSLiteSocket:
         got = self._wlock.acquire(timeout=_CLOSE_LOCK_WAIT)
         try:
             if got and not self._write_broken and self._pending_write is None:
-                self._rawio.deadline = Deadline(_CLOSE_NOTIFY_TIMEOUT)
+                deadline = Deadline(_CLOSE_NOTIFY_TIMEOUT)
                 with contextlib.suppress(Exception):
-                    _run(self._conn.closeAsync(), self._raw, Deadline(_CLOSE_NOTIFY_TIMEOUT))
+                    if self._records is not None:
+                        self._push(memoryview(self._records.alert(CLOSE_NOTIFY)), b"", deadline)
+                    else:
+                        self._rawio.deadline = deadline
+                        _run(self._conn.closeAsync(), self._raw, deadline)
         finally:
             if got:
                 self._wlock.release()
