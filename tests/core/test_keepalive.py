@@ -4,6 +4,8 @@ call keeps one netref whose single DEL carries the count it accumulated; at most
 
 from __future__ import annotations
 
+import functools
+import operator
 import threading
 from typing import Any
 
@@ -139,3 +141,32 @@ def test_keep_options_are_checked(key: str, bad: Any) -> None:
 def test_the_largest_keep_options_are_accepted(make_pair: Any) -> None:
     pair = make_pair(Recorder(), server_config={"netref_keep": 1024, "netref_keep_time": 60})
     assert pair.client.root.call(abs, -3) == 3
+
+
+def test_threads_passing_callbacks_past_a_small_bound(make_pair: Any) -> None:
+    # six callbacks through a bound of two, from three threads at once, while the
+    # watchdog expires what goes unused: netrefs are evicted, rebuilt, their releases
+    # queued and taken back concurrently; every call is right and the client's table
+    # ends where it started
+    pair = make_pair(Recorder(), server_config={"netref_keep": 2, "netref_keep_time": 0.001})
+    client = pair.client
+    start = _settled(client)
+    callbacks = [functools.partial(operator.add, k) for k in range(6)]
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(60):
+                k = (t + i) % 6
+                assert client.root.call(callbacks[k], i) == i + k
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,), daemon=True) for t in range(3)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: not any(thread.is_alive() for thread in threads), 60,
+               what="the three threads to finish")
+    assert not errors, errors
+    pair.server.release_kept()
+    assert wait_until(lambda: _settled(client) == start)
