@@ -1,17 +1,21 @@
-"""Idle connections: the server memory each one costs, rpyc_ipy beside rpyc 6.0.2, in
-plaintext and over TLS; then many idle connections held by one ThreadedServer while a
-fresh client is served.
+"""Idle connections: the server memory each one costs, rpyc_ipy beside rpyc 6.0.2 and a
+floor, in plaintext and over TLS; then many idle connections held by one ThreadedServer
+while a fresh client is served.
 
 Each server runs in its own subprocess on 127.0.0.1 with its open-file limit raised to
 the hard limit (``resource.setrlimit``); the idle connections are opened by holder
 subprocesses (each one a real client: connected, the root fetched, then silent).
 Memory per connection = (server RSS with the connections held - RSS before) / N.
+The floor is a bare Python server that only accepts each connection (and completes
+its TLS handshake with the same certificate) and keeps the socket: what the kernel's
+socket object and OpenSSL's session cost before any RPC state.
 With the connections held, a fresh client connects and makes round trips (their
 median is printed beside the one before), and the server's CPU over a few idle
 seconds shows whether anything polls.
 
     .venv/bin/python bench/bench_connections.py [--quick] [--count 1000] [--many 10000]
                                                 [--json PATH]
+    .venv/bin/python bench/bench_connections.py --trace [--tls]  # where our bytes go
 
 A benchmark, not a test: it prints figures and asserts nothing on time.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -54,6 +59,24 @@ _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
 """
 OUR_SERVER = FD_LIMIT + """
+TRACE = TRACE_FILE
+if TRACE:
+    import signal, tracemalloc
+    tracemalloc.start(8)
+    marks = []
+    def snapshot(*_):
+        # first signal: the baseline; second: what was allocated since, by call site
+        marks.append(tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__)]))
+        if len(marks) == 2:
+            with open(TRACE + ".tmp", "w") as out:
+                for stat in marks[1].compare_to(marks[0], "traceback")[:TOP]:
+                    where = " < ".join(f"{f.filename.rpartition('/')[2]}:{f.lineno}"
+                                       for f in reversed(stat.traceback[-4:]))
+                    out.write(f"{stat.size_diff} {stat.count_diff} {where}\\n")
+            import os
+            os.replace(TRACE + ".tmp", TRACE)
+    signal.signal(signal.SIGUSR1, snapshot)
 import rpyc_ipy
 from rpyc_ipy.auth.tls_server import SSLAuthenticator
 class Bench(rpyc_ipy.Service):
@@ -63,6 +86,32 @@ server = rpyc_ipy.ThreadedServer(Bench, hostname="127.0.0.1", port=0, authentica
                                  max_connections=MAX)
 print(server.port, flush=True)
 server.start()
+"""
+FLOOR_SERVER = FD_LIMIT + """
+import selectors, socket, ssl
+CERT_KEY = AUTH
+context = None
+if CERT_KEY:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*CERT_KEY)
+listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
+selector = selectors.DefaultSelector()
+selector.register(listener, selectors.EVENT_READ)
+print(listener.getsockname()[1], flush=True)
+while True:
+    for key, _ in selector.select():
+        if key.fileobj is listener:
+            sock, _ = listener.accept()
+            if context is not None:
+                sock = context.wrap_socket(sock, server_side=True)  # the handshake, here
+            selector.register(sock, selectors.EVENT_READ)
+            continue
+        data = key.fileobj.recv(1)
+        if data:
+            key.fileobj.sendall(data)
+        else:
+            selector.unregister(key.fileobj)
+            key.fileobj.close()
 """
 RPYC_SERVER = FD_LIMIT + """
 import rpyc
@@ -79,8 +128,36 @@ server.start()
 """
 
 
+class FloorClient:
+    """The floor's client: a bare (TLS) socket; ``root.add1`` is a one-byte echo."""
+
+    def __init__(self, port: int, cert: str | None) -> None:
+        import socket
+        import ssl
+
+        sock = socket.create_connection(("127.0.0.1", port))
+        if cert:
+            sock = ssl.create_default_context(cafile=cert).wrap_socket(
+                sock, server_hostname="127.0.0.1")
+        self.sock = sock
+        self.root = self
+
+    def add1(self, x: int) -> int:
+        self.sock.sendall(b"x")
+        if self.sock.recv(1) != b"x":
+            raise ConnectionError("the floor server closed the connection")
+        return x + 1
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def connect(library: str, port: int, cert: str | None) -> Any:
     """A real client connection that has fetched its root (the server has set it up)."""
+    if library == "floor":
+        conn: Any = FloorClient(port, cert)
+        conn.add1(0)  # the server has accepted it and finished the handshake
+        return conn
     if library == "rpyc_ipy":
         import rpyc_ipy
 
@@ -115,12 +192,22 @@ def round_trip(conn: Any, calls: int = 50) -> float:
     return statistics.median(times)
 
 
-def measure(library: str, cert_key: tuple[str, str] | None, count: int, idle_s: float
-            ) -> dict[str, float]:
-    """Hold ``count`` idle connections on one server; its memory, CPU and a fresh client."""
-    template = OUR_SERVER if library == "rpyc_ipy" else RPYC_SERVER
-    auth = f"SSLAuthenticator({cert_key[1]!r}, {cert_key[0]!r})" if cert_key else "None"
-    code = template.replace("AUTH", auth).replace("MAX", str(count + 64))
+TEMPLATES = {"rpyc_ipy": OUR_SERVER, "rpyc": RPYC_SERVER, "floor": FLOOR_SERVER}
+
+
+def measure(library: str, cert_key: tuple[str, str] | None, count: int, idle_s: float,
+            trace: tuple[str, int] | None = None) -> dict[str, Any]:
+    """Hold ``count`` idle connections on one server; its memory, CPU and a fresh client.
+    ``trace`` (rpyc_ipy only): a file for the tracemalloc breakdown and its line count."""
+    if cert_key is None:
+        auth = "None"
+    elif library == "floor":
+        auth = repr(cert_key)
+    else:
+        auth = f"SSLAuthenticator({cert_key[1]!r}, {cert_key[0]!r})"
+    code = (TEMPLATES[library].replace("AUTH", auth).replace("MAX", str(count + 64))
+            .replace("TRACE_FILE", repr(trace[0] if trace else None))
+            .replace("TOP", str(trace[1] if trace else 0)))
     cert = cert_key[0] if cert_key else None
     with server_process(textwrap.dedent(code)) as server:
         warm = connect(library, server.port, cert)  # imports, caches, the first thread
@@ -128,6 +215,8 @@ def measure(library: str, cert_key: tuple[str, str] | None, count: int, idle_s: 
         gc.collect()
         time.sleep(0.5)
         before = rss_bytes(server.pid)
+        if trace:
+            os.kill(server.pid, signal.SIGUSR1)  # the baseline
         per = -(-count // HOLDERS)
         holders = []
         started = time.perf_counter()
@@ -150,6 +239,7 @@ def measure(library: str, cert_key: tuple[str, str] | None, count: int, idle_s: 
             opened_s = time.perf_counter() - started
             time.sleep(1.0)  # let the server settle the last ones
             after = rss_bytes(server.pid)
+            breakdown = _breakdown(server.pid, trace[0]) if trace else []
             cpu0 = cpu_seconds(server.pid)
             time.sleep(idle_s)
             idle_cpu = cpu_seconds(server.pid) - cpu0
@@ -166,7 +256,23 @@ def measure(library: str, cert_key: tuple[str, str] | None, count: int, idle_s: 
     return {"count": count, "held": held, "rss_before": before, "rss_after": after,
             "per_conn": (after - before) / max(1, held), "idle_cpu_s": idle_cpu,
             "idle_s": idle_s, "rt_before": before_rt, "rt_fresh": fresh_rt,
-            "open_s": opened_s}
+            "open_s": opened_s, "breakdown": breakdown}
+
+
+def _breakdown(pid: int, path: str) -> list[tuple[int, int, str]]:
+    """Ask the traced server for what it allocated since the baseline, by call site."""
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + WAIT
+    while not os.path.exists(path):  # the server writes it whole, then renames it
+        if time.monotonic() > deadline:
+            raise RuntimeError("the traced server wrote no breakdown")
+        time.sleep(0.1)
+    rows = []
+    with open(path) as lines:
+        for line in lines:
+            size, count, where = line.rstrip("\n").split(" ", 2)
+            rows.append((int(size), int(count), where))
+    return rows
 
 
 def main() -> int:
@@ -177,6 +283,10 @@ def main() -> int:
     parser.add_argument("--many", type=int, default=10_000,
                         help="idle connections on one ThreadedServer (default 10000)")
     parser.add_argument("--json", help="also write the figures to this file for bench/run.py")
+    parser.add_argument("--trace", action="store_true",
+                        help="only rpyc_ipy: where its memory per connection goes (tracemalloc)")
+    parser.add_argument("--tls", action="store_true", help="with --trace: over TLS")
+    parser.add_argument("--top", type=int, default=25, help="lines of the --trace breakdown")
     parser.add_argument("--hold", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--cert", help=argparse.SUPPRESS)
@@ -199,7 +309,18 @@ def main() -> int:
         cert_key = (str(cert), str(key))
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; open-file limit "
               f"{limit}; {options.count} idle connections per server")
-        for library, short in (("rpyc_ipy", "ours"), ("rpyc", "rpyc")):
+        if options.trace:
+            trace_file = os.path.join(tmp, "trace.txt")
+            result = measure("rpyc_ipy", cert_key if options.tls else None, options.count, 1.0,
+                             (trace_file, options.top))
+            print(f"  rpyc_ipy {'tls' if options.tls else 'plain'}: "
+                  f"{result['per_conn'] / KiB:.1f} KiB per idle connection (RSS, traced); "
+                  f"Python allocations by call site:")
+            for size, count, where in result["breakdown"]:
+                print(f"    {size / result['held']:7.0f} B  {count / result['held']:4.1f} blocks"
+                      f"  {where}")
+            return 0
+        for library, short in (("rpyc_ipy", "ours"), ("rpyc", "rpyc"), ("floor", "floor")):
             for tls in (False, True):
                 result = measure(library, cert_key if tls else None, options.count, 2.0)
                 kind = "tls" if tls else "plain"

@@ -17,6 +17,10 @@ shared machine falls on all of them alike; the figures are medians of the batche
   preallocated buffer, and naive ``recv`` + ``join``), a raw one-way transfer (the server
   reads the payload and answers with its length), rpyc_ipy's echo of the same
   payload object every time and of a fresh ``bytes`` each time, random and zero bytes.
+* Memory during a 128 MiB echo: how much each side's peak RSS grows past what it held
+  before (Linux: the peak is reset through ``/proc/<pid>/clear_refs`` first), beyond
+  the 128 MiB that each side must hold anyway (the server the request's payload, the
+  client the reply); rpyc with zlib off + TCP_NODELAY, Pyro5 and the raw echo.
 * CPU per call (``add1``), client (``getrusage``) and server (``/proc/<pid>/stat``),
   rpyc_ipy with busy polling on (the default) and off (``busy_poll_window=0``).
 
@@ -202,6 +206,34 @@ def raw_client(port: int, payload: bytes, mode: str = "echo") -> Callable[[], No
     return {"echo": echo, "sink": sink, "naive": naive_echo}[mode]
 
 
+def _status_bytes(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} for process {pid}")
+
+
+def peak_resettable(pid: int) -> bool:
+    """Whether this system lets us reset a process's peak RSS (Linux 4.0 and later)."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as clear:
+            clear.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_growth(pids: list[int], fn: Callable[[], object]) -> list[int]:
+    """Run ``fn``; how far each process's peak RSS rose above its RSS before."""
+    before = []
+    for pid in pids:
+        peak_resettable(pid)  # resets VmHWM to the current RSS
+        before.append(_status_bytes(pid, "VmRSS"))
+    fn()
+    return [_status_bytes(pid, "VmHWM") - rss for pid, rss in zip(pids, before, strict=True)]
+
+
 def client_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -330,6 +362,23 @@ def main() -> int:
                                          big_repeat, 1)["copy"]
         values["reconcile.fresh_copy_s"] = fresh_cost
 
+        if peak_resettable(os.getpid()):
+            huge = os.urandom(128 * MiB)
+            print("128 MiB echo: peak memory over the 128 MiB each side must hold, client / "
+                  "server")
+            for name, echo, pid in (
+                    ("ours", lambda: ours.root.echo(huge), ours_srv.pid),
+                    ("rpyc", lambda: tuned.root.echo(huge), tuned_srv.pid),
+                    ("pyro5", lambda: pyro.echo(huge), pyro_srv.pid),
+                    # the floor's client allocates its reply buffer inside the measure
+                    ("floor", lambda: raw_client(raw_srv.port, huge)(), raw_srv.pid)):
+                client_growth, server_growth = peak_growth([os.getpid(), pid], echo)
+                values[f"echo128_client.{name}"] = max(0, client_growth - len(huge))
+                values[f"echo128_server.{name}"] = max(0, server_growth - len(huge))
+                print(f"  {name:<12} client {(client_growth - len(huge)) / MiB:+7.1f} MiB  "
+                      f"server {(server_growth - len(huge)) / MiB:+7.1f} MiB")
+            del huge
+
         # each run lasts about `span` seconds: CPU times tick in 10 ms steps
         span = 0.3 if options.quick else 1.0
         print(f"CPU per add1 call (cached method), medians of 3 runs of about {span:g} s")
@@ -347,7 +396,9 @@ def main() -> int:
 
     notes = [f"Pyro5 {Pyro5.__version__} with SERIALIZER='marshal'. Pyro5 caps a message at "
              f"MAX_MESSAGE_SIZE (default {pyro_default_max:,} bytes here); both sides set it "
-             "to 1 GiB, so 16 MiB fits either way."]
+             "to 1 GiB, so 16 MiB fits either way.",
+             "The 128 MiB echo's memory: rpyc 6.0.2 with zlib off + TCP_NODELAY (with zlib on "
+             "it takes minutes)."]
     write_json(options.json, values, notes)
     return 0
 

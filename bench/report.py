@@ -146,10 +146,15 @@ def issue_measures() -> list[Measure]:
         Measure("TLS-SRP cached call", "srp_rt", "time", "<= 2x plain",
                 _relative("srp_rt", "tls_rt.plain", 2.0, False),
                 floor_label="raw ssl ping-pong"),
+        Measure("128 MiB echo: client peak memory beyond the reply", "echo128_client", "mem",
+                "<= 16 MiB", _at_most("echo128_client", 16 * MiB), floor_label="raw TCP echo"),
+        Measure("128 MiB echo: server peak memory beyond the request", "echo128_server", "mem",
+                "<= 16 MiB", _at_most("echo128_server", 16 * MiB), floor_label="raw TCP echo"),
         Measure("idle connection, server memory (plain)", "idle_plain", "mem",
-                "<= 16 KiB", _at_most("idle_plain", 16 * KiB)),
+                "<= 16 KiB", _at_most("idle_plain", 16 * KiB),
+                floor_label="bare socket server"),
         Measure("idle connection, server memory (TLS)", "idle_tls", "mem",
-                "<= 16 KiB", _at_most("idle_tls", 16 * KiB)),
+                "<= 16 KiB", _at_most("idle_tls", 16 * KiB), floor_label="bare ssl server"),
         Measure("10,000 idle connections on one ThreadedServer: server RSS", "many", "mem",
                 "< 200 MiB, all held, a fresh client served", _many_ok),
         Measure("64 clients, small calls: throughput", "load_throughput", "ops",
@@ -336,7 +341,8 @@ def idle_section(values: Values) -> list[str]:
     get = values.get
     rows = []
     for kind in ("plain", "tls"):
-        for peer, label in (("ours", "rpyc_ipy"), ("rpyc", "rpyc 6.0.2")):
+        for peer, label in (("ours", "rpyc_ipy"), ("rpyc", "rpyc 6.0.2"),
+                            ("floor", "floor: a bare server that only holds the socket")):
             rows.append([f"{label}, {kind}", _fmt("mem", get(f"idle_{kind}.{peer}")),
                          _fmt("count", get(f"idle_{kind}.{peer}_held"))])
     lines = _table(["server", "memory per idle connection", "connections held"], rows)

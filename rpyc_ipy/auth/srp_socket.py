@@ -751,7 +751,9 @@ class TLSLiteSocket:
                              cipher=self.cipher()[0], srp_user=self.username)
 
     def cipher_implementation(self) -> str:
-        """tlslite's AES implementation in use: "openssl" means the fast one."""
+        """The AES tlslite used for the handshake ("openssl" is the fast one); the
+        records after it use cryptography's (OpenSSL) AES when :meth:`record_layer` is
+        ``"rpyc_ipy"``."""
         return str(self._conn.getCipherImplementation())
 
     def __enter__(self) -> TLSLiteSocket:

@@ -1,6 +1,6 @@
 """Idle connections are cheap: a ThreadedServer holding hundreds of silent clients
 keeps no receive buffer and no thread for any of them, and serves a fresh client
-meanwhile. Structure, not memory figures (bench/bench_idle.py measures those).
+meanwhile. Structure, not memory figures (bench/bench_connections.py measures those).
 Real sockets on 127.0.0.1."""
 
 from __future__ import annotations
