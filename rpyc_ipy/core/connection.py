@@ -151,7 +151,6 @@ class Connection(RequestHandlers):
         if self._config["first_frame_timeout"] is not None:
             self._reader.first_frame_by = self._created + self._config["first_frame_timeout"]
         self._remote_root: Any = None
-        self._handlers: dict[int, Callable[..., Any]] = self._handler_table()
         self._flush_pending = False
         ReleaseFlusher.ensure_started()
         if isinstance(service, type):
@@ -549,7 +548,7 @@ class Connection(RequestHandlers):
                 handler = self._handlers.get(event.handler)
                 if handler is None:
                     raise KeyError(event.handler)
-                result = handler(*args)
+                result = handler(self, *args)
                 parts = self._engine.reply(event.seq, self._box(result))
             except CloseRequested:
                 self.abort(ConnectionClosed("the peer closed the connection"))
@@ -581,7 +580,8 @@ class Connection(RequestHandlers):
         try:
             if error is not None:
                 raise error
-            parts = self._engine.reply(event.seq, self._box(self._handlers[event.handler](*args)))
+            result = self._handlers[event.handler](self, *args)
+            parts = self._engine.reply(event.seq, self._box(result))
         except Exception:
             parts = self._exception_parts(event.seq, event.handler)
         self._writer.queue_frame(parts)

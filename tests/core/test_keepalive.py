@@ -38,11 +38,12 @@ def _record_releases(conn: Any) -> list[int]:
     counts: list[int] = []
     handle = conn._handlers[consts.HANDLE_DEL]
 
-    def counting(obj: Any, count: Any = 1) -> None:
+    def counting(self: Any, obj: Any, count: Any = 1) -> None:
         counts.append(count)
-        handle(obj, count)
+        handle(self, obj, count)
 
-    conn._handlers[consts.HANDLE_DEL] = counting
+    # the table is shared by the class: this connection gets its own copy
+    conn._handlers = {**conn._handlers, consts.HANDLE_DEL: counting}
     return counts
 
 
