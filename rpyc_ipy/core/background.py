@@ -3,8 +3,9 @@
 Neither does protocol work of its own: the flusher writes the DEL requests that
 netref finalizers queued (finalizers never do I/O), and the watchdog hands a
 connection's reader role to a pool worker when a request runs long with nobody
-reading (and a server loop's leadership to another thread, see servers/loop.py).
-Both sleep until there is work: nothing here wakes up periodically.
+reading (and a server loop's leadership to another thread, see servers/loop.py),
+and drops the netrefs a connection kept alive once their moment is over
+(core/keepalive.py). Both sleep until there is work: nothing here wakes up periodically.
 """
 
 from __future__ import annotations
@@ -167,6 +168,12 @@ class Watchdog:
     def watch(self, item: Stallable, since: float) -> None:
         """Ask ``item`` at ``since`` + grace (``time.monotonic``) whether it stalled."""
         when = since + self.grace
+        due = self._due.get(item)  # no lock: the usual answer (every request asks), fast
+        if due is None or due > when:
+            self.watch_at(item, when)
+
+    def watch_at(self, item: Stallable, when: float) -> None:
+        """Ask ``item`` at ``when`` (``time.monotonic``), or earlier if already due then."""
         due = self._due.get(item)  # no lock: an earlier look also sees the newer request
         if due is not None and due <= when:
             return

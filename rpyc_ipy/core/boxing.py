@@ -8,7 +8,10 @@ object (the proxy cache), of a proxy class made once per remote class from the
 peer's INSPECT reply. A netref that died with its release still queued (not
 yet sent) is as good as alive: a new one for the same object takes the release
 back (``reclaim``) instead of the peer seeing a DEL and then the same reference
-again, which a callback passed on every call would cost otherwise.
+again, which a callback passed on every call would cost otherwise. And the last
+few netrefs stay alive for a moment after their last use
+(:class:`~rpyc_ipy.core.keepalive.KeptNetrefs`): the same callback sent again finds
+its netref still there.
 
 The proxy cache is keyed by the peer's ids mixed with a secret of the connection:
 the peer picks those ints, and as plain keys they could all hash alike (a
@@ -24,6 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rpyc_ipy.core.handlers import check_id_pack
+from rpyc_ipy.core.keepalive import KeptNetrefs
 from rpyc_ipy.core.netref import (
     BaseNetref,
     RemoteMethod,
@@ -50,11 +54,13 @@ class Boxing:
     """The boxing of one connection: :meth:`box` what to send, :meth:`unbox` what
     arrived. ``inspect(id_pack)`` asks the peer for a remote class's methods (a
     request, so it is only called outside ``lock``). ``reclaim(id_pack)`` takes back
-    the queued, unsent release of a dead netref and returns its count (0 if none)."""
+    the queued, unsent release of a dead netref and returns its count (0 if none).
+    ``kept``: how many netrefs to keep alive, for how many seconds after their last
+    use (:mod:`rpyc_ipy.core.keepalive`)."""
 
     def __init__(self, owner: Connection, exports: ExportTable, lock: threading.Lock,
                  inspect: Callable[[IdPack], Any], max_proxy_classes: int,
-                 reclaim: Callable[[IdPack], int]) -> None:
+                 reclaim: Callable[[IdPack], int], kept: tuple[int, float]) -> None:
         self._owner = owner
         self._reclaim = reclaim
         self._exports = exports
@@ -66,6 +72,8 @@ class Boxing:
         self._proxy_classes: dict[tuple[int, bool], type[BaseNetref]] = {}
         # id_pack ints are below 2**64 (check_id_pack), so XOR keeps keys distinct
         self._salt = secrets.randbits(64)
+        self._kept = KeptNetrefs(lock, *kept)
+        self._keep = self._kept.keep
 
     def box(self, obj: Any) -> Any:
         t = type(obj)
@@ -126,18 +134,21 @@ class Boxing:
             proxy = self._proxies.get(key)
             if proxy is not None:
                 object.__setattr__(proxy, "____refcount__", _get(proxy, "____refcount__") + 1)
+                self._keep(proxy)
                 return proxy
         cls = self._proxy_class(id_pack)
         with self._lock:
             proxy = self._proxies.get(key)
             if proxy is not None:  # another thread built it meanwhile
                 object.__setattr__(proxy, "____refcount__", _get(proxy, "____refcount__") + 1)
+                self._keep(proxy)
                 return proxy
             proxy = cls(self._owner, id_pack)
             reclaimed = self._reclaim(id_pack)
             if reclaimed:  # the peer still counts those references: they are ours again
                 object.__setattr__(proxy, "____refcount__", 1 + reclaimed)
             self._proxies[key] = proxy
+            self._keep(proxy)
             return proxy
 
     def _proxy_class(self, id_pack: IdPack) -> type[BaseNetref]:
@@ -164,6 +175,16 @@ class Boxing:
                 self._proxy_classes.pop(next(iter(self._proxy_classes)))
             self._proxy_classes[key] = cls
         return cls
+
+    @property
+    def kept_netrefs(self) -> int:
+        """How many netrefs are kept alive past their last use now."""
+        return len(self._kept)
+
+    def take_kept(self) -> list[BaseNetref]:
+        """Stop keeping netrefs alive; returns them, to be dropped outside the lock
+        (call with it held)."""
+        return self._kept.take_all()
 
     def forget_classes(self) -> None:
         """Drop the proxy classes (the connection closed; call with the lock held)."""

@@ -136,7 +136,8 @@ class Connection(RequestHandlers):
         self._writer = FrameWriter(transport, self._engine)
         self._write = self._writer.write  # send lock held
         self._boxing = Boxing(self, self._exports, self._lock, self._inspect,
-                              self._config["max_proxy_classes"], self._writer.reclaim_release)
+                              self._config["max_proxy_classes"], self._writer.reclaim_release,
+                              (self._config["netref_keep"], self._config["netref_keep_time"]))
         # bound once: boxing runs for every argument and result
         self._box = self._boxing.box
         self._unbox = self._boxing.unbox
@@ -150,7 +151,6 @@ class Connection(RequestHandlers):
         if self._config["first_frame_timeout"] is not None:
             self._reader.first_frame_by = self._created + self._config["first_frame_timeout"]
         self._remote_root: Any = None
-        self._handlers: dict[int, Callable[..., Any]] = self._handler_table()
         self._flush_pending = False
         ReleaseFlusher.ensure_started()
         if isinstance(service, type):
@@ -548,7 +548,7 @@ class Connection(RequestHandlers):
                 handler = self._handlers.get(event.handler)
                 if handler is None:
                     raise KeyError(event.handler)
-                result = handler(*args)
+                result = handler(self, *args)
                 parts = self._engine.reply(event.seq, self._box(result))
             except CloseRequested:
                 self.abort(ConnectionClosed("the peer closed the connection"))
@@ -580,7 +580,8 @@ class Connection(RequestHandlers):
         try:
             if error is not None:
                 raise error
-            parts = self._engine.reply(event.seq, self._box(self._handlers[event.handler](*args)))
+            result = self._handlers[event.handler](self, *args)
+            parts = self._engine.reply(event.seq, self._box(result))
         except Exception:
             parts = self._exception_parts(event.seq, event.handler)
         self._writer.queue_frame(parts)
@@ -631,6 +632,20 @@ class Connection(RequestHandlers):
             return
         self._writer.queue_release(id_pack, count)
         self._schedule_flush()
+
+    @property
+    def kept_netrefs(self) -> int:
+        """How many netrefs this side keeps alive past their last use now (at most
+        ``netref_keep``, each for ``netref_keep_time`` seconds: core/keepalive.py)."""
+        return self._boxing.kept_netrefs
+
+    def release_kept(self) -> None:
+        """Stop keeping netrefs alive past their last use, now: those nothing else
+        holds are released at once (their DEL requests are sent before this returns)."""
+        with self._lock:
+            kept = self._boxing.take_kept()
+        del kept  # outside the lock: their finalizers queue the releases
+        self.flush_releases()
 
     def _schedule_flush(self) -> None:
         # one flush pending per connection: the next write usually takes what is queued
@@ -700,3 +715,5 @@ class Connection(RequestHandlers):
             with self._lock:
                 self._exports.clear()
                 self._boxing.forget_classes()
+                kept = self._boxing.take_kept()
+            del kept  # closed: their finalizers queue nothing

@@ -12,7 +12,7 @@ import pickle
 import sys
 from collections.abc import Callable
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rpyc_ipy.core.netref import class_methods, resolve_local_class
 from rpyc_ipy.core.policy import (
@@ -52,6 +52,31 @@ def check_id_pack(value: Any) -> IdPack:
 _ID_END = 1 << 64
 
 
+#: every request handler id and the method that serves it
+_HANDLER_METHODS = (
+    (consts.HANDLE_PING, "_handle_ping"),
+    (consts.HANDLE_CLOSE, "_handle_close"),
+    (consts.HANDLE_GETROOT, "_handle_getroot"),
+    (consts.HANDLE_GETATTR, "_handle_getattr"),
+    (consts.HANDLE_DELATTR, "_handle_delattr"),
+    (consts.HANDLE_SETATTR, "_handle_setattr"),
+    (consts.HANDLE_CALL, "_handle_call"),
+    (consts.HANDLE_CALLATTR, "_handle_callattr"),
+    (consts.HANDLE_REPR, "_handle_repr"),
+    (consts.HANDLE_STR, "_handle_str"),
+    (consts.HANDLE_CMP, "_handle_cmp"),
+    (consts.HANDLE_HASH, "_handle_hash"),
+    (consts.HANDLE_DIR, "_handle_dir"),
+    (consts.HANDLE_PICKLE, "_handle_pickle"),
+    (consts.HANDLE_DEL, "_handle_del"),
+    (consts.HANDLE_INSPECT, "_handle_inspect"),
+    (consts.HANDLE_BUFFITER, "_handle_buffiter"),
+    (consts.HANDLE_OLDSLICING, "_handle_oldslicing"),
+    (consts.HANDLE_CTXEXIT, "_handle_ctxexit"),
+    (consts.HANDLE_INSTANCECHECK, "_handle_instancecheck"),
+)
+
+
 class RequestHandlers:
     """The handler table and the handlers; needs the connection's policy, export
     table, lock, config and root object."""
@@ -62,29 +87,13 @@ class RequestHandlers:
     _config: dict[str, Any]
     _local_root: Any
 
-    def _handler_table(self) -> dict[int, Callable[..., Any]]:
-        return {
-            consts.HANDLE_PING: self._handle_ping,
-            consts.HANDLE_CLOSE: self._handle_close,
-            consts.HANDLE_GETROOT: self._handle_getroot,
-            consts.HANDLE_GETATTR: self._handle_getattr,
-            consts.HANDLE_DELATTR: self._handle_delattr,
-            consts.HANDLE_SETATTR: self._handle_setattr,
-            consts.HANDLE_CALL: self._handle_call,
-            consts.HANDLE_CALLATTR: self._handle_callattr,
-            consts.HANDLE_REPR: self._handle_repr,
-            consts.HANDLE_STR: self._handle_str,
-            consts.HANDLE_CMP: self._handle_cmp,
-            consts.HANDLE_HASH: self._handle_hash,
-            consts.HANDLE_DIR: self._handle_dir,
-            consts.HANDLE_PICKLE: self._handle_pickle,
-            consts.HANDLE_DEL: self._handle_del,
-            consts.HANDLE_INSPECT: self._handle_inspect,
-            consts.HANDLE_BUFFITER: self._handle_buffiter,
-            consts.HANDLE_OLDSLICING: self._handle_oldslicing,
-            consts.HANDLE_CTXEXIT: self._handle_ctxexit,
-            consts.HANDLE_INSTANCECHECK: self._handle_instancecheck,
-        }
+    #: handler id -> its function, resolved once per class (overrides included) and
+    #: shared by every connection of the class: called as ``handler(conn, *args)``
+    _handlers: ClassVar[dict[int, Callable[..., Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._handlers = {handler: getattr(cls, name) for handler, name in _HANDLER_METHODS}
 
     def _handle_ping(self, data: Any) -> Any:
         authorize(self._policy, Op.PING)

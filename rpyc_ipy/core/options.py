@@ -42,6 +42,10 @@ CONNECTION_OPTIONS: dict[str, Any] = {
     # seconds a socket reader may poll for data before sleeping; adaptive, 0 = never
     # (saves two thread wake-ups per round trip on a quiet machine: transports/spin.py)
     "busy_poll_window": DEFAULT_BUSY_POLL_WINDOW,
+    # netrefs kept alive after their last use, and for how many seconds: the same
+    # remote object sent again (a callback) reuses its netref (core/keepalive.py)
+    "netref_keep": 8,
+    "netref_keep_time": 0.1,
 }
 
 
@@ -78,4 +82,10 @@ def validated_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     window = merged["busy_poll_window"]
     if not isinstance(window, (int, float)) or isinstance(window, bool) or not 0 <= window <= 0.1:
         raise ConfigError("busy_poll_window must be a number of seconds from 0 to 0.1")
+    keep = merged["netref_keep"]
+    if type(keep) is not int or not 0 <= keep <= 1024:
+        raise ConfigError("netref_keep must be an int from 0 (keep none) to 1024")
+    hold = merged["netref_keep_time"]
+    if not isinstance(hold, (int, float)) or isinstance(hold, bool) or not 0 < hold <= 60:
+        raise ConfigError("netref_keep_time must be a number of seconds above 0, at most 60")
     return merged

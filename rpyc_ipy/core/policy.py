@@ -17,6 +17,7 @@ everything needs ``allow_all_attrs`` (classic mode). An object that defines
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -195,7 +196,7 @@ class SecurityPolicy:
             safe = frozenset(values["safe_attrs"])
             # every connection with the default names shares one set (a copy is 4 KiB)
             values["safe_attrs"] = SAFE_ATTRS if safe == SAFE_ATTRS else safe
-        return cls(**values)
+        return _shared(cls(**values))
 
     def with_overrides(self, **changes: Any) -> SecurityPolicy:
         """A copy with some keys changed; keys that are not policy keys are ignored."""
@@ -321,3 +322,10 @@ def visible_names(policy: SecurityPolicy, obj: object, names: list[str]) -> list
             if prefix and name.startswith(prefix) and len(name) > len(prefix):
                 out[name[len(prefix):]] = None
     return list(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _shared(policy: SecurityPolicy) -> SecurityPolicy:
+    """One instance for equal policies: a server's connections share theirs (it is
+    frozen), which saves each idle connection its own copy."""
+    return policy

@@ -394,6 +394,8 @@ class ServerLoop:
                 last = -1  # another client, or several: not a single conversation
         if not ready:
             return None
+        # the client's conversation: its own reads (a callback's reply) don't end our solo
+        self._spin.conversation = fd
         now = self._spin.received()
         if last == -1 or len(events) > 1:
             self._last_fd = events[-1][0]

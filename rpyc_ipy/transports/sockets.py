@@ -156,14 +156,14 @@ class SocketTransport:
             self._readable.register(sock.fileno(), select.POLLIN)
             self._writable = select.poll()
             self._writable.register(sock.fileno(), select.POLLOUT)
-            self._spin = spin.policy(max_spin)
+            self._spin = spin.policy(max_spin, sock.fileno())
         elif isinstance(sock, ssl.SSLSocket):
             self._tls_lock = threading.Lock()
             sock.setblocking(False)
             self._tls_polled = hasattr(select, "poll")
             if self._tls_polled:
                 # a round trip costs two thread wake-ups with TLS as without: poll alike
-                self._spin = spin.policy(max_spin)
+                self._spin = spin.policy(max_spin, sock.fileno())
                 self._readable = select.poll()
                 self._readable.register(sock.fileno(), select.POLLIN)
             else:

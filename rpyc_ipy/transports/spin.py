@@ -16,9 +16,11 @@ guarded four ways:
   window closed and shrinks when the wait was long anyway (an idle peer, a slow
   network);
 * a reader polls only while its conversation is the only one the process is
-  having: once two readers of the process have received data within the last
-  50 ms (a server thread per client, a client process with many connections),
-  everyone blocks as usual;
+  having: once two conversations of the process have received data within the
+  last 50 ms (a server thread per client, a client process with many
+  connections), everyone blocks as usual. A conversation is a socket: a server
+  loop's reader and a thread that reads the same client's socket for a nested
+  reply (a callback's) are one conversation, not two;
 * nobody polls while the machine has more runnable threads than CPUs in two
   readings in a row (from ``/proc/loadavg``, at most ten times a second): then a
   poller would take a CPU from someone who has work, such as the peer; one
@@ -78,8 +80,8 @@ _Ready = TypeVar("_Ready")
 
 
 class SpinCoordinator:
-    """What the readers of one process share: the single poller's token, which reader
-    received data last, the run queue's last reading, and the clock.
+    """What the readers of one process share: the single poller's token, which
+    conversation received data last, the run queue's last reading, and the clock.
 
     Make readers' policies with :meth:`policy`. ``runnable`` reads the machine's
     runnable thread count (default :func:`runnable_threads`), ``cpus`` is the
@@ -94,15 +96,18 @@ class SpinCoordinator:
         self._cpus = _cpu_count() if cpus is None else cpus
         # one poller per process: a second one would only compete for the GIL and a CPU
         self._token = threading.Lock()
-        self._last_reader: SpinPolicy | None = None
-        self._last_switch = -math.inf  # when a different reader than before last received
+        self._last_conversation: object = None
+        # when a different conversation than before last received
+        self._last_switch = -math.inf
         self._crowd_read_at = -math.inf
         self._crowd = False
         self._over = False  # the last reading alone showed more runnable threads than CPUs
 
-    def policy(self, maximum: float = DEFAULT_MAX_SPIN) -> SpinPolicy:
-        """A new reader's polling window, capped at ``maximum`` seconds."""
-        return SpinPolicy(self, maximum)
+    def policy(self, maximum: float = DEFAULT_MAX_SPIN, conversation: object = None
+               ) -> SpinPolicy:
+        """A new reader's polling window, capped at ``maximum`` seconds; ``conversation``
+        (a socket's descriptor) tells its readers apart, by default the policy itself."""
+        return SpinPolicy(self, maximum, conversation)
 
     def crowded(self, now: float) -> bool:
         """True if more threads are runnable than there are CPUs in two readings in a row
@@ -115,10 +120,10 @@ class SpinCoordinator:
         return self._crowd
 
     def take_token(self, reader: SpinPolicy, now: float) -> bool:
-        """True if ``reader`` may poll now: it alone has been receiving for :data:`SOLO`
-        seconds, the CPUs are not all taken, and nobody else polls. Then it holds
+        """True if ``reader`` may poll now: its conversation alone has been receiving
+        for :data:`SOLO` seconds, the CPUs are not all taken, and nobody else polls. Then it holds
         the token: call :meth:`release_token`."""
-        if self._last_reader is not reader or now - self._last_switch < SOLO:
+        if self._last_conversation != reader.conversation or now - self._last_switch < SOLO:
             return False
         return not self.crowded(now) and self._token.acquire(blocking=False)
 
@@ -132,12 +137,15 @@ class SpinPolicy:
     Made by :meth:`SpinCoordinator.policy`.
     """
 
-    __slots__ = ("_coordinator", "maximum", "window")
+    __slots__ = ("_coordinator", "conversation", "maximum", "window")
 
-    def __init__(self, coordinator: SpinCoordinator, maximum: float = DEFAULT_MAX_SPIN) -> None:
+    def __init__(self, coordinator: SpinCoordinator, maximum: float = DEFAULT_MAX_SPIN,
+                 conversation: object = None) -> None:
         self._coordinator = coordinator
         self.maximum = max(0.0, maximum)
         self.window = 0.0
+        #: what the solo rule tells readers apart by (a server loop sets the client's fd)
+        self.conversation = self if conversation is None else conversation
 
     def set_maximum(self, maximum: float) -> None:
         """The longest this reader may poll before sleeping (0: never)."""
@@ -192,8 +200,8 @@ class SpinPolicy:
         coordinator = self._coordinator
         now = coordinator.clock()
         # SpinCoordinator.received, inlined: this runs for every frame a reader gets
-        if coordinator._last_reader is not self:
-            coordinator._last_reader = self
+        if coordinator._last_conversation != self.conversation:
+            coordinator._last_conversation = self.conversation
             coordinator._last_switch = now
         return now
 

@@ -107,7 +107,7 @@ def test_every_handler_calls_the_gate(handler: int, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(policy_module, "authorize", spy)
     monkeypatch.setattr("rpyc_ipy.core.handlers.authorize", spy)
     try:
-        conn._handlers[handler](*_arguments(handler, thing, conn))
+        conn._handlers[handler](conn, *_arguments(handler, thing, conn))
     except Exception:
         pass  # refusals and CLOSE's teardown signal are fine: the gate was asked first
     assert EXPECTED_OPS[handler] in calls
@@ -126,5 +126,5 @@ def test_a_closed_gate_stops_every_handler(handler: int, monkeypatch: pytest.Mon
     monkeypatch.setattr(policy_module, "authorize", deny)
     monkeypatch.setattr("rpyc_ipy.core.handlers.authorize", deny)
     with pytest.raises(SecurityError):
-        conn._handlers[handler](*_arguments(handler, thing, conn))
+        conn._handlers[handler](conn, *_arguments(handler, thing, conn))
     assert thing.value == 1 and "value" not in vars(thing)

@@ -214,6 +214,31 @@ def test_only_a_reader_alone_polls_and_one_thread_at_a_time() -> None:
     second.release()
 
 
+def test_readers_of_one_conversation_keep_polling() -> None:
+    # a server loop's reader and the thread that reads the same client's socket for a
+    # callback's reply take turns receiving: one conversation, so polling goes on
+    coordinator, clock, _ = make_coordinator()
+    loop, nested = coordinator.policy(), coordinator.policy(conversation=7)
+    other = coordinator.policy(conversation=8)
+    for policy in (loop, nested, other):
+        policy.record_block(10e-6)
+    loop.conversation = 7  # what the loop does when epoll reports the client's fd 7
+    loop.received()
+    clock.now += 1.0
+    for _ in range(3):
+        nested.received()
+        clock.now += 0.001
+        loop.received()
+        clock.now += 0.001
+    for policy in (loop, nested):
+        assert policy.begin(clock()) > 0
+        policy.release()
+    other.received()  # another client's socket: two conversations, nobody polls
+    clock.now += 0.001
+    assert loop.begin(clock()) == 0.0
+    assert nested.begin(clock()) == 0.0
+
+
 def test_coordinators_share_nothing() -> None:
     # what one coordinator's readers do never stops another's (each test makes its own)
     ours, ours_clock, _ = make_coordinator()

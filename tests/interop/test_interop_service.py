@@ -150,6 +150,26 @@ def test_callbacks_both_ways(side: Side) -> None:
         side.root.call_plus_one(broken, 1)
 
 
+def test_a_callback_sent_on_every_call_is_released_with_its_count(side: Side) -> None:
+    """Our side keeps the netref of a callback it is sent on every call, and its one
+    DEL carries every reference at once; rpyc's table, which counts each send, must
+    come back to its start (a DEL of 1 per call, or a lost one, would not do that)."""
+    conn = side.conn
+    ours = isinstance(conn, rpyc_ipy.Connection)
+
+    def table() -> int:
+        conn.ping()  # the client reads the peer's DELs only while it calls
+        return len(conn._exports) if ours else len(conn._local_objects._dict)
+
+    def cb(x: int) -> int:
+        return x + 1
+
+    start = table()
+    for i in range(30):
+        assert side.root.call(cb, i) == i + 1
+    assert wait_until(lambda: table() == start, timeout=10), (table(), start)
+
+
 def test_async_requests(side: Side) -> None:
     slow = side.async_(side.root.slow_add)
     results = [slow(i, 1, 0.05) for i in range(4)]
@@ -180,6 +200,8 @@ def test_release_returns_the_export_table_to_its_start(side: Side) -> None:
     root.exports()  # warm up: proxy classes, method netrefs
 
     def settled() -> int:
+        if isinstance(side.conn, rpyc_ipy.Connection):
+            side.conn.release_kept()  # the netrefs our client keeps alive for a moment
         collect()
         return int(root.exports())
 
