@@ -380,6 +380,7 @@ class ServerLoop:
                 return None
         clients = self._clients
         last = self._last_fd
+        client_fd = -1
         for fd, _ in events:
             if fd == self._wake_read:
                 try:
@@ -390,15 +391,18 @@ class ServerLoop:
             conn = clients.get(fd)
             if conn is not None:
                 ready.append(conn)
+                client_fd = fd
             if fd != last:
                 last = -1  # another client, or several: not a single conversation
         if not ready:
             return None
-        # the client's conversation: its own reads (a callback's reply) don't end our solo
-        self._spin.conversation = fd
+        if client_fd != -1:
+            # the client's conversation: its own reads (a callback's reply) don't end our
+            # solo (with several clients ready there is no solo anyway)
+            self._spin.conversation = client_fd
         now = self._spin.received()
         if last == -1 or len(events) > 1:
-            self._last_fd = events[-1][0]
+            self._last_fd = client_fd
             self._solo_since = now
         try:
             return ready.popleft()
