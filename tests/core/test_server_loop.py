@@ -217,12 +217,19 @@ def test_threads_other_than_the_loop_can_take_a_loop_clients_role(
             except BaseException as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=hammer, args=(k * 1000,)) for k in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert not errors and not any(t.is_alive() for t in threads)
+        run_in_threads(hammer, 8, 30)
+        assert not errors
+
+
+def run_in_threads(work: Callable[[int], None], count: int, timeout: float) -> None:
+    """Run ``work(k * 1000)`` on ``count`` threads at once; all must end within ``timeout``
+    each (their own failures are for ``work`` to record)."""
+    threads = [threading.Thread(target=work, args=(k * 1000,)) for k in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(t.is_alive() for t in threads)
 
 
 class Probe:
@@ -427,12 +434,8 @@ def test_callers_and_callbacks_from_many_threads_on_an_edge_triggered_client(
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=hammer, args=(k * 1000,)) for k in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors and not any(t.is_alive() for t in threads)
+    run_in_threads(hammer, 6, 60)
+    assert not errors
 
 
 def test_a_client_is_watched_one_way_only(observed: ObservedLoop) -> None:
