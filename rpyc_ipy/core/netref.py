@@ -73,6 +73,12 @@ _REFUSED_PREFIXES = ("_repr_", "_ipython_")
 _NOT_INSTALLED = LOCAL_ATTRS | {"__getattribute__", "__setattr__", "__delattr__", "__init__",
                                 "__new__", "__del__", "__reduce__", "__reduce_ex__", "__class__"}
 
+#: name_packs of the functions a module's netref learns to call with one CALLATTR
+_FUNCTION_TYPES = frozenset({"builtins.function", "builtins.builtin_function_or_method",
+                             "builtins.method"})
+#: how many such names one netref remembers (a module has many functions; memory stays small)
+MAX_LEARNED_CALLABLES = 256
+
 _get = object.__getattribute__
 _set = object.__setattr__
 
@@ -105,7 +111,8 @@ def _conn(proxy: BaseNetref) -> NetrefOwner:
 class BaseNetref:
     """Base of every proxy class; subclasses add the dunders the remote object has."""
 
-    __slots__ = ("____boxed__", "____conn__", "____id_pack__", "____refcount__", "__weakref__")
+    __slots__ = ("____boxed__", "____callables__", "____conn__", "____id_pack__",
+                 "____refcount__", "__weakref__")
     #: names (methods) the remote class has, from INSPECT or the local builtin type
     _rpyc_methods: frozenset[str] = frozenset()
     #: the local class the name_pack resolves to, if any (see wire spec §10.5)
@@ -116,6 +123,7 @@ class BaseNetref:
         _set(self, "____id_pack__", id_pack)
         _set(self, "____refcount__", 1)
         _set(self, "____boxed__", None)  # brine of (LOCAL_REF, id_pack), made on first send
+        _set(self, "____callables__", None)  # names seen to be functions (see below)
 
     def __del__(self) -> None:
         try:
@@ -144,7 +152,21 @@ class BaseNetref:
         methods = type(self)._rpyc_methods
         if ("exposed_" + name) in methods or (name.startswith("exposed_") and name in methods):
             return RemoteMethod(self, name)
-        return _conn(self).netref_getattr(self, name)
+        # a module's name the peer already answered with a function (os.getpid) is
+        # called with one CALLATTR too, which looks the name up afresh at call time;
+        # any other use resolves it first, and one that finds no function forgets it
+        callables = _get(self, "____callables__")
+        if callables is not None and name in callables:
+            return RemoteMethod(self, name)
+        value = _conn(self).netref_getattr(self, name)
+        if (type(self)._rpyc_local_class is types.ModuleType and isinstance(value, BaseNetref)
+                and _get(value, "____id_pack__")[0] in _FUNCTION_TYPES):
+            if callables is None:
+                callables = set()
+                _set(self, "____callables__", callables)
+            if len(callables) < MAX_LEARNED_CALLABLES:
+                callables.add(name)
+        return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in LOCAL_ATTRS:
@@ -291,8 +313,12 @@ def resolve_method(method: RemoteMethod) -> BaseNetref:
     """The bound-method netref a :class:`RemoteMethod` stands for (one GETATTR, once)."""
     resolved = method._resolved
     if resolved is None:
-        resolved = method._resolved = _conn(method._owner).netref_getattr(method._owner,
-                                                                          method._name)
+        owner = method._owner
+        resolved = method._resolved = _conn(owner).netref_getattr(owner, method._name)
+        callables = _get(owner, "____callables__")
+        if callables is not None and not (isinstance(resolved, BaseNetref) and _get(
+                resolved, "____id_pack__")[0] in _FUNCTION_TYPES):
+            callables.discard(method._name)  # rebound to something else on the peer
     return resolved
 
 

@@ -190,3 +190,77 @@ def test_releases_return_the_export_table_to_its_start(conn: Any) -> None:
     del boxes
     gc.collect()
     assert wait_until(lambda: conn.root.exported() == start, timeout=5), conn.root.exported()
+
+
+def _count_requests(conn: Any) -> list[int]:
+    """The handler ids of the requests ``conn`` sends from now on."""
+    sent: list[int] = []
+    original = conn.async_request
+
+    def counting(handler: int, *args: Any) -> Any:
+        sent.append(handler)
+        return original(handler, *args)
+
+    conn.async_request = counting
+    return sent
+
+
+@pytest.fixture
+def classic_conn() -> Any:
+    conn = rpyc_ipy.classic.connect_thread()
+    yield conn
+    conn.close()
+
+
+def test_a_module_function_seen_once_is_called_with_one_round_trip(classic_conn: Any) -> None:
+    import os
+
+    conn = classic_conn
+    remote_os = conn.modules.os
+    sent = _count_requests(conn)
+    assert remote_os.getpid() == os.getpid()  # first: GETATTR, then CALL
+    assert sent == [consts.HANDLE_GETATTR, consts.HANDLE_CALL]
+    del sent[:]
+    assert remote_os.getpid() == os.getpid()
+    assert remote_os.path.join("a", "b") == os.path.join("a", "b")
+    assert sent[0] == consts.HANDLE_CALLATTR  # getpid: one request
+    del sent[:]
+    assert remote_os.sep == os.sep and remote_os.sep == os.sep  # not a function: asked each time
+    assert sent == [consts.HANDLE_GETATTR, consts.HANDLE_GETATTR]
+
+
+def test_a_learned_module_name_rebound_on_the_peer_is_asked_afresh(classic_conn: Any) -> None:
+    conn = classic_conn
+    scratch = conn.modules.types.ModuleType("scratch")
+    scratch.f = conn.modules.builtins.abs
+    assert scratch.f(-3) == 3 and scratch.f(-4) == 4  # learned on the first
+    learned = scratch.f
+    assert isinstance(learned, RemoteMethod)
+    conn.modules.builtins.setattr(scratch, "f", 5)  # the peer rebinds it to a number
+    with pytest.raises(TypeError):
+        scratch.f(1)  # the call looks it up afresh: what calling 5 does
+    assert repr(scratch.f) == "5"  # a use other than a call resolves it and forgets it
+    assert scratch.f == 5 and scratch.f + 1 == 6
+
+
+def test_functions_found_on_other_netrefs_are_not_learned(classic_conn: Any) -> None:
+    conn = classic_conn
+    holder = conn.modules.types.SimpleNamespace(hook=conn.modules.builtins.abs)
+    sent = _count_requests(conn)
+    assert holder.hook(-1) == 1 and holder.hook(-2) == 2
+    assert sent.count(consts.HANDLE_GETATTR) == 2  # an instance's attribute may change type
+    holder.hook = None
+    assert holder.hook is None
+
+
+def test_a_module_netref_learns_a_bounded_number_of_names(classic_conn: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from rpyc_ipy.core import netref
+
+    monkeypatch.setattr(netref, "MAX_LEARNED_CALLABLES", 2)
+    conn = classic_conn
+    remote_math = conn.modules.math
+    for name in ("floor", "ceil", "trunc"):
+        getattr(remote_math, name)
+    assert [type(getattr(remote_math, name)) is RemoteMethod
+            for name in ("floor", "ceil", "trunc")] == [True, True, False]
