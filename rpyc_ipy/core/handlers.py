@@ -52,31 +52,6 @@ def check_id_pack(value: Any) -> IdPack:
 _ID_END = 1 << 64
 
 
-#: every request handler id and the method that serves it
-_HANDLER_METHODS = (
-    (consts.HANDLE_PING, "_handle_ping"),
-    (consts.HANDLE_CLOSE, "_handle_close"),
-    (consts.HANDLE_GETROOT, "_handle_getroot"),
-    (consts.HANDLE_GETATTR, "_handle_getattr"),
-    (consts.HANDLE_DELATTR, "_handle_delattr"),
-    (consts.HANDLE_SETATTR, "_handle_setattr"),
-    (consts.HANDLE_CALL, "_handle_call"),
-    (consts.HANDLE_CALLATTR, "_handle_callattr"),
-    (consts.HANDLE_REPR, "_handle_repr"),
-    (consts.HANDLE_STR, "_handle_str"),
-    (consts.HANDLE_CMP, "_handle_cmp"),
-    (consts.HANDLE_HASH, "_handle_hash"),
-    (consts.HANDLE_DIR, "_handle_dir"),
-    (consts.HANDLE_PICKLE, "_handle_pickle"),
-    (consts.HANDLE_DEL, "_handle_del"),
-    (consts.HANDLE_INSPECT, "_handle_inspect"),
-    (consts.HANDLE_BUFFITER, "_handle_buffiter"),
-    (consts.HANDLE_OLDSLICING, "_handle_oldslicing"),
-    (consts.HANDLE_CTXEXIT, "_handle_ctxexit"),
-    (consts.HANDLE_INSTANCECHECK, "_handle_instancecheck"),
-)
-
-
 class RequestHandlers:
     """The handler table and the handlers; needs the connection's policy, export
     table, lock, config and root object."""
@@ -93,7 +68,9 @@ class RequestHandlers:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._handlers = {handler: getattr(cls, name) for handler, name in _HANDLER_METHODS}
+        # HANDLE_GETATTR is served by _handle_getattr, and so on for every handler id
+        cls._handlers = {handler: getattr(cls, "_handle_" + name.lower())
+                         for handler, name in consts.HANDLER_NAMES.items()}
 
     def _handle_ping(self, data: Any) -> Any:
         authorize(self._policy, Op.PING)

@@ -159,8 +159,7 @@ class BaseNetref:
         if callables is not None and name in callables:
             return RemoteMethod(self, name)
         value = _conn(self).netref_getattr(self, name)
-        if (type(self)._rpyc_local_class is types.ModuleType and isinstance(value, BaseNetref)
-                and _get(value, "____id_pack__")[0] in _FUNCTION_TYPES):
+        if type(self)._rpyc_local_class is types.ModuleType and _is_function(value):
             if callables is None:
                 callables = set()
                 _set(self, "____callables__", callables)
@@ -309,6 +308,11 @@ def _oldslicing_method(name: str) -> Callable[..., Any]:
     return method
 
 
+def _is_function(value: Any) -> bool:
+    """Whether ``value`` is a netref to a function or method on the peer."""
+    return isinstance(value, BaseNetref) and _get(value, "____id_pack__")[0] in _FUNCTION_TYPES
+
+
 def resolve_method(method: RemoteMethod) -> BaseNetref:
     """The bound-method netref a :class:`RemoteMethod` stands for (one GETATTR, once)."""
     resolved = method._resolved
@@ -316,8 +320,7 @@ def resolve_method(method: RemoteMethod) -> BaseNetref:
         owner = method._owner
         resolved = method._resolved = _conn(owner).netref_getattr(owner, method._name)
         callables = _get(owner, "____callables__")
-        if callables is not None and not (isinstance(resolved, BaseNetref) and _get(
-                resolved, "____id_pack__")[0] in _FUNCTION_TYPES):
+        if callables is not None and not _is_function(resolved):
             callables.discard(method._name)  # rebound to something else on the peer
     return resolved
 

@@ -151,8 +151,8 @@ def test_dir_lists_only_what_the_policy_allows(make_pair: Any) -> None:
     assert "on_connect" not in names and "_conn" not in names
 
 
-def test_method_call_is_one_round_trip(conn: Any) -> None:
-    root = conn.root
+def _count_requests(conn: Any) -> list[int]:
+    """The handler ids of the requests ``conn`` sends from now on."""
     sent: list[int] = []
     original = conn.async_request
 
@@ -161,6 +161,12 @@ def test_method_call_is_one_round_trip(conn: Any) -> None:
         return original(handler, *args)
 
     conn.async_request = counting
+    return sent
+
+
+def test_method_call_is_one_round_trip(conn: Any) -> None:
+    root = conn.root
+    sent = _count_requests(conn)
     method = root.identity
     assert isinstance(method, RemoteMethod)
     assert method(5) == 5
@@ -190,19 +196,6 @@ def test_releases_return_the_export_table_to_its_start(conn: Any) -> None:
     del boxes
     gc.collect()
     assert wait_until(lambda: conn.root.exported() == start, timeout=5), conn.root.exported()
-
-
-def _count_requests(conn: Any) -> list[int]:
-    """The handler ids of the requests ``conn`` sends from now on."""
-    sent: list[int] = []
-    original = conn.async_request
-
-    def counting(handler: int, *args: Any) -> Any:
-        sent.append(handler)
-        return original(handler, *args)
-
-    conn.async_request = counting
-    return sent
 
 
 @pytest.fixture
